@@ -1,0 +1,395 @@
+//! The connection state machine: handshake, frame dispatch, heartbeats,
+//! and turning [`AmqpError`]s into channel.close or connection.close.
+//!
+//! Hot path: one socket read yields many frames, all handled before the next
+//! read; their replies and deliveries accumulate in the write buffer and go
+//! out in one write. While an outbox or this connection's write buffer is
+//! over its high-water mark the reader stops reading (TCP backpressure).
+
+use super::handlers::{content_body, content_header, handle_method};
+use super::Conn;
+use crate::codec::{self, check_protocol_header, next_frame, Frame, HeaderCheck};
+use crate::error::{AmqpError, AmqpResult};
+use crate::meta::MetaOp;
+use crate::net::SharedStream;
+use crate::shard::Shard;
+use amq_protocol::protocol::{channel, connection, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable, LongString};
+use bytes::BytesMut;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+const READ_CHUNK: usize = 128 * 1024;
+/// Stop reading while this much is waiting to be written to the client.
+const OUT_HIGH_WATER: usize = 8 * 1024 * 1024;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    StartOk,
+    TuneOk,
+    Open,
+    Running,
+    /// We sent connection.close and wait for close-ok.
+    Closing,
+}
+
+fn server_properties(shard: &Shard) -> FieldTable {
+    let mut caps = FieldTable::default();
+    for c in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "authentication_failure_close",
+        "per_consumer_qos",
+    ] {
+        caps.insert(c.into(), AMQPValue::Boolean(true));
+    }
+    let mut p = FieldTable::default();
+    let s = |v: &str| AMQPValue::LongString(LongString::from(v));
+    p.insert("capabilities".into(), AMQPValue::FieldTable(caps));
+    p.insert("product".into(), s("Warren"));
+    p.insert("version".into(), s(env!("CARGO_PKG_VERSION")));
+    p.insert("platform".into(), s("Rust"));
+    p.insert("cluster_name".into(), s("warren"));
+    p.insert("copyright".into(), s("Warren contributors"));
+    p.insert("information".into(), s("Licensed under the Apache License 2.0"));
+    p.insert("warren.shard".into(), AMQPValue::LongInt(shard.id.0 as i32));
+    p
+}
+
+/// Check SASL credentials (PLAIN or AMQPLAIN) against the configured user.
+fn authenticate(shard: &Shard, conn: &Conn, mechanism: &str, response: &[u8]) -> AmqpResult<String> {
+    let refused = || {
+        AmqpError::access_refused(format!(
+            "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+        ))
+    };
+    let (user, pass) = match mechanism {
+        "PLAIN" => {
+            let mut parts = response.split(|b| *b == 0);
+            let _authzid = parts.next();
+            let user = parts.next().ok_or_else(refused)?;
+            let pass = parts.next().ok_or_else(refused)?;
+            (String::from_utf8_lossy(user).into_owned(), String::from_utf8_lossy(pass).into_owned())
+        }
+        "AMQPLAIN" => {
+            let mut buf = (response.len() as u32).to_be_bytes().to_vec();
+            buf.extend_from_slice(response);
+            let (_, table) = amq_protocol::types::parsing::parse_field_table(&buf[..]).map_err(|_| refused())?;
+            let get = |k: &str| match table.inner().get(k) {
+                Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+                Some(AMQPValue::ShortString(s)) => Some(s.to_string()),
+                _ => None,
+            };
+            (get("LOGIN").ok_or_else(refused)?, get("PASSWORD").ok_or_else(refused)?)
+        }
+        _ => {
+            return Err(AmqpError::access_refused(format!(
+                "unsupported authentication mechanism '{mechanism}'"
+            )))
+        }
+    };
+    if user != shard.config.default_user || pass != shard.config.default_pass {
+        tracing::warn!(peer = %conn.peer, user, "authentication failed");
+        return Err(refused());
+    }
+    // Like RabbitMQ, the default guest user may only connect from loopback.
+    if user == "guest" && !conn.peer.ip().is_loopback() && !shard.config.guest_remote {
+        tracing::warn!(peer = %conn.peer, "guest refused from a non-loopback address");
+        return Err(refused());
+    }
+    Ok(user)
+}
+
+/// Serve one accepted connection until it closes.
+pub async fn serve(shard: Rc<Shard>, stream: SharedStream, peer: std::net::SocketAddr) {
+    let conn = Conn::new(shard.new_conn_id(), peer);
+    shard.conns.borrow_mut().insert(conn.id, conn.clone());
+    let writer = glommio::spawn_local(crate::net::writer_task(shard.clone(), conn.clone(), stream.clone()));
+    if let Err(e) = run(&shard, &conn, &stream).await {
+        tracing::debug!(peer = %peer, "connection ended: {e}");
+    }
+    conn.closed.set(true);
+    conn.out_notify.notify();
+    writer.await;
+    cleanup(&shard, &conn);
+}
+
+fn cleanup(shard: &Rc<Shard>, conn: &Rc<Conn>) {
+    let channels: Vec<_> = conn.state.borrow_mut().channels.drain().map(|(_, c)| c).collect();
+    for mut c in channels {
+        conn.release_channel(shard, &mut c);
+    }
+    shard.conns.borrow_mut().remove(&conn.id);
+    // Exclusive queues die with their connection.
+    let owns_exclusive = shard.table().queues.values().any(|q| q.exclusive_owner == Some(conn.id));
+    if owns_exclusive {
+        drop(shard.send_request(shard.authority(), crate::mailbox::Request::Meta(MetaOp::ConnectionClosed { owner: conn.id })));
+    }
+}
+
+async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::io::Result<()> {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // Protocol header.
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    loop {
+        match check_protocol_header(&buf) {
+            HeaderCheck::Ok => break,
+            HeaderCheck::Bad => {
+                // Spec 4.2.2: answer with the header we do support, then close.
+                conn.out.borrow_mut().extend_from_slice(codec::PROTOCOL_HEADER);
+                conn.out_notify.notify();
+                return Ok(());
+            }
+            HeaderCheck::NeedMore => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let n = match glommio::timer::timeout(left, async { Ok(stream.read_into(&mut buf, 64).await) }).await {
+                    Ok(r) => r?,
+                    Err(_) => return Ok(()),
+                };
+                if n == 0 {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    let _ = buf.split_to(8);
+    let cfg = shard.config.clone();
+    conn.send_method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
+            version_major: 0,
+            version_minor: 9,
+            server_properties: server_properties(shard),
+            mechanisms: "PLAIN AMQPLAIN".into(),
+            locales: "en_US".into(),
+        })),
+    );
+    let mut phase = Phase::StartOk;
+    let mut frame_max = codec::FRAME_MIN_SIZE.max(cfg.frame_max);
+    let mut close_deadline: Option<Instant> = None;
+    loop {
+        // Parse and handle every complete frame already buffered.
+        loop {
+            let frame = match next_frame(&mut buf, frame_max) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    // Framing is lost: close the connection, read no further.
+                    send_connection_close(conn, &e);
+                    return Ok(());
+                }
+            };
+            conn.last_recv.set(Instant::now());
+            if phase == Phase::Closing {
+                if let Frame::Method(0, m) = &frame {
+                    if matches!(**m, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) | AMQPClass::Connection(connection::AMQPMethod::Close(_))) {
+                        return Ok(());
+                    }
+                }
+                continue;
+            }
+            match on_frame(shard, conn, &mut phase, &mut frame_max, frame).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(()), // closed cleanly
+                Err((ch, e)) => {
+                    if e.is_connection_error() || ch == 0 {
+                        send_connection_close(conn, &e);
+                        phase = Phase::Closing;
+                        close_deadline = Some(Instant::now() + Duration::from_secs(3));
+                        if matches!(e.code, crate::error::ACCESS_REFUSED | crate::error::NOT_ALLOWED) && ch == 0 {
+                            // Handshake refusals: close right after the reply.
+                            return Ok(());
+                        }
+                    } else {
+                        close_channel_with_error(shard, conn, ch, &e);
+                    }
+                }
+            }
+        }
+        conn.flush_confirms();
+        // Backpressure: stop reading while others cannot keep up.
+        while shard.outbox.over_high_water() || conn.out_len() > OUT_HIGH_WATER {
+            if conn.closed.get() {
+                return Ok(());
+            }
+            let a = shard.outbox.drained.wait();
+            let b = conn.written.wait();
+            futures_lite::future::or(a, b).await;
+        }
+        if conn.closed.get() {
+            return Ok(());
+        }
+        let n = match close_deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                match glommio::timer::timeout(left, async { Ok(read(conn, stream, &mut buf).await) }).await {
+                    Ok(r) => r?,
+                    Err(_) => return Ok(()),
+                }
+            }
+            None => read(conn, stream, &mut buf).await?,
+        };
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Read more bytes, or return 0 as soon as the connection is marked closed
+/// (dead peer, write failure): a silent peer must not pin the reader.
+async fn read(conn: &Conn, stream: &SharedStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let closed = conn.closed_notify.wait();
+    if conn.closed.get() {
+        return Ok(0);
+    }
+    futures_lite::future::or(stream.read_into(buf, READ_CHUNK), async {
+        closed.await;
+        Ok(0)
+    })
+    .await
+}
+
+fn send_connection_close(conn: &Conn, e: &AmqpError) {
+    tracing::info!(peer = %conn.peer, "closing connection: {e}");
+    conn.send_method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+            reply_code: e.code,
+            reply_text: e.text.clone().into(),
+            class_id: e.class_id,
+            method_id: e.method_id,
+        })),
+    );
+}
+
+fn close_channel_with_error(shard: &Shard, conn: &Conn, ch: u16, e: &AmqpError) {
+    tracing::debug!(peer = %conn.peer, channel = ch, "closing channel: {e}");
+    {
+        let mut st = conn.state.borrow_mut();
+        if let Some(c) = st.channels.get_mut(&ch) {
+            let mut taken = std::mem::replace(c, super::Channel::new(ch));
+            conn.release_channel(shard, &mut taken);
+            c.closing = true;
+        }
+    }
+    conn.send_method(
+        ch,
+        AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+            reply_code: e.code,
+            reply_text: e.text.clone().into(),
+            class_id: e.class_id,
+            method_id: e.method_id,
+        })),
+    );
+}
+
+fn ids(m: &AMQPClass) -> (u16, u16) {
+    (m.get_amqp_class_id(), m.get_amqp_method_id())
+}
+
+/// Handle one frame. Ok(false) means the connection closed cleanly.
+async fn on_frame(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    phase: &mut Phase,
+    frame_max: &mut u32,
+    frame: Frame,
+) -> Result<bool, (u16, AmqpError)> {
+    match frame {
+        Frame::Heartbeat(0) => Ok(true),
+        Frame::Heartbeat(ch) => Err((0, AmqpError::frame_error(format!("heartbeat on channel {ch}")))),
+        Frame::Method(0, m) => {
+            let (c, mid) = ids(&m);
+            connection_method(shard, conn, phase, frame_max, *m).map_err(|e| (0, e.on(c, mid)))
+        }
+        _ if *phase != Phase::Running => {
+            Err((0, AmqpError::unexpected_frame("frame received before the connection was opened")))
+        }
+        Frame::Method(ch, m) => {
+            let (c, mid) = ids(&m);
+            handle_method(conn, shard, ch, *m).await.map(|_| true).map_err(|e| (ch, e.on(c, mid)))
+        }
+        Frame::Header { channel, class_id, body_size, props_raw, props } if channel != 0 => {
+            content_header(conn, shard, channel, class_id, body_size, props_raw, props)
+                .map(|_| true)
+                .map_err(|e| (channel, e.on(60, 40)))
+        }
+        Frame::Body(ch, body) if ch != 0 => {
+            content_body(conn, shard, ch, body).map(|_| true).map_err(|e| (ch, e.on(60, 40)))
+        }
+        _ => Err((0, AmqpError::unexpected_frame("content frame on channel 0"))),
+    }
+}
+
+fn connection_method(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    phase: &mut Phase,
+    frame_max: &mut u32,
+    m: AMQPClass,
+) -> AmqpResult<bool> {
+    let cfg = &shard.config;
+    let AMQPClass::Connection(m) = m else {
+        return Err(AmqpError::command_invalid("only connection methods are allowed on channel 0"));
+    };
+    match (*phase, m) {
+        (Phase::StartOk, connection::AMQPMethod::StartOk(s)) => {
+            let user = authenticate(shard, conn, s.mechanism.as_str(), s.response.as_bytes())?;
+            conn.state.borrow_mut().user = user;
+            conn.send_method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Tune(connection::Tune {
+                    channel_max: cfg.channel_max,
+                    frame_max: cfg.frame_max,
+                    heartbeat: cfg.heartbeat,
+                })),
+            );
+            *phase = Phase::TuneOk;
+            Ok(true)
+        }
+        (Phase::TuneOk, connection::AMQPMethod::TuneOk(t)) => {
+            let fm = if t.frame_max == 0 { cfg.frame_max } else { t.frame_max };
+            if fm < codec::FRAME_MIN_SIZE || fm > cfg.frame_max {
+                return Err(AmqpError::not_allowed(format!(
+                    "negotiated frame_max = {fm} is outside {}..{}",
+                    codec::FRAME_MIN_SIZE,
+                    cfg.frame_max
+                )));
+            }
+            *frame_max = fm;
+            conn.frame_max.set(fm);
+            let cm = if t.channel_max == 0 { cfg.channel_max } else { t.channel_max.min(cfg.channel_max) };
+            conn.state.borrow_mut().channel_max = cm;
+            if t.heartbeat > 0 {
+                glommio::spawn_local(crate::net::heartbeat_task(conn.clone(), Duration::from_secs(t.heartbeat as u64)))
+                    .detach();
+            }
+            *phase = Phase::Open;
+            Ok(true)
+        }
+        (Phase::Open, connection::AMQPMethod::Open(o)) => {
+            let vhost = o.virtual_host.to_string();
+            if vhost != "/" {
+                return Err(AmqpError::not_allowed(format!("vhost {vhost} not found")));
+            }
+            conn.state.borrow_mut().vhost = vhost;
+            conn.send_method(0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})));
+            *phase = Phase::Running;
+            Ok(true)
+        }
+        (_, connection::AMQPMethod::Close(_)) => {
+            conn.send_method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})));
+            Ok(false)
+        }
+        (_, connection::AMQPMethod::CloseOk(_)) => Ok(false),
+        (Phase::Running, connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_)) => Ok(true),
+        (Phase::Running, connection::AMQPMethod::UpdateSecret(_)) => {
+            conn.send_method(0, AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(connection::UpdateSecretOk {})));
+            Ok(true)
+        }
+        (p, m) => Err(AmqpError::command_invalid(format!("connection method {m:?} not expected in state {p:?}"))),
+    }
+}

@@ -1,0 +1,607 @@
+//! AMQP method handlers for channels 1..=channel-max, one per method.
+//!
+//! Each returns `AmqpResult<()>`; the connection turns an error into
+//! channel.close or connection.close. Handlers that need another shard
+//! (declarations, consume, get) await a mailbox request with no borrow held.
+
+use super::publish::{publish_complete, route_and_send, Header, PendingPublish, Progress};
+use super::{settle_grouped, Channel, ChannelConsumer, Conn, TxOp, Unacked};
+use crate::error::{AmqpError, AmqpResult};
+use crate::ids::{ConsumerId, QueueId, ShardId};
+use crate::mailbox::{ConsumerSpec, Request, Response, Settle};
+use crate::meta::authority::{locked, no_queue};
+use crate::meta::{MetaOp, MetaReply};
+use crate::shard::{ConsumerRoute, Shard};
+use amq_protocol::protocol::{basic, channel, confirm, exchange, queue, tx, AMQPClass};
+use bytes::Bytes;
+use std::rc::Rc;
+
+fn reply(conn: &Conn, ch: u16, class: AMQPClass) {
+    conn.send_method(ch, class);
+}
+
+fn with_channel<R>(conn: &Conn, id: u16, f: impl FnOnce(&mut Channel, &str) -> R) -> Option<R> {
+    let mut st = conn.state.borrow_mut();
+    let vhost = st.vhost.clone();
+    st.channels.get_mut(&id).map(|c| f(c, &vhost))
+}
+
+fn vhost(conn: &Conn) -> String {
+    conn.state.borrow().vhost.clone()
+}
+
+async fn meta(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
+    match shard.call(shard.authority(), Request::Meta(op)).await {
+        Response::Meta(r) => r,
+        other => Err(AmqpError::internal_error(format!("unexpected reply {other:?}"))),
+    }
+}
+
+/// Resolve "" to the channel's last declared queue, as RabbitMQ does.
+fn queue_name(conn: &Conn, ch: u16, name: &str) -> AmqpResult<String> {
+    if !name.is_empty() {
+        return Ok(name.to_string());
+    }
+    with_channel(conn, ch, |c, _| c.last_queue.clone())
+        .flatten()
+        .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
+}
+
+/// Look a queue up in this shard's table and check exclusive ownership.
+fn lookup_queue(shard: &Shard, conn: &Conn, vhost: &str, name: &str) -> AmqpResult<(QueueId, ShardId)> {
+    let t = shard.table();
+    let q = t.queue(vhost, name).ok_or_else(|| no_queue(name, vhost))?;
+    if q.exclusive_owner.is_some_and(|o| o != conn.id) {
+        return Err(locked(name, vhost));
+    }
+    Ok((q.id, q.home))
+}
+
+pub fn content_header(conn: &Conn, shard: &Shard, ch: u16, class_id: u16, body_size: u64, props_raw: Bytes, props: Box<basic::AMQPProperties>) -> AmqpResult<()> {
+    let max = shard.config.max_message_size;
+    let mut st = conn.state.borrow_mut();
+    let vhost = st.vhost.clone();
+    let Some(c) = st.channels.get_mut(&ch) else {
+        return Err(AmqpError::channel_error(format!("expected 'channel.open' on channel {ch}")));
+    };
+    if c.closing {
+        return Ok(());
+    }
+    let Some(p) = c.publish.as_mut() else {
+        return Err(AmqpError::unexpected_frame("expected method frame, got non method frame instead"));
+    };
+    if class_id != 60 || p.header.is_some() {
+        return Err(AmqpError::unexpected_frame("expected content body, got content header"));
+    }
+    let progress = p.on_header(Header { body_size, props_raw, props }, max)?;
+    finish(shard, conn, &vhost, c, progress);
+    Ok(())
+}
+
+pub fn content_body(conn: &Conn, shard: &Shard, ch: u16, body: Bytes) -> AmqpResult<()> {
+    let mut st = conn.state.borrow_mut();
+    let vhost = st.vhost.clone();
+    let Some(c) = st.channels.get_mut(&ch) else {
+        return Err(AmqpError::channel_error(format!("expected 'channel.open' on channel {ch}")));
+    };
+    if c.closing {
+        return Ok(());
+    }
+    let Some(p) = c.publish.as_mut() else {
+        return Err(AmqpError::unexpected_frame("expected method frame, got non method frame instead"));
+    };
+    let progress = p.on_body(body)?;
+    finish(shard, conn, &vhost, c, progress);
+    Ok(())
+}
+
+fn finish(shard: &Shard, conn: &Conn, vhost: &str, c: &mut Channel, progress: Progress) {
+    if let Progress::Done(msg, mandatory, headers) = progress {
+        c.publish = None;
+        publish_complete(shard, conn, vhost, c, msg, mandatory, headers);
+    }
+}
+
+/// Dispatch one method on a non-zero channel.
+pub async fn handle_method(conn: &Rc<Conn>, shard: &Rc<Shard>, ch: u16, method: AMQPClass) -> AmqpResult<()> {
+    // Channel lifecycle first.
+    let (exists, closing, in_content) = {
+        let st = conn.state.borrow();
+        match st.channels.get(&ch) {
+            Some(c) => (true, c.closing, c.publish.as_ref().is_some()),
+            None => (false, false, false),
+        }
+    };
+    if let AMQPClass::Channel(m) = &method {
+        match m {
+            channel::AMQPMethod::Open(_) => return channel_open(conn, ch, exists),
+            channel::AMQPMethod::Close(_) if exists => return channel_close(conn, shard, ch),
+            channel::AMQPMethod::CloseOk(_) if exists && closing => {
+                conn.state.borrow_mut().channels.remove(&ch);
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+    if !exists {
+        return Err(AmqpError::channel_error(format!("expected 'channel.open' on channel {ch}")));
+    }
+    if closing {
+        return Ok(()); // dropped until close-ok, as the spec asks
+    }
+    if in_content {
+        return Err(AmqpError::unexpected_frame("expected content header for class 60, got non content header frame instead"));
+    }
+    match method {
+        AMQPClass::Channel(m) => match m {
+            channel::AMQPMethod::Flow(f) => channel_flow(conn, ch, f.active),
+            channel::AMQPMethod::FlowOk(_) => Ok(()),
+            _ => Err(AmqpError::command_invalid("unexpected channel method")),
+        },
+        AMQPClass::Exchange(m) => match m {
+            exchange::AMQPMethod::Declare(d) => exchange_declare(conn, shard, ch, d).await,
+            exchange::AMQPMethod::Delete(d) => exchange_delete(conn, shard, ch, d).await,
+            exchange::AMQPMethod::Bind(b) => {
+                let nowait = b.nowait;
+                let op = bind_op(conn, b.source.as_str(), b.destination.as_str(), false, b.routing_key.as_str(), b.arguments, false);
+                meta(shard, op).await?;
+                if !nowait {
+                    reply(conn, ch, AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})));
+                }
+                Ok(())
+            }
+            exchange::AMQPMethod::Unbind(b) => {
+                let nowait = b.nowait;
+                let op = bind_op(conn, b.source.as_str(), b.destination.as_str(), false, b.routing_key.as_str(), b.arguments, true);
+                meta(shard, op).await?;
+                if !nowait {
+                    reply(conn, ch, AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})));
+                }
+                Ok(())
+            }
+            _ => Err(AmqpError::command_invalid("unexpected exchange method")),
+        },
+        AMQPClass::Queue(m) => match m {
+            queue::AMQPMethod::Declare(d) => queue_declare(conn, shard, ch, d).await,
+            queue::AMQPMethod::Bind(b) => {
+                let q = queue_name(conn, ch, b.queue.as_str())?;
+                let nowait = b.nowait;
+                let op = bind_op(conn, b.exchange.as_str(), &q, true, b.routing_key.as_str(), b.arguments, false);
+                meta(shard, op).await?;
+                if !nowait {
+                    reply(conn, ch, AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})));
+                }
+                Ok(())
+            }
+            queue::AMQPMethod::Unbind(b) => {
+                let q = queue_name(conn, ch, b.queue.as_str())?;
+                let op = bind_op(conn, b.exchange.as_str(), &q, true, b.routing_key.as_str(), b.arguments, true);
+                meta(shard, op).await?;
+                reply(conn, ch, AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})));
+                Ok(())
+            }
+            queue::AMQPMethod::Purge(p) => queue_purge(conn, shard, ch, p).await,
+            queue::AMQPMethod::Delete(d) => queue_delete(conn, shard, ch, d).await,
+            _ => Err(AmqpError::command_invalid("unexpected queue method")),
+        },
+        AMQPClass::Basic(m) => match m {
+            basic::AMQPMethod::Qos(q) => {
+                with_channel(conn, ch, |c, _| c.prefetch = q.prefetch_count);
+                reply(conn, ch, AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})));
+                Ok(())
+            }
+            basic::AMQPMethod::Publish(p) => basic_publish(conn, shard, ch, p),
+            basic::AMQPMethod::Consume(c) => basic_consume(conn, shard, ch, c).await,
+            basic::AMQPMethod::Cancel(c) => basic_cancel(conn, shard, ch, c).await,
+            basic::AMQPMethod::Get(g) => basic_get(conn, shard, ch, g).await,
+            basic::AMQPMethod::Ack(a) => basic_settle(conn, shard, ch, a.delivery_tag, a.multiple, Settle::Ack),
+            basic::AMQPMethod::Nack(n) => {
+                let how = if n.requeue { Settle::Requeue } else { Settle::Discard };
+                basic_settle(conn, shard, ch, n.delivery_tag, n.multiple, how)
+            }
+            basic::AMQPMethod::Reject(r) => {
+                let how = if r.requeue { Settle::Requeue } else { Settle::Discard };
+                basic_settle(conn, shard, ch, r.delivery_tag, false, how)
+            }
+            basic::AMQPMethod::Recover(_) | basic::AMQPMethod::RecoverAsync(_) => {
+                // RabbitMQ requeues all unacked deliveries of the channel.
+                let unacked = with_channel(conn, ch, |c, _| std::mem::take(&mut c.unacked)).unwrap_or_default();
+                settle_grouped(shard, unacked.into_values(), Settle::Requeue);
+                if matches!(m, basic::AMQPMethod::Recover(_)) {
+                    reply(conn, ch, AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})));
+                }
+                Ok(())
+            }
+            _ => Err(AmqpError::command_invalid("unexpected basic method")),
+        },
+        AMQPClass::Confirm(confirm::AMQPMethod::Select(s)) => {
+            let in_tx = with_channel(conn, ch, |c, _| {
+                if c.tx.is_some() {
+                    return true;
+                }
+                c.confirm = true;
+                false
+            })
+            .unwrap_or(false);
+            if in_tx {
+                return Err(AmqpError::precondition_failed("cannot switch from tx to confirm mode"));
+            }
+            if !s.nowait {
+                reply(conn, ch, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})));
+            }
+            Ok(())
+        }
+        AMQPClass::Tx(m) => tx_method(conn, shard, ch, m),
+        _ => Err(AmqpError::command_invalid("method not allowed on a channel")),
+    }
+}
+
+fn channel_open(conn: &Conn, ch: u16, exists: bool) -> AmqpResult<()> {
+    if exists {
+        return Err(AmqpError::channel_error("second 'channel.open' seen"));
+    }
+    let max = conn.state.borrow().channel_max;
+    if ch > max {
+        return Err(AmqpError::not_allowed(format!(
+            "channel number {ch} is higher than the negotiated channel_max ({max})"
+        )));
+    }
+    conn.state.borrow_mut().channels.insert(ch, Channel::new(ch));
+    reply(conn, ch, AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})));
+    Ok(())
+}
+
+fn channel_close(conn: &Conn, shard: &Shard, ch: u16) -> AmqpResult<()> {
+    let removed = conn.state.borrow_mut().channels.remove(&ch);
+    if let Some(mut c) = removed {
+        conn.release_channel(shard, &mut c);
+    }
+    reply(conn, ch, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
+    Ok(())
+}
+
+fn channel_flow(conn: &Conn, ch: u16, active: bool) -> AmqpResult<()> {
+    with_channel(conn, ch, |c, _| c.flow_active = active);
+    if active {
+        conn.release_held(ch);
+    }
+    reply(conn, ch, AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk { active })));
+    Ok(())
+}
+
+async fn exchange_declare(conn: &Conn, shard: &Rc<Shard>, ch: u16, d: exchange::Declare) -> AmqpResult<()> {
+    let nowait = d.nowait;
+    let op = MetaOp::ExchangeDeclare {
+        vhost: vhost(conn),
+        name: d.exchange.to_string(),
+        kind: d.kind.to_string(),
+        passive: d.passive,
+        durable: d.durable,
+        auto_delete: d.auto_delete,
+        internal: d.internal,
+        args: d.arguments,
+    };
+    meta(shard, op).await?;
+    if !nowait {
+        reply(conn, ch, AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})));
+    }
+    Ok(())
+}
+
+async fn exchange_delete(conn: &Conn, shard: &Rc<Shard>, ch: u16, d: exchange::Delete) -> AmqpResult<()> {
+    let op = MetaOp::ExchangeDelete { vhost: vhost(conn), name: d.exchange.to_string(), if_unused: d.if_unused };
+    meta(shard, op).await?;
+    if !d.nowait {
+        reply(conn, ch, AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})));
+    }
+    Ok(())
+}
+
+fn bind_op(conn: &Conn, source: &str, dest: &str, dest_is_queue: bool, key: &str, args: amq_protocol::types::FieldTable, unbind: bool) -> MetaOp {
+    MetaOp::Bind {
+        vhost: vhost(conn),
+        source: source.to_string(),
+        dest: dest.to_string(),
+        dest_is_queue,
+        key: key.to_string(),
+        args,
+        owner: conn.id,
+        unbind,
+    }
+}
+
+async fn queue_declare(conn: &Conn, shard: &Rc<Shard>, ch: u16, d: queue::Declare) -> AmqpResult<()> {
+    let nowait = d.nowait;
+    let op = MetaOp::QueueDeclare {
+        vhost: vhost(conn),
+        name: d.queue.to_string(),
+        passive: d.passive,
+        durable: d.durable,
+        exclusive: d.exclusive,
+        auto_delete: d.auto_delete,
+        args: d.arguments,
+        owner: conn.id,
+    };
+    let MetaReply::QueueDeclared { name, messages, consumers } = meta(shard, op).await? else {
+        return Err(AmqpError::internal_error("bad reply to queue.declare"));
+    };
+    with_channel(conn, ch, |c, _| c.last_queue = Some(name.clone()));
+    if !nowait {
+        reply(
+            conn,
+            ch,
+            AMQPClass::Queue(queue::AMQPMethod::DeclareOk(queue::DeclareOk {
+                queue: name.into(),
+                message_count: messages,
+                consumer_count: consumers,
+            })),
+        );
+    }
+    Ok(())
+}
+
+async fn queue_purge(conn: &Conn, shard: &Rc<Shard>, ch: u16, p: queue::Purge) -> AmqpResult<()> {
+    let name = queue_name(conn, ch, p.queue.as_str())?;
+    let vh = vhost(conn);
+    let (id, home) = lookup_queue(shard, conn, &vh, &name)?;
+    let n = match shard.call(home, Request::Purge(id)).await {
+        Response::Purged(n) => n,
+        _ => return Err(no_queue(&name, &vh)),
+    };
+    if !p.nowait {
+        reply(conn, ch, AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count: n })));
+    }
+    Ok(())
+}
+
+async fn queue_delete(conn: &Conn, shard: &Rc<Shard>, ch: u16, d: queue::Delete) -> AmqpResult<()> {
+    let name = queue_name(conn, ch, d.queue.as_str())?;
+    let op = MetaOp::QueueDelete {
+        vhost: vhost(conn),
+        name,
+        if_unused: d.if_unused,
+        if_empty: d.if_empty,
+        owner: Some(conn.id),
+    };
+    let messages = match meta(shard, op).await? {
+        MetaReply::Deleted { messages } => messages,
+        _ => 0,
+    };
+    if !d.nowait {
+        reply(conn, ch, AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk { message_count: messages })));
+    }
+    Ok(())
+}
+
+fn basic_publish(conn: &Conn, shard: &Shard, ch: u16, p: basic::Publish) -> AmqpResult<()> {
+    if p.immediate {
+        return Err(AmqpError::not_implemented("immediate=true"));
+    }
+    let vh = vhost(conn);
+    if !p.exchange.as_str().is_empty() {
+        let t = shard.table();
+        match t.exchange(&vh, p.exchange.as_str()) {
+            None => return Err(crate::meta::authority::no_exchange(p.exchange.as_str(), &vh)),
+            Some(x) if x.def.internal => {
+                return Err(AmqpError::access_refused(format!(
+                    "cannot publish to internal exchange '{}' in vhost '{vh}'",
+                    p.exchange
+                )))
+            }
+            _ => {}
+        }
+    }
+    with_channel(conn, ch, |c, _| c.publish = Some(PendingPublish::new(p)));
+    Ok(())
+}
+
+async fn basic_consume(conn: &Rc<Conn>, shard: &Rc<Shard>, ch: u16, c: basic::Consume) -> AmqpResult<()> {
+    let name = queue_name(conn, ch, c.queue.as_str())?;
+    let vh = vhost(conn);
+    let (qid, home) = lookup_queue(shard, conn, &vh, &name)?;
+    let tag = if c.consumer_tag.as_str().is_empty() {
+        format!("amq.ctag-{}", crate::meta::authority::random_suffix())
+    } else {
+        c.consumer_tag.to_string()
+    };
+    let prefetch = {
+        let st = conn.state.borrow();
+        let Some(chan) = st.channels.get(&ch) else { return Ok(()) };
+        if chan.consumers.contains_key(&tag) {
+            return Err(AmqpError::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
+        }
+        chan.prefetch
+    };
+    let id: ConsumerId = shard.new_consumer_id();
+    // Register the route first so deliveries that race the reply land.
+    shard.consumers.borrow_mut().insert(
+        id,
+        ConsumerRoute { conn: conn.id, channel: ch, tag: Rc::from(tag.as_str()), no_ack: c.no_ack },
+    );
+    with_channel(conn, ch, |chan, _| {
+        chan.consumers.insert(tag.clone(), ChannelConsumer { id, queue: qid, home, no_ack: c.no_ack })
+    });
+    let spec = ConsumerSpec {
+        id,
+        conn: conn.id,
+        channel: ch,
+        tag: tag.clone(),
+        no_ack: c.no_ack,
+        exclusive: c.exclusive,
+        prefetch,
+    };
+    // consume-ok must precede the first delivery: hold deliveries by
+    // writing the reply before the queue can dispatch (the queue only
+    // dispatches once it has processed this request, after which its
+    // deliveries queue up behind our reply in the write buffer only if we
+    // write the reply first). So pause flow for this channel until then.
+    with_channel(conn, ch, |chan, _| chan.flow_active = false);
+    let result = match shard.call(home, Request::Consume(qid, spec)).await {
+        Response::Consumed(r) => r,
+        _ => Err(no_queue(&name, &vh)),
+    };
+    let mut resume_flow = false;
+    match &result {
+        Ok(()) => {
+            if !c.nowait {
+                reply(conn, ch, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk { consumer_tag: tag.clone().into() })));
+            }
+            resume_flow = true;
+        }
+        Err(_) => {
+            shard.consumers.borrow_mut().remove(&id);
+            with_channel(conn, ch, |chan, _| chan.consumers.remove(&tag));
+        }
+    }
+    with_channel(conn, ch, |chan, _| chan.flow_active = true);
+    if resume_flow {
+        conn.release_held(ch);
+    }
+    result
+}
+
+async fn basic_cancel(conn: &Conn, shard: &Rc<Shard>, ch: u16, c: basic::Cancel) -> AmqpResult<()> {
+    let tag = c.consumer_tag.to_string();
+    let found = with_channel(conn, ch, |chan, _| chan.consumers.remove(&tag)).flatten();
+    if let Some(cons) = found {
+        shard.call(cons.home, Request::Cancel(cons.queue, cons.id)).await;
+        shard.consumers.borrow_mut().remove(&cons.id);
+    }
+    if !c.nowait {
+        reply(conn, ch, AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk { consumer_tag: tag.into() })));
+    }
+    Ok(())
+}
+
+async fn basic_get(conn: &Conn, shard: &Rc<Shard>, ch: u16, g: basic::Get) -> AmqpResult<()> {
+    let name = queue_name(conn, ch, g.queue.as_str())?;
+    let vh = vhost(conn);
+    let (qid, home) = lookup_queue(shard, conn, &vh, &name)?;
+    let got = match shard.call(home, Request::Get { queue: qid, no_ack: g.no_ack }).await {
+        Response::Got(g) => g,
+        _ => return Err(no_queue(&name, &vh)),
+    };
+    let Some(got) = got else {
+        reply(conn, ch, AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
+        return Ok(());
+    };
+    let tag = with_channel(conn, ch, |c, _| {
+        let t = c.next_tag;
+        c.next_tag += 1;
+        if !g.no_ack {
+            c.unacked.insert(t, Unacked { queue: qid, home, seq: got.seq });
+        }
+        t
+    });
+    let Some(tag) = tag else {
+        // Channel vanished meanwhile: give the message back.
+        if !g.no_ack {
+            settle_grouped(shard, [Unacked { queue: qid, home, seq: got.seq }], Settle::Requeue);
+        }
+        return Ok(());
+    };
+    let mut out = conn.out.borrow_mut();
+    crate::codec::write_method(
+        &mut out,
+        ch,
+        AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
+            delivery_tag: tag,
+            redelivered: got.redelivered,
+            exchange: got.msg.exchange.clone(),
+            routing_key: got.msg.routing_key.clone(),
+            message_count: got.remaining,
+        })),
+    );
+    crate::codec::write_content(&mut out, ch, &got.msg.props, &got.msg.body, conn.frame_max.get());
+    drop(out);
+    conn.out_notify.notify();
+    Ok(())
+}
+
+fn basic_settle(conn: &Conn, shard: &Shard, ch: u16, tag: u64, multiple: bool, how: Settle) -> AmqpResult<()> {
+    let result = with_channel(conn, ch, |c, _| -> AmqpResult<Vec<(u64, Unacked)>> {
+        let taken: Vec<(u64, Unacked)> = if multiple {
+            let keys: Vec<u64> = if tag == 0 {
+                c.unacked.keys().copied().collect()
+            } else {
+                c.unacked.range(..=tag).map(|(k, _)| *k).collect()
+            };
+            if keys.is_empty() && tag != 0 {
+                return Err(AmqpError::precondition_failed(format!("unknown delivery tag {tag}")));
+            }
+            keys.into_iter().filter_map(|k| c.unacked.remove(&k).map(|u| (k, u))).collect()
+        } else {
+            match c.unacked.remove(&tag) {
+                Some(u) => vec![(tag, u)],
+                None => return Err(AmqpError::precondition_failed(format!("unknown delivery tag {tag}"))),
+            }
+        };
+        if let Some(tx) = &mut c.tx {
+            tx.push(TxOp::Settle { tags: taken, how });
+            return Ok(Vec::new());
+        }
+        Ok(taken)
+    });
+    let taken = result.unwrap_or(Ok(Vec::new()))?;
+    settle_grouped(shard, taken.into_iter().map(|(_, u)| u), how);
+    Ok(())
+}
+
+fn tx_method(conn: &Conn, shard: &Shard, ch: u16, m: tx::AMQPMethod) -> AmqpResult<()> {
+    match m {
+        tx::AMQPMethod::Select(_) => {
+            let confirm = with_channel(conn, ch, |c, _| {
+                if c.confirm {
+                    return true;
+                }
+                if c.tx.is_none() {
+                    c.tx = Some(Vec::new());
+                }
+                false
+            })
+            .unwrap_or(false);
+            if confirm {
+                return Err(AmqpError::precondition_failed("cannot switch from confirm to tx mode"));
+            }
+            reply(conn, ch, AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})));
+            Ok(())
+        }
+        tx::AMQPMethod::Commit(_) => {
+            let mut st = conn.state.borrow_mut();
+            let vh = st.vhost.clone();
+            let Some(c) = st.channels.get_mut(&ch) else { return Ok(()) };
+            let Some(ops) = c.tx.replace(Vec::new()) else {
+                return Err(AmqpError::precondition_failed("channel is not transactional"));
+            };
+            for op in ops {
+                match op {
+                    TxOp::Publish { msg, mandatory, headers } => {
+                        route_and_send(shard, conn, &vh, c, msg, mandatory, headers.as_ref(), false)
+                    }
+                    TxOp::Settle { tags, how } => settle_grouped(shard, tags.into_iter().map(|(_, u)| u), how),
+                }
+            }
+            drop(st);
+            reply(conn, ch, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+            Ok(())
+        }
+        tx::AMQPMethod::Rollback(_) => {
+            let r = with_channel(conn, ch, |c, _| {
+                let Some(ops) = c.tx.replace(Vec::new()) else { return false };
+                for op in ops {
+                    if let TxOp::Settle { tags, .. } = op {
+                        // Rolled-back acks leave the messages unacked.
+                        c.unacked.extend(tags);
+                    }
+                }
+                true
+            });
+            if r != Some(true) {
+                return Err(AmqpError::precondition_failed("channel is not transactional"));
+            }
+            reply(conn, ch, AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})));
+            Ok(())
+        }
+        _ => Err(AmqpError::command_invalid("unexpected tx method")),
+    }
+}

@@ -1,0 +1,304 @@
+//! Connection and channel state machines.
+//!
+//! Owns: per-connection state (channels, delivery tags, unacked deliveries,
+//! publisher confirms, transactions) and the outbound byte buffer its writer
+//! task flushes. Must never: hold a `RefCell` borrow across an `.await`,
+//! touch a queue directly (queues are reached through the outbox, even on
+//! this shard, so order is one FIFO per shard pair), or panic on input.
+
+pub mod connection;
+pub mod handlers;
+mod publish;
+
+use crate::codec;
+use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
+use crate::mailbox::{Notify, Settle, ShardMsg};
+use crate::message::MsgRef;
+use crate::shard::{ConsumerRoute, Shard};
+use amq_protocol::protocol::{basic, AMQPClass};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Instant;
+
+pub use publish::PendingPublish;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Unacked {
+    pub queue: QueueId,
+    pub home: ShardId,
+    pub seq: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct ChannelConsumer {
+    pub id: ConsumerId,
+    pub queue: QueueId,
+    pub home: ShardId,
+    pub no_ack: bool,
+}
+
+/// A delivery held back while the client has paused us with channel.flow.
+pub struct Held {
+    pub tag: Rc<str>,
+    pub delivery_tag: u64,
+    pub redelivered: bool,
+    pub msg: MsgRef,
+    pub credit: (ShardId, QueueId, ConsumerId),
+}
+
+/// One transactional operation, applied at tx.commit.
+pub enum TxOp {
+    Publish { msg: MsgRef, mandatory: bool, headers: Option<amq_protocol::types::FieldTable> },
+    Settle { tags: Vec<(u64, Unacked)>, how: Settle },
+}
+
+#[derive(Default)]
+pub struct Channel {
+    pub id: u16,
+    /// We sent channel.close and wait for close-ok; other frames are dropped.
+    pub closing: bool,
+    pub publish: Option<PendingPublish>,
+    pub next_tag: u64,
+    pub unacked: BTreeMap<u64, Unacked>,
+    pub consumers: HashMap<String, ChannelConsumer>,
+    pub prefetch: u16,
+    pub confirm: bool,
+    pub next_pub_seq: u64,
+    pub pending_confirms: BTreeMap<u64, u32>,
+    pub acked_upto: u64,
+    pub tx: Option<Vec<TxOp>>,
+    pub flow_active: bool,
+    pub held: Vec<Held>,
+    pub last_queue: Option<String>,
+}
+
+impl Channel {
+    pub fn new(id: u16) -> Self {
+        Channel { id, next_tag: 1, next_pub_seq: 1, flow_active: true, ..Default::default() }
+    }
+}
+
+pub struct ConnState {
+    pub channels: HashMap<u16, Channel>,
+    pub vhost: String,
+    pub user: String,
+    pub channel_max: u16,
+}
+
+/// Credit owed to a queue once the bytes carrying its deliveries are written.
+pub type CreditRec = (ShardId, QueueId, ConsumerId, u32);
+
+pub struct Conn {
+    pub id: ConnId,
+    pub peer: std::net::SocketAddr,
+    pub state: RefCell<ConnState>,
+    /// Outbound bytes; the writer task swaps it out and writes it in one
+    /// syscall, so many deliveries share one write.
+    pub out: RefCell<Vec<u8>>,
+    pub out_notify: Notify,
+    /// Signalled after each socket write (wakes a reader paused on a full
+    /// write buffer).
+    pub written: Notify,
+    pub credits: RefCell<Vec<CreditRec>>,
+    pub dirty: Cell<bool>,
+    pub frame_max: Cell<u32>,
+    /// The socket is finished (or being closed): stop reading and writing.
+    pub closed: Cell<bool>,
+    pub closed_notify: Notify,
+    pub last_sent: Cell<Instant>,
+    pub last_recv: Cell<Instant>,
+}
+
+impl Conn {
+    pub fn new(id: ConnId, peer: std::net::SocketAddr) -> Rc<Self> {
+        Rc::new(Conn {
+            id,
+            peer,
+            state: RefCell::new(ConnState {
+                channels: HashMap::new(),
+                vhost: "/".into(),
+                user: String::new(),
+                channel_max: 2047,
+            }),
+            out: RefCell::new(Vec::with_capacity(64 * 1024)),
+            out_notify: Notify::default(),
+            written: Notify::default(),
+            credits: RefCell::new(Vec::new()),
+            dirty: Cell::new(false),
+            frame_max: Cell::new(codec::FRAME_MIN_SIZE),
+            closed: Cell::new(false),
+            closed_notify: Notify::default(),
+            last_sent: Cell::new(Instant::now()),
+            last_recv: Cell::new(Instant::now()),
+        })
+    }
+
+    pub fn send_method(&self, channel: u16, class: AMQPClass) {
+        codec::write_method(&mut self.out.borrow_mut(), channel, class);
+        self.out_notify.notify();
+    }
+
+    pub fn out_len(&self) -> usize {
+        self.out.borrow().len()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_delivery(&self, channel: u16, tag: &str, delivery_tag: u64, redelivered: bool, msg: &MsgRef, credit: (ShardId, QueueId, ConsumerId)) {
+        {
+            let mut out = self.out.borrow_mut();
+            codec::write_method(
+                &mut out,
+                channel,
+                AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
+                    consumer_tag: tag.into(),
+                    delivery_tag,
+                    redelivered,
+                    exchange: msg.exchange.clone(),
+                    routing_key: msg.routing_key.clone(),
+                })),
+            );
+            codec::write_content(&mut out, channel, &msg.props, &msg.body, self.frame_max.get());
+        }
+        let mut credits = self.credits.borrow_mut();
+        match credits.last_mut() {
+            Some(last) if (last.0, last.1, last.2) == credit => last.3 += 1,
+            _ => credits.push((credit.0, credit.1, credit.2, 1)),
+        }
+        drop(credits);
+        self.out_notify.notify();
+    }
+
+    /// Append a delivery for a consumer on this connection. False if the
+    /// channel is gone, so the caller can requeue.
+    #[allow(clippy::too_many_arguments)]
+    pub fn deliver(
+        &self,
+        _shard: &Shard,
+        route: &ConsumerRoute,
+        consumer: ConsumerId,
+        queue: QueueId,
+        home: ShardId,
+        seq: u64,
+        redelivered: bool,
+        msg: MsgRef,
+    ) -> bool {
+        if self.closed.get() {
+            return false;
+        }
+        let mut st = self.state.borrow_mut();
+        let Some(ch) = st.channels.get_mut(&route.channel) else { return false };
+        if ch.closing || !ch.consumers.contains_key(&*route.tag) {
+            return false;
+        }
+        let delivery_tag = ch.next_tag;
+        ch.next_tag += 1;
+        if !route.no_ack {
+            ch.unacked.insert(delivery_tag, Unacked { queue, home, seq });
+        }
+        let credit = (home, queue, consumer);
+        if !ch.flow_active {
+            ch.held.push(Held { tag: route.tag.clone(), delivery_tag, redelivered, msg, credit });
+            return true;
+        }
+        drop(st);
+        self.write_delivery(route.channel, &route.tag, delivery_tag, redelivered, &msg, credit);
+        true
+    }
+
+    /// channel.flow active=true again: write what was held back.
+    pub fn release_held(&self, channel: u16) {
+        let held = match self.state.borrow_mut().channels.get_mut(&channel) {
+            Some(ch) => std::mem::take(&mut ch.held),
+            None => return,
+        };
+        for h in held {
+            self.write_delivery(channel, &h.tag, h.delivery_tag, h.redelivered, &h.msg, h.credit);
+        }
+    }
+
+    /// One queue confirmed `seq`; true when the publish is fully confirmed.
+    pub fn confirm_one(&self, channel: u16, seq: u64) -> bool {
+        let mut st = self.state.borrow_mut();
+        let Some(ch) = st.channels.get_mut(&channel) else { return false };
+        let Some(n) = ch.pending_confirms.get_mut(&seq) else { return false };
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            ch.pending_confirms.remove(&seq);
+            return true;
+        }
+        false
+    }
+
+    /// Emit basic.ack for every confirmed publish, coalesced with
+    /// `multiple` up to the oldest one still outstanding.
+    pub fn flush_confirms(&self) {
+        let mut acks = Vec::new();
+        {
+            let mut st = self.state.borrow_mut();
+            for ch in st.channels.values_mut() {
+                if !ch.confirm || ch.closing {
+                    continue;
+                }
+                let low = ch.pending_confirms.keys().next().copied().unwrap_or(ch.next_pub_seq);
+                let upto = low - 1;
+                if upto > ch.acked_upto {
+                    acks.push((ch.id, upto, upto - ch.acked_upto > 1));
+                    ch.acked_upto = upto;
+                }
+            }
+        }
+        for (ch, tag, multiple) in acks {
+            self.send_method(
+                ch,
+                AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack { delivery_tag: tag, multiple })),
+            );
+        }
+    }
+
+    /// Server-sent basic.cancel (the queue was deleted).
+    pub fn server_cancel(&self, channel: u16, tag: &str) {
+        let removed = match self.state.borrow_mut().channels.get_mut(&channel) {
+            Some(ch) if !ch.closing => ch.consumers.remove(tag).is_some(),
+            _ => false,
+        };
+        if removed {
+            self.send_method(
+                channel,
+                AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel { consumer_tag: tag.into(), nowait: true })),
+            );
+        }
+    }
+
+    /// Release everything a channel holds: requeue its unacked messages and
+    /// cancel its consumers at their queues (fire and forget, in FIFO order).
+    pub fn release_channel(&self, shard: &Shard, ch: &mut Channel) {
+        let unacked = std::mem::take(&mut ch.unacked);
+        settle_grouped(shard, unacked.into_values(), Settle::Requeue);
+        for h in std::mem::take(&mut ch.held) {
+            shard.outbox.push(h.credit.0, ShardMsg::Credit { queue: h.credit.1, consumer: h.credit.2, n: 1 });
+        }
+        for (_, c) in ch.consumers.drain() {
+            shard.consumers.borrow_mut().remove(&c.id);
+            let slot = shard.send_request(c.home, crate::mailbox::Request::Cancel(c.queue, c.id));
+            drop(slot);
+        }
+        ch.publish = None;
+        ch.tx = None;
+    }
+}
+
+/// Send settlements grouped per (home shard, queue): one mailbox message per
+/// queue, not per delivery tag.
+pub fn settle_grouped(shard: &Shard, items: impl IntoIterator<Item = Unacked>, how: Settle) {
+    let mut groups: Vec<(ShardId, QueueId, Vec<u64>)> = Vec::new();
+    for u in items {
+        match groups.iter_mut().find(|g| g.0 == u.home && g.1 == u.queue) {
+            Some(g) => g.2.push(u.seq),
+            None => groups.push((u.home, u.queue, vec![u.seq])),
+        }
+    }
+    for (home, queue, seqs) in groups {
+        shard.outbox.push(home, ShardMsg::Settle { queue, seqs, how });
+    }
+}

@@ -1,0 +1,182 @@
+//! basic.publish: assembling content frames and routing the message.
+//!
+//! Hot path. The body of a single-frame message is the zero-copy `Bytes`
+//! slice of the read buffer; only a body split over several frames is
+//! joined (one copy, unavoidable for a contiguous body). Routing happens on
+//! this shard against its own table; the message then goes to each home
+//! shard's outbox once, whatever the number of queues there.
+
+use super::{Channel, Conn, TxOp};
+use crate::codec;
+use crate::error::{AmqpError, AmqpResult};
+use crate::ids::{QueueId, ShardId};
+use crate::mailbox::{ConfirmRef, ShardMsg};
+use crate::message::{Message, MsgRef};
+use crate::shard::Shard;
+use amq_protocol::protocol::{basic, AMQPClass};
+use amq_protocol::types::ShortString;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+
+pub struct PendingPublish {
+    pub exchange: ShortString,
+    pub routing_key: ShortString,
+    pub mandatory: bool,
+    pub header: Option<Header>,
+    pub parts: Vec<Bytes>,
+    pub received: u64,
+}
+
+pub struct Header {
+    pub body_size: u64,
+    pub props_raw: Bytes,
+    pub props: Box<basic::AMQPProperties>,
+}
+
+pub enum Progress {
+    More,
+    Done(MsgRef, bool, Option<amq_protocol::types::FieldTable>),
+}
+
+impl PendingPublish {
+    pub fn new(p: basic::Publish) -> Self {
+        PendingPublish {
+            exchange: p.exchange,
+            routing_key: p.routing_key,
+            mandatory: p.mandatory,
+            header: None,
+            parts: Vec::new(),
+            received: 0,
+        }
+    }
+
+    fn finish(&mut self) -> Progress {
+        let Some(h) = self.header.take() else { return Progress::More };
+        let body = match self.parts.len() {
+            0 => Bytes::new(),
+            1 => self.parts.pop().unwrap_or_default(),
+            _ => {
+                let mut b = BytesMut::with_capacity(self.received as usize);
+                for p in self.parts.drain(..) {
+                    b.extend_from_slice(&p);
+                }
+                b.freeze()
+            }
+        };
+        let persistent = *h.props.delivery_mode() == Some(2);
+        let headers = h.props.headers().clone();
+        let msg = Arc::new(Message {
+            exchange: std::mem::take(&mut self.exchange),
+            routing_key: std::mem::take(&mut self.routing_key),
+            props: h.props_raw,
+            body,
+            persistent,
+        });
+        Progress::Done(msg, self.mandatory, headers)
+    }
+
+    pub fn on_header(&mut self, h: Header, max_size: u64) -> AmqpResult<Progress> {
+        if h.body_size > max_size {
+            return Err(AmqpError::precondition_failed(format!(
+                "message size {} is larger than configured max size {max_size}",
+                h.body_size
+            )));
+        }
+        let empty = h.body_size == 0;
+        self.header = Some(h);
+        Ok(if empty { self.finish() } else { Progress::More })
+    }
+
+    pub fn on_body(&mut self, b: Bytes) -> AmqpResult<Progress> {
+        let Some(h) = &self.header else {
+            return Err(AmqpError::unexpected_frame("expected content header for class 60, got content body"));
+        };
+        self.received += b.len() as u64;
+        if self.received > h.body_size {
+            return Err(AmqpError::frame_error("content body exceeds the size given in its header"));
+        }
+        let done = self.received == h.body_size;
+        self.parts.push(b);
+        Ok(if done { self.finish() } else { Progress::More })
+    }
+}
+
+/// Route a complete message and hand it to the home shards' outboxes.
+/// Called with the channel borrowed; touches only the outbox and the
+/// connection's own write buffer.
+pub fn route_and_send(
+    shard: &Shard,
+    conn: &Conn,
+    vhost: &str,
+    ch: &mut Channel,
+    msg: MsgRef,
+    mandatory: bool,
+    headers: Option<&amq_protocol::types::FieldTable>,
+    confirm: bool,
+) {
+    let mut dests: Vec<(QueueId, ShardId)> = Vec::new();
+    shard.table().route(vhost, msg.exchange.as_str(), msg.routing_key.as_str(), headers, &mut dests);
+    let seq = if confirm {
+        let s = ch.next_pub_seq;
+        ch.next_pub_seq += 1;
+        Some(s)
+    } else {
+        None
+    };
+    if dests.is_empty() {
+        if mandatory {
+            let mut out = conn.out.borrow_mut();
+            codec::write_method(
+                &mut out,
+                ch.id,
+                AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+                    reply_code: crate::error::NO_ROUTE,
+                    reply_text: "NO_ROUTE".into(),
+                    exchange: msg.exchange.clone(),
+                    routing_key: msg.routing_key.clone(),
+                })),
+            );
+            codec::write_content(&mut out, ch.id, &msg.props, &msg.body, conn.frame_max.get());
+            drop(out);
+            conn.out_notify.notify();
+        }
+        // Unroutable: confirmed at the next flush (nothing outstanding).
+        return;
+    }
+    // Group destinations by home shard: one outbox message per shard.
+    dests.sort_unstable_by_key(|d| d.1);
+    let mut shards_involved = 0u32;
+    let mut i = 0;
+    while i < dests.len() {
+        let home = dests[i].1;
+        let mut queues = Vec::with_capacity(1);
+        while i < dests.len() && dests[i].1 == home {
+            queues.push(dests[i].0);
+            i += 1;
+        }
+        shards_involved += 1;
+        let confirm = seq.map(|seq| ConfirmRef { conn: conn.id, channel: ch.id, seq });
+        shard.outbox.push(home, ShardMsg::Publish { queues, msg: msg.clone(), confirm });
+    }
+    if let Some(seq) = seq {
+        ch.pending_confirms.insert(seq, shards_involved);
+    }
+}
+
+/// A message is complete on a channel: buffer it (tx) or route it now.
+pub fn publish_complete(
+    shard: &Shard,
+    conn: &Conn,
+    vhost: &str,
+    ch: &mut Channel,
+    msg: MsgRef,
+    mandatory: bool,
+    headers: Option<amq_protocol::types::FieldTable>,
+) {
+    if let Some(tx) = &mut ch.tx {
+        tx.push(TxOp::Publish { msg, mandatory, headers });
+        return;
+    }
+    let confirm = ch.confirm;
+    route_and_send(shard, conn, vhost, ch, msg, mandatory, headers.as_ref(), confirm);
+}

@@ -1,0 +1,66 @@
+//! Newtype identifiers used across shards.
+//!
+//! Every id that crosses a mailbox is a plain `Copy` integer so that messages
+//! between shards never allocate just to name something.
+
+use std::fmt;
+
+/// Index of a shard (one pinned core, one glommio executor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardId(pub usize);
+
+/// AMQP channel number within one connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelId(pub u16);
+
+/// Per-channel delivery tag, as seen by the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeliveryTag(pub u64);
+
+/// Broker-wide connection id: the owning shard is encoded in the top bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Broker-wide queue id, assigned by the metadata authority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueId(pub u64);
+
+/// Broker-wide consumer id: the consumer's shard is encoded in the top bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConsumerId(pub u64);
+
+/// Segment file number inside one shard's store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SegmentId(pub u64);
+
+const SHARD_SHIFT: u32 = 48;
+
+impl ConnId {
+    pub fn new(shard: ShardId, local: u64) -> Self {
+        ConnId(((shard.0 as u64) << SHARD_SHIFT) | (local & ((1 << SHARD_SHIFT) - 1)))
+    }
+    pub fn shard(self) -> ShardId {
+        ShardId((self.0 >> SHARD_SHIFT) as usize)
+    }
+}
+
+impl ConsumerId {
+    pub fn new(shard: ShardId, local: u64) -> Self {
+        ConsumerId(((shard.0 as u64) << SHARD_SHIFT) | (local & ((1 << SHARD_SHIFT) - 1)))
+    }
+    pub fn shard(self) -> ShardId {
+        ShardId((self.0 >> SHARD_SHIFT) as usize)
+    }
+}
+
+impl fmt::Display for ShardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "shard-{}", self.0)
+    }
+}
+
+impl fmt::Display for SegmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "msgs.{:010}", self.0)
+    }
+}

@@ -1,0 +1,121 @@
+//! `warren`: parse the configuration and start one shard per core.
+
+use clap::Parser;
+use glommio::channels::shared_channel;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use warren::config::Config;
+use warren::ids::ShardId;
+use warren::mailbox::MAILBOX_BATCHES;
+use warren::shard::{start_shard, ShardBoot};
+
+#[derive(Parser, Debug)]
+#[command(name = "warren", version, about = "A thread-per-core AMQP 0-9-1 broker")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "WARREN_BIND", default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// AMQP port (0 picks a free one and prints it).
+    #[arg(long, env = "WARREN_PORT", default_value_t = 5672)]
+    port: u16,
+    /// Number of shards (default: one per available core).
+    #[arg(long, env = "WARREN_SHARDS")]
+    shards: Option<usize>,
+    /// The one directory Warren writes to.
+    #[arg(long, env = "WARREN_DATA_DIR", default_value = "./warren-data")]
+    data_dir: PathBuf,
+    /// Default user name.
+    #[arg(long, env = "WARREN_DEFAULT_USER", default_value = "guest")]
+    default_user: String,
+    /// Default user password.
+    #[arg(long, env = "WARREN_DEFAULT_PASS", default_value = "guest")]
+    default_pass: String,
+    /// Heartbeat interval proposed to clients, seconds (0 = off).
+    #[arg(long, env = "WARREN_HEARTBEAT", default_value_t = 60)]
+    heartbeat: u16,
+    /// Do not pin shards to cores.
+    #[arg(long, env = "WARREN_NO_PIN")]
+    no_pin: bool,
+}
+
+fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cores: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let shards = args.shards.unwrap_or(cores.len().max(1)).max(1);
+    let config = Config {
+        bind: args.bind,
+        port: args.port,
+        shards,
+        data_dir: args.data_dir,
+        default_user: args.default_user,
+        default_pass: args.default_pass,
+        heartbeat: args.heartbeat,
+        ..Config::default()
+    };
+    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
+        eprintln!("warren: cannot create data dir {}: {e}", config.data_dir.display());
+        std::process::exit(1);
+    }
+
+    // Full mesh of SPSC mailboxes: senders[i][j] goes from shard i to j.
+    let mut senders: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut receivers: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
+    for i in 0..shards {
+        for j in 0..shards {
+            if i != j {
+                let (tx, rx) = shared_channel::new_bounded(MAILBOX_BATCHES);
+                senders[i].push((ShardId(j), tx));
+                receivers[j].push((ShardId(i), rx));
+            }
+        }
+    }
+    let mut handles = Vec::new();
+    let mut port = config.port;
+    for (i, (s, r)) in senders.into_iter().zip(receivers).enumerate() {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let cpu = if args.no_pin || cores.is_empty() { None } else { Some(cores[i % cores.len()]) };
+        let boot = ShardBoot {
+            id: ShardId(i),
+            shards,
+            cpu,
+            config: config.clone(),
+            senders: s,
+            receivers: r,
+            ready: ready_tx,
+            port,
+        };
+        match start_shard(boot) {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                eprintln!("warren: cannot start shard {i}: {e}");
+                std::process::exit(1);
+            }
+        }
+        // Shard 0 resolves port 0; the others bind the same port (SO_REUSEPORT).
+        match ready_rx.recv() {
+            Ok(Ok(p)) => port = p,
+            Ok(Err(e)) => {
+                eprintln!("warren: {e}");
+                std::process::exit(1);
+            }
+            Err(_) => {
+                eprintln!("warren: shard {i} failed to start");
+                std::process::exit(1);
+            }
+        }
+    }
+    println!("warren listening on {}:{port}", config.bind);
+    let _ = std::io::stdout().flush();
+    tracing::info!(shards, port, "warren started");
+    for h in handles {
+        let _ = h.join();
+    }
+}

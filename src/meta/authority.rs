@@ -1,0 +1,365 @@
+//! The metadata authority (runs on shard 0): executes declarations one at a
+//! time and broadcasts their effect to every shard before replying.
+
+use super::defs::{BindingDef, Dest, ExchangeDef, ExchangeKind, MetaChange, QueueDef};
+use super::{MetaOp, MetaReply};
+use crate::error::{AmqpError, AmqpResult};
+use crate::ids::{ConnId, QueueId, ShardId};
+use crate::mailbox::{Request, Response};
+use crate::shard::Shard;
+use amq_protocol::types::{AMQPValue, FieldTable};
+use std::rc::Rc;
+
+pub fn locked(name: &str, vhost: &str) -> AmqpError {
+    AmqpError::resource_locked(format!(
+        "cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It could be \
+         originally declared on another connection or the exclusive property value does not match \
+         that of the original declaration."
+    ))
+}
+
+pub fn no_queue(name: &str, vhost: &str) -> AmqpError {
+    AmqpError::not_found(format!("no queue '{name}' in vhost '{vhost}'"))
+}
+
+pub fn no_exchange(name: &str, vhost: &str) -> AmqpError {
+    AmqpError::not_found(format!("no exchange '{name}' in vhost '{vhost}'"))
+}
+
+fn inequivalent(arg: &str, what: &str, name: &str, vhost: &str, got: impl std::fmt::Display, cur: impl std::fmt::Display) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "inequivalent arg '{arg}' for {what} '{name}' in vhost '{vhost}': received '{got}' but current is '{cur}'"
+    ))
+}
+
+fn value_text(v: Option<&AMQPValue>) -> String {
+    match v {
+        None => "none".into(),
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        Some(AMQPValue::ShortString(s)) => s.as_str().to_string(),
+        Some(v) => format!("{v:?}"),
+    }
+}
+
+/// Compare the x-arguments RabbitMQ treats as part of a queue's identity.
+fn check_args(what: &str, name: &str, vhost: &str, got: &FieldTable, cur: &FieldTable) -> AmqpResult<()> {
+    let mut keys: Vec<&str> = got.inner().keys().map(|k| k.as_str()).collect();
+    keys.extend(cur.inner().keys().map(|k| k.as_str()));
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let (a, b) = (got.inner().get(k), cur.inner().get(k));
+        let same = match (a, b) {
+            (Some(a), Some(b)) => crate::routing::headers::values_equal(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            return Err(inequivalent(k, what, name, vhost, value_text(a), value_text(b)));
+        }
+    }
+    Ok(())
+}
+
+pub fn queue_home(vhost: &str, name: &str, shards: usize) -> ShardId {
+    // FNV-1a: stable across runs and builds, so durable queues keep their home.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in vhost.bytes().chain([0u8]).chain(name.bytes()) {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    ShardId((h % shards as u64) as usize)
+}
+
+/// 22 random url-safe base64 characters, as RabbitMQ's generated names use.
+pub fn random_suffix() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut rng = rand::thread_rng();
+    (0..22).map(|_| ALPHABET[rng.gen_range(0..64)] as char).collect()
+}
+
+fn generated_name() -> String {
+    format!("amq.gen-{}", random_suffix())
+}
+
+pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
+    match op {
+        MetaOp::ExchangeDeclare { vhost, name, kind, passive, durable, auto_delete, internal, args } => {
+            let existing = shard.table().exchange(&vhost, &name).map(|e| e.def.clone());
+            if passive {
+                return match existing {
+                    Some(_) => Ok(MetaReply::Ok),
+                    None => Err(no_exchange(&name, &vhost)),
+                };
+            }
+            if name.is_empty() {
+                return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+            }
+            let Some(kind_parsed) = ExchangeKind::parse(&kind) else {
+                return Err(AmqpError::command_invalid(format!("unknown exchange type '{kind}'")));
+            };
+            if name.starts_with("amq.") {
+                return Err(AmqpError::access_refused(format!(
+                    "exchange name '{name}' contains reserved prefix 'amq.*'"
+                )));
+            }
+            if let Some(cur) = existing {
+                let x = "exchange";
+                if cur.kind != kind_parsed {
+                    return Err(inequivalent("type", x, &name, &vhost, &kind, cur.kind.as_str()));
+                }
+                if cur.durable != durable {
+                    return Err(inequivalent("durable", x, &name, &vhost, durable, cur.durable));
+                }
+                if cur.auto_delete != auto_delete {
+                    return Err(inequivalent("auto_delete", x, &name, &vhost, auto_delete, cur.auto_delete));
+                }
+                if cur.internal != internal {
+                    return Err(inequivalent("internal", x, &name, &vhost, internal, cur.internal));
+                }
+                check_args(x, &name, &vhost, &args, &cur.args)?;
+                return Ok(MetaReply::Ok);
+            }
+            let def = ExchangeDef { vhost, name, kind: kind_parsed, durable, auto_delete, internal, args };
+            shard.broadcast(MetaChange::ExchangeDeclared(def)).await;
+            Ok(MetaReply::Ok)
+        }
+        MetaOp::ExchangeDelete { vhost, name, if_unused } => {
+            if name.is_empty() {
+                return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+            }
+            if name.starts_with("amq.") {
+                return Err(AmqpError::access_refused(format!(
+                    "operation not permitted on exchange '{name}' in vhost '{vhost}'"
+                )));
+            }
+            let in_use = match shard.table().exchange(&vhost, &name) {
+                None => return Ok(MetaReply::Ok),
+                Some(e) => e.binding_count > 0 || is_bound_destination(shard, &vhost, &name),
+            };
+            if if_unused && in_use {
+                return Err(AmqpError::precondition_failed(format!(
+                    "exchange '{name}' in vhost '{vhost}' in use"
+                )));
+            }
+            shard.broadcast(MetaChange::ExchangeDeleted { vhost, name }).await;
+            Ok(MetaReply::Ok)
+        }
+        MetaOp::QueueDeclare { vhost, name, passive, durable, exclusive, auto_delete, args, owner } => {
+            queue_declare(shard, vhost, name, passive, durable, exclusive, auto_delete, args, owner).await
+        }
+        MetaOp::QueueDelete { vhost, name, if_unused, if_empty, owner } => {
+            let Some(def) = shard.table().queue(&vhost, &name).cloned() else {
+                return Ok(MetaReply::Deleted { messages: 0 });
+            };
+            if let (Some(o), Some(owner)) = (def.exclusive_owner, owner) {
+                if o != owner {
+                    return Err(locked(&name, &vhost));
+                }
+            }
+            if if_unused || if_empty || owner.is_none() {
+                let (messages, consumers) = queue_stats(shard, &def).await;
+                if (if_unused || owner.is_none()) && consumers > 0 {
+                    if owner.is_none() {
+                        // Auto-delete raced with a new consumer: keep the queue.
+                        return Ok(MetaReply::Ok);
+                    }
+                    return Err(AmqpError::precondition_failed(format!(
+                        "queue '{name}' in vhost '{vhost}' in use"
+                    )));
+                }
+                if if_empty && messages > 0 {
+                    return Err(AmqpError::precondition_failed(format!(
+                        "queue '{name}' in vhost '{vhost}' not empty"
+                    )));
+                }
+            }
+            let messages = delete_queue(shard, def).await;
+            Ok(MetaReply::Deleted { messages })
+        }
+        MetaOp::Bind { vhost, source, dest, dest_is_queue, key, args, owner, unbind } => {
+            if source.is_empty() || (!dest_is_queue && dest.is_empty()) {
+                return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+            }
+            let dest_ref = if dest_is_queue {
+                let t = shard.table();
+                let Some(q) = t.queue(&vhost, &dest) else {
+                    return Err(no_queue(&dest, &vhost));
+                };
+                if q.exclusive_owner.is_some_and(|o| o != owner) {
+                    return Err(locked(&dest, &vhost));
+                }
+                Dest::Queue(q.id, q.home)
+            } else {
+                if shard.table().exchange(&vhost, &dest).is_none() {
+                    return Err(no_exchange(&dest, &vhost));
+                }
+                Dest::Exchange(dest.clone())
+            };
+            let exists = {
+                let t = shard.table();
+                let Some(x) = t.exchange(&vhost, &source) else {
+                    return Err(no_exchange(&source, &vhost));
+                };
+                x.has_binding(&dest_ref, &key, &args)
+            };
+            let b = BindingDef { vhost: vhost.clone(), source: source.clone(), dest: dest_ref, dest_name: dest, key, args };
+            if unbind {
+                if exists {
+                    shard.broadcast(MetaChange::Unbound(b)).await;
+                    auto_delete_exchange(shard, &vhost, &source).await;
+                }
+            } else if !exists {
+                shard.broadcast(MetaChange::Bound(b)).await;
+            }
+            Ok(MetaReply::Ok)
+        }
+        MetaOp::ConnectionClosed { owner } => {
+            let owned: Vec<QueueDef> = shard
+                .table()
+                .queues
+                .values()
+                .filter(|q| q.exclusive_owner == Some(owner))
+                .cloned()
+                .collect();
+            for def in owned {
+                delete_queue(shard, def).await;
+            }
+            Ok(MetaReply::Ok)
+        }
+    }
+}
+
+fn is_bound_destination(shard: &Rc<Shard>, vhost: &str, name: &str) -> bool {
+    let dest = Dest::Exchange(name.to_string());
+    shard
+        .table()
+        .exchanges
+        .iter()
+        .any(|((v, _), e)| v == vhost && e.bindings().any(|(d, _, _)| *d == dest))
+}
+
+async fn auto_delete_exchange(shard: &Rc<Shard>, vhost: &str, name: &str) {
+    let delete = match shard.table().exchange(vhost, name) {
+        Some(e) => e.def.auto_delete && e.binding_count == 0,
+        None => false,
+    };
+    if delete {
+        shard
+            .broadcast(MetaChange::ExchangeDeleted { vhost: vhost.to_string(), name: name.to_string() })
+            .await;
+    }
+}
+
+async fn queue_stats(shard: &Rc<Shard>, def: &QueueDef) -> (u32, u32) {
+    match shard.call(def.home, Request::QueueStats(def.id)).await {
+        Response::Stats { messages, consumers } => (messages, consumers),
+        _ => (0, 0),
+    }
+}
+
+/// Delete a queue everywhere; returns the messages it held. Exchanges left
+/// without bindings that are auto-delete go too.
+async fn delete_queue(shard: &Rc<Shard>, def: QueueDef) -> u32 {
+    let dest = Dest::Queue(def.id, def.home);
+    let sources: Vec<String> = shard
+        .table()
+        .exchanges
+        .iter()
+        .filter(|((v, _), e)| *v == def.vhost && e.bindings().any(|(d, _, _)| *d == dest))
+        .map(|((_, n), _)| n.clone())
+        .collect();
+    let vhost = def.vhost.clone();
+    let values = shard
+        .broadcast(MetaChange::QueueDeleted { vhost: def.vhost, name: def.name, id: def.id })
+        .await;
+    for s in sources {
+        auto_delete_exchange(shard, &vhost, &s).await;
+    }
+    values.get(def.home.0).copied().unwrap_or(0)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn queue_declare(
+    shard: &Rc<Shard>,
+    vhost: String,
+    name: String,
+    passive: bool,
+    durable: bool,
+    exclusive: bool,
+    auto_delete: bool,
+    args: FieldTable,
+    owner: ConnId,
+) -> AmqpResult<MetaReply> {
+    let existing = shard.table().queue(&vhost, &name).cloned();
+    if passive || existing.is_some() {
+        let Some(cur) = existing else {
+            return Err(no_queue(&name, &vhost));
+        };
+        if cur.exclusive_owner.is_some_and(|o| o != owner) {
+            return Err(locked(&name, &vhost));
+        }
+        if !passive {
+            let q = "queue";
+            if cur.durable != durable {
+                return Err(inequivalent("durable", q, &name, &vhost, durable, cur.durable));
+            }
+            if cur.exclusive_owner.is_some() != exclusive {
+                return Err(locked(&name, &vhost));
+            }
+            if cur.auto_delete != auto_delete {
+                return Err(inequivalent("auto_delete", q, &name, &vhost, auto_delete, cur.auto_delete));
+            }
+            check_args(q, &name, &vhost, &args, &cur.args)?;
+        }
+        let (messages, consumers) = queue_stats(shard, &cur).await;
+        return Ok(MetaReply::QueueDeclared { name, messages, consumers });
+    }
+    let name = if name.is_empty() {
+        generated_name()
+    } else if name.starts_with("amq.") {
+        return Err(AmqpError::access_refused(format!(
+            "queue name '{name}' contains reserved prefix 'amq.*'"
+        )));
+    } else {
+        name
+    };
+    let home = if exclusive { owner.shard() } else { queue_home(&vhost, &name, shard.shard_count()) };
+    let def = QueueDef {
+        id: QueueId(shard.next_queue_id()),
+        vhost,
+        name: name.clone(),
+        home,
+        durable,
+        exclusive_owner: exclusive.then_some(owner),
+        auto_delete,
+        args,
+    };
+    shard.broadcast(MetaChange::QueueDeclared(def)).await;
+    Ok(MetaReply::QueueDeclared { name, messages: 0, consumers: 0 })
+}
+
+/// The exchanges every vhost starts with.
+pub fn predeclared(vhost: &str) -> Vec<MetaChange> {
+    [
+        ("amq.direct", ExchangeKind::Direct),
+        ("amq.fanout", ExchangeKind::Fanout),
+        ("amq.topic", ExchangeKind::Topic),
+        ("amq.headers", ExchangeKind::Headers),
+        ("amq.match", ExchangeKind::Headers),
+    ]
+    .into_iter()
+    .map(|(name, kind)| {
+        MetaChange::ExchangeDeclared(ExchangeDef {
+            vhost: vhost.to_string(),
+            name: name.to_string(),
+            kind,
+            durable: true,
+            auto_delete: false,
+            internal: false,
+            args: FieldTable::default(),
+        })
+    })
+    .collect()
+}

@@ -1,0 +1,291 @@
+//! This shard's read-only copy of exchanges, queues and bindings.
+//!
+//! Only [`RoutingTable::apply`] mutates it, with changes broadcast by the
+//! metadata authority, so every shard holds the same table and a publish is
+//! routed on the publisher's own shard without asking anyone. Routing takes
+//! no lock and allocates only the small output vector.
+
+use super::{direct::DirectIndex, fanout::FanoutIndex, headers::headers_match, topic::TopicTrie};
+use crate::ids::{QueueId, ShardId};
+use crate::meta::defs::{Dest, ExchangeDef, ExchangeKind, MetaChange, QueueDef};
+use amq_protocol::types::FieldTable;
+use std::collections::HashMap;
+
+#[derive(Debug)]
+enum Index {
+    Direct(DirectIndex),
+    Fanout(FanoutIndex),
+    Topic(TopicTrie<Dest>),
+    Headers(Vec<(FieldTable, Dest)>),
+}
+
+#[derive(Debug)]
+pub struct ExchangeEntry {
+    pub def: ExchangeDef,
+    index: Index,
+    /// Binding identity: (destination, key) -> the argument tables bound.
+    bindings: HashMap<(Dest, String), Vec<FieldTable>>,
+    pub binding_count: usize,
+}
+
+impl ExchangeEntry {
+    fn new(def: ExchangeDef) -> Self {
+        let index = match def.kind {
+            ExchangeKind::Direct => Index::Direct(DirectIndex::default()),
+            ExchangeKind::Fanout => Index::Fanout(FanoutIndex::default()),
+            ExchangeKind::Topic => Index::Topic(TopicTrie::new()),
+            ExchangeKind::Headers => Index::Headers(Vec::new()),
+        };
+        ExchangeEntry { def, index, bindings: HashMap::new(), binding_count: 0 }
+    }
+
+    fn bind(&mut self, dest: Dest, key: &str, args: &FieldTable) -> bool {
+        let v = self.bindings.entry((dest.clone(), key.to_string())).or_default();
+        if v.contains(args) {
+            return false;
+        }
+        v.push(args.clone());
+        self.binding_count += 1;
+        let first = v.len() == 1;
+        match &mut self.index {
+            Index::Headers(list) => list.push((args.clone(), dest)),
+            Index::Direct(d) if first => d.insert(key, dest),
+            Index::Fanout(f) if first => f.insert(dest),
+            Index::Topic(t) if first => {
+                t.insert(key, dest);
+            }
+            _ => {}
+        }
+        true
+    }
+
+    fn unbind(&mut self, dest: &Dest, key: &str, args: &FieldTable) -> bool {
+        let k = (dest.clone(), key.to_string());
+        let Some(v) = self.bindings.get_mut(&k) else { return false };
+        let Some(pos) = v.iter().position(|a| a == args) else { return false };
+        v.remove(pos);
+        self.binding_count -= 1;
+        let last = v.is_empty();
+        if last {
+            self.bindings.remove(&k);
+        }
+        match &mut self.index {
+            Index::Headers(list) => {
+                if let Some(p) = list.iter().position(|(a, d)| a == args && d == dest) {
+                    list.remove(p);
+                }
+            }
+            Index::Direct(d) if last => d.remove(key, dest),
+            Index::Fanout(f) if last => f.remove(dest),
+            Index::Topic(t) if last => {
+                t.remove(key, dest);
+            }
+            _ => {}
+        }
+        true
+    }
+
+    fn unbind_dest(&mut self, dest: &Dest) {
+        let keys: Vec<(Dest, String)> = self.bindings.keys().filter(|(d, _)| d == dest).cloned().collect();
+        for k in keys {
+            if let Some(args) = self.bindings.get(&k).cloned() {
+                for a in args {
+                    self.unbind(&k.0, &k.1, &a);
+                }
+            }
+        }
+    }
+
+    pub fn has_binding(&self, dest: &Dest, key: &str, args: &FieldTable) -> bool {
+        self.bindings.get(&(dest.clone(), key.to_string())).is_some_and(|v| v.contains(args))
+    }
+
+    /// All bindings from this exchange, for listings.
+    pub fn bindings(&self) -> impl Iterator<Item = (&Dest, &str, &FieldTable)> {
+        self.bindings.iter().flat_map(|((d, k), v)| v.iter().map(move |a| (d, k.as_str(), a)))
+    }
+
+    fn route(&self, key: &str, headers: Option<&FieldTable>, out: &mut Vec<Dest>) {
+        match &self.index {
+            Index::Direct(d) => d.route(key, out),
+            Index::Fanout(f) => f.route(out),
+            Index::Topic(t) => t.matches(key, out),
+            Index::Headers(list) => {
+                for (args, dest) in list {
+                    if headers_match(args, headers) {
+                        out.push(dest.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+type Key = (String, String);
+
+#[derive(Default, Debug)]
+pub struct RoutingTable {
+    pub exchanges: HashMap<Key, ExchangeEntry>,
+    pub queues: HashMap<Key, QueueDef>,
+    pub queue_names: HashMap<QueueId, Key>,
+}
+
+fn key(vhost: &str, name: &str) -> Key {
+    (vhost.to_string(), name.to_string())
+}
+
+impl RoutingTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn exchange(&self, vhost: &str, name: &str) -> Option<&ExchangeEntry> {
+        // Avoid allocating the key on the hot path for the common lookups.
+        self.exchanges.get(&key(vhost, name))
+    }
+
+    pub fn queue(&self, vhost: &str, name: &str) -> Option<&QueueDef> {
+        self.queues.get(&key(vhost, name))
+    }
+
+    pub fn queue_by_id(&self, id: QueueId) -> Option<&QueueDef> {
+        self.queue_names.get(&id).and_then(|k| self.queues.get(k))
+    }
+
+    /// Apply one broadcast change.
+    pub fn apply(&mut self, change: &MetaChange) {
+        match change {
+            MetaChange::ExchangeDeclared(def) => {
+                self.exchanges
+                    .entry(key(&def.vhost, &def.name))
+                    .or_insert_with(|| ExchangeEntry::new(def.clone()));
+            }
+            MetaChange::ExchangeDeleted { vhost, name } => {
+                self.exchanges.remove(&key(vhost, name));
+                let dest = Dest::Exchange(name.clone());
+                for ((v, _), e) in self.exchanges.iter_mut() {
+                    if v == vhost {
+                        e.unbind_dest(&dest);
+                    }
+                }
+            }
+            MetaChange::QueueDeclared(def) => {
+                let k = key(&def.vhost, &def.name);
+                self.queue_names.insert(def.id, k.clone());
+                self.queues.insert(k, def.clone());
+            }
+            MetaChange::QueueDeleted { vhost, name, id } => {
+                if let Some(def) = self.queues.remove(&key(vhost, name)) {
+                    self.queue_names.remove(id);
+                    let dest = Dest::Queue(def.id, def.home);
+                    for ((v, _), e) in self.exchanges.iter_mut() {
+                        if v == vhost {
+                            e.unbind_dest(&dest);
+                        }
+                    }
+                }
+            }
+            MetaChange::Bound(b) => {
+                if let Some(e) = self.exchanges.get_mut(&key(&b.vhost, &b.source)) {
+                    e.bind(b.dest.clone(), &b.key, &b.args);
+                }
+            }
+            MetaChange::Unbound(b) => {
+                if let Some(e) = self.exchanges.get_mut(&key(&b.vhost, &b.source)) {
+                    e.unbind(&b.dest, &b.key, &b.args);
+                }
+            }
+        }
+    }
+
+    /// Route a message published to `exchange` in `vhost`. Returns the set
+    /// of destination queues (each once, whatever the number of paths).
+    pub fn route(
+        &self,
+        vhost: &str,
+        exchange: &str,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        out: &mut Vec<(QueueId, ShardId)>,
+    ) {
+        if exchange.is_empty() {
+            if let Some(q) = self.queue(vhost, routing_key) {
+                out.push((q.id, q.home));
+            }
+            return;
+        }
+        let mut pending = vec![exchange.to_string()];
+        let mut visited: Vec<String> = Vec::new();
+        let mut dests = Vec::new();
+        while let Some(x) = pending.pop() {
+            if visited.contains(&x) {
+                continue;
+            }
+            let Some(e) = self.exchange(vhost, &x) else { continue };
+            visited.push(x);
+            dests.clear();
+            e.route(routing_key, headers, &mut dests);
+            for d in dests.drain(..) {
+                match d {
+                    Dest::Queue(id, home) => {
+                        if !out.iter().any(|(q, _)| *q == id) {
+                            out.push((id, home));
+                        }
+                    }
+                    Dest::Exchange(name) => pending.push(name),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::defs::BindingDef;
+
+    fn xdef(name: &str, kind: ExchangeKind) -> MetaChange {
+        MetaChange::ExchangeDeclared(ExchangeDef {
+            vhost: "/".into(),
+            name: name.into(),
+            kind,
+            durable: false,
+            auto_delete: false,
+            internal: false,
+            args: FieldTable::default(),
+        })
+    }
+
+    fn bind(src: &str, dest: Dest, key: &str) -> MetaChange {
+        MetaChange::Bound(BindingDef {
+            vhost: "/".into(),
+            source: src.into(),
+            dest,
+            dest_name: String::new(),
+            key: key.into(),
+            args: FieldTable::default(),
+        })
+    }
+
+    #[test]
+    fn exchange_to_exchange_routes_once_per_queue_even_with_cycles() {
+        let mut t = RoutingTable::new();
+        t.apply(&xdef("a", ExchangeKind::Fanout));
+        t.apply(&xdef("b", ExchangeKind::Topic));
+        let q = Dest::Queue(QueueId(1), ShardId(1));
+        t.apply(&bind("a", Dest::Exchange("b".into()), ""));
+        t.apply(&bind("b", Dest::Exchange("a".into()), "#"));
+        t.apply(&bind("b", q.clone(), "x.*"));
+        t.apply(&bind("a", q.clone(), ""));
+        let mut out = Vec::new();
+        t.route("/", "a", "x.y", None, &mut out);
+        assert_eq!(out, vec![(QueueId(1), ShardId(1))]);
+        t.apply(&MetaChange::Unbound(match bind("a", q, "") {
+            MetaChange::Bound(b) => b,
+            _ => unreachable!(),
+        }));
+        out.clear();
+        t.route("/", "a", "nope", None, &mut out);
+        assert!(out.is_empty());
+    }
+}

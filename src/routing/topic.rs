@@ -1,0 +1,179 @@
+//! Topic exchange matching: a trie over dot-separated words, with `*`
+//! (exactly one word) and `#` (zero or more words).
+//!
+//! Lookups walk the routing key once per trie branch that can match, so the
+//! cost grows with the key's length and the number of wildcard branches, not
+//! with the number of bindings. Never allocates per lookup except the output.
+
+use std::collections::HashMap;
+
+#[derive(Default, Debug)]
+pub struct TopicTrie<D> {
+    root: Node<D>,
+    len: usize,
+}
+
+#[derive(Debug)]
+struct Node<D> {
+    words: HashMap<String, Node<D>>,
+    star: Option<Box<Node<D>>>,
+    hash: Option<Box<Node<D>>>,
+    dests: Vec<D>,
+}
+
+impl<D> Default for Node<D> {
+    fn default() -> Self {
+        Node { words: HashMap::new(), star: None, hash: None, dests: Vec::new() }
+    }
+}
+
+impl<D> Node<D> {
+    fn is_empty(&self) -> bool {
+        self.words.is_empty() && self.star.is_none() && self.hash.is_none() && self.dests.is_empty()
+    }
+}
+
+impl<D: PartialEq + Clone> TopicTrie<D> {
+    pub fn new() -> Self {
+        TopicTrie { root: Node::default(), len: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Add a binding; returns false if it already existed.
+    pub fn insert(&mut self, pattern: &str, dest: D) -> bool {
+        let mut node = &mut self.root;
+        for w in pattern.split('.') {
+            node = match w {
+                "*" => node.star.get_or_insert_with(Default::default),
+                "#" => node.hash.get_or_insert_with(Default::default),
+                w => node.words.entry(w.to_string()).or_default(),
+            };
+        }
+        if node.dests.contains(&dest) {
+            return false;
+        }
+        node.dests.push(dest);
+        self.len += 1;
+        true
+    }
+
+    /// Remove a binding; returns false if it was not there.
+    pub fn remove(&mut self, pattern: &str, dest: &D) -> bool {
+        let words: Vec<&str> = pattern.split('.').collect();
+        let removed = Self::remove_at(&mut self.root, &words, dest);
+        if removed {
+            self.len -= 1;
+        }
+        removed
+    }
+
+    fn remove_at(node: &mut Node<D>, words: &[&str], dest: &D) -> bool {
+        let Some((first, rest)) = words.split_first() else {
+            let before = node.dests.len();
+            node.dests.retain(|d| d != dest);
+            return node.dests.len() != before;
+        };
+        let child = match *first {
+            "*" => node.star.as_deref_mut(),
+            "#" => node.hash.as_deref_mut(),
+            w => node.words.get_mut(w),
+        };
+        let Some(child) = child else { return false };
+        let removed = Self::remove_at(child, rest, dest);
+        if removed && child.is_empty() {
+            match *first {
+                "*" => node.star = None,
+                "#" => node.hash = None,
+                w => {
+                    node.words.remove(w);
+                }
+            }
+        }
+        removed
+    }
+
+    /// Every destination whose pattern matches `key` (may contain repeats;
+    /// the caller de-duplicates across exchanges anyway).
+    pub fn matches(&self, key: &str, out: &mut Vec<D>) {
+        let words: Vec<&str> = if key.is_empty() { vec![""] } else { key.split('.').collect() };
+        Self::walk(&self.root, &words, out);
+    }
+
+    fn walk(node: &Node<D>, words: &[&str], out: &mut Vec<D>) {
+        if let Some(h) = &node.hash {
+            // '#' swallows zero or more words.
+            for i in 0..=words.len() {
+                Self::walk(h, &words[i..], out);
+            }
+        }
+        let Some((first, rest)) = words.split_first() else {
+            out.extend(node.dests.iter().cloned());
+            return;
+        };
+        if let Some(c) = node.words.get(*first) {
+            Self::walk(c, rest, out);
+        }
+        if let Some(s) = &node.star {
+            Self::walk(s, rest, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(t: &TopicTrie<u32>, key: &str) -> Vec<u32> {
+        let mut v = Vec::new();
+        t.matches(key, &mut v);
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    #[test]
+    fn star_matches_exactly_one_word_and_hash_zero_or_more() {
+        let mut t = TopicTrie::new();
+        t.insert("*.orange.*", 1);
+        t.insert("*.*.rabbit", 2);
+        t.insert("lazy.#", 2);
+        t.insert("#", 3);
+        assert_eq!(m(&t, "quick.orange.rabbit"), vec![1, 2, 3]);
+        assert_eq!(m(&t, "lazy.orange.elephant"), vec![1, 2, 3]);
+        assert_eq!(m(&t, "quick.orange.fox"), vec![1, 3]);
+        assert_eq!(m(&t, "lazy.brown.fox"), vec![2, 3]);
+        assert_eq!(m(&t, "lazy"), vec![2, 3]);
+        assert_eq!(m(&t, "quick.orange.male.rabbit"), vec![3]);
+        assert_eq!(m(&t, "orange"), vec![3]);
+    }
+
+    #[test]
+    fn hash_in_the_middle_and_empty_words() {
+        let mut t = TopicTrie::new();
+        t.insert("a.#.z", 1);
+        t.insert("", 2);
+        t.insert("a..b", 4);
+        assert_eq!(m(&t, "a.z"), vec![1]);
+        assert_eq!(m(&t, "a.b.c.z"), vec![1]);
+        assert_eq!(m(&t, ""), vec![2]);
+        assert_eq!(m(&t, "a..b"), vec![4]);
+    }
+
+    #[test]
+    fn remove_prunes_and_reports() {
+        let mut t = TopicTrie::new();
+        assert!(t.insert("a.*", 1));
+        assert!(!t.insert("a.*", 1));
+        assert!(t.remove("a.*", &1));
+        assert!(!t.remove("a.*", &1));
+        assert!(t.is_empty());
+        assert_eq!(m(&t, "a.b"), Vec::<u32>::new());
+    }
+}

@@ -1,0 +1,387 @@
+//! A shard: one pinned core, one glommio executor, and everything it owns.
+//!
+//! Owns: its connections, the queues homed on it, its copy of the routing
+//! table, its outbox, and (on shard 0) the metadata authority. All state is
+//! in `RefCell`s touched only by this thread; borrows are never held across
+//! an `.await`. Must never: lock, block the thread, or await inside
+//! [`Shard::handle`] (see the deadlock argument in `mailbox`).
+
+mod run;
+
+pub use run::{start_shard, ShardBoot};
+
+use crate::channel::Conn;
+use crate::config::Config;
+use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
+use crate::mailbox::{ConfirmRef, Notify, Outbox, Request, Response, ShardMsg};
+use crate::meta::defs::MetaChange;
+use crate::meta::MetaOp;
+use crate::queue::{Delivery, Queue};
+use crate::routing::RoutingTable;
+use std::cell::{Cell, Ref, RefCell, RefMut};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+/// A one-shot reply slot for a request sent through the mailboxes.
+pub struct Slot {
+    value: RefCell<Option<Response>>,
+    ready: Notify,
+}
+
+/// Where a consumer on this shard lives.
+#[derive(Clone, Debug)]
+pub struct ConsumerRoute {
+    pub conn: ConnId,
+    pub channel: u16,
+    pub tag: Rc<str>,
+    pub no_ack: bool,
+}
+
+pub struct Shard {
+    pub id: ShardId,
+    shards: usize,
+    pub config: Rc<Config>,
+    table: RefCell<RoutingTable>,
+    pub queues: RefCell<HashMap<QueueId, Queue>>,
+    pub conns: RefCell<HashMap<ConnId, Rc<Conn>>>,
+    pub consumers: RefCell<HashMap<ConsumerId, ConsumerRoute>>,
+    pub outbox: Outbox,
+    pending: RefCell<HashMap<u64, Rc<Slot>>>,
+    next_req: Cell<u64>,
+    next_conn: Cell<u64>,
+    next_consumer: Cell<u64>,
+    next_queue: Cell<u64>,
+    meta_queue: RefCell<VecDeque<(ShardId, u64, MetaOp)>>,
+    pub meta_ready: Notify,
+    /// Connections with confirms or writes to flush at the end of a batch.
+    dirty: RefCell<Vec<Rc<Conn>>>,
+}
+
+impl Shard {
+    pub fn new(id: ShardId, shards: usize, config: Rc<Config>) -> Rc<Self> {
+        let mut table = RoutingTable::new();
+        for c in crate::meta::authority::predeclared("/") {
+            table.apply(&c);
+        }
+        Rc::new(Shard {
+            id,
+            shards,
+            config,
+            table: RefCell::new(table),
+            queues: RefCell::new(HashMap::new()),
+            conns: RefCell::new(HashMap::new()),
+            consumers: RefCell::new(HashMap::new()),
+            outbox: Outbox::new(shards),
+            pending: RefCell::new(HashMap::new()),
+            next_req: Cell::new(1),
+            next_conn: Cell::new(1),
+            next_consumer: Cell::new(1),
+            next_queue: Cell::new(1),
+            meta_queue: RefCell::new(VecDeque::new()),
+            meta_ready: Notify::default(),
+            dirty: RefCell::new(Vec::new()),
+        })
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards
+    }
+
+    pub fn table(&self) -> Ref<'_, RoutingTable> {
+        self.table.borrow()
+    }
+
+    pub fn table_mut(&self) -> RefMut<'_, RoutingTable> {
+        self.table.borrow_mut()
+    }
+
+    pub fn new_conn_id(&self) -> ConnId {
+        let n = self.next_conn.get();
+        self.next_conn.set(n + 1);
+        ConnId::new(self.id, n)
+    }
+
+    pub fn new_consumer_id(&self) -> ConsumerId {
+        let n = self.next_consumer.get();
+        self.next_consumer.set(n + 1);
+        ConsumerId::new(self.id, n)
+    }
+
+    /// Only meaningful on the authority.
+    pub fn next_queue_id(&self) -> u64 {
+        let n = self.next_queue.get();
+        self.next_queue.set(n + 1);
+        n
+    }
+
+    pub fn set_next_queue_id(&self, n: u64) {
+        self.next_queue.set(n);
+    }
+
+    pub fn authority(&self) -> ShardId {
+        ShardId(0)
+    }
+
+    /// Send a request to `to` (possibly this shard); the slot gets the reply.
+    pub fn send_request(&self, to: ShardId, req: Request) -> Rc<Slot> {
+        let id = self.next_req.get();
+        self.next_req.set(id + 1);
+        let slot = Rc::new(Slot { value: RefCell::new(None), ready: Notify::default() });
+        self.pending.borrow_mut().insert(id, slot.clone());
+        self.outbox.push(to, ShardMsg::Request { id, from: self.id, req });
+        slot
+    }
+
+    pub async fn wait_slot(slot: Rc<Slot>) -> Response {
+        loop {
+            let wait = slot.ready.wait();
+            if let Some(v) = slot.value.borrow_mut().take() {
+                return v;
+            }
+            wait.await;
+        }
+    }
+
+    /// Send a request to `to` (possibly this shard) and await its response.
+    pub async fn call(&self, to: ShardId, req: Request) -> Response {
+        let slot = self.send_request(to, req);
+        Self::wait_slot(slot).await
+    }
+
+    /// Apply a change on every shard (this one included) and wait for all;
+    /// the requests go out together. Returns each shard's answer.
+    pub async fn broadcast(&self, change: MetaChange) -> Vec<u32> {
+        let slots: Vec<_> =
+            (0..self.shards).map(|s| self.send_request(ShardId(s), Request::Apply(change.clone()))).collect();
+        let mut out = Vec::with_capacity(self.shards);
+        for s in slots {
+            out.push(match Self::wait_slot(s).await {
+                Response::Applied(v) => v,
+                _ => 0,
+            });
+        }
+        out
+    }
+
+    pub fn respond(&self, to: ShardId, id: u64, resp: Response) {
+        self.outbox.push(to, ShardMsg::Response { id, resp });
+    }
+
+    pub fn take_meta(&self) -> Option<(ShardId, u64, MetaOp)> {
+        self.meta_queue.borrow_mut().pop_front()
+    }
+
+    pub fn mark_dirty(&self, conn: &Rc<Conn>) {
+        if !conn.dirty.replace(true) {
+            self.dirty.borrow_mut().push(conn.clone());
+        }
+    }
+
+    /// End of a batch: emit coalesced confirms and wake writers.
+    pub fn flush_dirty(&self) {
+        let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+        for c in dirty {
+            c.dirty.set(false);
+            c.flush_confirms();
+        }
+    }
+
+    /// Handle one message from `from` (this shard included). Synchronous by
+    /// design: see the deadlock argument in `mailbox`.
+    pub fn handle(self: &Rc<Self>, from: ShardId, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Request { id, from: origin, req } => self.handle_request(origin, id, req),
+            ShardMsg::Response { id, resp } => {
+                if let Some(slot) = self.pending.borrow_mut().remove(&id) {
+                    *slot.value.borrow_mut() = Some(resp);
+                    slot.ready.notify();
+                }
+            }
+            ShardMsg::Publish { queues, msg, confirm } => {
+                {
+                    let mut qs = self.queues.borrow_mut();
+                    for qid in &queues {
+                        if let Some(q) = qs.get_mut(qid) {
+                            q.publish(msg.clone());
+                        }
+                    }
+                }
+                for qid in &queues {
+                    self.drain_queue(*qid);
+                }
+                if let Some(c) = confirm {
+                    self.confirm(c);
+                }
+            }
+            ShardMsg::Confirmed(c) => self.confirm_local(c),
+            ShardMsg::Deliver { consumer, queue, seq, redelivered, msg } => {
+                if !self.deliver_local(consumer, queue, from, seq, redelivered, msg) {
+                    // The consumer is gone: hand the message back.
+                    self.outbox.push(
+                        from,
+                        ShardMsg::Settle { queue, seqs: vec![seq], how: crate::mailbox::Settle::Requeue },
+                    );
+                    self.outbox.push(from, ShardMsg::Credit { queue, consumer, n: 1 });
+                }
+            }
+            ShardMsg::Settle { queue, seqs, how } => {
+                if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
+                    q.settle(&seqs, how);
+                }
+                self.drain_queue(queue);
+            }
+            ShardMsg::Credit { queue, consumer, n } => {
+                if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
+                    q.credit(consumer, n);
+                }
+                self.drain_queue(queue);
+            }
+            ShardMsg::ConsumerCancelled { consumer } => {
+                let route = self.consumers.borrow_mut().remove(&consumer);
+                if let Some(r) = route {
+                    let conn = self.conns.borrow().get(&r.conn).cloned();
+                    if let Some(conn) = conn {
+                        conn.server_cancel(r.channel, &r.tag);
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_request(self: &Rc<Self>, origin: ShardId, id: u64, req: Request) {
+        let resp = match req {
+            Request::Meta(op) => {
+                self.meta_queue.borrow_mut().push_back((origin, id, op));
+                self.meta_ready.notify();
+                return;
+            }
+            Request::Apply(change) => Response::Applied(self.apply(change)),
+            Request::QueueStats(q) => match self.queues.borrow().get(&q) {
+                Some(q) => Response::Stats { messages: q.message_count(), consumers: q.consumer_count() },
+                None => Response::Gone,
+            },
+            Request::Consume(qid, spec) => {
+                let r = match self.queues.borrow_mut().get_mut(&qid) {
+                    Some(q) => Response::Consumed(q.consume(spec)),
+                    None => Response::Gone,
+                };
+                self.drain_queue(qid);
+                r
+            }
+            Request::Cancel(qid, consumer) => {
+                let auto_delete = match self.queues.borrow_mut().get_mut(&qid) {
+                    Some(q) => {
+                        q.cancel(consumer);
+                        q.should_auto_delete().then(|| (q.def.vhost.clone(), q.def.name.clone()))
+                    }
+                    None => None,
+                };
+                if let Some((vhost, name)) = auto_delete {
+                    self.request_auto_delete(vhost, name);
+                }
+                self.drain_queue(qid);
+                Response::Cancelled
+            }
+            Request::Get { queue, no_ack } => match self.queues.borrow_mut().get_mut(&queue) {
+                Some(q) => Response::Got(q.get(no_ack)),
+                None => Response::Gone,
+            },
+            Request::Purge(queue) => match self.queues.borrow_mut().get_mut(&queue) {
+                Some(q) => Response::Purged(q.purge()),
+                None => Response::Gone,
+            },
+        };
+        self.respond(origin, id, resp);
+    }
+
+    fn request_auto_delete(self: &Rc<Self>, vhost: String, name: String) {
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            let op = MetaOp::QueueDelete { vhost, name, if_unused: true, if_empty: false, owner: None };
+            me.call(me.authority(), Request::Meta(op)).await;
+        })
+        .detach();
+    }
+
+    /// Apply a metadata change to this shard's table and home queues.
+    fn apply(self: &Rc<Self>, change: MetaChange) -> u32 {
+        let mut value = 0;
+        match &change {
+            MetaChange::QueueDeclared(def) if def.home == self.id => {
+                self.queues.borrow_mut().entry(def.id).or_insert_with(|| Queue::new(def.clone()));
+            }
+            MetaChange::QueueDeleted { id, .. } => {
+                let removed = self.queues.borrow_mut().remove(id);
+                if let Some(mut q) = removed {
+                    value = q.message_count();
+                    for c in q.take_consumers() {
+                        self.outbox.push(c.id.shard(), ShardMsg::ConsumerCancelled { consumer: c.id });
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.table.borrow_mut().apply(&change);
+        value
+    }
+
+    /// Dispatch every delivery the queue's consumers have credit for.
+    pub fn drain_queue(self: &Rc<Self>, qid: QueueId) {
+        loop {
+            let d = match self.queues.borrow_mut().get_mut(&qid) {
+                Some(q) => q.next_delivery(),
+                None => None,
+            };
+            let Some(d) = d else { return };
+            if d.shard == self.id {
+                let Delivery { consumer, seq, redelivered, ref msg, .. } = d;
+                if !self.deliver_local(consumer, qid, self.id, seq, redelivered, msg.clone()) {
+                    if let Some(q) = self.queues.borrow_mut().get_mut(&qid) {
+                        q.undeliverable(d);
+                    }
+                }
+            } else {
+                self.outbox.push(
+                    d.shard,
+                    ShardMsg::Deliver { consumer: d.consumer, queue: qid, seq: d.seq, redelivered: d.redelivered, msg: d.msg },
+                );
+            }
+        }
+    }
+
+    /// Write a delivery to a consumer on this shard. False if it is gone.
+    fn deliver_local(
+        self: &Rc<Self>,
+        consumer: ConsumerId,
+        queue: QueueId,
+        home: ShardId,
+        seq: u64,
+        redelivered: bool,
+        msg: crate::message::MsgRef,
+    ) -> bool {
+        let Some(route) = self.consumers.borrow().get(&consumer).cloned() else { return false };
+        let Some(conn) = self.conns.borrow().get(&route.conn).cloned() else { return false };
+        conn.deliver(self, &route, consumer, queue, home, seq, redelivered, msg)
+    }
+
+    /// A queue on this shard took a message that wants a confirm.
+    fn confirm(&self, c: ConfirmRef) {
+        let shard = c.conn.shard();
+        if shard == self.id {
+            self.confirm_local(c);
+        } else {
+            self.outbox.push(shard, ShardMsg::Confirmed(c));
+        }
+    }
+
+    fn confirm_local(&self, c: ConfirmRef) {
+        let conn = self.conns.borrow().get(&c.conn).cloned();
+        if let Some(conn) = conn {
+            if conn.confirm_one(c.channel, c.seq) {
+                if !conn.dirty.replace(true) {
+                    self.dirty.borrow_mut().push(conn);
+                }
+            }
+        }
+    }
+}
