@@ -1,0 +1,584 @@
+//! Shared test harness: starts the real `warren` binary on an ephemeral
+//! port in a temporary data directory, with 1 or N shards, and kills it
+//! (SIGKILL) on drop or on demand for crash tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Broker {
+    pub port: u16,
+    pub shards: usize,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+pub fn warren_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("WARREN_BIN") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_BIN_EXE_warren"))
+}
+
+fn spawn(dir: &Path, shards: usize, port: u16, extra: &[String]) -> (Child, u16) {
+    let mut child = Command::new(warren_bin())
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--shards",
+            &shards.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(extra)
+        .env(
+            "WARREN_LOG",
+            std::env::var("WARREN_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start warren");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read ready line");
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("warren did not start: {line:?}"));
+    (child, port)
+}
+
+impl Broker {
+    pub fn start(shards: usize) -> Broker {
+        Self::start_with(shards, &[])
+    }
+
+    pub fn start_with(shards: usize, extra: &[&str]) -> Broker {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, port) = spawn(&dir, shards, 0, &extra);
+        Broker {
+            port,
+            shards,
+            dir,
+            _tmp: Some(tmp),
+            child: Some(child),
+            extra,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// SIGKILL the broker process (no clean shutdown).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start again on the same data directory (and port, when free).
+    pub fn restart(&mut self) {
+        self.kill9();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (child, port) = spawn(&self.dir, self.shards, 0, &self.extra);
+            self.child = Some(child);
+            self.port = port;
+            if self.port != 0 || Instant::now() > deadline {
+                break;
+            }
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Run a test body for 1 and for 2 shards.
+pub fn for_each_shard_count(mut f: impl FnMut(usize)) {
+    for n in [1, 2] {
+        f(n);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Async helpers around lapin.
+// ---------------------------------------------------------------------------
+
+use amq_protocol::frame::{gen_frame, parsing::parse_frame, AMQPContentHeader, AMQPFrame};
+use amq_protocol::protocol::{basic::AMQPProperties, connection, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable as RawFieldTable};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use std::future::Future;
+use std::io::{Read, Write};
+
+/// Upper bound for any single step of a test; tests never assert on time.
+pub const STEP: Duration = Duration::from_secs(20);
+
+/// Await `f`, panicking with `what` if it takes longer than [`STEP`].
+pub async fn within<F: Future>(what: &str, f: F) -> F::Output {
+    within_for(STEP, what, f).await
+}
+
+pub async fn within_for<F: Future>(limit: Duration, what: &str, f: F) -> F::Output {
+    match tokio::time::timeout(limit, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {limit:?}: {what}"),
+    }
+}
+
+/// Start the broker from async code without blocking a runtime worker.
+pub async fn start_broker(shards: usize) -> Broker {
+    tokio::task::spawn_blocking(move || Broker::start(shards))
+        .await
+        .expect("start broker")
+}
+
+/// Connect directly (the kernel picks the shard).
+pub async fn connect(b: &Broker) -> Connection {
+    within(
+        "connect",
+        Connection::connect(&b.url(), ConnectionProperties::default()),
+    )
+    .await
+    .expect("connect")
+}
+
+pub async fn open_channel(conn: &Connection) -> Channel {
+    within("channel.open", conn.create_channel())
+        .await
+        .expect("channel.open")
+}
+
+pub async fn confirm_channel(conn: &Connection) -> Channel {
+    let ch = open_channel(conn).await;
+    within(
+        "confirm.select",
+        ch.confirm_select(ConfirmSelectOptions::default()),
+    )
+    .await
+    .expect("confirm.select");
+    ch
+}
+
+pub async fn declare_queue(ch: &Channel, name: &str) -> String {
+    let q = within(
+        "queue.declare",
+        ch.queue_declare(name, QueueDeclareOptions::default(), FieldTable::default()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("queue.declare {name}: {e}"));
+    q.name().as_str().to_string()
+}
+
+/// Publish and wait for the publish to be written (not confirmed).
+pub async fn publish(
+    ch: &Channel,
+    exchange: &str,
+    key: &str,
+    body: &[u8],
+) -> lapin::publisher_confirm::PublisherConfirm {
+    publish_with(ch, exchange, key, body, BasicProperties::default()).await
+}
+
+pub async fn publish_with(
+    ch: &Channel,
+    exchange: &str,
+    key: &str,
+    body: &[u8],
+    props: BasicProperties,
+) -> lapin::publisher_confirm::PublisherConfirm {
+    within(
+        "basic.publish",
+        ch.basic_publish(exchange, key, BasicPublishOptions::default(), body, props),
+    )
+    .await
+    .expect("basic.publish")
+}
+
+/// Collect channel errors (server-sent channel.close) so a test can check
+/// the reply code after a fire-and-forget method such as basic.ack.
+pub fn channel_errors(ch: &Channel) -> tokio::sync::mpsc::UnboundedReceiver<lapin::Error> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    ch.on_error(move |e| {
+        let _ = tx.send(e);
+    });
+    rx
+}
+
+/// The AMQP reply code carried by a lapin error, if it is a protocol error.
+pub fn reply_code(e: &lapin::Error) -> Option<u16> {
+    match e {
+        lapin::Error::ProtocolError(p) => Some(p.get_id()),
+        _ => None,
+    }
+}
+
+/// Expect `r` to be a channel/connection error with `code`.
+pub fn assert_code<T: std::fmt::Debug>(r: Result<T, lapin::Error>, code: u16, what: &str) {
+    match r {
+        Ok(v) => panic!("{what}: expected error {code}, got Ok({v:?})"),
+        Err(e) => assert_eq!(
+            reply_code(&e),
+            Some(code),
+            "{what}: expected reply code {code}, got {e:?}"
+        ),
+    }
+}
+
+/// Wait for the next server-sent channel error and check its code.
+pub async fn expect_channel_error(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<lapin::Error>,
+    code: u16,
+    what: &str,
+) {
+    let e = within(what, rx.recv())
+        .await
+        .unwrap_or_else(|| panic!("{what}: error stream ended"));
+    assert_eq!(
+        reply_code(&e),
+        Some(code),
+        "{what}: expected reply code {code}, got {e:?}"
+    );
+}
+
+/// Check that `conn` still works: a new channel can declare and use a queue.
+pub async fn assert_connection_usable(conn: &Connection) {
+    assert!(
+        conn.status().connected(),
+        "connection should still be open, state {:?}",
+        conn.status().state()
+    );
+    let ch = open_channel(conn).await;
+    let q = declare_queue(&ch, "").await;
+    publish(&ch, "", &q, b"still-alive").await;
+    let got = within(
+        "basic.get after error",
+        ch.basic_get(&q, lapin::options::BasicGetOptions { no_ack: true }),
+    )
+    .await
+    .expect("basic.get");
+    assert_eq!(
+        got.expect("message on the fresh queue").delivery.data,
+        b"still-alive"
+    );
+    let _ = ch.close(200, "bye").await;
+}
+
+/// Name (prefix + counter) of a queue whose home is `shard` among `shards`.
+pub fn queue_on_shard(prefix: &str, shard: usize, shards: usize) -> String {
+    let shard = shard % shards;
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|n| warren::meta::authority::queue_home("/", n, shards).0 == shard)
+        .unwrap()
+}
+
+pub fn queue_home(name: &str, shards: usize) -> usize {
+    warren::meta::authority::queue_home("/", name, shards).0
+}
+
+// ---------------------------------------------------------------------------
+// Shard-aware connections: a one-shot TCP proxy reads `warren.shard` from
+// the server's connection.start, then forwards bytes both ways. lapin 2
+// does not expose server properties, so this is how a test learns which
+// shard its connection landed on.
+// ---------------------------------------------------------------------------
+
+/// Extract `warren.shard` from a connection.start frame.
+fn shard_of_start(frame: &[u8]) -> Option<usize> {
+    let (_, f) = parse_frame(frame).ok()?;
+    match f {
+        AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Start(s))) => {
+            match s.server_properties.inner().get("warren.shard")? {
+                AMQPValue::LongInt(v) => Some(*v as usize),
+                AMQPValue::LongUInt(v) => Some(*v as usize),
+                AMQPValue::ShortInt(v) => Some(*v as usize),
+                AMQPValue::LongLongInt(v) => Some(*v as usize),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Length of the first complete frame in `buf`, if there is one.
+fn first_frame_len(buf: &[u8]) -> Option<usize> {
+    if buf.len() < 7 {
+        return None;
+    }
+    let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]) as usize;
+    (buf.len() >= size + 8).then_some(size + 8)
+}
+
+/// Connect through a sniffing proxy; returns the connection and its shard.
+pub async fn connect_sniffed(b: &Broker) -> (Connection, usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("proxy bind");
+    let lport = listener.local_addr().unwrap().port();
+    let port = b.port;
+    let (tx, rx) = tokio::sync::oneshot::channel::<usize>();
+    tokio::spawn(async move {
+        let Ok((mut client, _)) = listener.accept().await else {
+            return;
+        };
+        drop(listener);
+        let Ok(mut upstream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            return;
+        };
+        let _ = client.set_nodelay(true);
+        let _ = upstream.set_nodelay(true);
+        let mut hdr = [0u8; 8];
+        if client.read_exact(&mut hdr).await.is_err() || upstream.write_all(&hdr).await.is_err() {
+            return;
+        }
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let len = loop {
+            if let Some(n) = first_frame_len(&raw) {
+                break n;
+            }
+            match upstream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let Some(shard) = shard_of_start(&raw[..len]) else {
+            return;
+        };
+        let _ = tx.send(shard);
+        if client.write_all(&raw).await.is_err() {
+            return;
+        }
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    });
+    let url = format!("amqp://guest:guest@127.0.0.1:{lport}/%2f");
+    let conn = within(
+        "connect via proxy",
+        Connection::connect(&url, ConnectionProperties::default()),
+    )
+    .await
+    .expect("connect via proxy");
+    let shard = within("shard from connection.start", rx)
+        .await
+        .expect("proxy saw connection.start with warren.shard");
+    (conn, shard)
+}
+
+/// A connection that landed on `shard` (modulo the broker's shard count).
+pub async fn connect_on_shard(b: &Broker, shard: usize) -> Connection {
+    let want = shard % b.shards;
+    for _ in 0..200 {
+        let (conn, got) = connect_sniffed(b).await;
+        assert!(
+            got < b.shards,
+            "warren.shard {got} out of range for {} shards",
+            b.shards
+        );
+        if got == want {
+            return conn;
+        }
+        let _ = within("close extra connection", conn.close(200, "wrong shard")).await;
+    }
+    panic!("could not land a connection on shard {want} in 200 attempts");
+}
+
+// ---------------------------------------------------------------------------
+// Raw AMQP over std::net::TcpStream, for malformed-input tests.
+// ---------------------------------------------------------------------------
+
+pub struct RawClient {
+    pub stream: std::net::TcpStream,
+    pub shard: usize,
+    buf: Vec<u8>,
+}
+
+pub fn encode_frame(frame: &AMQPFrame) -> Vec<u8> {
+    let (v, _) = cookie_factory::gen(gen_frame(frame), Vec::new()).expect("encode frame");
+    v
+}
+
+impl RawClient {
+    /// Connect and complete the handshake up to connection.open-ok.
+    pub fn handshake(port: u16) -> RawClient {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("raw connect");
+        stream.set_read_timeout(Some(STEP)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut c = RawClient {
+            stream,
+            shard: usize::MAX,
+            buf: Vec::new(),
+        };
+        c.stream.write_all(b"AMQP\x00\x00\x09\x01").unwrap();
+        let start = c.read_frame().expect("connection.start");
+        c.shard = shard_of_start(&encode_frame(&start)).expect("warren.shard in connection.start");
+        c.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+                client_properties: RawFieldTable::default(),
+                mechanism: "PLAIN".into(),
+                response: "\0guest\0guest".into(),
+                locale: "en_US".into(),
+            })),
+        );
+        match c.read_frame() {
+            Some(AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Tune(_)))) => {}
+            other => panic!("expected connection.tune, got {other:?}"),
+        }
+        c.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
+                channel_max: 2047,
+                frame_max: 131_072,
+                heartbeat: 0,
+            })),
+        );
+        c.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
+                virtual_host: "/".into(),
+            })),
+        );
+        match c.read_frame() {
+            Some(AMQPFrame::Method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)),
+            )) => {}
+            other => panic!("expected connection.open-ok, got {other:?}"),
+        }
+        c
+    }
+
+    pub fn send_method(&mut self, channel: u16, class: AMQPClass) {
+        let bytes = encode_frame(&AMQPFrame::Method(channel, class));
+        self.stream.write_all(&bytes).expect("raw write");
+    }
+
+    pub fn send_content(&mut self, channel: u16, body: &[u8]) {
+        let header = AMQPFrame::Header(
+            channel,
+            60,
+            Box::new(AMQPContentHeader {
+                class_id: 60,
+                body_size: body.len() as u64,
+                properties: AMQPProperties::default(),
+            }),
+        );
+        let mut bytes = encode_frame(&header);
+        bytes.extend(encode_frame(&AMQPFrame::Body(channel, body.to_vec())));
+        self.stream.write_all(&bytes).expect("raw write");
+    }
+
+    /// Next frame: Ok(None) on EOF, Err on a read error or timeout.
+    pub fn next(&mut self) -> std::io::Result<Option<AMQPFrame>> {
+        loop {
+            if let Some(n) = first_frame_len(&self.buf) {
+                let frame: Vec<u8> = self.buf.drain(..n).collect();
+                return match parse_frame(&frame[..]) {
+                    Ok((_, f)) => Ok(Some(f)),
+                    Err(e) => Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{e:?}"),
+                    )),
+                };
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk)? {
+                0 => return Ok(None),
+                n => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Next frame, or None on EOF / error / timeout.
+    pub fn read_frame(&mut self) -> Option<AMQPFrame> {
+        self.next().ok().flatten()
+    }
+
+    /// Read until the server closes the socket; returns every frame seen.
+    /// Panics if the socket stays open longer than [`STEP`].
+    pub fn read_until_closed(&mut self) -> Vec<AMQPFrame> {
+        let mut frames = Vec::new();
+        loop {
+            match self.next() {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) => return frames,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    panic!("server did not close the connection within {STEP:?}; frames so far: {frames:?}")
+                }
+                // Reset by peer also means closed.
+                Err(_) => return frames,
+            }
+        }
+    }
+}
+
+pub const SHARD_COUNTS: [usize; 2] = [1, 2];
+
+/// Next delivery from a consumer; panics on timeout, error or stream end.
+pub async fn next_delivery(c: &mut lapin::Consumer, what: &str) -> lapin::message::Delivery {
+    use futures_lite::StreamExt;
+    match within(what, c.next()).await {
+        Some(Ok(d)) => d,
+        Some(Err(e)) => panic!("{what}: consumer error {e}"),
+        None => panic!("{what}: consumer stream ended"),
+    }
+}
+
+/// Assert nothing is delivered for `wait` (a short quiet period).
+pub async fn assert_no_delivery(c: &mut lapin::Consumer, wait: Duration, what: &str) {
+    use futures_lite::StreamExt;
+    if let Ok(Some(d)) = tokio::time::timeout(wait, c.next()).await {
+        panic!(
+            "{what}: unexpected delivery {:?}",
+            d.map(|d| String::from_utf8_lossy(&d.data).into_owned())
+        );
+    }
+}
+
+/// Ready message count of a queue, by passive declare on a fresh channel.
+pub async fn ready_count(conn: &Connection, queue: &str) -> u32 {
+    let ch = open_channel(conn).await;
+    let q = within(
+        "passive queue.declare",
+        ch.queue_declare(
+            queue,
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("passive declare {queue}: {e}"));
+    let _ = ch.close(200, "bye").await;
+    q.message_count()
+}

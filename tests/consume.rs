@@ -1,0 +1,485 @@
+//! Consuming: publish/consume/ack round trips, prefetch, basic.get,
+//! nack/reject and requeueing, acknowledgement errors.
+
+mod common;
+
+use common::*;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::BasicProperties;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_consume_ack_round_trip_preserves_order_body_and_properties() {
+    for shards in SHARD_COUNTS {
+        eprintln!("shards={shards}");
+        let b = start_broker(shards).await;
+        let conn = connect(&b).await;
+        let ch = open_channel(&conn).await;
+        let q = declare_queue(&ch, "round-trip").await;
+        let mut consumer = within(
+            "basic.consume",
+            ch.basic_consume(
+                &q,
+                "c1",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .expect("basic.consume");
+
+        let mut headers = FieldTable::default();
+        headers.insert("x-test".into(), AMQPValue::LongString("yes".into()));
+        for i in 0..100u32 {
+            let props = BasicProperties::default()
+                .with_content_type("text/plain".into())
+                .with_message_id(format!("id-{i}").into())
+                .with_headers(headers.clone());
+            publish_with(&ch, "", &q, format!("msg-{i}").as_bytes(), props).await;
+        }
+        for i in 0..100u32 {
+            let d = next_delivery(&mut consumer, "round-trip delivery").await;
+            assert_eq!(d.data, format!("msg-{i}").as_bytes(), "order and body");
+            assert!(!d.redelivered);
+            assert_eq!(d.exchange.as_str(), "");
+            assert_eq!(d.routing_key.as_str(), q);
+            assert_eq!(
+                d.properties.content_type().as_ref().map(|s| s.as_str()),
+                Some("text/plain")
+            );
+            assert_eq!(
+                d.properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.as_str().to_string()),
+                Some(format!("id-{i}"))
+            );
+            let h = d.properties.headers().as_ref().expect("headers survive");
+            assert_eq!(
+                h.inner().get("x-test"),
+                Some(&AMQPValue::LongString("yes".into()))
+            );
+            within("ack", d.acker.ack(BasicAckOptions::default()))
+                .await
+                .expect("ack");
+        }
+        // Everything acked: nothing comes back when the consumer goes away.
+        within(
+            "cancel",
+            ch.basic_cancel("c1", BasicCancelOptions::default()),
+        )
+        .await
+        .expect("cancel");
+        within("close", ch.close(200, "done"))
+            .await
+            .expect("channel.close");
+        assert_eq!(ready_count(&conn, &q).await, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacked_deliveries_are_requeued_as_redelivered_when_the_channel_closes() {
+    for shards in SHARD_COUNTS {
+        eprintln!("shards={shards}");
+        let b = start_broker(shards).await;
+        let conn = connect(&b).await;
+        let ch = open_channel(&conn).await;
+        let q = declare_queue(&ch, "requeue-on-close").await;
+        let cch = open_channel(&conn).await;
+        let mut consumer = within(
+            "basic.consume",
+            cch.basic_consume(
+                &q,
+                "",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .unwrap();
+        for i in 0..5 {
+            publish(&ch, "", &q, format!("m{i}").as_bytes()).await;
+        }
+        for _ in 0..5 {
+            next_delivery(&mut consumer, "first delivery").await;
+        }
+        within("close consumer channel", cch.close(200, "bye"))
+            .await
+            .unwrap();
+        for i in 0..5 {
+            let got = within(
+                "basic.get",
+                ch.basic_get(&q, BasicGetOptions { no_ack: true }),
+            )
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("message {i} should have been requeued"));
+            assert_eq!(
+                got.delivery.data,
+                format!("m{i}").as_bytes(),
+                "requeued in original order"
+            );
+            assert!(
+                got.delivery.redelivered,
+                "requeued message must be flagged redelivered"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_queue_with_prefetch_one_alternates_between_consumers() {
+    for shards in SHARD_COUNTS {
+        eprintln!("shards={shards}");
+        let b = start_broker(shards).await;
+        let conn = connect(&b).await;
+        let pch = open_channel(&conn).await;
+        let q = declare_queue(&pch, "work").await;
+        // One consumer on this connection, one on another connection.
+        let cha = open_channel(&conn).await;
+        let conn2 = connect(&b).await;
+        let chb = open_channel(&conn2).await;
+        for ch in [&cha, &chb] {
+            within("basic.qos", ch.basic_qos(1, BasicQosOptions::default()))
+                .await
+                .unwrap();
+        }
+        let mut a = within(
+            "consume a",
+            cha.basic_consume(
+                &q,
+                "a",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .unwrap();
+        let mut bc = within(
+            "consume b",
+            chb.basic_consume(
+                &q,
+                "b",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .unwrap();
+        const N: usize = 10;
+        for i in 0..N {
+            publish(&pch, "", &q, format!("{i}").as_bytes()).await;
+        }
+        let mut seen = vec![0u32; N];
+        let mut da = next_delivery(&mut a, "a's first").await;
+        let mut db = next_delivery(&mut bc, "b's first").await;
+        // Both consumers hold one unacked message: the other 8 stay ready.
+        assert_eq!(
+            ready_count(&conn, &q).await,
+            (N - 2) as u32,
+            "prefetch 1 must hold back the rest"
+        );
+        assert_no_delivery(
+            &mut a,
+            Duration::from_millis(200),
+            "a is at its prefetch limit",
+        )
+        .await;
+        let (mut na, mut nb) = (0, 0);
+        loop {
+            seen[String::from_utf8_lossy(&da.data).parse::<usize>().unwrap()] += 1;
+            na += 1;
+            within("ack a", da.acker.ack(BasicAckOptions::default()))
+                .await
+                .unwrap();
+            seen[String::from_utf8_lossy(&db.data).parse::<usize>().unwrap()] += 1;
+            nb += 1;
+            within("ack b", db.acker.ack(BasicAckOptions::default()))
+                .await
+                .unwrap();
+            if na + nb == N {
+                break;
+            }
+            da = next_delivery(&mut a, "a's next").await;
+            db = next_delivery(&mut bc, "b's next").await;
+        }
+        assert_eq!(seen, vec![1; N], "every message delivered exactly once");
+        assert_eq!(
+            (na, nb),
+            (N / 2, N / 2),
+            "acking in lockstep splits the work evenly"
+        );
+        assert_no_delivery(&mut a, Duration::from_millis(100), "queue drained").await;
+        assert_eq!(ready_count(&conn, &q).await, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_get_returns_messages_with_remaining_count_then_get_empty() {
+    for shards in SHARD_COUNTS {
+        eprintln!("shards={shards}");
+        let b = start_broker(shards).await;
+        let conn = connect(&b).await;
+        let ch = open_channel(&conn).await;
+        let q = declare_queue(&ch, "getter").await;
+        let empty = within("get on empty", ch.basic_get(&q, BasicGetOptions::default()))
+            .await
+            .unwrap();
+        assert!(
+            empty.is_none(),
+            "basic.get on an empty queue must answer get-empty"
+        );
+        for i in 0..3 {
+            publish(&ch, "", &q, format!("g{i}").as_bytes()).await;
+        }
+        for i in 0..3u32 {
+            let got = within("basic.get", ch.basic_get(&q, BasicGetOptions::default()))
+                .await
+                .unwrap()
+                .expect("a message");
+            assert_eq!(got.delivery.data, format!("g{i}").as_bytes());
+            assert_eq!(
+                got.message_count,
+                2 - i,
+                "get-ok message-count is the number left"
+            );
+            assert!(!got.delivery.redelivered);
+            within("ack", got.delivery.acker.ack(BasicAckOptions::default()))
+                .await
+                .unwrap();
+        }
+        let empty = within(
+            "get on drained",
+            ch.basic_get(&q, BasicGetOptions::default()),
+        )
+        .await
+        .unwrap();
+        assert!(empty.is_none());
+        // Acked gets are gone for good, even after the channel closes.
+        within("close", ch.close(200, "bye")).await.unwrap();
+        assert_eq!(ready_count(&conn, &q).await, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nack_and_reject_with_requeue_redeliver_with_redelivered_flag() {
+    for shards in SHARD_COUNTS {
+        eprintln!("shards={shards}");
+        let b = start_broker(shards).await;
+        let conn = connect(&b).await;
+        let ch = open_channel(&conn).await;
+        let q = declare_queue(&ch, "nacked").await;
+        let mut c = within(
+            "consume",
+            ch.basic_consume(
+                &q,
+                "",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .unwrap();
+        publish(&ch, "", &q, b"bounce").await;
+        let d = next_delivery(&mut c, "first").await;
+        assert!(!d.redelivered);
+        within(
+            "nack",
+            d.acker.nack(BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            }),
+        )
+        .await
+        .unwrap();
+        let d = next_delivery(&mut c, "after nack").await;
+        assert_eq!(d.data, b"bounce");
+        assert!(d.redelivered, "nack(requeue) must set redelivered");
+        within(
+            "reject",
+            d.acker.reject(BasicRejectOptions { requeue: true }),
+        )
+        .await
+        .unwrap();
+        let d = next_delivery(&mut c, "after reject").await;
+        assert_eq!(d.data, b"bounce");
+        assert!(d.redelivered, "reject(requeue) must set redelivered");
+        within("ack", d.acker.ack(BasicAckOptions::default()))
+            .await
+            .unwrap();
+        assert_no_delivery(&mut c, Duration::from_millis(200), "acked").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nack_multiple_requeues_every_earlier_delivery() {
+    for shards in SHARD_COUNTS {
+        eprintln!("shards={shards}");
+        let b = start_broker(shards).await;
+        let conn = connect(&b).await;
+        let ch = open_channel(&conn).await;
+        let q = declare_queue(&ch, "nack-multi").await;
+        let mut c = within(
+            "consume",
+            ch.basic_consume(
+                &q,
+                "",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .unwrap();
+        for i in 0..5 {
+            publish(&ch, "", &q, format!("{i}").as_bytes()).await;
+        }
+        let mut last = None;
+        for _ in 0..5 {
+            last = Some(next_delivery(&mut c, "first pass").await);
+        }
+        let last = last.unwrap();
+        within(
+            "nack multiple",
+            last.acker.nack(BasicNackOptions {
+                requeue: true,
+                multiple: true,
+            }),
+        )
+        .await
+        .unwrap();
+        let mut again = Vec::new();
+        for _ in 0..5 {
+            let d = next_delivery(&mut c, "second pass").await;
+            assert!(d.redelivered);
+            again.push(String::from_utf8_lossy(&d.data).into_owned());
+            within("ack", d.acker.ack(BasicAckOptions::default()))
+                .await
+                .unwrap();
+        }
+        again.sort();
+        assert_eq!(again, vec!["0", "1", "2", "3", "4"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_without_requeue_discards_the_message() {
+    for shards in SHARD_COUNTS {
+        eprintln!("shards={shards}");
+        let b = start_broker(shards).await;
+        let conn = connect(&b).await;
+        let ch = open_channel(&conn).await;
+        let q = declare_queue(&ch, "dropped").await;
+        publish(&ch, "", &q, b"drop-me").await;
+        publish(&ch, "", &q, b"keep-me").await;
+        let got = within("get", ch.basic_get(&q, BasicGetOptions::default()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.delivery.data, b"drop-me");
+        within(
+            "reject",
+            got.delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: false }),
+        )
+        .await
+        .unwrap();
+        let got = within("get", ch.basic_get(&q, BasicGetOptions::default()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.delivery.data, b"keep-me");
+        within(
+            "nack",
+            got.delivery.acker.nack(BasicNackOptions {
+                requeue: false,
+                multiple: false,
+            }),
+        )
+        .await
+        .unwrap();
+        let none = within("get", ch.basic_get(&q, BasicGetOptions::default()))
+            .await
+            .unwrap();
+        assert!(
+            none.is_none(),
+            "rejected/nacked without requeue must be discarded"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_consumer_gets_no_more_messages_and_they_stay_ready() {
+    for shards in SHARD_COUNTS {
+        eprintln!("shards={shards}");
+        let b = start_broker(shards).await;
+        let conn = connect(&b).await;
+        let ch = open_channel(&conn).await;
+        let q = declare_queue(&ch, "cancelled").await;
+        let mut c = within(
+            "consume",
+            ch.basic_consume(
+                &q,
+                "ctag",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .unwrap();
+        publish(&ch, "", &q, b"before").await;
+        let d = next_delivery(&mut c, "before cancel").await;
+        within("ack", d.acker.ack(BasicAckOptions::default()))
+            .await
+            .unwrap();
+        within(
+            "cancel",
+            ch.basic_cancel("ctag", BasicCancelOptions::default()),
+        )
+        .await
+        .unwrap();
+        for i in 0..3 {
+            publish(&ch, "", &q, format!("after{i}").as_bytes()).await;
+        }
+        assert_no_delivery(&mut c, Duration::from_millis(200), "cancelled consumer").await;
+        assert_eq!(ready_count(&conn, &q).await, 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_of_unknown_delivery_tag_closes_channel_with_406_and_connection_survives() {
+    for shards in SHARD_COUNTS {
+        eprintln!("shards={shards}");
+        let b = start_broker(shards).await;
+        let conn = connect(&b).await;
+        let ch = open_channel(&conn).await;
+        let mut errors = channel_errors(&ch);
+        within("bogus ack", ch.basic_ack(4242, BasicAckOptions::default()))
+            .await
+            .unwrap();
+        expect_channel_error(&mut errors, 406, "ack of a never-delivered tag").await;
+        assert_connection_usable(&conn).await;
+
+        // Acking the same tag twice is also an unknown tag.
+        let ch = open_channel(&conn).await;
+        let mut errors = channel_errors(&ch);
+        let q = declare_queue(&ch, "double-ack").await;
+        publish(&ch, "", &q, b"x").await;
+        let got = within("get", ch.basic_get(&q, BasicGetOptions::default()))
+            .await
+            .unwrap()
+            .unwrap();
+        let tag = got.delivery.delivery_tag;
+        within("ack", ch.basic_ack(tag, BasicAckOptions::default()))
+            .await
+            .unwrap();
+        within("second ack", ch.basic_ack(tag, BasicAckOptions::default()))
+            .await
+            .unwrap();
+        expect_channel_error(&mut errors, 406, "double ack").await;
+        assert_connection_usable(&conn).await;
+        // The first ack counted: the message is gone.
+        assert_eq!(ready_count(&conn, &q).await, 0);
+    }
+}
