@@ -18,6 +18,15 @@ pub struct Config {
     /// Allow the default user from non-loopback addresses (RabbitMQ's
     /// loopback_users = none).
     pub guest_remote: bool,
+    /// Size of each message segment file.
+    pub segment_size: usize,
+    /// fdatasync before confirming persistent messages (the safe default).
+    /// Off, a confirmed message survives a process crash (it is in the page
+    /// cache) but not a power loss.
+    pub fsync: bool,
+    /// Longest time an ack or delivery record waits in memory before it is
+    /// written to its queue index (confirms never wait for this).
+    pub flush_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -34,6 +43,9 @@ impl Default for Config {
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,
             guest_remote: false,
+            segment_size: crate::store::DEFAULT_SEGMENT_SIZE,
+            fsync: true,
+            flush_interval_ms: 200,
         }
     }
 }

@@ -55,7 +55,12 @@ impl AmqpError {
     pub fn is_connection_error(&self) -> bool {
         !matches!(
             self.code,
-            CONTENT_TOO_LARGE | NO_ROUTE | ACCESS_REFUSED | NOT_FOUND | RESOURCE_LOCKED | PRECONDITION_FAILED
+            CONTENT_TOO_LARGE
+                | NO_ROUTE
+                | ACCESS_REFUSED
+                | NOT_FOUND
+                | RESOURCE_LOCKED
+                | PRECONDITION_FAILED
         )
     }
     pub fn access_refused(t: impl fmt::Display) -> Self {

@@ -5,14 +5,20 @@ use glommio::channels::shared_channel;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 use warren::config::Config;
 use warren::ids::ShardId;
 use warren::mailbox::MAILBOX_BATCHES;
 use warren::shard::{start_shard, ShardBoot};
 
 #[derive(Parser, Debug)]
-#[command(name = "warren", version, about = "A thread-per-core AMQP 0-9-1 broker")]
+#[command(
+    name = "warren",
+    version,
+    about = "A thread-per-core AMQP 0-9-1 broker"
+)]
 struct Args {
     /// Address to listen on.
     #[arg(long, env = "WARREN_BIND", default_value = "0.0.0.0")]
@@ -38,17 +44,57 @@ struct Args {
     /// Do not pin shards to cores.
     #[arg(long, env = "WARREN_NO_PIN")]
     no_pin: bool,
+    /// Size of each message segment file, MiB.
+    #[arg(long, env = "WARREN_SEGMENT_MB", default_value_t = 64)]
+    segment_mb: usize,
+    /// Confirm persistent messages without waiting for fdatasync (survives
+    /// a process crash, not a power loss). Default: wait (safe).
+    #[arg(long, env = "WARREN_NO_FSYNC")]
+    no_fsync: bool,
+    /// Longest delay before ack/delivery records reach the queue index, ms.
+    #[arg(long, env = "WARREN_FLUSH_INTERVAL_MS", default_value_t = 200)]
+    flush_interval_ms: u64,
+}
+
+/// Hold an exclusive lock on `<data-dir>/warren.lock` for the process
+/// lifetime, so a second broker on the same directory refuses to start.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("warren.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    #[allow(deprecated)]
+    nix::fcntl::flock(f.as_raw_fd(), nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |_| {
+            format!(
+                "data directory {} is in use by another warren process (lock {})",
+                dir.display(),
+                path.display()
+            )
+        },
+    )?;
+    let _ = std::fs::write(&path, std::process::id().to_string());
+    Ok(f)
 }
 
 fn main() {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cores: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let cores: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     let shards = args.shards.unwrap_or(cores.len().max(1)).max(1);
     let config = Config {
         bind: args.bind,
@@ -58,12 +104,27 @@ fn main() {
         default_user: args.default_user,
         default_pass: args.default_pass,
         heartbeat: args.heartbeat,
+        segment_size: args.segment_mb.max(1) * 1024 * 1024,
+        fsync: !args.no_fsync,
+        flush_interval_ms: args.flush_interval_ms,
         ..Config::default()
     };
     if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
-        eprintln!("warren: cannot create data dir {}: {e}", config.data_dir.display());
+        eprintln!(
+            "warren: cannot create data dir {}: {e}",
+            config.data_dir.display()
+        );
         std::process::exit(1);
     }
+    let _lock = match lock_data_dir(&config.data_dir) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            std::process::exit(1);
+        }
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let (stopped_tx, stopped_rx) = mpsc::channel();
 
     // Full mesh of SPSC mailboxes: senders[i][j] goes from shard i to j.
     let mut senders: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
@@ -81,7 +142,11 @@ fn main() {
     let mut port = config.port;
     for (i, (s, r)) in senders.into_iter().zip(receivers).enumerate() {
         let (ready_tx, ready_rx) = mpsc::channel();
-        let cpu = if args.no_pin || cores.is_empty() { None } else { Some(cores[i % cores.len()]) };
+        let cpu = if args.no_pin || cores.is_empty() {
+            None
+        } else {
+            Some(cores[i % cores.len()])
+        };
         let boot = ShardBoot {
             id: ShardId(i),
             shards,
@@ -91,6 +156,8 @@ fn main() {
             receivers: r,
             ready: ready_tx,
             port,
+            shutdown: shutdown.clone(),
+            stopped: stopped_tx.clone(),
         };
         match start_shard(boot) {
             Ok(h) => handles.push(h),
@@ -115,7 +182,29 @@ fn main() {
     println!("warren listening on {}:{port}", config.bind);
     let _ = std::io::stdout().flush();
     tracing::info!(shards, port, "warren started");
-    for h in handles {
-        let _ = h.join();
+    // Clean shutdown: every shard writes and syncs its store, then we exit.
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("warren: cannot install signal handlers: {e}");
+            for h in handles {
+                let _ = h.join();
+            }
+            return;
+        }
+    };
+    if signals.forever().next().is_some() {
+        tracing::info!("shutting down");
+        shutdown.store(true, Ordering::Release);
+        for _ in 0..shards {
+            if stopped_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+                break;
+            }
+        }
     }
+    drop(handles);
+    std::process::exit(0);
 }

@@ -54,13 +54,21 @@ fn server_properties(shard: &Shard) -> FieldTable {
     p.insert("platform".into(), s("Rust"));
     p.insert("cluster_name".into(), s("warren"));
     p.insert("copyright".into(), s("Warren contributors"));
-    p.insert("information".into(), s("Licensed under the Apache License 2.0"));
+    p.insert(
+        "information".into(),
+        s("Licensed under the Apache License 2.0"),
+    );
     p.insert("warren.shard".into(), AMQPValue::LongInt(shard.id.0 as i32));
     p
 }
 
 /// Check SASL credentials (PLAIN or AMQPLAIN) against the configured user.
-fn authenticate(shard: &Shard, conn: &Conn, mechanism: &str, response: &[u8]) -> AmqpResult<String> {
+fn authenticate(
+    shard: &Shard,
+    conn: &Conn,
+    mechanism: &str,
+    response: &[u8],
+) -> AmqpResult<String> {
     let refused = || {
         AmqpError::access_refused(format!(
             "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
@@ -72,18 +80,27 @@ fn authenticate(shard: &Shard, conn: &Conn, mechanism: &str, response: &[u8]) ->
             let _authzid = parts.next();
             let user = parts.next().ok_or_else(refused)?;
             let pass = parts.next().ok_or_else(refused)?;
-            (String::from_utf8_lossy(user).into_owned(), String::from_utf8_lossy(pass).into_owned())
+            (
+                String::from_utf8_lossy(user).into_owned(),
+                String::from_utf8_lossy(pass).into_owned(),
+            )
         }
         "AMQPLAIN" => {
             let mut buf = (response.len() as u32).to_be_bytes().to_vec();
             buf.extend_from_slice(response);
-            let (_, table) = amq_protocol::types::parsing::parse_field_table(&buf[..]).map_err(|_| refused())?;
+            let (_, table) =
+                amq_protocol::types::parsing::parse_field_table(&buf[..]).map_err(|_| refused())?;
             let get = |k: &str| match table.inner().get(k) {
-                Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+                Some(AMQPValue::LongString(s)) => {
+                    Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                }
                 Some(AMQPValue::ShortString(s)) => Some(s.to_string()),
                 _ => None,
             };
-            (get("LOGIN").ok_or_else(refused)?, get("PASSWORD").ok_or_else(refused)?)
+            (
+                get("LOGIN").ok_or_else(refused)?,
+                get("PASSWORD").ok_or_else(refused)?,
+            )
         }
         _ => {
             return Err(AmqpError::access_refused(format!(
@@ -107,7 +124,11 @@ fn authenticate(shard: &Shard, conn: &Conn, mechanism: &str, response: &[u8]) ->
 pub async fn serve(shard: Rc<Shard>, stream: SharedStream, peer: std::net::SocketAddr) {
     let conn = Conn::new(shard.new_conn_id(), peer);
     shard.conns.borrow_mut().insert(conn.id, conn.clone());
-    let writer = glommio::spawn_local(crate::net::writer_task(shard.clone(), conn.clone(), stream.clone()));
+    let writer = glommio::spawn_local(crate::net::writer_task(
+        shard.clone(),
+        conn.clone(),
+        stream.clone(),
+    ));
     if let Err(e) = run(&shard, &conn, &stream).await {
         tracing::debug!(peer = %peer, "connection ended: {e}");
     }
@@ -118,15 +139,28 @@ pub async fn serve(shard: Rc<Shard>, stream: SharedStream, peer: std::net::Socke
 }
 
 fn cleanup(shard: &Rc<Shard>, conn: &Rc<Conn>) {
-    let channels: Vec<_> = conn.state.borrow_mut().channels.drain().map(|(_, c)| c).collect();
+    let channels: Vec<_> = conn
+        .state
+        .borrow_mut()
+        .channels
+        .drain()
+        .map(|(_, c)| c)
+        .collect();
     for mut c in channels {
         conn.release_channel(shard, &mut c);
     }
     shard.conns.borrow_mut().remove(&conn.id);
     // Exclusive queues die with their connection.
-    let owns_exclusive = shard.table().queues.values().any(|q| q.exclusive_owner == Some(conn.id));
+    let owns_exclusive = shard
+        .table()
+        .queues
+        .values()
+        .any(|q| q.exclusive_owner == Some(conn.id));
     if owns_exclusive {
-        drop(shard.send_request(shard.authority(), crate::mailbox::Request::Meta(MetaOp::ConnectionClosed { owner: conn.id })));
+        drop(shard.send_request(
+            shard.authority(),
+            crate::mailbox::Request::Meta(MetaOp::ConnectionClosed { owner: conn.id }),
+        ));
     }
 }
 
@@ -139,13 +173,19 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
             HeaderCheck::Ok => break,
             HeaderCheck::Bad => {
                 // Spec 4.2.2: answer with the header we do support, then close.
-                conn.out.borrow_mut().extend_from_slice(codec::PROTOCOL_HEADER);
+                conn.out
+                    .borrow_mut()
+                    .extend_from_slice(codec::PROTOCOL_HEADER);
                 conn.out_notify.notify();
                 return Ok(());
             }
             HeaderCheck::NeedMore => {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let n = match glommio::timer::timeout(left, async { Ok(stream.read_into(&mut buf, 64).await) }).await {
+                let n = match glommio::timer::timeout(left, async {
+                    Ok(stream.read_into(&mut buf, 64).await)
+                })
+                .await
+                {
                     Ok(r) => r?,
                     Err(_) => return Ok(()),
                 };
@@ -185,7 +225,11 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
             conn.last_recv.set(Instant::now());
             if phase == Phase::Closing {
                 if let Frame::Method(0, m) = &frame {
-                    if matches!(**m, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) | AMQPClass::Connection(connection::AMQPMethod::Close(_))) {
+                    if matches!(
+                        **m,
+                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))
+                            | AMQPClass::Connection(connection::AMQPMethod::Close(_))
+                    ) {
                         return Ok(());
                     }
                 }
@@ -199,7 +243,11 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
                         send_connection_close(conn, &e);
                         phase = Phase::Closing;
                         close_deadline = Some(Instant::now() + Duration::from_secs(3));
-                        if matches!(e.code, crate::error::ACCESS_REFUSED | crate::error::NOT_ALLOWED) && ch == 0 {
+                        if matches!(
+                            e.code,
+                            crate::error::ACCESS_REFUSED | crate::error::NOT_ALLOWED
+                        ) && ch == 0
+                        {
                             // Handshake refusals: close right after the reply.
                             return Ok(());
                         }
@@ -225,7 +273,11 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
         let n = match close_deadline {
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
-                match glommio::timer::timeout(left, async { Ok(read(conn, stream, &mut buf).await) }).await {
+                match glommio::timer::timeout(left, async {
+                    Ok(read(conn, stream, &mut buf).await)
+                })
+                .await
+                {
                     Ok(r) => r?,
                     Err(_) => return Ok(()),
                 }
@@ -300,26 +352,39 @@ async fn on_frame(
 ) -> Result<bool, (u16, AmqpError)> {
     match frame {
         Frame::Heartbeat(0) => Ok(true),
-        Frame::Heartbeat(ch) => Err((0, AmqpError::frame_error(format!("heartbeat on channel {ch}")))),
+        Frame::Heartbeat(ch) => Err((
+            0,
+            AmqpError::frame_error(format!("heartbeat on channel {ch}")),
+        )),
         Frame::Method(0, m) => {
             let (c, mid) = ids(&m);
             connection_method(shard, conn, phase, frame_max, *m).map_err(|e| (0, e.on(c, mid)))
         }
-        _ if *phase != Phase::Running => {
-            Err((0, AmqpError::unexpected_frame("frame received before the connection was opened")))
-        }
+        _ if *phase != Phase::Running => Err((
+            0,
+            AmqpError::unexpected_frame("frame received before the connection was opened"),
+        )),
         Frame::Method(ch, m) => {
             let (c, mid) = ids(&m);
-            handle_method(conn, shard, ch, *m).await.map(|_| true).map_err(|e| (ch, e.on(c, mid)))
+            handle_method(conn, shard, ch, *m)
+                .await
+                .map(|_| true)
+                .map_err(|e| (ch, e.on(c, mid)))
         }
-        Frame::Header { channel, class_id, body_size, props_raw, props } if channel != 0 => {
+        Frame::Header {
+            channel,
+            class_id,
+            body_size,
+            props_raw,
+            props,
+        } if channel != 0 => {
             content_header(conn, shard, channel, class_id, body_size, props_raw, props)
                 .map(|_| true)
                 .map_err(|e| (channel, e.on(60, 40)))
         }
-        Frame::Body(ch, body) if ch != 0 => {
-            content_body(conn, shard, ch, body).map(|_| true).map_err(|e| (ch, e.on(60, 40)))
-        }
+        Frame::Body(ch, body) if ch != 0 => content_body(conn, shard, ch, body)
+            .map(|_| true)
+            .map_err(|e| (ch, e.on(60, 40))),
         _ => Err((0, AmqpError::unexpected_frame("content frame on channel 0"))),
     }
 }
@@ -333,7 +398,9 @@ fn connection_method(
 ) -> AmqpResult<bool> {
     let cfg = &shard.config;
     let AMQPClass::Connection(m) = m else {
-        return Err(AmqpError::command_invalid("only connection methods are allowed on channel 0"));
+        return Err(AmqpError::command_invalid(
+            "only connection methods are allowed on channel 0",
+        ));
     };
     match (*phase, m) {
         (Phase::StartOk, connection::AMQPMethod::StartOk(s)) => {
@@ -351,7 +418,11 @@ fn connection_method(
             Ok(true)
         }
         (Phase::TuneOk, connection::AMQPMethod::TuneOk(t)) => {
-            let fm = if t.frame_max == 0 { cfg.frame_max } else { t.frame_max };
+            let fm = if t.frame_max == 0 {
+                cfg.frame_max
+            } else {
+                t.frame_max
+            };
             if fm < codec::FRAME_MIN_SIZE || fm > cfg.frame_max {
                 return Err(AmqpError::not_allowed(format!(
                     "negotiated frame_max = {fm} is outside {}..{}",
@@ -361,11 +432,18 @@ fn connection_method(
             }
             *frame_max = fm;
             conn.frame_max.set(fm);
-            let cm = if t.channel_max == 0 { cfg.channel_max } else { t.channel_max.min(cfg.channel_max) };
+            let cm = if t.channel_max == 0 {
+                cfg.channel_max
+            } else {
+                t.channel_max.min(cfg.channel_max)
+            };
             conn.state.borrow_mut().channel_max = cm;
             if t.heartbeat > 0 {
-                glommio::spawn_local(crate::net::heartbeat_task(conn.clone(), Duration::from_secs(t.heartbeat as u64)))
-                    .detach();
+                glommio::spawn_local(crate::net::heartbeat_task(
+                    conn.clone(),
+                    Duration::from_secs(t.heartbeat as u64),
+                ))
+                .detach();
             }
             *phase = Phase::Open;
             Ok(true)
@@ -376,20 +454,36 @@ fn connection_method(
                 return Err(AmqpError::not_allowed(format!("vhost {vhost} not found")));
             }
             conn.state.borrow_mut().vhost = vhost;
-            conn.send_method(0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})));
+            conn.send_method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
+            );
             *phase = Phase::Running;
             Ok(true)
         }
         (_, connection::AMQPMethod::Close(_)) => {
-            conn.send_method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})));
+            conn.send_method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+            );
             Ok(false)
         }
         (_, connection::AMQPMethod::CloseOk(_)) => Ok(false),
-        (Phase::Running, connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_)) => Ok(true),
+        (
+            Phase::Running,
+            connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_),
+        ) => Ok(true),
         (Phase::Running, connection::AMQPMethod::UpdateSecret(_)) => {
-            conn.send_method(0, AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(connection::UpdateSecretOk {})));
+            conn.send_method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(
+                    connection::UpdateSecretOk {},
+                )),
+            );
             Ok(true)
         }
-        (p, m) => Err(AmqpError::command_invalid(format!("connection method {m:?} not expected in state {p:?}"))),
+        (p, m) => Err(AmqpError::command_invalid(format!(
+            "connection method {m:?} not expected in state {p:?}"
+        ))),
     }
 }

@@ -33,7 +33,9 @@ fn vhost(conn: &Conn) -> String {
 async fn meta(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
     match shard.call(shard.authority(), Request::Meta(op)).await {
         Response::Meta(r) => r,
-        other => Err(AmqpError::internal_error(format!("unexpected reply {other:?}"))),
+        other => Err(AmqpError::internal_error(format!(
+            "unexpected reply {other:?}"
+        ))),
     }
 }
 
@@ -48,7 +50,12 @@ fn queue_name(conn: &Conn, ch: u16, name: &str) -> AmqpResult<String> {
 }
 
 /// Look a queue up in this shard's table and check exclusive ownership.
-fn lookup_queue(shard: &Shard, conn: &Conn, vhost: &str, name: &str) -> AmqpResult<(QueueId, ShardId)> {
+fn lookup_queue(
+    shard: &Shard,
+    conn: &Conn,
+    vhost: &str,
+    name: &str,
+) -> AmqpResult<(QueueId, ShardId)> {
     let t = shard.table();
     let q = t.queue(vhost, name).ok_or_else(|| no_queue(name, vhost))?;
     if q.exclusive_owner.is_some_and(|o| o != conn.id) {
@@ -57,23 +64,44 @@ fn lookup_queue(shard: &Shard, conn: &Conn, vhost: &str, name: &str) -> AmqpResu
     Ok((q.id, q.home))
 }
 
-pub fn content_header(conn: &Conn, shard: &Shard, ch: u16, class_id: u16, body_size: u64, props_raw: Bytes, props: Box<basic::AMQPProperties>) -> AmqpResult<()> {
+pub fn content_header(
+    conn: &Conn,
+    shard: &Shard,
+    ch: u16,
+    class_id: u16,
+    body_size: u64,
+    props_raw: Bytes,
+    props: Box<basic::AMQPProperties>,
+) -> AmqpResult<()> {
     let max = shard.config.max_message_size;
     let mut st = conn.state.borrow_mut();
     let vhost = st.vhost.clone();
     let Some(c) = st.channels.get_mut(&ch) else {
-        return Err(AmqpError::channel_error(format!("expected 'channel.open' on channel {ch}")));
+        return Err(AmqpError::channel_error(format!(
+            "expected 'channel.open' on channel {ch}"
+        )));
     };
     if c.closing {
         return Ok(());
     }
     let Some(p) = c.publish.as_mut() else {
-        return Err(AmqpError::unexpected_frame("expected method frame, got non method frame instead"));
+        return Err(AmqpError::unexpected_frame(
+            "expected method frame, got non method frame instead",
+        ));
     };
     if class_id != 60 || p.header.is_some() {
-        return Err(AmqpError::unexpected_frame("expected content body, got content header"));
+        return Err(AmqpError::unexpected_frame(
+            "expected content body, got content header",
+        ));
     }
-    let progress = p.on_header(Header { body_size, props_raw, props }, max)?;
+    let progress = p.on_header(
+        Header {
+            body_size,
+            props_raw,
+            props,
+        },
+        max,
+    )?;
     finish(shard, conn, &vhost, c, progress);
     Ok(())
 }
@@ -82,13 +110,17 @@ pub fn content_body(conn: &Conn, shard: &Shard, ch: u16, body: Bytes) -> AmqpRes
     let mut st = conn.state.borrow_mut();
     let vhost = st.vhost.clone();
     let Some(c) = st.channels.get_mut(&ch) else {
-        return Err(AmqpError::channel_error(format!("expected 'channel.open' on channel {ch}")));
+        return Err(AmqpError::channel_error(format!(
+            "expected 'channel.open' on channel {ch}"
+        )));
     };
     if c.closing {
         return Ok(());
     }
     let Some(p) = c.publish.as_mut() else {
-        return Err(AmqpError::unexpected_frame("expected method frame, got non method frame instead"));
+        return Err(AmqpError::unexpected_frame(
+            "expected method frame, got non method frame instead",
+        ));
     };
     let progress = p.on_body(body)?;
     finish(shard, conn, &vhost, c, progress);
@@ -103,7 +135,12 @@ fn finish(shard: &Shard, conn: &Conn, vhost: &str, c: &mut Channel, progress: Pr
 }
 
 /// Dispatch one method on a non-zero channel.
-pub async fn handle_method(conn: &Rc<Conn>, shard: &Rc<Shard>, ch: u16, method: AMQPClass) -> AmqpResult<()> {
+pub async fn handle_method(
+    conn: &Rc<Conn>,
+    shard: &Rc<Shard>,
+    ch: u16,
+    method: AMQPClass,
+) -> AmqpResult<()> {
     // Channel lifecycle first.
     let (exists, closing, in_content) = {
         let st = conn.state.borrow();
@@ -124,13 +161,17 @@ pub async fn handle_method(conn: &Rc<Conn>, shard: &Rc<Shard>, ch: u16, method: 
         }
     }
     if !exists {
-        return Err(AmqpError::channel_error(format!("expected 'channel.open' on channel {ch}")));
+        return Err(AmqpError::channel_error(format!(
+            "expected 'channel.open' on channel {ch}"
+        )));
     }
     if closing {
         return Ok(()); // dropped until close-ok, as the spec asks
     }
     if in_content {
-        return Err(AmqpError::unexpected_frame("expected content header for class 60, got non content header frame instead"));
+        return Err(AmqpError::unexpected_frame(
+            "expected content header for class 60, got non content header frame instead",
+        ));
     }
     match method {
         AMQPClass::Channel(m) => match m {
@@ -143,19 +184,43 @@ pub async fn handle_method(conn: &Rc<Conn>, shard: &Rc<Shard>, ch: u16, method: 
             exchange::AMQPMethod::Delete(d) => exchange_delete(conn, shard, ch, d).await,
             exchange::AMQPMethod::Bind(b) => {
                 let nowait = b.nowait;
-                let op = bind_op(conn, b.source.as_str(), b.destination.as_str(), false, b.routing_key.as_str(), b.arguments, false);
+                let op = bind_op(
+                    conn,
+                    b.source.as_str(),
+                    b.destination.as_str(),
+                    false,
+                    b.routing_key.as_str(),
+                    b.arguments,
+                    false,
+                );
                 meta(shard, op).await?;
                 if !nowait {
-                    reply(conn, ch, AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})));
+                    reply(
+                        conn,
+                        ch,
+                        AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
+                    );
                 }
                 Ok(())
             }
             exchange::AMQPMethod::Unbind(b) => {
                 let nowait = b.nowait;
-                let op = bind_op(conn, b.source.as_str(), b.destination.as_str(), false, b.routing_key.as_str(), b.arguments, true);
+                let op = bind_op(
+                    conn,
+                    b.source.as_str(),
+                    b.destination.as_str(),
+                    false,
+                    b.routing_key.as_str(),
+                    b.arguments,
+                    true,
+                );
                 meta(shard, op).await?;
                 if !nowait {
-                    reply(conn, ch, AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})));
+                    reply(
+                        conn,
+                        ch,
+                        AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
+                    );
                 }
                 Ok(())
             }
@@ -166,18 +231,42 @@ pub async fn handle_method(conn: &Rc<Conn>, shard: &Rc<Shard>, ch: u16, method: 
             queue::AMQPMethod::Bind(b) => {
                 let q = queue_name(conn, ch, b.queue.as_str())?;
                 let nowait = b.nowait;
-                let op = bind_op(conn, b.exchange.as_str(), &q, true, b.routing_key.as_str(), b.arguments, false);
+                let op = bind_op(
+                    conn,
+                    b.exchange.as_str(),
+                    &q,
+                    true,
+                    b.routing_key.as_str(),
+                    b.arguments,
+                    false,
+                );
                 meta(shard, op).await?;
                 if !nowait {
-                    reply(conn, ch, AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})));
+                    reply(
+                        conn,
+                        ch,
+                        AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})),
+                    );
                 }
                 Ok(())
             }
             queue::AMQPMethod::Unbind(b) => {
                 let q = queue_name(conn, ch, b.queue.as_str())?;
-                let op = bind_op(conn, b.exchange.as_str(), &q, true, b.routing_key.as_str(), b.arguments, true);
+                let op = bind_op(
+                    conn,
+                    b.exchange.as_str(),
+                    &q,
+                    true,
+                    b.routing_key.as_str(),
+                    b.arguments,
+                    true,
+                );
                 meta(shard, op).await?;
-                reply(conn, ch, AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})));
+                reply(
+                    conn,
+                    ch,
+                    AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
+                );
                 Ok(())
             }
             queue::AMQPMethod::Purge(p) => queue_purge(conn, shard, ch, p).await,
@@ -187,28 +276,47 @@ pub async fn handle_method(conn: &Rc<Conn>, shard: &Rc<Shard>, ch: u16, method: 
         AMQPClass::Basic(m) => match m {
             basic::AMQPMethod::Qos(q) => {
                 with_channel(conn, ch, |c, _| c.prefetch = q.prefetch_count);
-                reply(conn, ch, AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})));
+                reply(
+                    conn,
+                    ch,
+                    AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
+                );
                 Ok(())
             }
             basic::AMQPMethod::Publish(p) => basic_publish(conn, shard, ch, p),
             basic::AMQPMethod::Consume(c) => basic_consume(conn, shard, ch, c).await,
             basic::AMQPMethod::Cancel(c) => basic_cancel(conn, shard, ch, c).await,
             basic::AMQPMethod::Get(g) => basic_get(conn, shard, ch, g).await,
-            basic::AMQPMethod::Ack(a) => basic_settle(conn, shard, ch, a.delivery_tag, a.multiple, Settle::Ack),
+            basic::AMQPMethod::Ack(a) => {
+                basic_settle(conn, shard, ch, a.delivery_tag, a.multiple, Settle::Ack)
+            }
             basic::AMQPMethod::Nack(n) => {
-                let how = if n.requeue { Settle::Requeue } else { Settle::Discard };
+                let how = if n.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Discard
+                };
                 basic_settle(conn, shard, ch, n.delivery_tag, n.multiple, how)
             }
             basic::AMQPMethod::Reject(r) => {
-                let how = if r.requeue { Settle::Requeue } else { Settle::Discard };
+                let how = if r.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Discard
+                };
                 basic_settle(conn, shard, ch, r.delivery_tag, false, how)
             }
             basic::AMQPMethod::Recover(_) | basic::AMQPMethod::RecoverAsync(_) => {
                 // RabbitMQ requeues all unacked deliveries of the channel.
-                let unacked = with_channel(conn, ch, |c, _| std::mem::take(&mut c.unacked)).unwrap_or_default();
+                let unacked = with_channel(conn, ch, |c, _| std::mem::take(&mut c.unacked))
+                    .unwrap_or_default();
                 settle_grouped(shard, unacked.into_values(), Settle::Requeue);
                 if matches!(m, basic::AMQPMethod::Recover(_)) {
-                    reply(conn, ch, AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})));
+                    reply(
+                        conn,
+                        ch,
+                        AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
+                    );
                 }
                 Ok(())
             }
@@ -224,15 +332,23 @@ pub async fn handle_method(conn: &Rc<Conn>, shard: &Rc<Shard>, ch: u16, method: 
             })
             .unwrap_or(false);
             if in_tx {
-                return Err(AmqpError::precondition_failed("cannot switch from tx to confirm mode"));
+                return Err(AmqpError::precondition_failed(
+                    "cannot switch from tx to confirm mode",
+                ));
             }
             if !s.nowait {
-                reply(conn, ch, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})));
+                reply(
+                    conn,
+                    ch,
+                    AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})),
+                );
             }
             Ok(())
         }
         AMQPClass::Tx(m) => tx_method(conn, shard, ch, m),
-        _ => Err(AmqpError::command_invalid("method not allowed on a channel")),
+        _ => Err(AmqpError::command_invalid(
+            "method not allowed on a channel",
+        )),
     }
 }
 
@@ -246,8 +362,15 @@ fn channel_open(conn: &Conn, ch: u16, exists: bool) -> AmqpResult<()> {
             "channel number {ch} is higher than the negotiated channel_max ({max})"
         )));
     }
-    conn.state.borrow_mut().channels.insert(ch, Channel::new(ch));
-    reply(conn, ch, AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})));
+    conn.state
+        .borrow_mut()
+        .channels
+        .insert(ch, Channel::new(ch));
+    reply(
+        conn,
+        ch,
+        AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+    );
     Ok(())
 }
 
@@ -256,7 +379,11 @@ fn channel_close(conn: &Conn, shard: &Shard, ch: u16) -> AmqpResult<()> {
     if let Some(mut c) = removed {
         conn.release_channel(shard, &mut c);
     }
-    reply(conn, ch, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
+    reply(
+        conn,
+        ch,
+        AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+    );
     Ok(())
 }
 
@@ -265,11 +392,20 @@ fn channel_flow(conn: &Conn, ch: u16, active: bool) -> AmqpResult<()> {
     if active {
         conn.release_held(ch);
     }
-    reply(conn, ch, AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk { active })));
+    reply(
+        conn,
+        ch,
+        AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk { active })),
+    );
     Ok(())
 }
 
-async fn exchange_declare(conn: &Conn, shard: &Rc<Shard>, ch: u16, d: exchange::Declare) -> AmqpResult<()> {
+async fn exchange_declare(
+    conn: &Conn,
+    shard: &Rc<Shard>,
+    ch: u16,
+    d: exchange::Declare,
+) -> AmqpResult<()> {
     let nowait = d.nowait;
     let op = MetaOp::ExchangeDeclare {
         vhost: vhost(conn),
@@ -283,21 +419,46 @@ async fn exchange_declare(conn: &Conn, shard: &Rc<Shard>, ch: u16, d: exchange::
     };
     meta(shard, op).await?;
     if !nowait {
-        reply(conn, ch, AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})));
+        reply(
+            conn,
+            ch,
+            AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})),
+        );
     }
     Ok(())
 }
 
-async fn exchange_delete(conn: &Conn, shard: &Rc<Shard>, ch: u16, d: exchange::Delete) -> AmqpResult<()> {
-    let op = MetaOp::ExchangeDelete { vhost: vhost(conn), name: d.exchange.to_string(), if_unused: d.if_unused };
+async fn exchange_delete(
+    conn: &Conn,
+    shard: &Rc<Shard>,
+    ch: u16,
+    d: exchange::Delete,
+) -> AmqpResult<()> {
+    let op = MetaOp::ExchangeDelete {
+        vhost: vhost(conn),
+        name: d.exchange.to_string(),
+        if_unused: d.if_unused,
+    };
     meta(shard, op).await?;
     if !d.nowait {
-        reply(conn, ch, AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})));
+        reply(
+            conn,
+            ch,
+            AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})),
+        );
     }
     Ok(())
 }
 
-fn bind_op(conn: &Conn, source: &str, dest: &str, dest_is_queue: bool, key: &str, args: amq_protocol::types::FieldTable, unbind: bool) -> MetaOp {
+fn bind_op(
+    conn: &Conn,
+    source: &str,
+    dest: &str,
+    dest_is_queue: bool,
+    key: &str,
+    args: amq_protocol::types::FieldTable,
+    unbind: bool,
+) -> MetaOp {
     MetaOp::Bind {
         vhost: vhost(conn),
         source: source.to_string(),
@@ -310,7 +471,12 @@ fn bind_op(conn: &Conn, source: &str, dest: &str, dest_is_queue: bool, key: &str
     }
 }
 
-async fn queue_declare(conn: &Conn, shard: &Rc<Shard>, ch: u16, d: queue::Declare) -> AmqpResult<()> {
+async fn queue_declare(
+    conn: &Conn,
+    shard: &Rc<Shard>,
+    ch: u16,
+    d: queue::Declare,
+) -> AmqpResult<()> {
     let nowait = d.nowait;
     let op = MetaOp::QueueDeclare {
         vhost: vhost(conn),
@@ -322,7 +488,12 @@ async fn queue_declare(conn: &Conn, shard: &Rc<Shard>, ch: u16, d: queue::Declar
         args: d.arguments,
         owner: conn.id,
     };
-    let MetaReply::QueueDeclared { name, messages, consumers } = meta(shard, op).await? else {
+    let MetaReply::QueueDeclared {
+        name,
+        messages,
+        consumers,
+    } = meta(shard, op).await?
+    else {
         return Err(AmqpError::internal_error("bad reply to queue.declare"));
     };
     with_channel(conn, ch, |c, _| c.last_queue = Some(name.clone()));
@@ -349,7 +520,13 @@ async fn queue_purge(conn: &Conn, shard: &Rc<Shard>, ch: u16, p: queue::Purge) -
         _ => return Err(no_queue(&name, &vh)),
     };
     if !p.nowait {
-        reply(conn, ch, AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count: n })));
+        reply(
+            conn,
+            ch,
+            AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk {
+                message_count: n,
+            })),
+        );
     }
     Ok(())
 }
@@ -368,7 +545,13 @@ async fn queue_delete(conn: &Conn, shard: &Rc<Shard>, ch: u16, d: queue::Delete)
         _ => 0,
     };
     if !d.nowait {
-        reply(conn, ch, AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk { message_count: messages })));
+        reply(
+            conn,
+            ch,
+            AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk {
+                message_count: messages,
+            })),
+        );
     }
     Ok(())
 }
@@ -381,7 +564,12 @@ fn basic_publish(conn: &Conn, shard: &Shard, ch: u16, p: basic::Publish) -> Amqp
     if !p.exchange.as_str().is_empty() {
         let t = shard.table();
         match t.exchange(&vh, p.exchange.as_str()) {
-            None => return Err(crate::meta::authority::no_exchange(p.exchange.as_str(), &vh)),
+            None => {
+                return Err(crate::meta::authority::no_exchange(
+                    p.exchange.as_str(),
+                    &vh,
+                ))
+            }
             Some(x) if x.def.internal => {
                 return Err(AmqpError::access_refused(format!(
                     "cannot publish to internal exchange '{}' in vhost '{vh}'",
@@ -395,7 +583,12 @@ fn basic_publish(conn: &Conn, shard: &Shard, ch: u16, p: basic::Publish) -> Amqp
     Ok(())
 }
 
-async fn basic_consume(conn: &Rc<Conn>, shard: &Rc<Shard>, ch: u16, c: basic::Consume) -> AmqpResult<()> {
+async fn basic_consume(
+    conn: &Rc<Conn>,
+    shard: &Rc<Shard>,
+    ch: u16,
+    c: basic::Consume,
+) -> AmqpResult<()> {
     let name = queue_name(conn, ch, c.queue.as_str())?;
     let vh = vhost(conn);
     let (qid, home) = lookup_queue(shard, conn, &vh, &name)?;
@@ -406,9 +599,13 @@ async fn basic_consume(conn: &Rc<Conn>, shard: &Rc<Shard>, ch: u16, c: basic::Co
     };
     let prefetch = {
         let st = conn.state.borrow();
-        let Some(chan) = st.channels.get(&ch) else { return Ok(()) };
+        let Some(chan) = st.channels.get(&ch) else {
+            return Ok(());
+        };
         if chan.consumers.contains_key(&tag) {
-            return Err(AmqpError::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
         }
         chan.prefetch
     };
@@ -416,10 +613,23 @@ async fn basic_consume(conn: &Rc<Conn>, shard: &Rc<Shard>, ch: u16, c: basic::Co
     // Register the route first so deliveries that race the reply land.
     shard.consumers.borrow_mut().insert(
         id,
-        ConsumerRoute { conn: conn.id, channel: ch, tag: Rc::from(tag.as_str()), no_ack: c.no_ack },
+        ConsumerRoute {
+            conn: conn.id,
+            channel: ch,
+            tag: Rc::from(tag.as_str()),
+            no_ack: c.no_ack,
+        },
     );
     with_channel(conn, ch, |chan, _| {
-        chan.consumers.insert(tag.clone(), ChannelConsumer { id, queue: qid, home, no_ack: c.no_ack })
+        chan.consumers.insert(
+            tag.clone(),
+            ChannelConsumer {
+                id,
+                queue: qid,
+                home,
+                no_ack: c.no_ack,
+            },
+        )
     });
     let spec = ConsumerSpec {
         id,
@@ -444,7 +654,13 @@ async fn basic_consume(conn: &Rc<Conn>, shard: &Rc<Shard>, ch: u16, c: basic::Co
     match &result {
         Ok(()) => {
             if !c.nowait {
-                reply(conn, ch, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk { consumer_tag: tag.clone().into() })));
+                reply(
+                    conn,
+                    ch,
+                    AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                        consumer_tag: tag.clone().into(),
+                    })),
+                );
             }
             resume_flow = true;
         }
@@ -464,11 +680,19 @@ async fn basic_cancel(conn: &Conn, shard: &Rc<Shard>, ch: u16, c: basic::Cancel)
     let tag = c.consumer_tag.to_string();
     let found = with_channel(conn, ch, |chan, _| chan.consumers.remove(&tag)).flatten();
     if let Some(cons) = found {
-        shard.call(cons.home, Request::Cancel(cons.queue, cons.id)).await;
+        shard
+            .call(cons.home, Request::Cancel(cons.queue, cons.id))
+            .await;
         shard.consumers.borrow_mut().remove(&cons.id);
     }
     if !c.nowait {
-        reply(conn, ch, AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk { consumer_tag: tag.into() })));
+        reply(
+            conn,
+            ch,
+            AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
+                consumer_tag: tag.into(),
+            })),
+        );
     }
     Ok(())
 }
@@ -477,26 +701,54 @@ async fn basic_get(conn: &Conn, shard: &Rc<Shard>, ch: u16, g: basic::Get) -> Am
     let name = queue_name(conn, ch, g.queue.as_str())?;
     let vh = vhost(conn);
     let (qid, home) = lookup_queue(shard, conn, &vh, &name)?;
-    let got = match shard.call(home, Request::Get { queue: qid, no_ack: g.no_ack }).await {
+    let got = match shard
+        .call(
+            home,
+            Request::Get {
+                queue: qid,
+                no_ack: g.no_ack,
+            },
+        )
+        .await
+    {
         Response::Got(g) => g,
         _ => return Err(no_queue(&name, &vh)),
     };
     let Some(got) = got else {
-        reply(conn, ch, AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
+        reply(
+            conn,
+            ch,
+            AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+        );
         return Ok(());
     };
     let tag = with_channel(conn, ch, |c, _| {
         let t = c.next_tag;
         c.next_tag += 1;
         if !g.no_ack {
-            c.unacked.insert(t, Unacked { queue: qid, home, seq: got.seq });
+            c.unacked.insert(
+                t,
+                Unacked {
+                    queue: qid,
+                    home,
+                    seq: got.seq,
+                },
+            );
         }
         t
     });
     let Some(tag) = tag else {
         // Channel vanished meanwhile: give the message back.
         if !g.no_ack {
-            settle_grouped(shard, [Unacked { queue: qid, home, seq: got.seq }], Settle::Requeue);
+            settle_grouped(
+                shard,
+                [Unacked {
+                    queue: qid,
+                    home,
+                    seq: got.seq,
+                }],
+                Settle::Requeue,
+            );
         }
         return Ok(());
     };
@@ -512,13 +764,26 @@ async fn basic_get(conn: &Conn, shard: &Rc<Shard>, ch: u16, g: basic::Get) -> Am
             message_count: got.remaining,
         })),
     );
-    crate::codec::write_content(&mut out, ch, &got.msg.props, &got.msg.body, conn.frame_max.get());
+    crate::codec::write_content(
+        &mut out,
+        ch,
+        &got.msg.props,
+        &got.msg.body,
+        conn.frame_max.get(),
+    );
     drop(out);
     conn.out_notify.notify();
     Ok(())
 }
 
-fn basic_settle(conn: &Conn, shard: &Shard, ch: u16, tag: u64, multiple: bool, how: Settle) -> AmqpResult<()> {
+fn basic_settle(
+    conn: &Conn,
+    shard: &Shard,
+    ch: u16,
+    tag: u64,
+    multiple: bool,
+    how: Settle,
+) -> AmqpResult<()> {
     let result = with_channel(conn, ch, |c, _| -> AmqpResult<Vec<(u64, Unacked)>> {
         let taken: Vec<(u64, Unacked)> = if multiple {
             let keys: Vec<u64> = if tag == 0 {
@@ -527,13 +792,21 @@ fn basic_settle(conn: &Conn, shard: &Shard, ch: u16, tag: u64, multiple: bool, h
                 c.unacked.range(..=tag).map(|(k, _)| *k).collect()
             };
             if keys.is_empty() && tag != 0 {
-                return Err(AmqpError::precondition_failed(format!("unknown delivery tag {tag}")));
+                return Err(AmqpError::precondition_failed(format!(
+                    "unknown delivery tag {tag}"
+                )));
             }
-            keys.into_iter().filter_map(|k| c.unacked.remove(&k).map(|u| (k, u))).collect()
+            keys.into_iter()
+                .filter_map(|k| c.unacked.remove(&k).map(|u| (k, u)))
+                .collect()
         } else {
             match c.unacked.remove(&tag) {
                 Some(u) => vec![(tag, u)],
-                None => return Err(AmqpError::precondition_failed(format!("unknown delivery tag {tag}"))),
+                None => {
+                    return Err(AmqpError::precondition_failed(format!(
+                        "unknown delivery tag {tag}"
+                    )))
+                }
             }
         };
         if let Some(tx) = &mut c.tx {
@@ -561,33 +834,55 @@ fn tx_method(conn: &Conn, shard: &Shard, ch: u16, m: tx::AMQPMethod) -> AmqpResu
             })
             .unwrap_or(false);
             if confirm {
-                return Err(AmqpError::precondition_failed("cannot switch from confirm to tx mode"));
+                return Err(AmqpError::precondition_failed(
+                    "cannot switch from confirm to tx mode",
+                ));
             }
-            reply(conn, ch, AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})));
+            reply(
+                conn,
+                ch,
+                AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})),
+            );
             Ok(())
         }
         tx::AMQPMethod::Commit(_) => {
             let mut st = conn.state.borrow_mut();
             let vh = st.vhost.clone();
-            let Some(c) = st.channels.get_mut(&ch) else { return Ok(()) };
+            let Some(c) = st.channels.get_mut(&ch) else {
+                return Ok(());
+            };
             let Some(ops) = c.tx.replace(Vec::new()) else {
-                return Err(AmqpError::precondition_failed("channel is not transactional"));
+                return Err(AmqpError::precondition_failed(
+                    "channel is not transactional",
+                ));
             };
             for op in ops {
                 match op {
-                    TxOp::Publish { msg, mandatory, headers } => {
+                    TxOp::Publish {
+                        msg,
+                        mandatory,
+                        headers,
+                    } => {
                         route_and_send(shard, conn, &vh, c, msg, mandatory, headers.as_ref(), false)
                     }
-                    TxOp::Settle { tags, how } => settle_grouped(shard, tags.into_iter().map(|(_, u)| u), how),
+                    TxOp::Settle { tags, how } => {
+                        settle_grouped(shard, tags.into_iter().map(|(_, u)| u), how)
+                    }
                 }
             }
             drop(st);
-            reply(conn, ch, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+            reply(
+                conn,
+                ch,
+                AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+            );
             Ok(())
         }
         tx::AMQPMethod::Rollback(_) => {
             let r = with_channel(conn, ch, |c, _| {
-                let Some(ops) = c.tx.replace(Vec::new()) else { return false };
+                let Some(ops) = c.tx.replace(Vec::new()) else {
+                    return false;
+                };
                 for op in ops {
                     if let TxOp::Settle { tags, .. } = op {
                         // Rolled-back acks leave the messages unacked.
@@ -597,9 +892,15 @@ fn tx_method(conn: &Conn, shard: &Shard, ch: u16, m: tx::AMQPMethod) -> AmqpResu
                 true
             });
             if r != Some(true) {
-                return Err(AmqpError::precondition_failed("channel is not transactional"));
+                return Err(AmqpError::precondition_failed(
+                    "channel is not transactional",
+                ));
             }
-            reply(conn, ch, AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})));
+            reply(
+                conn,
+                ch,
+                AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
+            );
             Ok(())
         }
         _ => Err(AmqpError::command_invalid("unexpected tx method")),

@@ -49,8 +49,15 @@ pub struct Held {
 
 /// One transactional operation, applied at tx.commit.
 pub enum TxOp {
-    Publish { msg: MsgRef, mandatory: bool, headers: Option<amq_protocol::types::FieldTable> },
-    Settle { tags: Vec<(u64, Unacked)>, how: Settle },
+    Publish {
+        msg: MsgRef,
+        mandatory: bool,
+        headers: Option<amq_protocol::types::FieldTable>,
+    },
+    Settle {
+        tags: Vec<(u64, Unacked)>,
+        how: Settle,
+    },
 }
 
 #[derive(Default)]
@@ -65,7 +72,8 @@ pub struct Channel {
     pub prefetch: u16,
     pub confirm: bool,
     pub next_pub_seq: u64,
-    pub pending_confirms: BTreeMap<u64, u32>,
+    /// Publish seq -> (home shards still to confirm, nacked).
+    pub pending_confirms: BTreeMap<u64, (u32, bool)>,
     pub acked_upto: u64,
     pub tx: Option<Vec<TxOp>>,
     pub flow_active: bool,
@@ -75,7 +83,13 @@ pub struct Channel {
 
 impl Channel {
     pub fn new(id: u16) -> Self {
-        Channel { id, next_tag: 1, next_pub_seq: 1, flow_active: true, ..Default::default() }
+        Channel {
+            id,
+            next_tag: 1,
+            next_pub_seq: 1,
+            flow_active: true,
+            ..Default::default()
+        }
     }
 }
 
@@ -144,7 +158,15 @@ impl Conn {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn write_delivery(&self, channel: u16, tag: &str, delivery_tag: u64, redelivered: bool, msg: &MsgRef, credit: (ShardId, QueueId, ConsumerId)) {
+    fn write_delivery(
+        &self,
+        channel: u16,
+        tag: &str,
+        delivery_tag: u64,
+        redelivered: bool,
+        msg: &MsgRef,
+        credit: (ShardId, QueueId, ConsumerId),
+    ) {
         {
             let mut out = self.out.borrow_mut();
             codec::write_method(
@@ -158,7 +180,13 @@ impl Conn {
                     routing_key: msg.routing_key.clone(),
                 })),
             );
-            codec::write_content(&mut out, channel, &msg.props, &msg.body, self.frame_max.get());
+            codec::write_content(
+                &mut out,
+                channel,
+                &msg.props,
+                &msg.body,
+                self.frame_max.get(),
+            );
         }
         let mut credits = self.credits.borrow_mut();
         match credits.last_mut() {
@@ -187,22 +215,38 @@ impl Conn {
             return false;
         }
         let mut st = self.state.borrow_mut();
-        let Some(ch) = st.channels.get_mut(&route.channel) else { return false };
+        let Some(ch) = st.channels.get_mut(&route.channel) else {
+            return false;
+        };
         if ch.closing || !ch.consumers.contains_key(&*route.tag) {
             return false;
         }
         let delivery_tag = ch.next_tag;
         ch.next_tag += 1;
         if !route.no_ack {
-            ch.unacked.insert(delivery_tag, Unacked { queue, home, seq });
+            ch.unacked
+                .insert(delivery_tag, Unacked { queue, home, seq });
         }
         let credit = (home, queue, consumer);
         if !ch.flow_active {
-            ch.held.push(Held { tag: route.tag.clone(), delivery_tag, redelivered, msg, credit });
+            ch.held.push(Held {
+                tag: route.tag.clone(),
+                delivery_tag,
+                redelivered,
+                msg,
+                credit,
+            });
             return true;
         }
         drop(st);
-        self.write_delivery(route.channel, &route.tag, delivery_tag, redelivered, &msg, credit);
+        self.write_delivery(
+            route.channel,
+            &route.tag,
+            delivery_tag,
+            redelivered,
+            &msg,
+            credit,
+        );
         true
     }
 
@@ -213,18 +257,34 @@ impl Conn {
             None => return,
         };
         for h in held {
-            self.write_delivery(channel, &h.tag, h.delivery_tag, h.redelivered, &h.msg, h.credit);
+            self.write_delivery(
+                channel,
+                &h.tag,
+                h.delivery_tag,
+                h.redelivered,
+                &h.msg,
+                h.credit,
+            );
         }
     }
 
-    /// One queue confirmed `seq`; true when the publish is fully confirmed.
-    pub fn confirm_one(&self, channel: u16, seq: u64) -> bool {
+    /// One home shard confirmed (or nacked) `seq`; true when the publish
+    /// is settled. A nacked publish stays in the map, marked, until
+    /// `flush_confirms` sends its basic.nack in order.
+    pub fn confirm_one(&self, channel: u16, seq: u64, nack: bool) -> bool {
         let mut st = self.state.borrow_mut();
-        let Some(ch) = st.channels.get_mut(&channel) else { return false };
-        let Some(n) = ch.pending_confirms.get_mut(&seq) else { return false };
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            ch.pending_confirms.remove(&seq);
+        let Some(ch) = st.channels.get_mut(&channel) else {
+            return false;
+        };
+        let Some(n) = ch.pending_confirms.get_mut(&seq) else {
+            return false;
+        };
+        n.0 = n.0.saturating_sub(1);
+        n.1 |= nack;
+        if n.0 == 0 {
+            if !n.1 {
+                ch.pending_confirms.remove(&seq);
+            }
             return true;
         }
         false
@@ -233,26 +293,46 @@ impl Conn {
     /// Emit basic.ack for every confirmed publish, coalesced with
     /// `multiple` up to the oldest one still outstanding.
     pub fn flush_confirms(&self) {
-        let mut acks = Vec::new();
+        let mut out = Vec::new();
         {
             let mut st = self.state.borrow_mut();
             for ch in st.channels.values_mut() {
                 if !ch.confirm || ch.closing {
                     continue;
                 }
-                let low = ch.pending_confirms.keys().next().copied().unwrap_or(ch.next_pub_seq);
-                let upto = low - 1;
-                if upto > ch.acked_upto {
-                    acks.push((ch.id, upto, upto - ch.acked_upto > 1));
-                    ch.acked_upto = upto;
+                loop {
+                    let first = ch.pending_confirms.iter().next().map(|(k, v)| (*k, *v));
+                    let low = first.map(|f| f.0).unwrap_or(ch.next_pub_seq);
+                    let upto = low - 1;
+                    if upto > ch.acked_upto {
+                        out.push((ch.id, upto, upto - ch.acked_upto > 1, false));
+                        ch.acked_upto = upto;
+                    }
+                    match first {
+                        Some((seq, (0, true))) => {
+                            out.push((ch.id, seq, false, true));
+                            ch.pending_confirms.remove(&seq);
+                            ch.acked_upto = seq;
+                        }
+                        _ => break,
+                    }
                 }
             }
         }
-        for (ch, tag, multiple) in acks {
-            self.send_method(
-                ch,
-                AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack { delivery_tag: tag, multiple })),
-            );
+        for (ch, tag, multiple, nack) in out {
+            let m = if nack {
+                basic::AMQPMethod::Nack(basic::Nack {
+                    delivery_tag: tag,
+                    multiple,
+                    requeue: false,
+                })
+            } else {
+                basic::AMQPMethod::Ack(basic::Ack {
+                    delivery_tag: tag,
+                    multiple,
+                })
+            };
+            self.send_method(ch, AMQPClass::Basic(m));
         }
     }
 
@@ -265,7 +345,10 @@ impl Conn {
         if removed {
             self.send_method(
                 channel,
-                AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel { consumer_tag: tag.into(), nowait: true })),
+                AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                    consumer_tag: tag.into(),
+                    nowait: true,
+                })),
             );
         }
     }
@@ -276,7 +359,14 @@ impl Conn {
         let unacked = std::mem::take(&mut ch.unacked);
         settle_grouped(shard, unacked.into_values(), Settle::Requeue);
         for h in std::mem::take(&mut ch.held) {
-            shard.outbox.push(h.credit.0, ShardMsg::Credit { queue: h.credit.1, consumer: h.credit.2, n: 1 });
+            shard.outbox.push(
+                h.credit.0,
+                ShardMsg::Credit {
+                    queue: h.credit.1,
+                    consumer: h.credit.2,
+                    n: 1,
+                },
+            );
         }
         for (_, c) in ch.consumers.drain() {
             shard.consumers.borrow_mut().remove(&c.id);
@@ -299,6 +389,8 @@ pub fn settle_grouped(shard: &Shard, items: impl IntoIterator<Item = Unacked>, h
         }
     }
     for (home, queue, seqs) in groups {
-        shard.outbox.push(home, ShardMsg::Settle { queue, seqs, how });
+        shard
+            .outbox
+            .push(home, ShardMsg::Settle { queue, seqs, how });
     }
 }

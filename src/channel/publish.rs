@@ -51,7 +51,9 @@ impl PendingPublish {
     }
 
     fn finish(&mut self) -> Progress {
-        let Some(h) = self.header.take() else { return Progress::More };
+        let Some(h) = self.header.take() else {
+            return Progress::More;
+        };
         let body = match self.parts.len() {
             0 => Bytes::new(),
             1 => self.parts.pop().unwrap_or_default(),
@@ -89,11 +91,15 @@ impl PendingPublish {
 
     pub fn on_body(&mut self, b: Bytes) -> AmqpResult<Progress> {
         let Some(h) = &self.header else {
-            return Err(AmqpError::unexpected_frame("expected content header for class 60, got content body"));
+            return Err(AmqpError::unexpected_frame(
+                "expected content header for class 60, got content body",
+            ));
         };
         self.received += b.len() as u64;
         if self.received > h.body_size {
-            return Err(AmqpError::frame_error("content body exceeds the size given in its header"));
+            return Err(AmqpError::frame_error(
+                "content body exceeds the size given in its header",
+            ));
         }
         let done = self.received == h.body_size;
         self.parts.push(b);
@@ -115,7 +121,13 @@ pub fn route_and_send(
     confirm: bool,
 ) {
     let mut dests: Vec<(QueueId, ShardId)> = Vec::new();
-    shard.table().route(vhost, msg.exchange.as_str(), msg.routing_key.as_str(), headers, &mut dests);
+    shard.table().route(
+        vhost,
+        msg.exchange.as_str(),
+        msg.routing_key.as_str(),
+        headers,
+        &mut dests,
+    );
     let seq = if confirm {
         let s = ch.next_pub_seq;
         ch.next_pub_seq += 1;
@@ -155,11 +167,22 @@ pub fn route_and_send(
             i += 1;
         }
         shards_involved += 1;
-        let confirm = seq.map(|seq| ConfirmRef { conn: conn.id, channel: ch.id, seq });
-        shard.outbox.push(home, ShardMsg::Publish { queues, msg: msg.clone(), confirm });
+        let confirm = seq.map(|seq| ConfirmRef {
+            conn: conn.id,
+            channel: ch.id,
+            seq,
+        });
+        shard.outbox.push(
+            home,
+            ShardMsg::Publish {
+                queues,
+                msg: msg.clone(),
+                confirm,
+            },
+        );
     }
     if let Some(seq) = seq {
-        ch.pending_confirms.insert(seq, shards_involved);
+        ch.pending_confirms.insert(seq, (shards_involved, false));
     }
 }
 
@@ -174,9 +197,22 @@ pub fn publish_complete(
     headers: Option<amq_protocol::types::FieldTable>,
 ) {
     if let Some(tx) = &mut ch.tx {
-        tx.push(TxOp::Publish { msg, mandatory, headers });
+        tx.push(TxOp::Publish {
+            msg,
+            mandatory,
+            headers,
+        });
         return;
     }
     let confirm = ch.confirm;
-    route_and_send(shard, conn, vhost, ch, msg, mandatory, headers.as_ref(), confirm);
+    route_and_send(
+        shard,
+        conn,
+        vhost,
+        ch,
+        msg,
+        mandatory,
+        headers.as_ref(),
+        confirm,
+    );
 }

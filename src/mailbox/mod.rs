@@ -86,7 +86,10 @@ pub enum Request {
 pub enum Response {
     Meta(Result<MetaReply, AmqpError>),
     Applied(u32),
-    Stats { messages: u32, consumers: u32 },
+    Stats {
+        messages: u32,
+        consumers: u32,
+    },
     Consumed(Result<(), AmqpError>),
     Cancelled,
     Got(Option<Got>),
@@ -105,15 +108,44 @@ pub struct Got {
 
 #[derive(Debug)]
 pub enum ShardMsg {
-    Request { id: u64, from: ShardId, req: Request },
-    Response { id: u64, resp: Response },
-    Publish { queues: Vec<QueueId>, msg: MsgRef, confirm: Option<ConfirmRef> },
+    Request {
+        id: u64,
+        from: ShardId,
+        req: Request,
+    },
+    Response {
+        id: u64,
+        resp: Response,
+    },
+    Publish {
+        queues: Vec<QueueId>,
+        msg: MsgRef,
+        confirm: Option<ConfirmRef>,
+    },
     Confirmed(ConfirmRef),
-    Deliver { consumer: ConsumerId, queue: QueueId, seq: u64, redelivered: bool, msg: MsgRef },
-    Settle { queue: QueueId, seqs: Vec<u64>, how: Settle },
-    Credit { queue: QueueId, consumer: ConsumerId, n: u32 },
+    /// The home shard could not store the message (disk full).
+    Nacked(ConfirmRef),
+    Deliver {
+        consumer: ConsumerId,
+        queue: QueueId,
+        seq: u64,
+        redelivered: bool,
+        msg: MsgRef,
+    },
+    Settle {
+        queue: QueueId,
+        seqs: Vec<u64>,
+        how: Settle,
+    },
+    Credit {
+        queue: QueueId,
+        consumer: ConsumerId,
+        n: u32,
+    },
     /// Server-sent basic.cancel: the consumer's queue went away.
-    ConsumerCancelled { consumer: ConsumerId },
+    ConsumerCancelled {
+        consumer: ConsumerId,
+    },
 }
 
 /// Per-destination queues of messages waiting to be flushed.
@@ -153,7 +185,10 @@ impl Outbox {
     }
 
     pub fn over_high_water(&self) -> bool {
-        self.pending.borrow().iter().any(|v| v.len() > OUTBOX_HIGH_WATER)
+        self.pending
+            .borrow()
+            .iter()
+            .any(|v| v.len() > OUTBOX_HIGH_WATER)
     }
 
     pub fn wait(&self, to: ShardId) -> Wait<'_> {
@@ -179,7 +214,10 @@ impl Notify {
         }
     }
     pub fn wait(&self) -> Wait<'_> {
-        Wait { n: self, seen: self.generation.get() }
+        Wait {
+            n: self,
+            seen: self.generation.get(),
+        }
     }
 }
 

@@ -26,7 +26,14 @@ pub fn no_exchange(name: &str, vhost: &str) -> AmqpError {
     AmqpError::not_found(format!("no exchange '{name}' in vhost '{vhost}'"))
 }
 
-fn inequivalent(arg: &str, what: &str, name: &str, vhost: &str, got: impl std::fmt::Display, cur: impl std::fmt::Display) -> AmqpError {
+fn inequivalent(
+    arg: &str,
+    what: &str,
+    name: &str,
+    vhost: &str,
+    got: impl std::fmt::Display,
+    cur: impl std::fmt::Display,
+) -> AmqpError {
     AmqpError::precondition_failed(format!(
         "inequivalent arg '{arg}' for {what} '{name}' in vhost '{vhost}': received '{got}' but current is '{cur}'"
     ))
@@ -42,7 +49,13 @@ fn value_text(v: Option<&AMQPValue>) -> String {
 }
 
 /// Compare the x-arguments RabbitMQ treats as part of a queue's identity.
-fn check_args(what: &str, name: &str, vhost: &str, got: &FieldTable, cur: &FieldTable) -> AmqpResult<()> {
+fn check_args(
+    what: &str,
+    name: &str,
+    vhost: &str,
+    got: &FieldTable,
+    cur: &FieldTable,
+) -> AmqpResult<()> {
     let mut keys: Vec<&str> = got.inner().keys().map(|k| k.as_str()).collect();
     keys.extend(cur.inner().keys().map(|k| k.as_str()));
     keys.sort();
@@ -55,7 +68,14 @@ fn check_args(what: &str, name: &str, vhost: &str, got: &FieldTable, cur: &Field
             _ => false,
         };
         if !same {
-            return Err(inequivalent(k, what, name, vhost, value_text(a), value_text(b)));
+            return Err(inequivalent(
+                k,
+                what,
+                name,
+                vhost,
+                value_text(a),
+                value_text(b),
+            ));
         }
     }
     Ok(())
@@ -76,7 +96,9 @@ pub fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut rng = rand::thread_rng();
-    (0..22).map(|_| ALPHABET[rng.gen_range(0..64)] as char).collect()
+    (0..22)
+        .map(|_| ALPHABET[rng.gen_range(0..64)] as char)
+        .collect()
 }
 
 fn generated_name() -> String {
@@ -85,7 +107,16 @@ fn generated_name() -> String {
 
 pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
     match op {
-        MetaOp::ExchangeDeclare { vhost, name, kind, passive, durable, auto_delete, internal, args } => {
+        MetaOp::ExchangeDeclare {
+            vhost,
+            name,
+            kind,
+            passive,
+            durable,
+            auto_delete,
+            internal,
+            args,
+        } => {
             let existing = shard.table().exchange(&vhost, &name).map(|e| e.def.clone());
             if passive {
                 return match existing {
@@ -94,10 +125,14 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                 };
             }
             if name.is_empty() {
-                return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+                return Err(AmqpError::access_refused(
+                    "operation not permitted on the default exchange",
+                ));
             }
             let Some(kind_parsed) = ExchangeKind::parse(&kind) else {
-                return Err(AmqpError::command_invalid(format!("unknown exchange type '{kind}'")));
+                return Err(AmqpError::command_invalid(format!(
+                    "unknown exchange type '{kind}'"
+                )));
             };
             if name.starts_with("amq.") {
                 return Err(AmqpError::access_refused(format!(
@@ -107,27 +142,69 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
             if let Some(cur) = existing {
                 let x = "exchange";
                 if cur.kind != kind_parsed {
-                    return Err(inequivalent("type", x, &name, &vhost, &kind, cur.kind.as_str()));
+                    return Err(inequivalent(
+                        "type",
+                        x,
+                        &name,
+                        &vhost,
+                        &kind,
+                        cur.kind.as_str(),
+                    ));
                 }
                 if cur.durable != durable {
-                    return Err(inequivalent("durable", x, &name, &vhost, durable, cur.durable));
+                    return Err(inequivalent(
+                        "durable",
+                        x,
+                        &name,
+                        &vhost,
+                        durable,
+                        cur.durable,
+                    ));
                 }
                 if cur.auto_delete != auto_delete {
-                    return Err(inequivalent("auto_delete", x, &name, &vhost, auto_delete, cur.auto_delete));
+                    return Err(inequivalent(
+                        "auto_delete",
+                        x,
+                        &name,
+                        &vhost,
+                        auto_delete,
+                        cur.auto_delete,
+                    ));
                 }
                 if cur.internal != internal {
-                    return Err(inequivalent("internal", x, &name, &vhost, internal, cur.internal));
+                    return Err(inequivalent(
+                        "internal",
+                        x,
+                        &name,
+                        &vhost,
+                        internal,
+                        cur.internal,
+                    ));
                 }
                 check_args(x, &name, &vhost, &args, &cur.args)?;
                 return Ok(MetaReply::Ok);
             }
-            let def = ExchangeDef { vhost, name, kind: kind_parsed, durable, auto_delete, internal, args };
+            let def = ExchangeDef {
+                vhost,
+                name,
+                kind: kind_parsed,
+                durable,
+                auto_delete,
+                internal,
+                args,
+            };
             shard.broadcast(MetaChange::ExchangeDeclared(def)).await;
             Ok(MetaReply::Ok)
         }
-        MetaOp::ExchangeDelete { vhost, name, if_unused } => {
+        MetaOp::ExchangeDelete {
+            vhost,
+            name,
+            if_unused,
+        } => {
             if name.is_empty() {
-                return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+                return Err(AmqpError::access_refused(
+                    "operation not permitted on the default exchange",
+                ));
             }
             if name.starts_with("amq.") {
                 return Err(AmqpError::access_refused(format!(
@@ -143,13 +220,41 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                     "exchange '{name}' in vhost '{vhost}' in use"
                 )));
             }
-            shard.broadcast(MetaChange::ExchangeDeleted { vhost, name }).await;
+            shard
+                .broadcast(MetaChange::ExchangeDeleted { vhost, name })
+                .await;
             Ok(MetaReply::Ok)
         }
-        MetaOp::QueueDeclare { vhost, name, passive, durable, exclusive, auto_delete, args, owner } => {
-            queue_declare(shard, vhost, name, passive, durable, exclusive, auto_delete, args, owner).await
+        MetaOp::QueueDeclare {
+            vhost,
+            name,
+            passive,
+            durable,
+            exclusive,
+            auto_delete,
+            args,
+            owner,
+        } => {
+            queue_declare(
+                shard,
+                vhost,
+                name,
+                passive,
+                durable,
+                exclusive,
+                auto_delete,
+                args,
+                owner,
+            )
+            .await
         }
-        MetaOp::QueueDelete { vhost, name, if_unused, if_empty, owner } => {
+        MetaOp::QueueDelete {
+            vhost,
+            name,
+            if_unused,
+            if_empty,
+            owner,
+        } => {
             let Some(def) = shard.table().queue(&vhost, &name).cloned() else {
                 return Ok(MetaReply::Deleted { messages: 0 });
             };
@@ -178,9 +283,20 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
             let messages = delete_queue(shard, def).await;
             Ok(MetaReply::Deleted { messages })
         }
-        MetaOp::Bind { vhost, source, dest, dest_is_queue, key, args, owner, unbind } => {
+        MetaOp::Bind {
+            vhost,
+            source,
+            dest,
+            dest_is_queue,
+            key,
+            args,
+            owner,
+            unbind,
+        } => {
             if source.is_empty() || (!dest_is_queue && dest.is_empty()) {
-                return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+                return Err(AmqpError::access_refused(
+                    "operation not permitted on the default exchange",
+                ));
             }
             let dest_ref = if dest_is_queue {
                 let t = shard.table();
@@ -204,7 +320,14 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                 };
                 x.has_binding(&dest_ref, &key, &args)
             };
-            let b = BindingDef { vhost: vhost.clone(), source: source.clone(), dest: dest_ref, dest_name: dest, key, args };
+            let b = BindingDef {
+                vhost: vhost.clone(),
+                source: source.clone(),
+                dest: dest_ref,
+                dest_name: dest,
+                key,
+                args,
+            };
             if unbind {
                 if exists {
                     shard.broadcast(MetaChange::Unbound(b)).await;
@@ -247,14 +370,20 @@ async fn auto_delete_exchange(shard: &Rc<Shard>, vhost: &str, name: &str) {
     };
     if delete {
         shard
-            .broadcast(MetaChange::ExchangeDeleted { vhost: vhost.to_string(), name: name.to_string() })
+            .broadcast(MetaChange::ExchangeDeleted {
+                vhost: vhost.to_string(),
+                name: name.to_string(),
+            })
             .await;
     }
 }
 
 async fn queue_stats(shard: &Rc<Shard>, def: &QueueDef) -> (u32, u32) {
     match shard.call(def.home, Request::QueueStats(def.id)).await {
-        Response::Stats { messages, consumers } => (messages, consumers),
+        Response::Stats {
+            messages,
+            consumers,
+        } => (messages, consumers),
         _ => (0, 0),
     }
 }
@@ -272,7 +401,11 @@ async fn delete_queue(shard: &Rc<Shard>, def: QueueDef) -> u32 {
         .collect();
     let vhost = def.vhost.clone();
     let values = shard
-        .broadcast(MetaChange::QueueDeleted { vhost: def.vhost, name: def.name, id: def.id })
+        .broadcast(MetaChange::QueueDeleted {
+            vhost: def.vhost,
+            name: def.name,
+            id: def.id,
+        })
         .await;
     for s in sources {
         auto_delete_exchange(shard, &vhost, &s).await;
@@ -303,18 +436,36 @@ async fn queue_declare(
         if !passive {
             let q = "queue";
             if cur.durable != durable {
-                return Err(inequivalent("durable", q, &name, &vhost, durable, cur.durable));
+                return Err(inequivalent(
+                    "durable",
+                    q,
+                    &name,
+                    &vhost,
+                    durable,
+                    cur.durable,
+                ));
             }
             if cur.exclusive_owner.is_some() != exclusive {
                 return Err(locked(&name, &vhost));
             }
             if cur.auto_delete != auto_delete {
-                return Err(inequivalent("auto_delete", q, &name, &vhost, auto_delete, cur.auto_delete));
+                return Err(inequivalent(
+                    "auto_delete",
+                    q,
+                    &name,
+                    &vhost,
+                    auto_delete,
+                    cur.auto_delete,
+                ));
             }
             check_args(q, &name, &vhost, &args, &cur.args)?;
         }
         let (messages, consumers) = queue_stats(shard, &cur).await;
-        return Ok(MetaReply::QueueDeclared { name, messages, consumers });
+        return Ok(MetaReply::QueueDeclared {
+            name,
+            messages,
+            consumers,
+        });
     }
     let name = if name.is_empty() {
         generated_name()
@@ -325,7 +476,11 @@ async fn queue_declare(
     } else {
         name
     };
-    let home = if exclusive { owner.shard() } else { queue_home(&vhost, &name, shard.shard_count()) };
+    let home = if exclusive {
+        owner.shard()
+    } else {
+        queue_home(&vhost, &name, shard.shard_count())
+    };
     let def = QueueDef {
         id: QueueId(shard.next_queue_id()),
         vhost,
@@ -337,7 +492,11 @@ async fn queue_declare(
         args,
     };
     shard.broadcast(MetaChange::QueueDeclared(def)).await;
-    Ok(MetaReply::QueueDeclared { name, messages: 0, consumers: 0 })
+    Ok(MetaReply::QueueDeclared {
+        name,
+        messages: 0,
+        consumers: 0,
+    })
 }
 
 /// The exchanges every vhost starts with.

@@ -3,8 +3,9 @@
 
 use crate::ids::{ConnId, QueueId, ShardId};
 use amq_protocol::types::FieldTable;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ExchangeKind {
     Direct,
     Fanout,
@@ -32,7 +33,7 @@ impl ExchangeKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExchangeDef {
     pub vhost: String,
     pub name: String,
@@ -43,7 +44,7 @@ pub struct ExchangeDef {
     pub args: FieldTable,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QueueDef {
     pub id: QueueId,
     pub vhost: String,
@@ -56,13 +57,13 @@ pub struct QueueDef {
 }
 
 /// Where a binding leads.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Dest {
     Queue(QueueId, ShardId),
     Exchange(String),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BindingDef {
     pub vhost: String,
     pub source: String,
@@ -74,12 +75,19 @@ pub struct BindingDef {
 }
 
 /// One change to the routing table, applied identically on every shard.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum MetaChange {
     ExchangeDeclared(ExchangeDef),
-    ExchangeDeleted { vhost: String, name: String },
+    ExchangeDeleted {
+        vhost: String,
+        name: String,
+    },
     QueueDeclared(QueueDef),
-    QueueDeleted { vhost: String, name: String, id: QueueId },
+    QueueDeleted {
+        vhost: String,
+        name: String,
+        id: QueueId,
+    },
     Bound(BindingDef),
     Unbound(BindingDef),
 }

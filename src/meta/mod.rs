@@ -9,6 +9,7 @@
 
 pub mod authority;
 pub mod defs;
+pub mod persist;
 
 use crate::ids::ConnId;
 use amq_protocol::types::FieldTable;
@@ -66,6 +67,12 @@ pub enum MetaOp {
 #[derive(Debug, Clone)]
 pub enum MetaReply {
     Ok,
-    QueueDeclared { name: String, messages: u32, consumers: u32 },
-    Deleted { messages: u32 },
+    QueueDeclared {
+        name: String,
+        messages: u32,
+        consumers: u32,
+    },
+    Deleted {
+        messages: u32,
+    },
 }

@@ -78,7 +78,8 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                     Err(_) => continue,
                 };
                 let sh = shard.clone();
-                glommio::spawn_local(connection::serve(sh, SharedStream::new(stream), peer)).detach();
+                glommio::spawn_local(connection::serve(sh, SharedStream::new(stream), peer))
+                    .detach();
             }
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
@@ -113,7 +114,9 @@ pub async fn writer_task(shard: Rc<Shard>, conn: Rc<Conn>, stream: SharedStream)
             spare = Vec::with_capacity(64 * 1024);
         }
         for (home, queue, consumer, n) in credits {
-            shard.outbox.push(home, ShardMsg::Credit { queue, consumer, n });
+            shard
+                .outbox
+                .push(home, ShardMsg::Credit { queue, consumer, n });
         }
         conn.written.notify();
         if r.is_err() {
@@ -124,7 +127,9 @@ pub async fn writer_task(shard: Rc<Shard>, conn: Rc<Conn>, stream: SharedStream)
     }
     // Whatever is still owed goes back so queues do not stall.
     for (home, queue, consumer, n) in std::mem::take(&mut *conn.credits.borrow_mut()) {
-        shard.outbox.push(home, ShardMsg::Credit { queue, consumer, n });
+        shard
+            .outbox
+            .push(home, ShardMsg::Credit { queue, consumer, n });
     }
     conn.written.notify();
     stream.shutdown().await;

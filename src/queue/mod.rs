@@ -14,15 +14,21 @@ use crate::ids::{ConsumerId, QueueId, ShardId};
 use crate::mailbox::{ConsumerSpec, Got, Settle};
 use crate::message::MsgRef;
 use crate::meta::defs::QueueDef;
+use crate::store::{Position, Store};
 use std::collections::{HashMap, VecDeque};
 
 /// Deliveries in flight to one consumer's socket before credit comes back.
 pub const SEND_WINDOW: u32 = 2048;
+/// A durable queue keeps at most this many ready messages in memory; the
+/// rest are only positions in the store, loaded when they are delivered.
+pub const READ_AHEAD: usize = 1024;
 
 #[derive(Debug)]
 pub struct Entry {
     pub seq: u64,
-    pub msg: MsgRef,
+    /// None when only on disk (beyond the read-ahead, or recovered).
+    pub msg: Option<MsgRef>,
+    pub pos: Option<Position>,
     pub redelivered: bool,
 }
 
@@ -36,7 +42,9 @@ pub struct QConsumer {
 impl QConsumer {
     fn has_capacity(&self) -> bool {
         self.unsent < SEND_WINDOW
-            && (self.spec.no_ack || self.spec.prefetch == 0 || self.unacked < self.spec.prefetch as u32)
+            && (self.spec.no_ack
+                || self.spec.prefetch == 0
+                || self.unacked < self.spec.prefetch as u32)
     }
 }
 
@@ -44,6 +52,7 @@ impl QConsumer {
 struct Unacked {
     msg: MsgRef,
     consumer: Option<ConsumerId>,
+    pos: Option<Position>,
 }
 
 /// A delivery the queue decided on; the shard routes it to the consumer.
@@ -95,10 +104,57 @@ impl Queue {
         self.consumers.iter().map(|c| &c.spec)
     }
 
-    pub fn publish(&mut self, msg: MsgRef) {
+    /// Enqueue a message; `pos` is set when it is stored for this queue.
+    pub fn publish(&mut self, msg: MsgRef, pos: Option<Position>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.ready.push_back(Entry { seq, msg, redelivered: false });
+        // Beyond the read-ahead a stored message lives only on disk.
+        let keep = pos.is_none() || self.ready.len() < READ_AHEAD;
+        self.ready.push_back(Entry {
+            seq,
+            msg: keep.then_some(msg),
+            pos,
+            redelivered: false,
+        });
+    }
+
+    /// Recovered messages, in their original order.
+    pub fn recover(&mut self, items: Vec<(Position, bool)>) {
+        for (pos, delivered) in items {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.ready.push_back(Entry {
+                seq,
+                msg: None,
+                pos: Some(pos),
+                redelivered: delivered,
+            });
+        }
+    }
+
+    /// Live store positions with their delivered flag, for compaction.
+    pub fn live_positions(&self) -> Vec<(Position, bool)> {
+        let mut v: Vec<(u64, Position, bool)> = self
+            .ready
+            .iter()
+            .filter_map(|e| e.pos.map(|p| (e.seq, p, e.redelivered)))
+            .chain(
+                self.unacked
+                    .iter()
+                    .filter_map(|(s, u)| u.pos.map(|p| (*s, p, true))),
+            )
+            .collect();
+        v.sort_by_key(|x| x.0);
+        v.into_iter().map(|(_, p, d)| (p, d)).collect()
+    }
+
+    /// Every position still referenced (queue deletion).
+    pub fn all_positions(&self) -> Vec<Position> {
+        self.ready
+            .iter()
+            .filter_map(|e| e.pos)
+            .chain(self.unacked.values().filter_map(|u| u.pos))
+            .collect()
     }
 
     /// Register a consumer. Errors carry RabbitMQ's texts.
@@ -115,7 +171,11 @@ impl Queue {
         if self.consumers.iter().any(|c| c.spec.exclusive) {
             return Err(exclusive_use());
         }
-        self.consumers.push(QConsumer { spec, unacked: 0, unsent: 0 });
+        self.consumers.push(QConsumer {
+            spec,
+            unacked: 0,
+            unsent: 0,
+        });
         self.had_consumer = true;
         Ok(())
     }
@@ -142,17 +202,27 @@ impl Queue {
         }
     }
 
-    pub fn settle(&mut self, seqs: &[u64], how: Settle) {
+    pub fn settle(&mut self, seqs: &[u64], how: Settle, store: &mut Store) {
         let mut requeue = Vec::new();
         for seq in seqs {
-            let Some(u) = self.unacked.remove(seq) else { continue };
+            let Some(u) = self.unacked.remove(seq) else {
+                continue;
+            };
+            if let (Some(p), false) = (u.pos, how == Settle::Requeue) {
+                store.ack(self.def.id, p);
+            }
             if let Some(cid) = u.consumer {
                 if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == cid) {
                     c.unacked = c.unacked.saturating_sub(1);
                 }
             }
             if how == Settle::Requeue {
-                requeue.push(Entry { seq: *seq, msg: u.msg, redelivered: true });
+                requeue.push(Entry {
+                    seq: *seq,
+                    msg: Some(u.msg),
+                    pos: u.pos,
+                    redelivered: true,
+                });
             }
         }
         // Requeued messages go back to their original position (by seq).
@@ -163,23 +233,74 @@ impl Queue {
         }
     }
 
-    pub fn purge(&mut self) -> u32 {
+    pub fn purge(&mut self, store: &mut Store) -> u32 {
         let n = self.ready.len() as u32;
-        self.ready.clear();
+        for e in self.ready.drain(..) {
+            if let Some(p) = e.pos {
+                store.ack(self.def.id, p);
+            }
+        }
         n
     }
 
-    /// basic.get: take the head message.
-    pub fn get(&mut self, no_ack: bool) -> Option<Got> {
-        let e = self.ready.pop_front()?;
-        if !no_ack {
-            self.unacked.insert(e.seq, Unacked { msg: e.msg.clone(), consumer: None });
+    /// The message of an entry, from memory or from the store. None (and
+    /// the entry is dropped as acked) if the record cannot be read.
+    fn materialise(&self, e: &Entry, store: &Store) -> Option<MsgRef> {
+        if let Some(m) = &e.msg {
+            return Some(m.clone());
         }
-        Some(Got { msg: e.msg, seq: e.seq, redelivered: e.redelivered, remaining: self.ready.len() as u32 })
+        let m = e.pos.and_then(|p| store.load(p));
+        if m.is_none() {
+            tracing::warn!(queue = %self.def.name, pos = ?e.pos, "stored message unreadable; dropped");
+        }
+        m
+    }
+
+    /// Pop the head entry with its message loaded.
+    fn pop_ready(&mut self, store: &mut Store) -> Option<(Entry, MsgRef)> {
+        loop {
+            let e = self.ready.pop_front()?;
+            match self.materialise(&e, store) {
+                Some(m) => return Some((e, m)),
+                None => {
+                    if let Some(p) = e.pos {
+                        store.ack(self.def.id, p);
+                    }
+                }
+            }
+        }
+    }
+
+    /// basic.get: take the head message.
+    pub fn get(&mut self, no_ack: bool, store: &mut Store) -> Option<Got> {
+        let (e, msg) = self.pop_ready(store)?;
+        if let Some(p) = e.pos {
+            if no_ack {
+                store.ack(self.def.id, p);
+            } else {
+                store.delivered(self.def.id, p);
+            }
+        }
+        if !no_ack {
+            self.unacked.insert(
+                e.seq,
+                Unacked {
+                    msg: msg.clone(),
+                    consumer: None,
+                    pos: e.pos,
+                },
+            );
+        }
+        Some(Got {
+            msg,
+            seq: e.seq,
+            redelivered: e.redelivered,
+            remaining: self.ready.len() as u32,
+        })
     }
 
     /// Hand out as many messages as consumers have credit for, round-robin.
-    pub fn next_delivery(&mut self) -> Option<Delivery> {
+    pub fn next_delivery(&mut self, store: &mut Store) -> Option<Delivery> {
         if self.ready.is_empty() || self.consumers.is_empty() {
             return None;
         }
@@ -188,19 +309,34 @@ impl Queue {
             let idx = (self.rr + i) % n;
             if self.consumers[idx].has_capacity() {
                 self.rr = (idx + 1) % n;
-                let e = self.ready.pop_front()?;
+                let (e, msg) = self.pop_ready(store)?;
+                let id = self.def.id;
                 let c = &mut self.consumers[idx];
                 c.unsent += 1;
-                if !c.spec.no_ack {
+                if c.spec.no_ack {
+                    if let Some(p) = e.pos {
+                        store.ack(id, p);
+                    }
+                } else {
                     c.unacked += 1;
-                    self.unacked.insert(e.seq, Unacked { msg: e.msg.clone(), consumer: Some(c.spec.id) });
+                    if let Some(p) = e.pos {
+                        store.delivered(id, p);
+                    }
+                    self.unacked.insert(
+                        e.seq,
+                        Unacked {
+                            msg: msg.clone(),
+                            consumer: Some(c.spec.id),
+                            pos: e.pos,
+                        },
+                    );
                 }
                 return Some(Delivery {
                     consumer: c.spec.id,
                     shard: c.spec.id.shard(),
                     seq: e.seq,
                     redelivered: e.redelivered,
-                    msg: e.msg,
+                    msg,
                 });
             }
         }
@@ -212,10 +348,19 @@ impl Queue {
     pub fn undeliverable(&mut self, d: Delivery) {
         self.cancel(d.consumer);
         // Whether it was tracked as unacked or not (no-ack), the client never
-        // saw it, so it goes back to the queue.
-        self.unacked.remove(&d.seq);
-        let pos = self.ready.partition_point(|x| x.seq < d.seq);
-        self.ready.insert(pos, Entry { seq: d.seq, msg: d.msg, redelivered: d.redelivered });
+        // saw it, so it goes back to the queue. (A no-ack delivery was
+        // already released from the store: it comes back in memory only.)
+        let stored = self.unacked.remove(&d.seq).and_then(|u| u.pos);
+        let at = self.ready.partition_point(|x| x.seq < d.seq);
+        self.ready.insert(
+            at,
+            Entry {
+                seq: d.seq,
+                msg: Some(d.msg),
+                pos: stored,
+                redelivered: d.redelivered,
+            },
+        );
     }
 
     /// Everything the consumers registered here, for server-sent cancels.
@@ -268,34 +413,38 @@ mod tests {
 
     #[test]
     fn prefetch_limits_unacked_and_round_robin_alternates() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = &mut Store::open(dir.path().to_path_buf(), 4096, false).unwrap();
         let mut q = q();
         for b in ["a", "b", "c", "d", "e"] {
-            q.publish(msg(b));
+            q.publish(msg(b), None);
         }
         q.consume(consumer(1, 1)).unwrap();
         q.consume(consumer(2, 1)).unwrap();
-        let d1 = q.next_delivery().unwrap();
-        let d2 = q.next_delivery().unwrap();
+        let d1 = q.next_delivery(st).unwrap();
+        let d2 = q.next_delivery(st).unwrap();
         assert_eq!((d1.consumer, d2.consumer), (ConsumerId(1), ConsumerId(2)));
-        assert!(q.next_delivery().is_none());
-        q.settle(&[d1.seq], Settle::Ack);
-        assert_eq!(q.next_delivery().unwrap().consumer, ConsumerId(1));
+        assert!(q.next_delivery(st).is_none());
+        q.settle(&[d1.seq], Settle::Ack, st);
+        assert_eq!(q.next_delivery(st).unwrap().consumer, ConsumerId(1));
     }
 
     #[test]
     fn requeue_restores_original_order_with_redelivered_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = &mut Store::open(dir.path().to_path_buf(), 4096, false).unwrap();
         let mut q = q();
         for b in ["a", "b", "c"] {
-            q.publish(msg(b));
+            q.publish(msg(b), None);
         }
-        let a = q.get(false).unwrap();
-        let b = q.get(false).unwrap();
-        q.settle(&[b.seq, a.seq], Settle::Requeue);
-        let first = q.get(true).unwrap();
+        let a = q.get(false, st).unwrap();
+        let b = q.get(false, st).unwrap();
+        q.settle(&[b.seq, a.seq], Settle::Requeue, st);
+        let first = q.get(true, st).unwrap();
         assert_eq!(&first.msg.body[..], b"a");
         assert!(first.redelivered);
-        assert_eq!(&q.get(true).unwrap().msg.body[..], b"b");
-        assert!(!q.get(true).unwrap().redelivered);
+        assert_eq!(&q.get(true, st).unwrap().msg.body[..], b"b");
+        assert!(!q.get(true, st).unwrap().redelivered);
     }
 
     #[test]

@@ -36,11 +36,19 @@ impl ExchangeEntry {
             ExchangeKind::Topic => Index::Topic(TopicTrie::new()),
             ExchangeKind::Headers => Index::Headers(Vec::new()),
         };
-        ExchangeEntry { def, index, bindings: HashMap::new(), binding_count: 0 }
+        ExchangeEntry {
+            def,
+            index,
+            bindings: HashMap::new(),
+            binding_count: 0,
+        }
     }
 
     fn bind(&mut self, dest: Dest, key: &str, args: &FieldTable) -> bool {
-        let v = self.bindings.entry((dest.clone(), key.to_string())).or_default();
+        let v = self
+            .bindings
+            .entry((dest.clone(), key.to_string()))
+            .or_default();
         if v.contains(args) {
             return false;
         }
@@ -61,8 +69,12 @@ impl ExchangeEntry {
 
     fn unbind(&mut self, dest: &Dest, key: &str, args: &FieldTable) -> bool {
         let k = (dest.clone(), key.to_string());
-        let Some(v) = self.bindings.get_mut(&k) else { return false };
-        let Some(pos) = v.iter().position(|a| a == args) else { return false };
+        let Some(v) = self.bindings.get_mut(&k) else {
+            return false;
+        };
+        let Some(pos) = v.iter().position(|a| a == args) else {
+            return false;
+        };
         v.remove(pos);
         self.binding_count -= 1;
         let last = v.is_empty();
@@ -86,7 +98,12 @@ impl ExchangeEntry {
     }
 
     fn unbind_dest(&mut self, dest: &Dest) {
-        let keys: Vec<(Dest, String)> = self.bindings.keys().filter(|(d, _)| d == dest).cloned().collect();
+        let keys: Vec<(Dest, String)> = self
+            .bindings
+            .keys()
+            .filter(|(d, _)| d == dest)
+            .cloned()
+            .collect();
         for k in keys {
             if let Some(args) = self.bindings.get(&k).cloned() {
                 for a in args {
@@ -97,12 +114,16 @@ impl ExchangeEntry {
     }
 
     pub fn has_binding(&self, dest: &Dest, key: &str, args: &FieldTable) -> bool {
-        self.bindings.get(&(dest.clone(), key.to_string())).is_some_and(|v| v.contains(args))
+        self.bindings
+            .get(&(dest.clone(), key.to_string()))
+            .is_some_and(|v| v.contains(args))
     }
 
     /// All bindings from this exchange, for listings.
     pub fn bindings(&self) -> impl Iterator<Item = (&Dest, &str, &FieldTable)> {
-        self.bindings.iter().flat_map(|((d, k), v)| v.iter().map(move |a| (d, k.as_str(), a)))
+        self.bindings
+            .iter()
+            .flat_map(|((d, k), v)| v.iter().map(move |a| (d, k.as_str(), a)))
     }
 
     fn route(&self, key: &str, headers: Option<&FieldTable>, out: &mut Vec<Dest>) {
@@ -221,7 +242,9 @@ impl RoutingTable {
             if visited.contains(&x) {
                 continue;
             }
-            let Some(e) = self.exchange(vhost, &x) else { continue };
+            let Some(e) = self.exchange(vhost, &x) else {
+                continue;
+            };
             visited.push(x);
             dests.clear();
             e.route(routing_key, headers, &mut dests);

@@ -23,7 +23,12 @@ struct Node<D> {
 
 impl<D> Default for Node<D> {
     fn default() -> Self {
-        Node { words: HashMap::new(), star: None, hash: None, dests: Vec::new() }
+        Node {
+            words: HashMap::new(),
+            star: None,
+            hash: None,
+            dests: Vec::new(),
+        }
     }
 }
 
@@ -35,7 +40,10 @@ impl<D> Node<D> {
 
 impl<D: PartialEq + Clone> TopicTrie<D> {
     pub fn new() -> Self {
-        TopicTrie { root: Node::default(), len: 0 }
+        TopicTrie {
+            root: Node::default(),
+            len: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -102,7 +110,11 @@ impl<D: PartialEq + Clone> TopicTrie<D> {
     /// Every destination whose pattern matches `key` (may contain repeats;
     /// the caller de-duplicates across exchanges anyway).
     pub fn matches(&self, key: &str, out: &mut Vec<D>) {
-        let words: Vec<&str> = if key.is_empty() { vec![""] } else { key.split('.').collect() };
+        let words: Vec<&str> = if key.is_empty() {
+            vec![""]
+        } else {
+            key.split('.').collect()
+        };
         Self::walk(&self.root, &words, out);
     }
 

@@ -15,9 +15,11 @@ use crate::config::Config;
 use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
 use crate::mailbox::{ConfirmRef, Notify, Outbox, Request, Response, ShardMsg};
 use crate::meta::defs::MetaChange;
+use crate::meta::persist::DefinitionsLog;
 use crate::meta::MetaOp;
 use crate::queue::{Delivery, Queue};
 use crate::routing::RoutingTable;
+use crate::store::Store;
 use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -55,10 +57,16 @@ pub struct Shard {
     pub meta_ready: Notify,
     /// Connections with confirms or writes to flush at the end of a batch.
     dirty: RefCell<Vec<Rc<Conn>>>,
+    /// This shard's message store (segments and durable queue indexes).
+    pub store: RefCell<Store>,
+    /// Wakes the group-commit sync task.
+    pub sync_needed: Notify,
+    /// The durable definitions log (authority only).
+    pub defs_log: RefCell<Option<DefinitionsLog>>,
 }
 
 impl Shard {
-    pub fn new(id: ShardId, shards: usize, config: Rc<Config>) -> Rc<Self> {
+    pub fn new(id: ShardId, shards: usize, config: Rc<Config>, store: Store) -> Rc<Self> {
         let mut table = RoutingTable::new();
         for c in crate::meta::authority::predeclared("/") {
             table.apply(&c);
@@ -80,6 +88,9 @@ impl Shard {
             meta_queue: RefCell::new(VecDeque::new()),
             meta_ready: Notify::default(),
             dirty: RefCell::new(Vec::new()),
+            store: RefCell::new(store),
+            sync_needed: Notify::default(),
+            defs_log: RefCell::new(None),
         })
     }
 
@@ -126,9 +137,19 @@ impl Shard {
     pub fn send_request(&self, to: ShardId, req: Request) -> Rc<Slot> {
         let id = self.next_req.get();
         self.next_req.set(id + 1);
-        let slot = Rc::new(Slot { value: RefCell::new(None), ready: Notify::default() });
+        let slot = Rc::new(Slot {
+            value: RefCell::new(None),
+            ready: Notify::default(),
+        });
         self.pending.borrow_mut().insert(id, slot.clone());
-        self.outbox.push(to, ShardMsg::Request { id, from: self.id, req });
+        self.outbox.push(
+            to,
+            ShardMsg::Request {
+                id,
+                from: self.id,
+                req,
+            },
+        );
         slot
     }
 
@@ -151,14 +172,24 @@ impl Shard {
     /// Apply a change on every shard (this one included) and wait for all;
     /// the requests go out together. Returns each shard's answer.
     pub async fn broadcast(&self, change: MetaChange) -> Vec<u32> {
-        let slots: Vec<_> =
-            (0..self.shards).map(|s| self.send_request(ShardId(s), Request::Apply(change.clone()))).collect();
+        let durable = crate::meta::persist::is_durable(&self.table(), &change);
+        let logged = durable.then(|| change.clone());
+        let slots: Vec<_> = (0..self.shards)
+            .map(|s| self.send_request(ShardId(s), Request::Apply(change.clone())))
+            .collect();
         let mut out = Vec::with_capacity(self.shards);
         for s in slots {
             out.push(match Self::wait_slot(s).await {
                 Response::Applied(v) => v,
                 _ => 0,
             });
+        }
+        if let Some(c) = logged {
+            if let Some(log) = self.defs_log.borrow_mut().as_mut() {
+                if let Err(e) = log.append(&c) {
+                    tracing::error!("cannot persist definition change: {e}");
+                }
+            }
         }
         out
     }
@@ -190,43 +221,54 @@ impl Shard {
     /// design: see the deadlock argument in `mailbox`.
     pub fn handle(self: &Rc<Self>, from: ShardId, msg: ShardMsg) {
         match msg {
-            ShardMsg::Request { id, from: origin, req } => self.handle_request(origin, id, req),
+            ShardMsg::Request {
+                id,
+                from: origin,
+                req,
+            } => self.handle_request(origin, id, req),
             ShardMsg::Response { id, resp } => {
                 if let Some(slot) = self.pending.borrow_mut().remove(&id) {
                     *slot.value.borrow_mut() = Some(resp);
                     slot.ready.notify();
                 }
             }
-            ShardMsg::Publish { queues, msg, confirm } => {
-                {
-                    let mut qs = self.queues.borrow_mut();
-                    for qid in &queues {
-                        if let Some(q) = qs.get_mut(qid) {
-                            q.publish(msg.clone());
-                        }
-                    }
-                }
-                for qid in &queues {
-                    self.drain_queue(*qid);
-                }
-                if let Some(c) = confirm {
-                    self.confirm(c);
-                }
-            }
-            ShardMsg::Confirmed(c) => self.confirm_local(c),
-            ShardMsg::Deliver { consumer, queue, seq, redelivered, msg } => {
+            ShardMsg::Publish {
+                queues,
+                msg,
+                confirm,
+            } => self.publish(queues, msg, confirm),
+            ShardMsg::Confirmed(c) => self.confirm_local(c, false),
+            ShardMsg::Nacked(c) => self.confirm_local(c, true),
+            ShardMsg::Deliver {
+                consumer,
+                queue,
+                seq,
+                redelivered,
+                msg,
+            } => {
                 if !self.deliver_local(consumer, queue, from, seq, redelivered, msg) {
                     // The consumer is gone: hand the message back.
                     self.outbox.push(
                         from,
-                        ShardMsg::Settle { queue, seqs: vec![seq], how: crate::mailbox::Settle::Requeue },
+                        ShardMsg::Settle {
+                            queue,
+                            seqs: vec![seq],
+                            how: crate::mailbox::Settle::Requeue,
+                        },
                     );
-                    self.outbox.push(from, ShardMsg::Credit { queue, consumer, n: 1 });
+                    self.outbox.push(
+                        from,
+                        ShardMsg::Credit {
+                            queue,
+                            consumer,
+                            n: 1,
+                        },
+                    );
                 }
             }
             ShardMsg::Settle { queue, seqs, how } => {
                 if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
-                    q.settle(&seqs, how);
+                    q.settle(&seqs, how, &mut self.store.borrow_mut());
                 }
                 self.drain_queue(queue);
             }
@@ -257,7 +299,10 @@ impl Shard {
             }
             Request::Apply(change) => Response::Applied(self.apply(change)),
             Request::QueueStats(q) => match self.queues.borrow().get(&q) {
-                Some(q) => Response::Stats { messages: q.message_count(), consumers: q.consumer_count() },
+                Some(q) => Response::Stats {
+                    messages: q.message_count(),
+                    consumers: q.consumer_count(),
+                },
                 None => Response::Gone,
             },
             Request::Consume(qid, spec) => {
@@ -272,7 +317,8 @@ impl Shard {
                 let auto_delete = match self.queues.borrow_mut().get_mut(&qid) {
                     Some(q) => {
                         q.cancel(consumer);
-                        q.should_auto_delete().then(|| (q.def.vhost.clone(), q.def.name.clone()))
+                        q.should_auto_delete()
+                            .then(|| (q.def.vhost.clone(), q.def.name.clone()))
                     }
                     None => None,
                 };
@@ -283,11 +329,11 @@ impl Shard {
                 Response::Cancelled
             }
             Request::Get { queue, no_ack } => match self.queues.borrow_mut().get_mut(&queue) {
-                Some(q) => Response::Got(q.get(no_ack)),
+                Some(q) => Response::Got(q.get(no_ack, &mut self.store.borrow_mut())),
                 None => Response::Gone,
             },
             Request::Purge(queue) => match self.queues.borrow_mut().get_mut(&queue) {
-                Some(q) => Response::Purged(q.purge()),
+                Some(q) => Response::Purged(q.purge(&mut self.store.borrow_mut())),
                 None => Response::Gone,
             },
         };
@@ -297,10 +343,21 @@ impl Shard {
     fn request_auto_delete(self: &Rc<Self>, vhost: String, name: String) {
         let me = self.clone();
         glommio::spawn_local(async move {
-            let op = MetaOp::QueueDelete { vhost, name, if_unused: true, if_empty: false, owner: None };
+            let op = MetaOp::QueueDelete {
+                vhost,
+                name,
+                if_unused: true,
+                if_empty: false,
+                owner: None,
+            };
             me.call(me.authority(), Request::Meta(op)).await;
         })
         .detach();
+    }
+
+    /// Apply a change outside the mailboxes (start-up recovery).
+    pub fn apply_change(self: &Rc<Self>, change: MetaChange) {
+        self.apply(change);
     }
 
     /// Apply a metadata change to this shard's table and home queues.
@@ -308,14 +365,41 @@ impl Shard {
         let mut value = 0;
         match &change {
             MetaChange::QueueDeclared(def) if def.home == self.id => {
-                self.queues.borrow_mut().entry(def.id).or_insert_with(|| Queue::new(def.clone()));
+                if !self.queues.borrow().contains_key(&def.id) {
+                    let mut q = Queue::new(def.clone());
+                    if def.durable && def.exclusive_owner.is_none() {
+                        match self
+                            .store
+                            .borrow_mut()
+                            .open_queue(def.id, &def.vhost, &def.name)
+                        {
+                            Ok(items) => {
+                                if !items.is_empty() {
+                                    tracing::info!(queue = %def.name, messages = items.len(), "recovered");
+                                }
+                                q.recover(items)
+                            }
+                            Err(e) => {
+                                tracing::error!(queue = %def.name, "cannot open queue index: {e}")
+                            }
+                        }
+                    }
+                    self.queues.borrow_mut().insert(def.id, q);
+                }
             }
             MetaChange::QueueDeleted { id, .. } => {
                 let removed = self.queues.borrow_mut().remove(id);
                 if let Some(mut q) = removed {
                     value = q.message_count();
+                    let positions = q.all_positions();
+                    let mut st = self.store.borrow_mut();
+                    if st.is_durable(*id) {
+                        st.drop_queue(*id, positions);
+                    }
+                    drop(st);
                     for c in q.take_consumers() {
-                        self.outbox.push(c.id.shard(), ShardMsg::ConsumerCancelled { consumer: c.id });
+                        self.outbox
+                            .push(c.id.shard(), ShardMsg::ConsumerCancelled { consumer: c.id });
                     }
                 }
             }
@@ -325,16 +409,75 @@ impl Shard {
         value
     }
 
+    /// A message arrived for queues homed here: store it once if any of
+    /// them is durable and it is persistent, enqueue it, and confirm it
+    /// (after the next group commit when it was stored).
+    fn publish(
+        self: &Rc<Self>,
+        queues: Vec<QueueId>,
+        msg: crate::message::MsgRef,
+        confirm: Option<ConfirmRef>,
+    ) {
+        let mut stored = None;
+        let mut failed = false;
+        {
+            let mut st = self.store.borrow_mut();
+            if msg.persistent && queues.iter().any(|q| st.is_durable(*q)) {
+                match st.append_message(&msg) {
+                    Ok(p) => stored = Some(p),
+                    Err(e) => {
+                        tracing::error!("cannot store message: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            if !failed {
+                let mut qs = self.queues.borrow_mut();
+                for qid in &queues {
+                    if let Some(q) = qs.get_mut(qid) {
+                        let pos = stored.filter(|_| st.is_durable(*qid));
+                        if let Some(p) = pos {
+                            st.enqueue(*qid, p);
+                        }
+                        q.publish(msg.clone(), pos);
+                    }
+                }
+            }
+            if let (Some(c), Some(_)) = (confirm, stored) {
+                st.waiting.push(c);
+                self.sync_needed.notify();
+            }
+        }
+        if let Some(c) = confirm {
+            if failed {
+                self.nack(c);
+            } else if stored.is_none() {
+                self.confirm(c);
+            }
+        }
+        if !failed {
+            for qid in &queues {
+                self.drain_queue(*qid);
+            }
+        }
+    }
+
     /// Dispatch every delivery the queue's consumers have credit for.
     pub fn drain_queue(self: &Rc<Self>, qid: QueueId) {
         loop {
             let d = match self.queues.borrow_mut().get_mut(&qid) {
-                Some(q) => q.next_delivery(),
+                Some(q) => q.next_delivery(&mut self.store.borrow_mut()),
                 None => None,
             };
             let Some(d) = d else { return };
             if d.shard == self.id {
-                let Delivery { consumer, seq, redelivered, ref msg, .. } = d;
+                let Delivery {
+                    consumer,
+                    seq,
+                    redelivered,
+                    ref msg,
+                    ..
+                } = d;
                 if !self.deliver_local(consumer, qid, self.id, seq, redelivered, msg.clone()) {
                     if let Some(q) = self.queues.borrow_mut().get_mut(&qid) {
                         q.undeliverable(d);
@@ -343,7 +486,13 @@ impl Shard {
             } else {
                 self.outbox.push(
                     d.shard,
-                    ShardMsg::Deliver { consumer: d.consumer, queue: qid, seq: d.seq, redelivered: d.redelivered, msg: d.msg },
+                    ShardMsg::Deliver {
+                        consumer: d.consumer,
+                        queue: qid,
+                        seq: d.seq,
+                        redelivered: d.redelivered,
+                        msg: d.msg,
+                    },
                 );
             }
         }
@@ -359,25 +508,39 @@ impl Shard {
         redelivered: bool,
         msg: crate::message::MsgRef,
     ) -> bool {
-        let Some(route) = self.consumers.borrow().get(&consumer).cloned() else { return false };
-        let Some(conn) = self.conns.borrow().get(&route.conn).cloned() else { return false };
+        let Some(route) = self.consumers.borrow().get(&consumer).cloned() else {
+            return false;
+        };
+        let Some(conn) = self.conns.borrow().get(&route.conn).cloned() else {
+            return false;
+        };
         conn.deliver(self, &route, consumer, queue, home, seq, redelivered, msg)
     }
 
     /// A queue on this shard took a message that wants a confirm.
-    fn confirm(&self, c: ConfirmRef) {
+    pub fn confirm(&self, c: ConfirmRef) {
         let shard = c.conn.shard();
         if shard == self.id {
-            self.confirm_local(c);
+            self.confirm_local(c, false);
         } else {
             self.outbox.push(shard, ShardMsg::Confirmed(c));
         }
     }
 
-    fn confirm_local(&self, c: ConfirmRef) {
+    /// The broker could not take responsibility for a message.
+    pub fn nack(&self, c: ConfirmRef) {
+        let shard = c.conn.shard();
+        if shard == self.id {
+            self.confirm_local(c, true);
+        } else {
+            self.outbox.push(shard, ShardMsg::Nacked(c));
+        }
+    }
+
+    fn confirm_local(&self, c: ConfirmRef, nack: bool) {
         let conn = self.conns.borrow().get(&c.conn).cloned();
         if let Some(conn) = conn {
-            if conn.confirm_one(c.channel, c.seq) {
+            if conn.confirm_one(c.channel, c.seq, nack) {
                 if !conn.dirty.replace(true) {
                     self.dirty.borrow_mut().push(conn);
                 }

@@ -8,7 +8,9 @@ use crate::mailbox::ShardMsg;
 use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 type Batch = Vec<ShardMsg>;
 
@@ -26,6 +28,9 @@ pub struct ShardBoot {
     pub ready: mpsc::Sender<Result<u16, String>>,
     /// Port to bind; shard 0 may get 0 and report the real one.
     pub port: u16,
+    /// Set by the signal handler: flush everything and report on `stopped`.
+    pub shutdown: Arc<AtomicBool>,
+    pub stopped: mpsc::Sender<ShardId>,
 }
 
 pub fn start_shard(boot: ShardBoot) -> std::io::Result<glommio::ExecutorJoinHandle<()>> {
@@ -42,9 +47,32 @@ pub fn start_shard(boot: ShardBoot) -> std::io::Result<glommio::ExecutorJoinHand
 }
 
 async fn shard_main(boot: ShardBoot) {
-    let ShardBoot { id, shards, config, senders, receivers, ready, port, .. } = boot;
+    let ShardBoot {
+        id,
+        shards,
+        config,
+        senders,
+        receivers,
+        ready,
+        port,
+        shutdown,
+        stopped,
+        ..
+    } = boot;
     let bind = config.bind;
-    let shard = Shard::new(id, shards, Rc::new(config));
+    let store_dir = config.data_dir.join(format!("shard-{}", id.0));
+    let store = match crate::store::Store::open(store_dir, config.segment_size, config.fsync) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot open store: {e}")));
+            return;
+        }
+    };
+    let shard = Shard::new(id, shards, Rc::new(config), store);
+    if let Err(e) = recover(&shard) {
+        let _ = ready.send(Err(e));
+        return;
+    }
 
     // Mailbox ends connect concurrently: a sender's connect waits for its peer.
     for (dest, sender) in senders {
@@ -122,6 +150,9 @@ async fn shard_main(boot: ShardBoot) {
         .detach();
     }
 
+    glommio::spawn_local(sync_task(shard.clone())).detach();
+    glommio::spawn_local(shutdown_watch(shard.clone(), shutdown, stopped)).detach();
+
     let addr = std::net::SocketAddr::new(bind, port);
     let listener = match glommio::net::TcpListener::bind(addr) {
         Ok(l) => l,
@@ -133,4 +164,106 @@ async fn shard_main(boot: ShardBoot) {
     let bound = listener.local_addr().map(|a| a.port()).unwrap_or(port);
     let _ = ready.send(Ok(bound));
     crate::net::accept_loop(shard, listener).await;
+}
+
+/// Replay durable definitions into this shard's table; queues homed here
+/// recover their messages from this shard's store (every shard does this in
+/// parallel, each on its own files).
+fn recover(shard: &Rc<Shard>) -> Result<(), String> {
+    let data_dir = shard.config.data_dir.clone();
+    let mut changes = crate::meta::persist::load(&data_dir);
+    crate::meta::persist::rehome(&mut changes, shard.shard_count());
+    let mut max_id = 0;
+    for c in changes {
+        if let crate::meta::defs::MetaChange::QueueDeclared(q) = &c {
+            max_id = max_id.max(q.id.0);
+        }
+        shard.apply_change(c);
+    }
+    let keep: std::collections::HashSet<std::path::PathBuf> = shard
+        .queues
+        .borrow()
+        .values()
+        .filter(|q| q.def.durable && q.def.exclusive_owner.is_none())
+        .map(|q| crate::store::index_file(&shard.store.borrow().dir, &q.def.vhost, &q.def.name))
+        .collect();
+    {
+        let mut st = shard.store.borrow_mut();
+        st.finish_recovery();
+        st.remove_orphan_indexes(&keep);
+    }
+    if shard.id == shard.authority() {
+        shard.set_next_queue_id(max_id + 1);
+        let snap = crate::meta::persist::snapshot(&shard.table());
+        let log = crate::meta::persist::DefinitionsLog::rewrite(&data_dir, &snap)
+            .map_err(|e| e.to_string())?;
+        *shard.defs_log.borrow_mut() = Some(log);
+    }
+    Ok(())
+}
+
+/// Group commit: one fdatasync per dirty file covers every record appended
+/// since the previous sync, then all the confirms waiting on it go out.
+/// The fsync runs on glommio's blocking pool so the shard keeps serving.
+async fn sync_task(shard: Rc<Shard>) {
+    let interval = Duration::from_millis(shard.config.flush_interval_ms.max(1));
+    let mut last_compaction = std::time::Instant::now();
+    loop {
+        let wait = shard.sync_needed.wait();
+        let urgent = !shard.store.borrow().waiting.is_empty();
+        if !urgent {
+            let _ = glommio::timer::timeout(interval, async {
+                wait.await;
+                Ok(())
+            })
+            .await;
+        }
+        if !shard.store.borrow().needs_sync() {
+            continue;
+        }
+        let (files, confirms, wrote) = shard.store.borrow_mut().prepare_sync();
+        let synced = if files.is_empty() {
+            true
+        } else {
+            glommio::executor()
+                .spawn_blocking(move || files.iter().all(|f| f.sync_data().is_ok()))
+                .await
+        };
+        for c in confirms {
+            if synced && wrote {
+                shard.confirm(c);
+            } else {
+                shard.nack(c);
+            }
+        }
+        shard.flush_dirty();
+        if last_compaction.elapsed() > Duration::from_secs(5) {
+            last_compaction = std::time::Instant::now();
+            let candidates = shard.store.borrow().compaction_candidates();
+            for q in candidates {
+                let live = shard.queues.borrow().get(&q).map(|q| q.live_positions());
+                if let Some(live) = live {
+                    shard.store.borrow_mut().compact(q, &live);
+                }
+            }
+        }
+    }
+}
+
+/// On SIGTERM/SIGINT: write and sync everything (acks included), report.
+async fn shutdown_watch(shard: Rc<Shard>, flag: Arc<AtomicBool>, stopped: mpsc::Sender<ShardId>) {
+    loop {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+        if flag.load(Ordering::Acquire) {
+            let (files, confirms, _) = shard.store.borrow_mut().prepare_sync();
+            for f in files {
+                let _ = f.sync_data();
+            }
+            for c in confirms {
+                shard.confirm(c);
+            }
+            let _ = stopped.send(shard.id);
+            return;
+        }
+    }
 }
