@@ -91,6 +91,17 @@ impl Broker {
         }
     }
 
+    /// SIGTERM (clean shutdown: the store is flushed) and wait for exit.
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+    }
+
     /// Start again on the same data directory (and port, when free).
     pub fn restart(&mut self) {
         self.kill9();
