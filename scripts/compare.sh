@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# Side-by-side comparison of Warren, RabbitMQ and garagemq with warren-loadgen.
+#
+#   scripts/compare.sh                 # all brokers, all scenarios, 3 runs each
+#   RUNS=1 DURATION=5 scripts/compare.sh
+#   BROKERS="warren rabbitmq" SCENARIOS="s1 s5" scripts/compare.sh
+#   scripts/compare.sh start rabbitmq  # just start one (prints its URI); `stop` to stop
+#
+# Each broker runs on a private port and data directory under $WORK, is
+# started fresh for every scenario and stopped afterwards. Results: one JSON
+# line per run in $WORK/results.jsonl; medians go into PERF.md between the
+# compare markers (set NO_PERF_UPDATE=1 to leave PERF.md alone).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${WORK:-/tmp/warren-compare}
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+DRAIN=${DRAIN:-20}
+SHARDS=${SHARDS:-$(nproc)}
+BROKERS=${BROKERS:-"warren rabbitmq garagemq"}
+SCENARIOS=${SCENARIOS:-"s1 s2a s2b s3 s4 s5a s5b s5c s6a s6b s7a s7b s8"}
+LOADGEN="$ROOT/target/release/warren-loadgen"
+WARREN="$ROOT/target/release/warren"
+RABBIT_PORT=${RABBIT_PORT:-5682}
+GARAGE_PORT=${GARAGE_PORT:-5683}
+
+mkdir -p "$WORK"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+log() { echo "[compare $(date +%H:%M:%S)] $*" >&2; }
+
+ensure_tools() {
+  if [[ ! -x $LOADGEN || ! -x $WARREN || ${REBUILD:-0} == 1 ]]; then
+    (cd "$ROOT" && cargo build --release --bin warren -p warren -p loadgen) >&2 || exit 1
+  fi
+  for b in $BROKERS; do
+    case $b in
+      rabbitmq)
+        if [[ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]]; then
+          log "installing rabbitmq-server"
+          apt-get update -qq >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server >&2
+          # The package may start a system instance on 5672; we use our own.
+        fi ;;
+      garagemq)
+        if [[ ! -x /usr/bin/garagemq ]]; then
+          if apt-cache policy garagemq 2>/dev/null | grep -q Candidate:.*[0-9]; then
+            log "installing garagemq"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y garagemq >&2
+          else
+            log "garagemq is not in the configured apt repositories: skipping it"
+          fi
+        fi ;;
+    esac
+  done
+}
+
+wait_port() { # port timeout
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# ---- per-broker start/stop; each prints the URI on stdout ----
+
+start_warren() {
+  local d=$WORK/warren; rm -rf "$d"; mkdir -p "$d"
+  "$WARREN" --port 0 --shards "$SHARDS" --bind 127.0.0.1 --data-dir "$d/data" >"$d/out.log" 2>&1 &
+  echo $! >"$d/pid"
+  local i port=""
+  for ((i = 0; i < 100; i++)); do
+    port=$(sed -n 's/.*warren listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$d/out.log" | head -1)
+    [[ -n $port ]] && break
+    sleep 0.1
+  done
+  [[ -n $port ]] || { log "warren did not start"; cat "$d/out.log" >&2; return 1; }
+  echo "amqp://guest:guest@127.0.0.1:$port/%2f"
+}
+stop_warren() {
+  local d=$WORK/warren
+  [[ -f $d/pid ]] && kill "$(cat "$d/pid")" 2>/dev/null
+  sleep 0.5; [[ -f $d/pid ]] && kill -9 "$(cat "$d/pid")" 2>/dev/null; rm -f "$d/pid"
+}
+
+rabbit_env() {
+  local d=$WORK/rabbitmq
+  export HOME=$d/home RABBITMQ_NODENAME=warrencmp@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_NODE_PORT=$RABBIT_PORT RABBITMQ_DIST_PORT=$((RABBIT_PORT + 20000)) \
+    RABBITMQ_MNESIA_BASE=$d/mnesia RABBITMQ_LOG_BASE=$d/log RABBITMQ_PID_FILE=$d/pid \
+    RABBITMQ_CONF_ENV_FILE=$d/rabbitmq-env.conf RABBITMQ_CONFIG_FILE=$d/rabbitmq.conf \
+    RABBITMQ_ENABLED_PLUGINS_FILE=$d/enabled_plugins RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+    RABBITMQ_ADVANCED_CONFIG_FILE=$d/advanced.config
+}
+start_rabbitmq() {
+  local d=$WORK/rabbitmq; rm -rf "$d"; mkdir -p "$d/home" "$d/log"
+  : >"$d/rabbitmq-env.conf"
+  printf 'loopback_users = none\nlisteners.tcp.default = 127.0.0.1:%s\n' "$RABBIT_PORT" >"$d/rabbitmq.conf"
+  echo '[].' >"$d/enabled_plugins"; echo '[].' >"$d/advanced.config"
+  ( rabbit_env; /usr/lib/rabbitmq/bin/rabbitmq-server >"$d/out.log" 2>&1 & echo $! >"$d/launcher.pid" )
+  ( rabbit_env; timeout 90 /usr/lib/rabbitmq/bin/rabbitmqctl -q wait "$d/pid" >/dev/null 2>&1 ) || {
+    log "rabbitmq did not start"; tail -20 "$d/out.log" >&2; return 1; }
+  wait_port "$RABBIT_PORT" 30 || return 1
+  echo "amqp://guest:guest@127.0.0.1:$RABBIT_PORT/%2f"
+}
+stop_rabbitmq() {
+  local d=$WORK/rabbitmq
+  ( rabbit_env; timeout 60 /usr/lib/rabbitmq/bin/rabbitmqctl -q stop "$d/pid" >/dev/null 2>&1 )
+  [[ -f $d/pid ]] && kill -9 "$(cat "$d/pid")" 2>/dev/null
+  rm -f "$d/pid"
+}
+
+start_garagemq() {
+  [[ -x /usr/bin/garagemq ]] || return 1
+  local d=$WORK/garagemq; rm -rf "$d"; mkdir -p "$d/db"
+  cat >"$d/config.yaml" <<EOF
+proto: amqp-rabbit
+users:
+  - username: guest
+    password: 084e0343a0486ff05530df6c705c8bb4
+tcp:
+  ip: 127.0.0.1
+  port: $GARAGE_PORT
+  nodelay: false
+  readBufSize: 196608
+  writeBufSize: 196608
+admin:
+  ip: 127.0.0.1
+  port: $((GARAGE_PORT + 10000))
+queue:
+  shardSize: 8192
+  maxMessagesInRam: 131072
+db:
+  defaultPath: $d/db
+  engine: badger
+vhost:
+  defaultPath: /
+security:
+  passwordCheck: md5
+connection:
+  channelsMax: 4096
+  frameMaxSize: 65536
+EOF
+  (cd "$d" && exec /usr/bin/garagemq --config "$d/config.yaml" --log-level error >"$d/out.log" 2>&1) &
+  echo $! >"$d/pid"
+  wait_port "$GARAGE_PORT" 30 || { log "garagemq did not start"; tail "$d/out.log" >&2; return 1; }
+  echo "amqp://guest:guest@127.0.0.1:$GARAGE_PORT/%2f"
+}
+stop_garagemq() {
+  local d=$WORK/garagemq
+  [[ -f $d/pid ]] && kill "$(cat "$d/pid")" 2>/dev/null
+  sleep 0.5; [[ -f $d/pid ]] && kill -9 "$(cat "$d/pid")" 2>/dev/null; rm -f "$d/pid"
+}
+
+# ---- scenarios: name -> loadgen arguments ----
+scenario_args() {
+  local T="-z $DURATION --warmup $WARMUP --drain-timeout $DRAIN"
+  case $1 in
+    s1) echo "throughput $T -x 1 -y 1 -s 16" ;;
+    s2a) echo "throughput $T -x 1 -y 1 -s 1024" ;;
+    s2b) echo "throughput $T -x 1 -y 1 -s 16384" ;;
+    s3) echo "throughput $T -x 4 -y 4 --queues 4 -s 16" ;;
+    s4) echo "throughput $T -x 1 -y 1 -s 1024 -p -c 256 -q 1000 -a 100" ;;
+    s5a) echo "latency $T -x 1 -y 1 -s 256 -r 1000" ;;
+    s5b) echo "latency $T -x 1 -y 1 -s 256 -r 10000" ;;
+    s5c) echo "latency $T -x 1 -y 1 -s 256 -r 50000" ;;
+    s6a) echo "throughput $T -x 1 -y 10 --queues 10 --fanout -s 64" ;;
+    s6b) echo "throughput $T -x 1 -y 10 --queues 10 --topic-bindings 1000 -s 64" ;;
+    s7a) echo "connections -n 1000 --hold 3" ;;
+    s7b) echo "connections -n 10000 --hold 5" ;;
+    s8) echo "churn -z $DURATION" ;;
+    *) log "unknown scenario $1"; return 1 ;;
+  esac
+}
+
+run_all() {
+  ensure_tools
+  local out=$WORK/results.jsonl
+  [[ ${APPEND:-0} == 1 ]] || : >"$out"
+  for b in $BROKERS; do
+    [[ $b == garagemq && ! -x /usr/bin/garagemq ]] && continue
+    for s in $SCENARIOS; do
+      local args; args=$(scenario_args "$s") || continue
+      log "$b: starting for $s"
+      local uri; uri=$(start_"$b") || { stop_"$b"; continue; }
+      sleep 1
+      for ((r = 1; r <= RUNS; r++)); do
+        log "$b $s run $r/$RUNS: warren-loadgen $args"
+        # shellcheck disable=SC2086
+        local line; line=$(timeout $((DURATION + WARMUP + DRAIN + 120)) "$LOADGEN" $args --uri "$uri" --json --label "$b" 2>"$WORK/$b-$s-$r.log")
+        local rc=$?
+        tail -4 "$WORK/$b-$s-$r.log" >&2
+        if [[ -n $line ]]; then
+          python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["broker_name"]=sys.argv[2]; d["scenario"]=sys.argv[3]; d["run"]=int(sys.argv[4]); d["exit"]=int(sys.argv[5]); print(json.dumps(d))' \
+            "$line" "$b" "$s" "$r" "$rc" >>"$out"
+        else
+          echo "{\"broker_name\":\"$b\",\"scenario\":\"$s\",\"run\":$r,\"exit\":$rc,\"results\":null}" >>"$out"
+        fi
+      done
+      stop_"$b"
+      sleep 1
+    done
+  done
+  [[ ${NO_PERF_UPDATE:-0} == 1 ]] || python3 "$ROOT/scripts/compare_table.py" "$out" "$ROOT/PERF.md"
+}
+
+case ${1:-run} in
+  start) ensure_tools; start_"$2" ;;
+  stop) stop_"$2" ;;
+  run) run_all ;;
+  *) echo "usage: $0 [run | start BROKER | stop BROKER]" >&2; exit 2 ;;
+esac
