@@ -43,6 +43,7 @@ fn server_properties(shard: &Shard) -> FieldTable {
         "consumer_cancel_notify",
         "authentication_failure_close",
         "per_consumer_qos",
+        "connection.blocked",
     ] {
         caps.insert(c.into(), AMQPValue::Boolean(true));
     }
@@ -405,7 +406,21 @@ fn connection_method(
     match (*phase, m) {
         (Phase::StartOk, connection::AMQPMethod::StartOk(s)) => {
             let user = authenticate(shard, conn, s.mechanism.as_str(), s.response.as_bytes())?;
-            conn.state.borrow_mut().user = user;
+            let blocked_capable = match s.client_properties.inner().get("capabilities") {
+                Some(AMQPValue::FieldTable(c)) => {
+                    matches!(
+                        c.inner().get("connection.blocked"),
+                        Some(AMQPValue::Boolean(true))
+                    )
+                }
+                _ => false,
+            };
+            {
+                let mut st = conn.state.borrow_mut();
+                st.user = user;
+                st.blocked_capable = blocked_capable;
+            }
+
             conn.send_method(
                 0,
                 AMQPClass::Connection(connection::AMQPMethod::Tune(connection::Tune {
@@ -459,6 +474,7 @@ fn connection_method(
                 AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
             );
             *phase = Phase::Running;
+            conn.open.set(true);
             Ok(true)
         }
         (_, connection::AMQPMethod::Close(_)) => {

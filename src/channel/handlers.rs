@@ -560,6 +560,9 @@ fn basic_publish(conn: &Conn, shard: &Shard, ch: u16, p: basic::Publish) -> Amqp
     if p.immediate {
         return Err(AmqpError::not_implemented("immediate=true"));
     }
+    if !conn.published.replace(true) && shard.blocked.get() {
+        shard.notify_blocked(conn, true);
+    }
     let vh = vhost(conn);
     if !p.exchange.as_str().is_empty() {
         let t = shard.table();

@@ -98,6 +98,8 @@ pub struct ConnState {
     pub vhost: String,
     pub user: String,
     pub channel_max: u16,
+    /// The client understands connection.blocked / unblocked.
+    pub blocked_capable: bool,
 }
 
 /// Credit owed to a queue once the bytes carrying its deliveries are written.
@@ -116,6 +118,12 @@ pub struct Conn {
     pub written: Notify,
     pub credits: RefCell<Vec<CreditRec>>,
     pub dirty: Cell<bool>,
+    /// connection.open-ok was sent.
+    pub open: Cell<bool>,
+    /// This connection has published (only publishers are blocked).
+    pub published: Cell<bool>,
+    /// We sent connection.blocked and not yet unblocked.
+    pub blocked_sent: Cell<bool>,
     pub frame_max: Cell<u32>,
     /// The socket is finished (or being closed): stop reading and writing.
     pub closed: Cell<bool>,
@@ -134,12 +142,16 @@ impl Conn {
                 vhost: "/".into(),
                 user: String::new(),
                 channel_max: 2047,
+                blocked_capable: false,
             }),
             out: RefCell::new(Vec::with_capacity(64 * 1024)),
             out_notify: Notify::default(),
             written: Notify::default(),
             credits: RefCell::new(Vec::new()),
             dirty: Cell::new(false),
+            open: Cell::new(false),
+            published: Cell::new(false),
+            blocked_sent: Cell::new(false),
             frame_max: Cell::new(codec::FRAME_MIN_SIZE),
             closed: Cell::new(false),
             closed_notify: Notify::default(),

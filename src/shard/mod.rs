@@ -63,6 +63,9 @@ pub struct Shard {
     pub sync_needed: Notify,
     /// The durable definitions log (authority only).
     pub defs_log: RefCell<Option<DefinitionsLog>>,
+    /// Publishers are told connection.blocked while the store cannot
+    /// allocate (disk full).
+    pub blocked: Cell<bool>,
 }
 
 impl Shard {
@@ -91,6 +94,7 @@ impl Shard {
             store: RefCell::new(store),
             sync_needed: Notify::default(),
             defs_log: RefCell::new(None),
+            blocked: Cell::new(false),
         })
     }
 
@@ -355,6 +359,45 @@ impl Shard {
         .detach();
     }
 
+    /// Enter or leave the disk alarm: tell every capable client on this
+    /// shard with connection.blocked / connection.unblocked.
+    pub fn set_blocked(&self, on: bool) {
+        if self.blocked.replace(on) == on {
+            return;
+        }
+        if on {
+            tracing::warn!(
+                shard = self.id.0,
+                "disk alarm: persistent publishes are nacked until space frees up"
+            );
+        } else {
+            tracing::info!(shard = self.id.0, "disk alarm cleared");
+        }
+        let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
+        for c in conns {
+            // Like RabbitMQ, only connections that publish are blocked.
+            if c.published.get() || c.blocked_sent.get() {
+                self.notify_blocked(&c, on);
+            }
+        }
+    }
+
+    pub fn notify_blocked(&self, c: &Conn, on: bool) {
+        use amq_protocol::protocol::{connection, AMQPClass};
+        if !c.state.borrow().blocked_capable || !c.open.get() || c.blocked_sent.get() == on {
+            return;
+        }
+        c.blocked_sent.set(on);
+        let m = if on {
+            connection::AMQPMethod::Blocked(connection::Blocked {
+                reason: "low on disk".into(),
+            })
+        } else {
+            connection::AMQPMethod::Unblocked(connection::Unblocked {})
+        };
+        c.send_method(0, AMQPClass::Connection(m));
+    }
+
     /// Apply a change outside the mailboxes (start-up recovery).
     pub fn apply_change(self: &Rc<Self>, change: MetaChange) {
         self.apply(change);
@@ -447,6 +490,9 @@ impl Shard {
                 st.waiting.push(c);
                 self.sync_needed.notify();
             }
+        }
+        if failed {
+            self.set_blocked(true);
         }
         if let Some(c) = confirm {
             if failed {

@@ -218,6 +218,10 @@ async fn sync_task(shard: Rc<Shard>) {
             })
             .await;
         }
+        if shard.blocked.get() && shard.store.borrow().has_room() {
+            shard.store.borrow_mut().disk_full = false;
+            shard.set_blocked(false);
+        }
         if !shard.store.borrow().needs_sync() {
             continue;
         }

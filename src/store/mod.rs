@@ -366,6 +366,17 @@ impl Store {
         }
     }
 
+    /// Is there room for another segment again?
+    pub fn has_room(&self) -> bool {
+        match nix::sys::statvfs::statvfs(&self.dir) {
+            Ok(s) => {
+                (s.blocks_available() as u64) * (s.fragment_size() as u64)
+                    >= self.segment_size as u64 + 64 * 1024
+            }
+            Err(_) => false,
+        }
+    }
+
     pub fn segment_count(&self) -> usize {
         self.segments.len()
     }

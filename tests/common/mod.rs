@@ -79,6 +79,20 @@ impl Broker {
         }
     }
 
+    /// Start on a given data directory (which the caller owns).
+    pub fn start_in(dir: &Path, shards: usize, extra: &[&str]) -> Broker {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, port) = spawn(dir, shards, 0, &extra);
+        Broker {
+            port,
+            shards,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            child: Some(child),
+            extra,
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
