@@ -23,7 +23,10 @@ import uuid
 import pika
 import pytest
 
-import amqp_raw
+# Show the compared values when an assert inside the shared helpers fails.
+pytest.register_assert_rewrite("helpers", "amqp_raw")
+
+import amqp_raw  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -242,7 +245,10 @@ class Names:
 
     def __init__(self, broker, test_name):
         self.broker = broker
-        self.prefix = "wt.%s.%s" % (test_name[:60], uuid.uuid4().hex[:6])
+        # Kept short so that error texts quoting a name stay under 255 bytes
+        # (longer reply texts get cut, which has a test of its own).
+        short = test_name[5:] if test_name.startswith("test_") else test_name
+        self.prefix = "wt.%s.%s" % (short[:20], uuid.uuid4().hex[:6])
         self.queues = []
         self.exchanges = []
 

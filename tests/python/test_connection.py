@@ -210,6 +210,21 @@ def test_opening_more_channels_than_channel_max_is_530(broker):
     assert_connection_usable(broker.connect())
 
 
+def test_channel_max_limits_open_channel_count_not_channel_numbers(broker):
+    # RabbitMQ counts open channels against channel_max; the channel number
+    # itself may be higher.
+    r = broker.raw(channel_max=2)
+    try:
+        r.channel_open(5)
+        r.channel_open(2)
+        r.send(amqp_raw.method_frame(5, amqp_raw.CHANNEL_CLOSE, b"\x00\xc8" + amqp_raw.shortstr("bye")
+                                     + b"\x00\x00\x00\x00"))
+        r.expect(amqp_raw.CHANNEL_CLOSE_OK)
+        r.channel_open(7)
+    finally:
+        r.close()
+
+
 def test_client_initiated_close_gets_close_ok(broker):
     r = broker.raw()
     try:
