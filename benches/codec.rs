@@ -1,0 +1,89 @@
+//! Frame parse and generate: `warren::codec::{next_frame, write_method, write_content}`.
+
+use amq_protocol::protocol::{basic, AMQPClass};
+use bytes::BytesMut;
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use warren::codec::{encode_properties, next_frame, write_content, write_method};
+
+const FRAME_MAX: u32 = 131_072;
+const BATCH: usize = 1000;
+
+fn publish(body: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_method(
+        &mut out,
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+            exchange: "".into(),
+            routing_key: "loadgen-0".into(),
+            mandatory: false,
+            immediate: false,
+        })),
+    );
+    let props = encode_properties(&basic::AMQPProperties::default());
+    write_content(&mut out, 1, &props, &vec![7u8; body], FRAME_MAX);
+    out
+}
+
+/// Parse a buffer holding BATCH publishes (method + header + body frames),
+/// the way a connection's reader sees a full socket read.
+fn parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("codec/parse_publish");
+    for body in [16usize, 1024, 16384] {
+        let one = publish(body);
+        let wire: Vec<u8> = one
+            .iter()
+            .copied()
+            .cycle()
+            .take(one.len() * BATCH)
+            .collect();
+        g.throughput(Throughput::Elements(BATCH as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(body), &wire, |b, wire| {
+            b.iter(|| {
+                let mut buf = BytesMut::from(&wire[..]);
+                let mut n = 0;
+                while let Some(f) = next_frame(&mut buf, FRAME_MAX).unwrap() {
+                    black_box(&f);
+                    n += 1;
+                }
+                assert_eq!(n, 3 * BATCH);
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Generate BATCH deliveries (basic.deliver + content) into one buffer.
+fn generate(c: &mut Criterion) {
+    let mut g = c.benchmark_group("codec/generate_deliver");
+    let props = encode_properties(&basic::AMQPProperties::default().with_delivery_mode(2));
+    for body in [16usize, 1024, 16384] {
+        let payload = vec![7u8; body];
+        g.throughput(Throughput::Elements(BATCH as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(body), &payload, |b, payload| {
+            let mut out = Vec::with_capacity(BATCH * (body + 128));
+            b.iter(|| {
+                out.clear();
+                for tag in 0..BATCH as u64 {
+                    write_method(
+                        &mut out,
+                        1,
+                        AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
+                            consumer_tag: "ctag-1".into(),
+                            delivery_tag: tag + 1,
+                            redelivered: false,
+                            exchange: "".into(),
+                            routing_key: "loadgen-0".into(),
+                        })),
+                    );
+                    write_content(&mut out, 1, &props, payload, FRAME_MAX);
+                }
+                black_box(out.len())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, parse, generate);
+criterion_main!(benches);
