@@ -607,3 +607,59 @@ pub async fn ready_count(conn: &Connection, queue: &str) -> u32 {
     let _ = ch.close(200, "bye").await;
     q.message_count()
 }
+
+impl RawClient {
+    /// Read until the server's connection.close, answer close-ok, and wait
+    /// for the socket to close. Returns the reply code.
+    pub fn expect_connection_close(&mut self) -> u16 {
+        loop {
+            match self.next() {
+                Ok(Some(AMQPFrame::Method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::Close(c)),
+                ))) => {
+                    self.send_method_lossy(
+                        0,
+                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(
+                            connection::CloseOk {},
+                        )),
+                    );
+                    self.read_until_closed();
+                    return c.reply_code;
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("server closed the socket without connection.close"),
+                Err(e) => panic!("no connection.close from the server: {e}"),
+            }
+        }
+    }
+
+    /// Write, ignoring errors (the server may already have closed).
+    pub fn send_method_lossy(&mut self, channel: u16, class: AMQPClass) {
+        let bytes = encode_frame(&AMQPFrame::Method(channel, class));
+        let _ = self.stream.write_all(&bytes);
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes);
+    }
+
+    /// channel.open on `channel` and wait for open-ok.
+    pub fn open_channel(&mut self, channel: u16) {
+        use amq_protocol::protocol::channel;
+        self.send_method(
+            channel,
+            AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+        );
+        loop {
+            match self.next() {
+                Ok(Some(AMQPFrame::Method(
+                    c,
+                    AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)),
+                ))) if c == channel => return,
+                Ok(Some(_)) => continue,
+                other => panic!("expected channel.open-ok, got {other:?}"),
+            }
+        }
+    }
+}
