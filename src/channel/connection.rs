@@ -109,7 +109,12 @@ fn authenticate(
             )))
         }
     };
-    if user != shard.config.default_user || pass != shard.config.default_pass {
+    let ok = shard
+        .table()
+        .users
+        .get(&user)
+        .is_some_and(|u| u.check_password(&pass));
+    if !ok {
         tracing::warn!(peer = %conn.peer, user, "authentication failed");
         return Err(refused());
     }
@@ -465,8 +470,17 @@ fn connection_method(
         }
         (Phase::Open, connection::AMQPMethod::Open(o)) => {
             let vhost = o.virtual_host.to_string();
-            if vhost != "/" {
-                return Err(AmqpError::not_allowed(format!("vhost {vhost} not found")));
+            let user = conn.state.borrow().user.clone();
+            {
+                let t = shard.table();
+                if !t.vhosts.contains(&vhost) {
+                    return Err(AmqpError::not_allowed(format!("vhost {vhost} not found")));
+                }
+                if !t.has_vhost_access(&user, &vhost) {
+                    return Err(AmqpError::not_allowed(format!(
+                        "access to vhost '{vhost}' refused for user '{user}'"
+                    )));
+                }
             }
             conn.state.borrow_mut().vhost = vhost;
             conn.send_method(

@@ -10,6 +10,7 @@ use crate::error::{AmqpError, AmqpResult};
 use crate::ids::{ConsumerId, QueueId, ShardId};
 use crate::mailbox::{ConsumerSpec, Request, Response, Settle};
 use crate::meta::authority::{locked, no_queue};
+use crate::meta::users::Access;
 use crate::meta::{MetaOp, MetaReply};
 use crate::shard::{ConsumerRoute, Shard};
 use amq_protocol::protocol::{basic, channel, confirm, exchange, queue, tx, AMQPClass};
@@ -37,6 +38,24 @@ async fn meta(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
             "unexpected reply {other:?}"
         ))),
     }
+}
+
+/// Check a permission; 403 with RabbitMQ's text when refused.
+fn check(shard: &Shard, conn: &Conn, access: Access, kind: &str, name: &str) -> AmqpResult<()> {
+    let st = conn.state.borrow();
+    // RabbitMQ checks the default exchange under the name amq.default.
+    let res = if kind == "exchange" && name.is_empty() {
+        "amq.default"
+    } else {
+        name
+    };
+    if shard.table().permitted(&st.user, &st.vhost, access, res) {
+        return Ok(());
+    }
+    Err(AmqpError::access_refused(format!(
+        "access to {kind} '{res}' in vhost '{}' refused for user '{}'",
+        st.vhost, st.user
+    )))
 }
 
 /// Resolve "" to the channel's last declared queue, as RabbitMQ does.
@@ -183,6 +202,14 @@ pub async fn handle_method(
             exchange::AMQPMethod::Declare(d) => exchange_declare(conn, shard, ch, d).await,
             exchange::AMQPMethod::Delete(d) => exchange_delete(conn, shard, ch, d).await,
             exchange::AMQPMethod::Bind(b) => {
+                check(
+                    shard,
+                    conn,
+                    Access::Write,
+                    "exchange",
+                    b.destination.as_str(),
+                )?;
+                check(shard, conn, Access::Read, "exchange", b.source.as_str())?;
                 let nowait = b.nowait;
                 let op = bind_op(
                     conn,
@@ -204,6 +231,14 @@ pub async fn handle_method(
                 Ok(())
             }
             exchange::AMQPMethod::Unbind(b) => {
+                check(
+                    shard,
+                    conn,
+                    Access::Write,
+                    "exchange",
+                    b.destination.as_str(),
+                )?;
+                check(shard, conn, Access::Read, "exchange", b.source.as_str())?;
                 let nowait = b.nowait;
                 let op = bind_op(
                     conn,
@@ -230,6 +265,8 @@ pub async fn handle_method(
             queue::AMQPMethod::Declare(d) => queue_declare(conn, shard, ch, d).await,
             queue::AMQPMethod::Bind(b) => {
                 let q = queue_name(conn, ch, b.queue.as_str())?;
+                check(shard, conn, Access::Write, "queue", &q)?;
+                check(shard, conn, Access::Read, "exchange", b.exchange.as_str())?;
                 let nowait = b.nowait;
                 let op = bind_op(
                     conn,
@@ -252,6 +289,8 @@ pub async fn handle_method(
             }
             queue::AMQPMethod::Unbind(b) => {
                 let q = queue_name(conn, ch, b.queue.as_str())?;
+                check(shard, conn, Access::Write, "queue", &q)?;
+                check(shard, conn, Access::Read, "exchange", b.exchange.as_str())?;
                 let op = bind_op(
                     conn,
                     b.exchange.as_str(),
@@ -406,6 +445,15 @@ async fn exchange_declare(
     ch: u16,
     d: exchange::Declare,
 ) -> AmqpResult<()> {
+    if !d.passive {
+        check(
+            shard,
+            conn,
+            Access::Configure,
+            "exchange",
+            d.exchange.as_str(),
+        )?;
+    }
     let nowait = d.nowait;
     let op = MetaOp::ExchangeDeclare {
         vhost: vhost(conn),
@@ -434,6 +482,13 @@ async fn exchange_delete(
     ch: u16,
     d: exchange::Delete,
 ) -> AmqpResult<()> {
+    check(
+        shard,
+        conn,
+        Access::Configure,
+        "exchange",
+        d.exchange.as_str(),
+    )?;
     let op = MetaOp::ExchangeDelete {
         vhost: vhost(conn),
         name: d.exchange.to_string(),
@@ -477,6 +532,9 @@ async fn queue_declare(
     ch: u16,
     d: queue::Declare,
 ) -> AmqpResult<()> {
+    if !d.passive && !d.queue.as_str().is_empty() {
+        check(shard, conn, Access::Configure, "queue", d.queue.as_str())?;
+    }
     let nowait = d.nowait;
     let op = MetaOp::QueueDeclare {
         vhost: vhost(conn),
@@ -513,6 +571,7 @@ async fn queue_declare(
 
 async fn queue_purge(conn: &Conn, shard: &Rc<Shard>, ch: u16, p: queue::Purge) -> AmqpResult<()> {
     let name = queue_name(conn, ch, p.queue.as_str())?;
+    check(shard, conn, Access::Read, "queue", &name)?;
     let vh = vhost(conn);
     let (id, home) = lookup_queue(shard, conn, &vh, &name)?;
     let n = match shard.call(home, Request::Purge(id)).await {
@@ -533,6 +592,7 @@ async fn queue_purge(conn: &Conn, shard: &Rc<Shard>, ch: u16, p: queue::Purge) -
 
 async fn queue_delete(conn: &Conn, shard: &Rc<Shard>, ch: u16, d: queue::Delete) -> AmqpResult<()> {
     let name = queue_name(conn, ch, d.queue.as_str())?;
+    check(shard, conn, Access::Configure, "queue", &name)?;
     let op = MetaOp::QueueDelete {
         vhost: vhost(conn),
         name,
@@ -562,6 +622,21 @@ fn basic_publish(conn: &Conn, shard: &Shard, ch: u16, p: basic::Publish) -> Amqp
     }
     if !conn.published.replace(true) && shard.blocked.get() {
         shard.notify_blocked(conn, true);
+    }
+    // Permission check, cached per channel for the last exchange (the
+    // common case publishes to one exchange) until permissions change.
+    let epoch = shard.table().permission_epoch;
+    let cached = with_channel(conn, ch, |c, _| {
+        c.publish_allowed
+            .as_ref()
+            .is_some_and(|(e, x)| *e == epoch && x == &p.exchange)
+    })
+    .unwrap_or(false);
+    if !cached {
+        check(shard, conn, Access::Write, "exchange", p.exchange.as_str())?;
+        with_channel(conn, ch, |c, _| {
+            c.publish_allowed = Some((epoch, p.exchange.clone()))
+        });
     }
     let vh = vhost(conn);
     if !p.exchange.as_str().is_empty() {
@@ -593,6 +668,7 @@ async fn basic_consume(
     c: basic::Consume,
 ) -> AmqpResult<()> {
     let name = queue_name(conn, ch, c.queue.as_str())?;
+    check(shard, conn, Access::Read, "queue", &name)?;
     let vh = vhost(conn);
     let (qid, home) = lookup_queue(shard, conn, &vh, &name)?;
     let tag = if c.consumer_tag.as_str().is_empty() {
@@ -702,6 +778,7 @@ async fn basic_cancel(conn: &Conn, shard: &Rc<Shard>, ch: u16, c: basic::Cancel)
 
 async fn basic_get(conn: &Conn, shard: &Rc<Shard>, ch: u16, g: basic::Get) -> AmqpResult<()> {
     let name = queue_name(conn, ch, g.queue.as_str())?;
+    check(shard, conn, Access::Read, "queue", &name)?;
     let vh = vhost(conn);
     let (qid, home) = lookup_queue(shard, conn, &vh, &name)?;
     let got = match shard

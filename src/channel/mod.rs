@@ -79,6 +79,8 @@ pub struct Channel {
     pub flow_active: bool,
     pub held: Vec<Held>,
     pub last_queue: Option<String>,
+    /// (permission epoch, exchange) last allowed for basic.publish.
+    pub publish_allowed: Option<(u64, amq_protocol::types::ShortString)>,
 }
 
 impl Channel {

@@ -2,6 +2,7 @@
 //! time and broadcasts their effect to every shard before replying.
 
 use super::defs::{BindingDef, Dest, ExchangeDef, ExchangeKind, MetaChange, QueueDef};
+use super::users::{PermissionDef, UserDef};
 use super::{MetaOp, MetaReply};
 use crate::error::{AmqpError, AmqpResult};
 use crate::ids::{ConnId, QueueId, ShardId};
@@ -338,6 +339,12 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
             }
             Ok(MetaReply::Ok)
         }
+        op @ (MetaOp::VhostAdd { .. }
+        | MetaOp::VhostDelete { .. }
+        | MetaOp::UserPut { .. }
+        | MetaOp::UserDelete { .. }
+        | MetaOp::PermissionSet(_)
+        | MetaOp::PermissionClear { .. }) => access_control(shard, op).await,
         MetaOp::ConnectionClosed { owner } => {
             let owned: Vec<QueueDef> = shard
                 .table()
@@ -497,6 +504,98 @@ async fn queue_declare(
         messages: 0,
         consumers: 0,
     })
+}
+
+/// What a fresh broker starts with: vhost `/` and the default user with
+/// full permissions on it (as RabbitMQ creates guest on first boot).
+pub fn defaults(config: &crate::config::Config) -> Vec<MetaChange> {
+    let user = UserDef::new(
+        &config.default_user,
+        &config.default_pass,
+        vec!["administrator".into()],
+    );
+    vec![
+        MetaChange::VhostAdded { name: "/".into() },
+        MetaChange::PermissionSet(PermissionDef {
+            user: user.name.clone(),
+            vhost: "/".into(),
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        }),
+        MetaChange::UserPut(user),
+    ]
+}
+
+async fn access_control(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
+    match op {
+        MetaOp::VhostAdd { name } => {
+            if !shard.table().vhosts.contains(&name) {
+                shard.broadcast(MetaChange::VhostAdded { name }).await;
+            }
+            Ok(MetaReply::Ok)
+        }
+        MetaOp::VhostDelete { name } => {
+            if !shard.table().vhosts.contains(&name) {
+                return Err(AmqpError::not_found(format!("no vhost '{name}'")));
+            }
+            shard.broadcast(MetaChange::VhostDeleted { name }).await;
+            Ok(MetaReply::Ok)
+        }
+        MetaOp::UserPut {
+            name,
+            password,
+            password_hash,
+            tags,
+        } => {
+            let existing = shard.table().users.get(&name).cloned();
+            let mut user = match (password, password_hash, existing) {
+                (Some(p), _, _) => UserDef::new(&name, &p, tags.clone()),
+                (None, Some(h), _) => UserDef {
+                    name: name.clone(),
+                    password_hash: h,
+                    hashing_algorithm: crate::meta::users::HASHING.into(),
+                    tags: tags.clone(),
+                },
+                (None, None, Some(u)) => u,
+                // No password at all: the user cannot log in with one.
+                (None, None, None) => UserDef {
+                    name: name.clone(),
+                    password_hash: String::new(),
+                    hashing_algorithm: crate::meta::users::HASHING.into(),
+                    tags: tags.clone(),
+                },
+            };
+            user.tags = tags;
+            shard.broadcast(MetaChange::UserPut(user)).await;
+            Ok(MetaReply::Ok)
+        }
+        MetaOp::UserDelete { name } => {
+            if !shard.table().users.contains_key(&name) {
+                return Err(AmqpError::not_found(format!("no user '{name}'")));
+            }
+            shard.broadcast(MetaChange::UserDeleted { name }).await;
+            Ok(MetaReply::Ok)
+        }
+        MetaOp::PermissionSet(p) => {
+            if !shard.table().vhosts.contains(&p.vhost) {
+                return Err(AmqpError::not_found(format!("no vhost '{}'", p.vhost)));
+            }
+            if !shard.table().users.contains_key(&p.user) {
+                return Err(AmqpError::not_found(format!("no user '{}'", p.user)));
+            }
+            crate::meta::users::validate_permission(&p).map_err(AmqpError::precondition_failed)?;
+            shard.broadcast(MetaChange::PermissionSet(p)).await;
+            Ok(MetaReply::Ok)
+        }
+        MetaOp::PermissionClear { user, vhost } => {
+            shard
+                .broadcast(MetaChange::PermissionCleared { user, vhost })
+                .await;
+            Ok(MetaReply::Ok)
+        }
+        _ => Err(AmqpError::internal_error("not an access-control operation")),
+    }
 }
 
 /// The exchanges every vhost starts with.

@@ -90,4 +90,19 @@ pub enum MetaChange {
     },
     Bound(BindingDef),
     Unbound(BindingDef),
+    VhostAdded {
+        name: String,
+    },
+    VhostDeleted {
+        name: String,
+    },
+    UserPut(super::users::UserDef),
+    UserDeleted {
+        name: String,
+    },
+    PermissionSet(super::users::PermissionDef),
+    PermissionCleared {
+        user: String,
+        vhost: String,
+    },
 }

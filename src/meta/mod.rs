@@ -10,6 +10,7 @@
 pub mod authority;
 pub mod defs;
 pub mod persist;
+pub mod users;
 
 use crate::ids::ConnId;
 use amq_protocol::types::FieldTable;
@@ -61,6 +62,28 @@ pub enum MetaOp {
     },
     ConnectionClosed {
         owner: ConnId,
+    },
+    VhostAdd {
+        name: String,
+    },
+    VhostDelete {
+        name: String,
+    },
+    /// Create or update a user; `password` is hashed, `password_hash` is
+    /// taken as is (definitions import); neither keeps the current one.
+    UserPut {
+        name: String,
+        password: Option<String>,
+        password_hash: Option<String>,
+        tags: Vec<String>,
+    },
+    UserDelete {
+        name: String,
+    },
+    PermissionSet(users::PermissionDef),
+    PermissionClear {
+        user: String,
+        vhost: String,
     },
 }
 

@@ -80,6 +80,13 @@ pub fn is_durable(table: &RoutingTable, change: &MetaChange) -> bool {
         MetaChange::ExchangeDeleted { .. }
         | MetaChange::QueueDeleted { .. }
         | MetaChange::Unbound(_) => true,
+        // Access control is always durable.
+        MetaChange::VhostAdded { .. }
+        | MetaChange::VhostDeleted { .. }
+        | MetaChange::UserPut(_)
+        | MetaChange::UserDeleted { .. }
+        | MetaChange::PermissionSet(_)
+        | MetaChange::PermissionCleared { .. } => true,
     }
 }
 
@@ -110,6 +117,17 @@ pub fn rehome(changes: &mut [MetaChange], shards: usize) {
 /// The table's durable state as a minimal list of changes.
 pub fn snapshot(table: &RoutingTable) -> Vec<MetaChange> {
     let mut out = Vec::new();
+    for v in &table.vhosts {
+        out.push(MetaChange::VhostAdded { name: v.clone() });
+    }
+    for u in table.users.values() {
+        out.push(MetaChange::UserPut(u.clone()));
+    }
+    let mut perms: Vec<_> = table.permissions.values().map(|p| p.def.clone()).collect();
+    perms.sort_by(|a, b| (&a.user, &a.vhost).cmp(&(&b.user, &b.vhost)));
+    for p in perms {
+        out.push(MetaChange::PermissionSet(p));
+    }
     let mut xs: Vec<_> = table.exchanges.values().filter(|e| e.def.durable).collect();
     xs.sort_by(|a, b| (&a.def.vhost, &a.def.name).cmp(&(&b.def.vhost, &b.def.name)));
     for x in &xs {

@@ -8,6 +8,7 @@
 use super::{direct::DirectIndex, fanout::FanoutIndex, headers::headers_match, topic::TopicTrie};
 use crate::ids::{QueueId, ShardId};
 use crate::meta::defs::{Dest, ExchangeDef, ExchangeKind, MetaChange, QueueDef};
+use crate::meta::users::{Access, CompiledPermission, UserDef};
 use amq_protocol::types::FieldTable;
 use std::collections::HashMap;
 
@@ -149,6 +150,12 @@ pub struct RoutingTable {
     pub exchanges: HashMap<Key, ExchangeEntry>,
     pub queues: HashMap<Key, QueueDef>,
     pub queue_names: HashMap<QueueId, Key>,
+    pub vhosts: std::collections::BTreeSet<String>,
+    pub users: std::collections::BTreeMap<String, UserDef>,
+    /// (user, vhost) -> compiled permission.
+    pub permissions: HashMap<Key, CompiledPermission>,
+    /// Bumped on every permission change (lets channels cache checks).
+    pub permission_epoch: u64,
 }
 
 fn key(vhost: &str, name: &str) -> Key {
@@ -216,7 +223,59 @@ impl RoutingTable {
                     e.unbind(&b.dest, &b.key, &b.args);
                 }
             }
+            MetaChange::VhostAdded { name } => {
+                if self.vhosts.insert(name.clone()) {
+                    for c in crate::meta::authority::predeclared(name) {
+                        self.apply(&c);
+                    }
+                }
+            }
+            MetaChange::VhostDeleted { name } => {
+                self.vhosts.remove(name);
+                self.exchanges.retain(|(v, _), _| v != name);
+                let gone: Vec<QueueId> = self
+                    .queues
+                    .values()
+                    .filter(|q| &q.vhost == name)
+                    .map(|q| q.id)
+                    .collect();
+                for id in gone {
+                    self.queue_names.remove(&id);
+                }
+                self.queues.retain(|(v, _), _| v != name);
+                self.permissions.retain(|(_, v), _| v != name);
+                self.permission_epoch += 1;
+            }
+            MetaChange::UserPut(u) => {
+                self.users.insert(u.name.clone(), u.clone());
+                self.permission_epoch += 1;
+            }
+            MetaChange::UserDeleted { name } => {
+                self.users.remove(name);
+                self.permissions.retain(|(u, _), _| u != name);
+                self.permission_epoch += 1;
+            }
+            MetaChange::PermissionSet(p) => {
+                self.permissions
+                    .insert(key(&p.user, &p.vhost), CompiledPermission::new(p.clone()));
+                self.permission_epoch += 1;
+            }
+            MetaChange::PermissionCleared { user, vhost } => {
+                self.permissions.remove(&key(user, vhost));
+                self.permission_epoch += 1;
+            }
         }
+    }
+
+    /// May `user` do `access` on the resource `name` in `vhost`?
+    pub fn permitted(&self, user: &str, vhost: &str, access: Access, name: &str) -> bool {
+        self.permissions
+            .get(&key(user, vhost))
+            .is_some_and(|p| p.allows(access, name))
+    }
+
+    pub fn has_vhost_access(&self, user: &str, vhost: &str) -> bool {
+        self.permissions.contains_key(&key(user, vhost))
     }
 
     /// Route a message published to `exchange` in `vhost`. Returns the set

@@ -70,10 +70,7 @@ pub struct Shard {
 
 impl Shard {
     pub fn new(id: ShardId, shards: usize, config: Rc<Config>, store: Store) -> Rc<Self> {
-        let mut table = RoutingTable::new();
-        for c in crate::meta::authority::predeclared("/") {
-            table.apply(&c);
-        }
+        let table = RoutingTable::new();
         Rc::new(Shard {
             id,
             shards,
@@ -428,6 +425,30 @@ impl Shard {
                         }
                     }
                     self.queues.borrow_mut().insert(def.id, q);
+                }
+            }
+            MetaChange::VhostDeleted { name } => {
+                let ids: Vec<QueueId> = self
+                    .queues
+                    .borrow()
+                    .values()
+                    .filter(|q| &q.def.vhost == name)
+                    .map(|q| q.id())
+                    .collect();
+                for id in ids {
+                    let removed = self.queues.borrow_mut().remove(&id);
+                    if let Some(mut q) = removed {
+                        let positions = q.all_positions();
+                        let mut st = self.store.borrow_mut();
+                        if st.is_durable(id) {
+                            st.drop_queue(id, positions);
+                        }
+                        drop(st);
+                        for c in q.take_consumers() {
+                            self.outbox
+                                .push(c.id.shard(), ShardMsg::ConsumerCancelled { consumer: c.id });
+                        }
+                    }
                 }
             }
             MetaChange::QueueDeleted { id, .. } => {
