@@ -5,6 +5,7 @@
 #   RUNS=1 DURATION=5 scripts/compare.sh
 #   BROKERS="warren rabbitmq" SCENARIOS="s1 s5" scripts/compare.sh
 #   scripts/compare.sh start rabbitmq  # just start one (prints its URI); `stop` to stop
+#   scripts/compare.sh table [results.jsonl]  # redo the PERF.md table from saved results
 #
 # Each broker runs on a private port and data directory under $WORK, is
 # started fresh for every scenario and stopped afterwards. Results: one JSON
@@ -33,7 +34,7 @@ log() { echo "[compare $(date +%H:%M:%S)] $*" >&2; }
 
 ensure_tools() {
   if [[ ! -x $LOADGEN || ! -x $WARREN || ${REBUILD:-0} == 1 ]]; then
-    (cd "$ROOT" && cargo build --release --bin warren -p warren -p loadgen) >&2 || exit 1
+    (cd "$ROOT" && cargo build --release --bin warren && cargo build --release -p loadgen) >&2 || exit 1
   fi
   for b in $BROKERS; do
     case $b in
@@ -204,12 +205,130 @@ run_all() {
       sleep 1
     done
   done
-  [[ ${NO_PERF_UPDATE:-0} == 1 ]] || python3 "$ROOT/scripts/compare_table.py" "$out" "$ROOT/PERF.md"
+  [[ ${NO_PERF_UPDATE:-0} == 1 ]] || make_table "$out" "$ROOT/PERF.md"
+}
+
+# ---- medians -> markdown table in PERF.md ----
+make_table() {
+  python3 - "$1" "$2" <<'PY'
+import json, statistics, sys, os, datetime
+res, perf = sys.argv[1], sys.argv[2]
+runs = [json.loads(l) for l in open(res) if l.strip()]
+by = {}
+for r in runs:
+    by.setdefault((r["scenario"], r["broker_name"]), []).append(r)
+def med(s, b, f):
+    vals = []
+    for r in by.get((s, b), []):
+        x = r.get("results")
+        if not x: continue
+        try: v = f(x)
+        except (KeyError, TypeError): v = None
+        if v is not None: vals.append(v)
+    return statistics.median(vals) if vals else None
+def issues(s, b):
+    out = []
+    for r in by.get((s, b), []):
+        x = r.get("results") or {}
+        if r.get("exit", 0) != 0: out.append("exit %d" % r["exit"])
+        for k in ("missing", "duplicated", "reordered", "lost_confirmed", "dropped"):
+            if x.get(k): out.append("%s %s" % (k, x[k]))
+        if x.get("error"): out.append(str(x["error"])[:80])
+        if x.get("drained") is False: out.append("not drained")
+    return sorted(set(out))
+brokers = [b for b in ("warren", "rabbitmq", "garagemq") if any(k[1] == b for k in by)]
+rate = lambda x: x["consume_rate"]
+p99 = lambda x: x["latency"]["p99_us"]
+p50 = lambda x: x["latency"]["p50_us"]
+rows = [  # (scenario, label, getter, unit, higher_is_better, target ratio or None, absolute target)
+  ("s1", "1 pub/1 cons, 16 B, no-ack: deliveries/s", rate, "msg/s", True, 10, ">1M msg/s"),
+  ("s2a", "1 pub/1 cons, 1 KiB: deliveries/s", rate, "msg/s", True, 5, None),
+  ("s2b", "1 pub/1 cons, 16 KiB: deliveries/s", rate, "msg/s", True, 5, None),
+  ("s3", "4 pubs/4 cons/4 queues, 16 B: deliveries/s", rate, "msg/s", True, 5, None),
+  ("s4", "persistent 1 KiB, confirms 256, qos 1000, ack/100: deliveries/s", rate, "msg/s", True, 5, None),
+  ("s5a", "latency @1k msg/s, 256 B: p99", p99, "us", False, 5, "<200 us"),
+  ("s5a", "latency @1k msg/s, 256 B: p50", p50, "us", False, None, None),
+  ("s5b", "latency @10k msg/s, 256 B: p99", p99, "us", False, 5, "<200 us"),
+  ("s5b", "latency @10k msg/s, 256 B: p50", p50, "us", False, None, None),
+  ("s5c", "latency @50k msg/s, 256 B: p99", p99, "us", False, 5, "<200 us"),
+  ("s5c", "latency @50k msg/s, 256 B: p50", p50, "us", False, None, None),
+  ("s6a", "fanout to 10 queues, 64 B: deliveries/s", rate, "msg/s", True, 5, None),
+  ("s6b", "topic, 1,000 bindings, 10 queues, 64 B: deliveries/s", rate, "msg/s", True, 5, None),
+  ("s7a", "1,000 idle connections: time to open", lambda x: x["open_s"], "s", False, None, None),
+  ("s7a", "1,000 idle connections: broker RSS growth", lambda x: (x["broker_rss_after_bytes"] - x["broker_rss_before_bytes"]) / 1048576, "MiB", False, 2, None),
+  ("s7b", "10,000 idle connections: time to open", lambda x: x["open_s"], "s", False, None, None),
+  ("s7b", "10,000 idle connections: broker RSS growth", lambda x: (x["broker_rss_after_bytes"] - x["broker_rss_before_bytes"]) / 1048576, "MiB", False, 2, None),
+  ("s8", "queue declare+bind+delete cycles/s", lambda x: x["queue_cycles_per_s"], "/s", True, None, None),
+  ("s8", "connection open+close cycles/s", lambda x: x["conn_cycles_per_s"], "/s", True, None, None),
+]
+def fmt(v, unit):
+    if v is None: return "-"
+    if unit == "msg/s" or unit == "/s":
+        return "%.2fM" % (v / 1e6) if v >= 1e6 else ("%.1fk" % (v / 1e3) if v >= 1e4 else "%.0f" % v)
+    if unit == "us": return "%.0f us" % v if v < 1e4 else "%.1f ms" % (v / 1e3)
+    if unit == "MiB": return "%.1f MiB" % v
+    return "%.2f %s" % (v, unit)
+def ratio(w, o):
+    if w is None or o is None or o == 0: return "-"
+    return "%.2fx" % (w / o)
+hdr = ["#", "scenario", "metric"] + [b for b in brokers]
+if "rabbitmq" in brokers: hdr.append("Warren/RabbitMQ")
+if "garagemq" in brokers: hdr.append("Warren/garagemq")
+hdr += ["target", "met?"]
+lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
+for (s, label, g, unit, hib, tgt, absolute) in rows:
+    if not any((s, b) in by for b in brokers): continue
+    v = {b: med(s, b, g) for b in brokers}
+    cells = [s, label, unit] + [fmt(v[b], unit) for b in brokers]
+    if "rabbitmq" in brokers: cells.append(ratio(v.get("warren"), v.get("rabbitmq")))
+    if "garagemq" in brokers: cells.append(ratio(v.get("warren"), v.get("garagemq")))
+    t, met = "", ""
+    w, r = v.get("warren"), v.get("rabbitmq")
+    if tgt:
+        t = (">= %dx RabbitMQ" % tgt) if hib else ("<= 1/%d of RabbitMQ" % tgt)
+        if absolute: t += ", " + absolute
+        if w is not None and r:
+            ok = (w >= tgt * r) if hib else (w * tgt <= r)
+            if absolute == ">1M msg/s": ok = ok and w > 1e6
+            if absolute == "<200 us": ok = ok and w < 200
+            met = "yes" if ok else "**no**"
+    cells += [t, met]
+    lines.append("| " + " | ".join(cells) + " |")
+notes = []
+for s in sorted({k[0] for k in by}):
+    for b in brokers:
+        i = issues(s, b)
+        if i: notes.append("- %s on %s: %s" % (s, b, "; ".join(i)))
+n = max(len(v) for v in by.values())
+meta = next((r for r in runs if r.get("host")), {})
+host = meta.get("host", {})
+vers = {}
+for r in runs:
+    br = r.get("broker") or {}
+    if br.get("product"): vers[r["broker_name"]] = "%s %s" % (br["product"], br["version"])
+block = ["<!-- compare:begin -->",
+  "Generated by `scripts/compare.sh` on %s: medians of %d run(s) per cell; host %s x %s cores; %s." % (
+    datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), n, host.get("cpu_model", "?"), host.get("cores", "?"),
+    ", ".join("%s = %s" % kv for kv in vers.items())),
+  "Throughput rows count deliveries to consumers per second (a fanout to 10 queues counts 10 per publish).",
+  ""] + lines + [""]
+if notes: block += ["Check failures and errors seen in individual runs:", ""] + notes + [""]
+block.append("<!-- compare:end -->")
+text = open(perf).read() if os.path.exists(perf) else "# Performance\n\n"
+a, b = text.find("<!-- compare:begin -->"), text.find("<!-- compare:end -->")
+if a >= 0 and b > a:
+    text = text[:a] + "\n".join(block) + text[b + len("<!-- compare:end -->"):]
+else:
+    text = text.rstrip() + "\n\n" + "\n".join(block) + "\n"
+open(perf, "w").write(text)
+print("\n".join(block))
+PY
 }
 
 case ${1:-run} in
   start) ensure_tools; start_"$2" ;;
   stop) stop_"$2" ;;
   run) run_all ;;
+  table) make_table "${2:-$WORK/results.jsonl}" "$ROOT/PERF.md" ;;
   *) echo "usage: $0 [run | start BROKER | stop BROKER]" >&2; exit 2 ;;
 esac

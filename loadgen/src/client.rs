@@ -369,6 +369,23 @@ impl Conn {
         self.expect_method(ch)
     }
 
+    /// Open channel 1 again after the broker closed it.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.rpc(
+            1,
+            AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+        )
+        .map(|_| ())
+    }
+
+    /// Delete a queue that may not exist (some brokers answer 404).
+    pub fn queue_delete_if_exists(&mut self, q: &str) -> io::Result<()> {
+        match self.queue_delete(q) {
+            Err(e) if e.to_string().contains("404") => self.reopen(),
+            r => r,
+        }
+    }
+
     pub fn confirm_select(&mut self) -> io::Result<()> {
         self.rpc(
             1,

@@ -134,7 +134,7 @@ impl Setup {
         let k = self.queues.len();
         for q in &self.queues {
             // Start from empty queues so leftovers never look like duplicates.
-            c.queue_delete(q)?;
+            c.queue_delete_if_exists(q)?;
             c.queue_declare(q, o.persistent, false)?;
         }
         if self.exchange.is_empty() {
