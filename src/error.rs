@@ -38,9 +38,19 @@ pub struct AmqpError {
 
 impl AmqpError {
     fn new(code: u16, name: &str, text: impl fmt::Display) -> Self {
+        let mut text = format!("{name} - {text}");
+        // A reply text is a shortstr: cut it as RabbitMQ does (252 + "...").
+        if text.len() > 255 {
+            let mut end = 252;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push_str("...");
+        }
         AmqpError {
             code,
-            text: format!("{name} - {text}"),
+            text,
             class_id: 0,
             method_id: 0,
         }

@@ -290,6 +290,7 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
             }
             None => read(conn, stream, &mut buf).await?,
         };
+        conn.recv_oct.set(conn.recv_oct.get() + n as u64);
         if n == 0 {
             return Ok(());
         }
@@ -360,7 +361,7 @@ async fn on_frame(
         Frame::Heartbeat(0) => Ok(true),
         Frame::Heartbeat(ch) => Err((
             0,
-            AmqpError::frame_error(format!("heartbeat on channel {ch}")),
+            AmqpError::unexpected_frame(format!("heartbeat frame on non-zero channel {ch}")),
         )),
         Frame::Method(0, m) => {
             let (c, mid) = ids(&m);
@@ -411,6 +412,7 @@ fn connection_method(
     match (*phase, m) {
         (Phase::StartOk, connection::AMQPMethod::StartOk(s)) => {
             let user = authenticate(shard, conn, s.mechanism.as_str(), s.response.as_bytes())?;
+            *conn.client_properties.borrow_mut() = s.client_properties.clone();
             let blocked_capable = match s.client_properties.inner().get("capabilities") {
                 Some(AMQPValue::FieldTable(c)) => {
                     matches!(

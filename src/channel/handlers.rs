@@ -95,10 +95,13 @@ pub fn content_header(
     let max = shard.config.max_message_size;
     let mut st = conn.state.borrow_mut();
     let vhost = st.vhost.clone();
+    let user_mismatch = props
+        .user_id()
+        .as_ref()
+        .filter(|uid| uid.as_str() != st.user)
+        .map(|uid| (uid.to_string(), st.user.clone()));
     let Some(c) = st.channels.get_mut(&ch) else {
-        return Err(AmqpError::channel_error(format!(
-            "expected 'channel.open' on channel {ch}"
-        )));
+        return Err(AmqpError::channel_error("expected 'channel.open'"));
     };
     if c.closing {
         return Ok(());
@@ -112,6 +115,11 @@ pub fn content_header(
         return Err(AmqpError::unexpected_frame(
             "expected content body, got content header",
         ));
+    }
+    if let Some((uid, user)) = user_mismatch {
+        return Err(AmqpError::precondition_failed(format!(
+            "user_id property set to '{uid}' but authenticated user was '{user}'"
+        )));
     }
     let progress = p.on_header(
         Header {
@@ -129,9 +137,7 @@ pub fn content_body(conn: &Conn, shard: &Shard, ch: u16, body: Bytes) -> AmqpRes
     let mut st = conn.state.borrow_mut();
     let vhost = st.vhost.clone();
     let Some(c) = st.channels.get_mut(&ch) else {
-        return Err(AmqpError::channel_error(format!(
-            "expected 'channel.open' on channel {ch}"
-        )));
+        return Err(AmqpError::channel_error("expected 'channel.open'"));
     };
     if c.closing {
         return Ok(());
@@ -164,10 +170,30 @@ pub async fn handle_method(
     let (exists, closing, in_content) = {
         let st = conn.state.borrow();
         match st.channels.get(&ch) {
-            Some(c) => (true, c.closing, c.publish.as_ref().is_some()),
-            None => (false, false, false),
+            Some(c) => (
+                true,
+                c.closing,
+                c.publish.as_ref().map(|p| p.header.is_some()),
+            ),
+            None => (false, false, None),
         }
     };
+    // A method where content is expected is a connection error (505).
+    if !closing {
+        match in_content {
+            Some(false) => {
+                return Err(AmqpError::unexpected_frame(
+                    "expected content header for class 60, got non content header frame instead",
+                ))
+            }
+            Some(true) => {
+                return Err(AmqpError::unexpected_frame(
+                    "expected content body, got non content body frame instead",
+                ))
+            }
+            None => {}
+        }
+    }
     if let AMQPClass::Channel(m) = &method {
         match m {
             channel::AMQPMethod::Open(_) => return channel_open(conn, ch, exists),
@@ -180,20 +206,17 @@ pub async fn handle_method(
         }
     }
     if !exists {
-        return Err(AmqpError::channel_error(format!(
-            "expected 'channel.open' on channel {ch}"
-        )));
+        return Err(AmqpError::channel_error("expected 'channel.open'"));
     }
     if closing {
         return Ok(()); // dropped until close-ok, as the spec asks
     }
-    if in_content {
-        return Err(AmqpError::unexpected_frame(
-            "expected content header for class 60, got non content header frame instead",
-        ));
-    }
     match method {
         AMQPClass::Channel(m) => match m {
+            // RabbitMQ does not implement a client pausing deliveries.
+            channel::AMQPMethod::Flow(f) if !f.active => {
+                Err(AmqpError::not_implemented("active=false"))
+            }
             channel::AMQPMethod::Flow(f) => channel_flow(conn, ch, f.active),
             channel::AMQPMethod::FlowOk(_) => Ok(()),
             _ => Err(AmqpError::command_invalid("unexpected channel method")),
@@ -345,6 +368,10 @@ pub async fn handle_method(
                 };
                 basic_settle(conn, shard, ch, r.delivery_tag, false, how)
             }
+            basic::AMQPMethod::Recover(basic::Recover { requeue: false })
+            | basic::AMQPMethod::RecoverAsync(basic::RecoverAsync { requeue: false }) => {
+                Err(AmqpError::not_implemented("requeue=false"))
+            }
             basic::AMQPMethod::Recover(_) | basic::AMQPMethod::RecoverAsync(_) => {
                 // RabbitMQ requeues all unacked deliveries of the channel.
                 let unacked = with_channel(conn, ch, |c, _| std::mem::take(&mut c.unacked))
@@ -395,10 +422,14 @@ fn channel_open(conn: &Conn, ch: u16, exists: bool) -> AmqpResult<()> {
     if exists {
         return Err(AmqpError::channel_error("second 'channel.open' seen"));
     }
-    let max = conn.state.borrow().channel_max;
-    if ch > max {
+    // Like RabbitMQ, channel_max bounds the number of open channels.
+    let (max, open) = {
+        let st = conn.state.borrow();
+        (st.channel_max, st.channels.len())
+    };
+    if max > 0 && open >= max as usize {
         return Err(AmqpError::not_allowed(format!(
-            "channel number {ch} is higher than the negotiated channel_max ({max})"
+            "number of channels opened ({open}) has reached the negotiated channel_max ({max})"
         )));
     }
     conn.state

@@ -81,6 +81,19 @@ pub struct Channel {
     pub last_queue: Option<String>,
     /// (permission epoch, exchange) last allowed for basic.publish.
     pub publish_allowed: Option<(u64, amq_protocol::types::ShortString)>,
+    pub stats: ChannelStats,
+}
+
+/// Channel counters for the management API.
+#[derive(Default, Clone, Debug)]
+pub struct ChannelStats {
+    pub publish: u64,
+    pub deliver: u64,
+    pub ack: u64,
+    pub confirm: u64,
+    pub returned: u64,
+    /// Per exchange published to: (exchange, messages in, messages routed).
+    pub exchanges: Vec<(amq_protocol::types::ShortString, u64, u64)>,
 }
 
 impl Channel {
@@ -132,6 +145,11 @@ pub struct Conn {
     pub closed_notify: Notify,
     pub last_sent: Cell<Instant>,
     pub last_recv: Cell<Instant>,
+    pub recv_oct: Cell<u64>,
+    pub send_oct: Cell<u64>,
+    pub connected_at: std::time::SystemTime,
+    /// client_properties from connection.start-ok (for listings).
+    pub client_properties: RefCell<amq_protocol::types::FieldTable>,
 }
 
 impl Conn {
@@ -159,6 +177,10 @@ impl Conn {
             closed_notify: Notify::default(),
             last_sent: Cell::new(Instant::now()),
             last_recv: Cell::new(Instant::now()),
+            recv_oct: Cell::new(0),
+            send_oct: Cell::new(0),
+            connected_at: std::time::SystemTime::now(),
+            client_properties: RefCell::new(Default::default()),
         })
     }
 

@@ -135,11 +135,6 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                     "unknown exchange type '{kind}'"
                 )));
             };
-            if name.starts_with("amq.") {
-                return Err(AmqpError::access_refused(format!(
-                    "exchange name '{name}' contains reserved prefix 'amq.*'"
-                )));
-            }
             if let Some(cur) = existing {
                 let x = "exchange";
                 if cur.kind != kind_parsed {
@@ -184,6 +179,11 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                 }
                 check_args(x, &name, &vhost, &args, &cur.args)?;
                 return Ok(MetaReply::Ok);
+            }
+            if name.starts_with("amq.") {
+                return Err(AmqpError::access_refused(format!(
+                    "exchange name '{name}' contains reserved prefix 'amq.*'"
+                )));
             }
             let def = ExchangeDef {
                 vhost,

@@ -107,6 +107,7 @@ pub async fn writer_task(shard: Rc<Shard>, conn: Rc<Conn>, stream: SharedStream)
         std::mem::swap(&mut spare, &mut *conn.out.borrow_mut());
         let credits = std::mem::take(&mut *conn.credits.borrow_mut());
         let r = stream.write_all(&spare).await;
+        conn.send_oct.set(conn.send_oct.get() + spare.len() as u64);
         conn.last_sent.set(Instant::now());
         // Keep a modest buffer around; drop a huge one.
         spare.clear();

@@ -73,6 +73,17 @@ pub struct Queue {
     rr: usize,
     next_seq: u64,
     had_consumer: bool,
+    /// Counters for the management API (monotonic).
+    pub stats: QueueStats,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct QueueStats {
+    pub publish: u64,
+    pub deliver: u64,
+    pub get: u64,
+    pub ack: u64,
+    pub redeliver: u64,
 }
 
 impl Queue {
@@ -85,6 +96,7 @@ impl Queue {
             rr: 0,
             next_seq: 1,
             had_consumer: false,
+            stats: QueueStats::default(),
         }
     }
 
@@ -106,6 +118,7 @@ impl Queue {
 
     /// Enqueue a message; `pos` is set when it is stored for this queue.
     pub fn publish(&mut self, msg: MsgRef, pos: Option<Position>) {
+        self.stats.publish += 1;
         let seq = self.next_seq;
         self.next_seq += 1;
         // Beyond the read-ahead a stored message lives only on disk.
@@ -208,6 +221,9 @@ impl Queue {
             let Some(u) = self.unacked.remove(seq) else {
                 continue;
             };
+            if how != Settle::Requeue {
+                self.stats.ack += 1;
+            }
             if let (Some(p), false) = (u.pos, how == Settle::Requeue) {
                 store.ack(self.def.id, p);
             }
@@ -274,6 +290,7 @@ impl Queue {
     /// basic.get: take the head message.
     pub fn get(&mut self, no_ack: bool, store: &mut Store) -> Option<Got> {
         let (e, msg) = self.pop_ready(store)?;
+        self.stats.get += 1;
         if let Some(p) = e.pos {
             if no_ack {
                 store.ack(self.def.id, p);
@@ -310,6 +327,10 @@ impl Queue {
             if self.consumers[idx].has_capacity() {
                 self.rr = (idx + 1) % n;
                 let (e, msg) = self.pop_ready(store)?;
+                self.stats.deliver += 1;
+                if e.redelivered {
+                    self.stats.redeliver += 1;
+                }
                 let id = self.def.id;
                 let c = &mut self.consumers[idx];
                 c.unsent += 1;

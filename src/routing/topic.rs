@@ -7,6 +7,13 @@
 
 use std::collections::HashMap;
 
+/// An empty key or pattern is zero words (as in RabbitMQ), not one
+/// empty word: "" matches "#" and "", never "*".
+fn words(s: &str) -> impl Iterator<Item = &str> {
+    let empty = s.is_empty();
+    s.split('.').filter(move |_| !empty)
+}
+
 #[derive(Default, Debug)]
 pub struct TopicTrie<D> {
     root: Node<D>,
@@ -57,7 +64,7 @@ impl<D: PartialEq + Clone> TopicTrie<D> {
     /// Add a binding; returns false if it already existed.
     pub fn insert(&mut self, pattern: &str, dest: D) -> bool {
         let mut node = &mut self.root;
-        for w in pattern.split('.') {
+        for w in words(pattern) {
             node = match w {
                 "*" => node.star.get_or_insert_with(Default::default),
                 "#" => node.hash.get_or_insert_with(Default::default),
@@ -74,7 +81,7 @@ impl<D: PartialEq + Clone> TopicTrie<D> {
 
     /// Remove a binding; returns false if it was not there.
     pub fn remove(&mut self, pattern: &str, dest: &D) -> bool {
-        let words: Vec<&str> = pattern.split('.').collect();
+        let words: Vec<&str> = words(pattern).collect();
         let removed = Self::remove_at(&mut self.root, &words, dest);
         if removed {
             self.len -= 1;
@@ -110,11 +117,7 @@ impl<D: PartialEq + Clone> TopicTrie<D> {
     /// Every destination whose pattern matches `key` (may contain repeats;
     /// the caller de-duplicates across exchanges anyway).
     pub fn matches(&self, key: &str, out: &mut Vec<D>) {
-        let words: Vec<&str> = if key.is_empty() {
-            vec![""]
-        } else {
-            key.split('.').collect()
-        };
+        let words: Vec<&str> = words(key).collect();
         Self::walk(&self.root, &words, out);
     }
 
