@@ -2,9 +2,12 @@
 
 mod common;
 
+use amq_protocol::frame::AMQPFrame;
+use amq_protocol::protocol::{connection, AMQPClass};
 use common::*;
 use lapin::options::*;
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Connection, ConnectionProperties};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_initiated_connection_close_completes_with_close_ok() {
@@ -99,5 +102,206 @@ async fn many_channels_on_one_connection_work_independently() {
                 .unwrap();
             assert_eq!(got.expect("message").delivery.data, b"still");
         }
+    }
+}
+
+/// Frames until the server closes the socket, and whether it did close.
+fn frames_until_closed(c: &mut RawClient) -> (Vec<AMQPFrame>, bool) {
+    let mut frames = Vec::new();
+    loop {
+        match c.next() {
+            Ok(Some(f)) => frames.push(f),
+            Ok(None) => return (frames, true),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return (frames, false)
+            }
+            Err(_) => return (frames, true),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_client_that_negotiated_heartbeats_is_disconnected() {
+    for shards in SHARD_COUNTS {
+        eprintln!("shards={shards}");
+        let b = start_broker(shards).await;
+        let port = b.port;
+        let (frames, closed) = tokio::task::spawn_blocking(move || {
+            let mut c = RawClient::handshake_with(port, 1);
+            frames_until_closed(&mut c)
+        })
+        .await
+        .unwrap();
+        assert!(
+            closed,
+            "a peer silent for two heartbeat intervals must be dropped; got {frames:?}"
+        );
+        assert!(
+            frames.iter().any(|f| matches!(f, AMQPFrame::Heartbeat(0))),
+            "the server should send heartbeats before giving up; got {frames:?}"
+        );
+        let conn = connect(&b).await;
+        assert_connection_usable(&conn).await;
+    }
+}
+
+fn refused(port: u16, mechanism: &str, response: &str, vhost: &str) -> u16 {
+    let mut c = RawClient::start(port);
+    c.start_ok(mechanism, response);
+    match c.next() {
+        Ok(Some(AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Tune(_))))) => {
+            c.tune_ok(2047, 131_072, 0);
+            c.open_vhost(vhost);
+        }
+        Ok(Some(AMQPFrame::Method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Close(cl)),
+        ))) => {
+            let (_, closed) = frames_until_closed(&mut c);
+            assert!(closed, "socket should close after a refused login");
+            return cl.reply_code;
+        }
+        other => panic!("unexpected reply to start-ok: {other:?}"),
+    }
+    c.expect_connection_close()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_mechanism_or_vhost_are_refused() {
+    for shards in SHARD_COUNTS {
+        eprintln!("shards={shards}");
+        let b = start_broker(shards).await;
+        let port = b.port;
+        tokio::task::spawn_blocking(move || {
+            assert_eq!(
+                refused(port, "PLAIN", "\0guest\0wrong", "/"),
+                403,
+                "wrong password"
+            );
+            assert_eq!(
+                refused(port, "PLAIN", "\0nobody\0guest", "/"),
+                403,
+                "unknown user"
+            );
+            assert_eq!(
+                refused(port, "PLAIN", "garbage", "/"),
+                403,
+                "malformed PLAIN response"
+            );
+            assert_eq!(
+                refused(port, "EXTERNAL", "", "/"),
+                403,
+                "unsupported mechanism"
+            );
+            assert_eq!(
+                refused(port, "PLAIN", "\0guest\0guest", "/nope"),
+                530,
+                "unknown vhost"
+            );
+        })
+        .await
+        .unwrap();
+        let bad = format!("amqp://guest:wrong@127.0.0.1:{}/%2f", b.port);
+        let r = within(
+            "bad login",
+            Connection::connect(&bad, ConnectionProperties::default()),
+        )
+        .await;
+        assert!(
+            r.is_err(),
+            "lapin must fail to connect with a wrong password"
+        );
+        let conn = connect(&b).await;
+        assert_connection_usable(&conn).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqplain_login_is_accepted() {
+    for shards in SHARD_COUNTS {
+        eprintln!("shards={shards}");
+        let b = start_broker(shards).await;
+        let port = b.port;
+        tokio::task::spawn_blocking(move || {
+            let mut t = FieldTable::default();
+            t.insert("LOGIN".into(), AMQPValue::LongString("guest".into()));
+            t.insert("PASSWORD".into(), AMQPValue::LongString("guest".into()));
+            let (bytes, _) = cookie_factory::gen(
+                amq_protocol::types::generation::gen_field_table(&t),
+                Vec::new(),
+            )
+            .unwrap();
+            // AMQPLAIN is a field table without its length prefix.
+            let response = String::from_utf8(bytes[4..].to_vec()).unwrap();
+            let mut c = RawClient::start(port);
+            c.start_ok("AMQPLAIN", &response);
+            match c.read_frame() {
+                Some(AMQPFrame::Method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::Tune(_)),
+                )) => {}
+                other => panic!("AMQPLAIN login should be accepted, got {other:?}"),
+            }
+        })
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_tune_and_channel_numbers_close_the_connection_530() {
+    for shards in SHARD_COUNTS {
+        eprintln!("shards={shards}");
+        let b = start_broker(shards).await;
+        let port = b.port;
+        tokio::task::spawn_blocking(move || {
+            eprintln!("case: frame_max below the 4096 minimum");
+            let mut c = RawClient::start(port);
+            c.start_ok("PLAIN", "\0guest\0guest");
+            c.read_frame().expect("tune");
+            c.tune_ok(2047, 1024, 0);
+            assert_eq!(c.expect_connection_close(), 530, "frame_max below 4096");
+
+            // Channels 1 and 2 within channel_max 2; channel 3 exceeds it
+            // both as a number and as a count of open channels.
+            eprintln!("case: a channel beyond the negotiated channel_max");
+            let mut c = RawClient::start(port);
+            c.start_ok("PLAIN", "\0guest\0guest");
+            c.read_frame().expect("tune");
+            c.tune_ok(2, 131_072, 0);
+            c.open_vhost("/");
+            c.read_frame().expect("open-ok");
+            c.open_channel(1);
+            c.open_channel(2);
+            c.send_method(
+                3,
+                AMQPClass::Channel(amq_protocol::protocol::channel::AMQPMethod::Open(
+                    amq_protocol::protocol::channel::Open {},
+                )),
+            );
+            assert_eq!(
+                c.expect_connection_close(),
+                530,
+                "third channel with channel_max 2"
+            );
+
+            eprintln!("case: channel.open twice, a channel error (504) on the connection");
+            let mut c = RawClient::handshake(port);
+            c.open_channel(1);
+            c.send_method(
+                1,
+                AMQPClass::Channel(amq_protocol::protocol::channel::AMQPMethod::Open(
+                    amq_protocol::protocol::channel::Open {},
+                )),
+            );
+            assert_eq!(c.expect_connection_close(), 504, "second channel.open");
+        })
+        .await
+        .unwrap();
     }
 }

@@ -448,6 +448,31 @@ pub fn encode_frame(frame: &AMQPFrame) -> Vec<u8> {
 impl RawClient {
     /// Connect and complete the handshake up to connection.open-ok.
     pub fn handshake(port: u16) -> RawClient {
+        Self::handshake_with(port, 0)
+    }
+
+    /// Full handshake negotiating `heartbeat` seconds.
+    pub fn handshake_with(port: u16, heartbeat: u16) -> RawClient {
+        let mut c = Self::start(port);
+        c.start_ok("PLAIN", "\0guest\0guest");
+        match c.read_frame() {
+            Some(AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Tune(_)))) => {}
+            other => panic!("expected connection.tune, got {other:?}"),
+        }
+        c.tune_ok(2047, 131_072, heartbeat);
+        c.open_vhost("/");
+        match c.read_frame() {
+            Some(AMQPFrame::Method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)),
+            )) => {}
+            other => panic!("expected connection.open-ok, got {other:?}"),
+        }
+        c
+    }
+
+    /// Connect, send the protocol header and read connection.start.
+    pub fn start(port: u16) -> RawClient {
         let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("raw connect");
         stream.set_read_timeout(Some(STEP)).unwrap();
         stream.set_nodelay(true).unwrap();
@@ -459,41 +484,39 @@ impl RawClient {
         c.stream.write_all(b"AMQP\x00\x00\x09\x01").unwrap();
         let start = c.read_frame().expect("connection.start");
         c.shard = shard_of_start(&encode_frame(&start)).expect("warren.shard in connection.start");
-        c.send_method(
+        c
+    }
+
+    pub fn start_ok(&mut self, mechanism: &str, response: &str) {
+        self.send_method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
                 client_properties: RawFieldTable::default(),
-                mechanism: "PLAIN".into(),
-                response: "\0guest\0guest".into(),
+                mechanism: mechanism.into(),
+                response: response.into(),
                 locale: "en_US".into(),
             })),
         );
-        match c.read_frame() {
-            Some(AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Tune(_)))) => {}
-            other => panic!("expected connection.tune, got {other:?}"),
-        }
-        c.send_method(
+    }
+
+    pub fn tune_ok(&mut self, channel_max: u16, frame_max: u32, heartbeat: u16) {
+        self.send_method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
-                channel_max: 2047,
-                frame_max: 131_072,
-                heartbeat: 0,
+                channel_max,
+                frame_max,
+                heartbeat,
             })),
         );
-        c.send_method(
+    }
+
+    pub fn open_vhost(&mut self, vhost: &str) {
+        self.send_method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
-                virtual_host: "/".into(),
+                virtual_host: vhost.into(),
             })),
         );
-        match c.read_frame() {
-            Some(AMQPFrame::Method(
-                0,
-                AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)),
-            )) => {}
-            other => panic!("expected connection.open-ok, got {other:?}"),
-        }
-        c
     }
 
     pub fn send_method(&mut self, channel: u16, class: AMQPClass) {
