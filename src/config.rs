@@ -27,6 +27,9 @@ pub struct Config {
     /// Longest time an ack or delivery record waits in memory before it is
     /// written to its queue index (confirms never wait for this).
     pub flush_interval_ms: u64,
+    /// Management HTTP API port (None: disabled).
+    pub mgmt_port: Option<u16>,
+    pub mgmt_bind: IpAddr,
 }
 
 impl Default for Config {
@@ -46,6 +49,8 @@ impl Default for Config {
             segment_size: crate::store::DEFAULT_SEGMENT_SIZE,
             fsync: true,
             flush_interval_ms: 200,
+            mgmt_port: Some(15672),
+            mgmt_bind: IpAddr::from([0, 0, 0, 0]),
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod ids;
 pub mod mailbox;
 pub mod message;
 pub mod meta;
+pub mod mgmt;
 pub mod net;
 pub mod queue;
 pub mod routing;

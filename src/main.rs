@@ -54,6 +54,15 @@ struct Args {
     /// Longest delay before ack/delivery records reach the queue index, ms.
     #[arg(long, env = "WARREN_FLUSH_INTERVAL_MS", default_value_t = 200)]
     flush_interval_ms: u64,
+    /// Management HTTP API port (0 picks a free one and prints it).
+    #[arg(long, env = "WARREN_MGMT_PORT", default_value_t = 15672)]
+    mgmt_port: u16,
+    /// Address for the management HTTP API.
+    #[arg(long, env = "WARREN_MGMT_BIND", default_value = "0.0.0.0")]
+    mgmt_bind: IpAddr,
+    /// Do not start the management HTTP API.
+    #[arg(long, env = "WARREN_NO_MGMT")]
+    no_mgmt: bool,
 }
 
 /// Hold an exclusive lock on `<data-dir>/warren.lock` for the process
@@ -107,6 +116,8 @@ fn main() {
         segment_size: args.segment_mb.max(1) * 1024 * 1024,
         fsync: !args.no_fsync,
         flush_interval_ms: args.flush_interval_ms,
+        mgmt_port: (!args.no_mgmt).then_some(args.mgmt_port),
+        mgmt_bind: args.mgmt_bind,
         ..Config::default()
     };
     if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
@@ -140,6 +151,7 @@ fn main() {
     }
     let mut handles = Vec::new();
     let mut port = config.port;
+    let mut mgmt_port: Option<u16> = None;
     for (i, (s, r)) in senders.into_iter().zip(receivers).enumerate() {
         let (ready_tx, ready_rx) = mpsc::channel();
         let cpu = if args.no_pin || cores.is_empty() {
@@ -168,7 +180,12 @@ fn main() {
         }
         // Shard 0 resolves port 0; the others bind the same port (SO_REUSEPORT).
         match ready_rx.recv() {
-            Ok(Ok(p)) => port = p,
+            Ok(Ok((p, m))) => {
+                port = p;
+                if m.is_some() {
+                    mgmt_port = m;
+                }
+            }
             Ok(Err(e)) => {
                 eprintln!("warren: {e}");
                 std::process::exit(1);
@@ -179,7 +196,14 @@ fn main() {
             }
         }
     }
-    println!("warren listening on {}:{port}", config.bind);
+    // Both lines in one write: a reader that takes only the first line and
+    // closes the pipe must not make a later write fail.
+    let mgmt = match mgmt_port {
+        Some(p) => format!("{}:{p}", config.mgmt_bind),
+        None => "disabled".into(),
+    };
+    let banner = format!("warren listening on {}:{port}\nwarren management listening on {mgmt}\n", config.bind);
+    let _ = std::io::stdout().write_all(banner.as_bytes());
     let _ = std::io::stdout().flush();
     tracing::info!(shards, port, "warren started");
     // Clean shutdown: every shard writes and syncs its store, then we exit.

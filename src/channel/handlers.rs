@@ -436,6 +436,8 @@ fn channel_open(conn: &Conn, ch: u16, exists: bool) -> AmqpResult<()> {
         .borrow_mut()
         .channels
         .insert(ch, Channel::new(ch));
+    let vh = vhost(conn);
+    with_channel(conn, ch, |c, _| c.stats.vhost = vh);
     reply(
         conn,
         ch,
@@ -738,6 +740,7 @@ async fn basic_consume(
                 queue: qid,
                 home,
                 no_ack: c.no_ack,
+                exclusive: c.exclusive,
             },
         )
     });
@@ -836,6 +839,7 @@ async fn basic_get(conn: &Conn, shard: &Rc<Shard>, ch: u16, g: basic::Get) -> Am
     let tag = with_channel(conn, ch, |c, _| {
         let t = c.next_tag;
         c.next_tag += 1;
+        c.stats.deliver += 1;
         if !g.no_ack {
             c.unacked.insert(
                 t,
@@ -920,6 +924,9 @@ fn basic_settle(
                 }
             }
         };
+        if how == Settle::Ack {
+            c.stats.ack += taken.len() as u64;
+        }
         if let Some(tx) = &mut c.tx {
             tx.push(TxOp::Settle { tags: taken, how });
             return Ok(Vec::new());

@@ -36,6 +36,7 @@ pub struct ChannelConsumer {
     pub queue: QueueId,
     pub home: ShardId,
     pub no_ack: bool,
+    pub exclusive: bool,
 }
 
 /// A delivery held back while the client has paused us with channel.flow.
@@ -87,6 +88,7 @@ pub struct Channel {
 /// Channel counters for the management API.
 #[derive(Default, Clone, Debug)]
 pub struct ChannelStats {
+    pub vhost: String,
     pub publish: u64,
     pub deliver: u64,
     pub ack: u64,
@@ -259,6 +261,7 @@ impl Conn {
         }
         let delivery_tag = ch.next_tag;
         ch.next_tag += 1;
+        ch.stats.deliver += 1;
         if !route.no_ack {
             ch.unacked
                 .insert(delivery_tag, Unacked { queue, home, seq });
@@ -341,6 +344,7 @@ impl Conn {
                     let low = first.map(|f| f.0).unwrap_or(ch.next_pub_seq);
                     let upto = low - 1;
                     if upto > ch.acked_upto {
+                        ch.stats.confirm += upto - ch.acked_upto;
                         out.push((ch.id, upto, upto - ch.acked_upto > 1, false));
                         ch.acked_upto = upto;
                     }
@@ -372,6 +376,24 @@ impl Conn {
         }
     }
 
+    /// Close from the broker side (management): 320 CONNECTION_FORCED,
+    /// then the socket once the close has been written.
+    pub fn force_close(&self, reason: &str) {
+        use amq_protocol::protocol::connection;
+        self.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+                reply_code: crate::error::CONNECTION_FORCED,
+                reply_text: format!("CONNECTION_FORCED - {reason}").into(),
+                class_id: 0,
+                method_id: 0,
+            })),
+        );
+        self.closed.set(true);
+        self.out_notify.notify();
+        self.closed_notify.notify();
+    }
+
     /// Server-sent basic.cancel (the queue was deleted).
     pub fn server_cancel(&self, channel: u16, tag: &str) {
         let removed = match self.state.borrow_mut().channels.get_mut(&channel) {
@@ -392,6 +414,17 @@ impl Conn {
     /// Release everything a channel holds: requeue its unacked messages and
     /// cancel its consumers at their queues (fire and forget, in FIFO order).
     pub fn release_channel(&self, shard: &Shard, ch: &mut Channel) {
+        let (p, c) = shard.closed_channel_totals.get();
+        shard.closed_channel_totals.set((p + ch.stats.publish, c + ch.stats.confirm));
+        ch.stats.publish = 0;
+        ch.stats.confirm = 0;
+        if !ch.stats.exchanges.is_empty() {
+            let vhost = ch.stats.vhost.clone();
+            let mut closed = shard.closed_exchange_stats.borrow_mut();
+            for (x, i, o) in ch.stats.exchanges.drain(..) {
+                crate::mgmt::stats::merge_exchange(&mut closed, &vhost, x.as_str(), i, o);
+            }
+        }
         let unacked = std::mem::take(&mut ch.unacked);
         settle_grouped(shard, unacked.into_values(), Settle::Requeue);
         for h in std::mem::take(&mut ch.held) {

@@ -128,6 +128,15 @@ pub fn route_and_send(
         headers,
         &mut dests,
     );
+    ch.stats.publish += 1;
+    let routed = !dests.is_empty() as u64;
+    match ch.stats.exchanges.iter_mut().find(|e| e.0 == msg.exchange) {
+        Some(e) => {
+            e.1 += 1;
+            e.2 += routed;
+        }
+        None => ch.stats.exchanges.push((msg.exchange.clone(), 1, routed)),
+    }
     let seq = if confirm {
         let s = ch.next_pub_seq;
         ch.next_pub_seq += 1;

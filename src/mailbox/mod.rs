@@ -80,6 +80,10 @@ pub enum Request {
     Cancel(QueueId, ConsumerId),
     Get { queue: QueueId, no_ack: bool },
     Purge(QueueId),
+    /// Management: this shard's statistics.
+    Snapshot,
+    /// Management: close a connection by name with 320 CONNECTION_FORCED.
+    CloseConnection(String, String),
 }
 
 #[derive(Debug)]
@@ -94,6 +98,8 @@ pub enum Response {
     Cancelled,
     Got(Option<Got>),
     Purged(u32),
+    Snapshot(Box<crate::mgmt::stats::ShardSnapshot>),
+    Done,
     /// The target no longer exists (queue deleted meanwhile).
     Gone,
 }

@@ -66,6 +66,12 @@ pub struct Shard {
     /// Publishers are told connection.blocked while the store cannot
     /// allocate (disk full).
     pub blocked: Cell<bool>,
+    /// The AMQP port (for connection names in listings).
+    pub listen_port: Cell<u16>,
+    /// Exchange counters of closed channels, kept for the management API.
+    pub closed_exchange_stats: RefCell<Vec<(String, String, u64, u64)>>,
+    /// (publish, confirm) counted by channels that have since closed.
+    pub closed_channel_totals: Cell<(u64, u64)>,
 }
 
 impl Shard {
@@ -92,6 +98,9 @@ impl Shard {
             sync_needed: Notify::default(),
             defs_log: RefCell::new(None),
             blocked: Cell::new(false),
+            listen_port: Cell::new(0),
+            closed_exchange_stats: RefCell::new(Vec::new()),
+            closed_channel_totals: Cell::new((0, 0)),
         })
     }
 
@@ -333,6 +342,20 @@ impl Shard {
                 Some(q) => Response::Got(q.get(no_ack, &mut self.store.borrow_mut())),
                 None => Response::Gone,
             },
+            Request::Snapshot => Response::Snapshot(Box::new(crate::mgmt::stats::snapshot(self))),
+            Request::CloseConnection(name, reason) => {
+                let port = self.listen_port.get();
+                let conn = self
+                    .conns
+                    .borrow()
+                    .values()
+                    .find(|c| crate::mgmt::stats::conn_name(&c.peer, port) == name)
+                    .cloned();
+                if let Some(c) = conn {
+                    c.force_close(&reason);
+                }
+                Response::Done
+            }
             Request::Purge(queue) => match self.queues.borrow_mut().get_mut(&queue) {
                 Some(q) => Response::Purged(q.purge(&mut self.store.borrow_mut())),
                 None => Response::Gone,

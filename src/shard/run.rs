@@ -25,7 +25,8 @@ pub struct ShardBoot {
     /// (source, receiver) for every other shard.
     pub receivers: Vec<(ShardId, SharedReceiver<Batch>)>,
     /// Reports the bound port (or an error) once listening.
-    pub ready: mpsc::Sender<Result<u16, String>>,
+    /// (AMQP port, management port when this shard serves it).
+    pub ready: mpsc::Sender<Result<(u16, Option<u16>), String>>,
     /// Port to bind; shard 0 may get 0 and report the real one.
     pub port: u16,
     /// Set by the signal handler: flush everything and report on `stopped`.
@@ -162,7 +163,25 @@ async fn shard_main(boot: ShardBoot) {
         }
     };
     let bound = listener.local_addr().map(|a| a.port()).unwrap_or(port);
-    let _ = ready.send(Ok(bound));
+    shard.listen_port.set(bound);
+    let mut mgmt_port = None;
+    if id.0 == 0 {
+        if let Some(p) = shard.config.mgmt_port {
+            let addr = std::net::SocketAddr::new(shard.config.mgmt_bind, p);
+            match glommio::net::TcpListener::bind(addr) {
+                Ok(l) => {
+                    let mp = l.local_addr().map(|a| a.port()).unwrap_or(p);
+                    mgmt_port = Some(mp);
+                    crate::mgmt::start(shard.clone(), l, bound, mp);
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(format!("cannot listen for management on {addr}: {e}")));
+                    return;
+                }
+            }
+        }
+    }
+    let _ = ready.send(Ok((bound, mgmt_port)));
     crate::net::accept_loop(shard, listener).await;
 }
 

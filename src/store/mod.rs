@@ -377,6 +377,10 @@ impl Store {
         }
     }
 
+    pub fn bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.capacity as u64).sum()
+    }
+
     pub fn segment_count(&self) -> usize {
         self.segments.len()
     }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 pub struct Broker {
     pub port: u16,
+    /// Management HTTP API port.
+    pub mgmt_port: u16,
     pub shards: usize,
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -24,7 +26,7 @@ pub fn warren_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_warren"))
 }
 
-fn spawn(dir: &Path, shards: usize, port: u16, extra: &[String]) -> (Child, u16) {
+fn spawn(dir: &Path, shards: usize, port: u16, extra: &[String]) -> (Child, u16, u16) {
     let mut child = Command::new(warren_bin())
         .args([
             "--bind",
@@ -33,6 +35,10 @@ fn spawn(dir: &Path, shards: usize, port: u16, extra: &[String]) -> (Child, u16)
             &port.to_string(),
             "--shards",
             &shards.to_string(),
+            "--mgmt-bind",
+            "127.0.0.1",
+            "--mgmt-port",
+            "0",
         ])
         .arg("--data-dir")
         .arg(dir)
@@ -46,17 +52,24 @@ fn spawn(dir: &Path, shards: usize, port: u16, extra: &[String]) -> (Child, u16)
         .spawn()
         .expect("start warren");
     let stdout = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read ready line");
+    reader.read_line(&mut line).expect("read ready line");
+    let mut mline = String::new();
+    let _ = reader.read_line(&mut mline);
+    let mgmt_port = mline
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     let port = line
         .trim()
         .rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("warren did not start: {line:?}"));
-    (child, port)
+    (child, port, mgmt_port)
 }
 
 impl Broker {
@@ -68,8 +81,9 @@ impl Broker {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, port) = spawn(&dir, shards, 0, &extra);
+        let (child, port, mgmt_port) = spawn(&dir, shards, 0, &extra);
         Broker {
+            mgmt_port,
             port,
             shards,
             dir,
@@ -82,8 +96,9 @@ impl Broker {
     /// Start on a given data directory (which the caller owns).
     pub fn start_in(dir: &Path, shards: usize, extra: &[&str]) -> Broker {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, port) = spawn(dir, shards, 0, &extra);
+        let (child, port, mgmt_port) = spawn(dir, shards, 0, &extra);
         Broker {
+            mgmt_port,
             port,
             shards,
             dir: dir.to_path_buf(),
@@ -121,9 +136,10 @@ impl Broker {
         self.kill9();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let (child, port) = spawn(&self.dir, self.shards, 0, &self.extra);
+            let (child, port, mgmt_port) = spawn(&self.dir, self.shards, 0, &self.extra);
             self.child = Some(child);
             self.port = port;
+            self.mgmt_port = mgmt_port;
             if self.port != 0 || Instant::now() > deadline {
                 break;
             }

@@ -86,7 +86,7 @@ class Broker:
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
         self.proc = subprocess.Popen(
-            [WARREN_BIN, "--port", "0", "--shards", str(self.shards),
+            [WARREN_BIN, "--port", "0", "--mgmt-port", "0", "--mgmt-bind", "127.0.0.1", "--shards", str(self.shards),
              "--data-dir", self.data_dir, "--bind", "127.0.0.1"],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env)
         log.close()

@@ -1,0 +1,496 @@
+//! HTTP API routes for objects: overview, nodes, connections, channels,
+//! consumers, exchanges, queues, bindings (same paths and JSON field names
+//! as RabbitMQ's management plugin).
+
+use super::http::{percent_decode, Request, Response};
+use super::json::{json_to_table, table_to_json};
+use super::stats::ShardSnapshot;
+use super::{admin, gather, metrics, Mgmt};
+use crate::error::AmqpError;
+use crate::ids::ConnId;
+use crate::mailbox::{Request as ShardReq, Response as ShardResp};
+use crate::meta::defs::Dest;
+use crate::meta::users::UserDef;
+use crate::meta::{MetaOp, MetaReply};
+use serde_json::{json, Value};
+use std::rc::Rc;
+
+pub fn amqp_error(e: &AmqpError) -> Response {
+    let status = match e.code {
+        404 => 404,
+        403 => 403,
+        405 | 406 => 400,
+        _ => 400,
+    };
+    let reason = e.text.splitn(2, " - ").nth(1).unwrap_or(&e.text).to_string();
+    Response::error(status, if status == 404 { "Object Not Found" } else { "bad_request" }, reason)
+}
+
+pub async fn meta(m: &Mgmt, op: MetaOp) -> Result<MetaReply, Response> {
+    match m.shard.call(m.shard.authority(), ShardReq::Meta(op)).await {
+        ShardResp::Meta(Ok(r)) => Ok(r),
+        ShardResp::Meta(Err(e)) => Err(amqp_error(&e)),
+        _ => Err(Response::error(500, "internal_error", "unexpected reply")),
+    }
+}
+
+fn q(req: &Request, k: &str) -> Option<String> {
+    req.query.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone())
+}
+
+/// Apply `columns=`, `sort=`, and `page=`/`page_size=` as RabbitMQ does.
+pub fn list(req: &Request, mut items: Vec<Value>) -> Response {
+    if let Some(sort) = q(req, "sort") {
+        items.sort_by(|a, b| {
+            let (x, y) = (&a[&sort], &b[&sort]);
+            match (x.as_f64(), y.as_f64()) {
+                (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+                _ => x.to_string().cmp(&y.to_string()),
+            }
+        });
+        if q(req, "sort_reverse").as_deref() == Some("true") {
+            items.reverse();
+        }
+    }
+    if let Some(name) = q(req, "name") {
+        items.retain(|i| i["name"].as_str().is_some_and(|n| n.contains(&name)));
+    }
+    if let Some(cols) = q(req, "columns") {
+        let cols: Vec<&str> = cols.split(',').collect();
+        items = items.into_iter().map(|i| project(&i, &cols)).collect();
+    }
+    let Some(page) = q(req, "page").and_then(|p| p.parse::<usize>().ok()) else {
+        return Response::json(200, &Value::Array(items));
+    };
+    let size = q(req, "page_size").and_then(|p| p.parse::<usize>().ok()).unwrap_or(100).clamp(1, 500);
+    let total = items.len();
+    let page_count = total.div_ceil(size).max(1);
+    let page = page.max(1);
+    let slice: Vec<Value> = items.into_iter().skip((page - 1) * size).take(size).collect();
+    Response::json(
+        200,
+        &json!({"filtered_count": total, "item_count": slice.len(), "items": slice, "page": page,
+                "page_count": page_count, "page_size": size, "total_count": total}),
+    )
+}
+
+fn project(v: &Value, cols: &[&str]) -> Value {
+    let mut out = serde_json::Map::new();
+    for c in cols {
+        let mut parts = c.split('.');
+        let first = parts.next().unwrap_or("");
+        let Some(x) = v.get(first) else { continue };
+        match parts.next() {
+            None => {
+                out.insert(first.to_string(), x.clone());
+            }
+            Some(sub) => {
+                if let Some(y) = x.get(sub) {
+                    let e = out.entry(first.to_string()).or_insert_with(|| json!({}));
+                    e[sub] = y.clone();
+                }
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+pub fn visible(m: &Mgmt, user: &UserDef, vhost: &str) -> bool {
+    user.has_tag("administrator") || user.has_tag("monitoring") || m.shard.table().has_vhost_access(&user.name, vhost)
+}
+
+fn queue_json(m: &Mgmt, q: &super::stats::QueueInfo, node: &str) -> Value {
+    let prefix = format!("queue|{}|{}|", q.vhost, q.name);
+    json!({
+        "name": q.name, "vhost": q.vhost, "durable": q.durable, "auto_delete": q.auto_delete,
+        "exclusive": q.exclusive, "arguments": q.arguments, "node": node, "type": "classic",
+        "state": "running", "messages": q.ready + q.unacked, "messages_ready": q.ready,
+        "messages_unacknowledged": q.unacked, "consumers": q.consumers, "shard": q.shard,
+        "message_stats": m.message_stats(&prefix, &[
+            ("publish", q.stats.publish), ("deliver_get", q.stats.deliver + q.stats.get),
+            ("deliver", q.stats.deliver), ("get", q.stats.get), ("ack", q.stats.ack), ("redeliver", q.stats.redeliver),
+        ]),
+    })
+}
+
+pub fn node_name() -> String {
+    format!("warren@{}", std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into()))
+}
+
+fn exchanges_json(m: &Mgmt, snaps: &[ShardSnapshot], vhost: Option<&str>, user: &UserDef) -> Vec<Value> {
+    let t = m.shard.table();
+    let mut stats: Vec<(String, String, u64, u64)> = Vec::new();
+    for s in snaps {
+        for (v, x, i, o) in &s.exchanges {
+            super::stats::merge_exchange(&mut stats, v, x, *i, *o);
+        }
+    }
+    let mut out: Vec<Value> = Vec::new();
+    let mut names: Vec<(String, String)> = t.exchanges.keys().cloned().collect();
+    for v in &t.vhosts {
+        names.push((v.clone(), String::new()));
+    }
+    names.sort();
+    for (v, n) in names {
+        if vhost.is_some_and(|x| x != v) || !visible(m, user, &v) {
+            continue;
+        }
+        let (kind, durable, auto_delete, internal, args) = match t.exchange(&v, &n) {
+            Some(e) => (e.def.kind.as_str(), e.def.durable, e.def.auto_delete, e.def.internal, table_to_json(&e.def.args)),
+            None => ("direct", true, false, false, json!({})),
+        };
+        let (i, o) = stats.iter().find(|s| s.0 == v && s.1 == n).map(|s| (s.2, s.3)).unwrap_or((0, 0));
+        let prefix = format!("exchange|{v}|{n}|");
+        out.push(json!({
+            "name": n, "vhost": v, "type": kind, "durable": durable, "auto_delete": auto_delete,
+            "internal": internal, "arguments": args, "user_who_performed_action": "",
+            "message_stats": m.message_stats(&prefix, &[("publish_in", i), ("publish_out", o)]),
+        }));
+    }
+    out
+}
+
+pub fn bindings_json(m: &Mgmt, vhost: Option<&str>) -> Vec<Value> {
+    let t = m.shard.table();
+    let mut out = Vec::new();
+    // The implicit default-exchange binding of every queue comes first.
+    let mut queues: Vec<_> = t.queues.values().filter(|q| vhost.is_none_or(|v| v == q.vhost)).collect();
+    queues.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+    for q in queues {
+        out.push(json!({"source": "", "vhost": q.vhost, "destination": q.name, "destination_type": "queue",
+            "routing_key": q.name, "arguments": {}, "properties_key": q.name}));
+    }
+    let mut xs: Vec<_> = t.exchanges.iter().filter(|((v, _), _)| vhost.is_none_or(|x| x == v)).collect();
+    xs.sort_by(|a, b| a.0.cmp(b.0));
+    for ((v, src), e) in xs {
+        let mut bs: Vec<Value> = e
+            .bindings()
+            .map(|(d, key, args)| {
+                let (dtype, dname) = match d {
+                    Dest::Queue(id, _) => ("queue", t.queue_by_id(*id).map(|q| q.name.clone()).unwrap_or_default()),
+                    Dest::Exchange(n) => ("exchange", n.clone()),
+                };
+                let pk = if args.inner().is_empty() { key.to_string() } else { format!("{key}~{}", args.inner().len()) };
+                json!({"source": src, "vhost": v, "destination": dname, "destination_type": dtype,
+                    "routing_key": key, "arguments": table_to_json(args), "properties_key": if pk.is_empty() { "~".to_string() } else { pk }})
+            })
+            .collect();
+        bs.sort_by_key(|b| b.to_string());
+        out.extend(bs);
+    }
+    out
+}
+
+pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
+    // Percent-decode each segment after splitting (a vhost "/" is "%2F");
+    // RabbitMQ names the default exchange "amq.default" in URLs.
+    let segs: Vec<String> = req.path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+    let segs: Vec<String> = segs
+        .into_iter()
+        .enumerate()
+        .map(|(i, x)| if i == 3 && x == "amq.default" && req.path.starts_with("/api/exchanges/") { String::new() } else { x })
+        .collect();
+    let s: Vec<&str> = segs.iter().map(|x| x.as_str()).collect();
+    if s.first() == Some(&"metrics") {
+        return metrics::render(m).await;
+    }
+    if s.first() != Some(&"api") {
+        return Response::error(404, "Object Not Found", "Not Found");
+    }
+    let user = match m.authenticate(req) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let meth = req.method.as_str();
+    match (meth, &s[1..]) {
+        ("GET", ["overview"]) => overview(m, req).await,
+        ("GET", ["nodes"]) => Response::json(200, &json!([node_json(m).await])),
+        ("GET", ["nodes", _]) => Response::json(200, &node_json(m).await),
+        ("GET", ["whoami"]) => Response::json(200, &json!({"name": user.name, "tags": user.tags})),
+        ("GET", ["connections"]) => {
+            let snaps = gather(&m.shard).await;
+            let items = snaps
+                .iter()
+                .flat_map(|s| s.connections.iter())
+                .filter(|c| visible(m, &user, &c.vhost))
+                .map(|c| conn_json(m, c))
+                .collect();
+            list(req, items)
+        }
+        ("GET", ["connections", name]) => {
+            let snaps = gather(&m.shard).await;
+            match snaps.iter().flat_map(|s| s.connections.iter()).find(|c| c.name == *name) {
+                Some(c) => Response::json(200, &conn_json(m, c)),
+                None => Response::error(404, "Object Not Found", "Not Found"),
+            }
+        }
+        ("DELETE", ["connections", name]) => {
+            if !user.has_tag("administrator") && !user.has_tag("management") {
+                return Response::error(401, "not_authorised", "Not administrator user");
+            }
+            let snaps = gather(&m.shard).await;
+            let Some(c) = snaps.iter().flat_map(|s| s.connections.iter()).find(|c| c.name == *name) else {
+                return Response::error(404, "Object Not Found", "Not Found");
+            };
+            let reason = q(req, "reason").unwrap_or_else(|| "Closed via management plugin".into());
+            m.shard.call(crate::ids::ShardId(c.shard), ShardReq::CloseConnection(c.name.clone(), reason)).await;
+            Response::no_content()
+        }
+        ("GET", ["channels"]) => {
+            let snaps = gather(&m.shard).await;
+            let items = snaps.iter().flat_map(|s| s.channels.iter()).filter(|c| visible(m, &user, &c.vhost)).map(|c| {
+                let prefix = format!("channel|{}|{} ({})|", c.vhost, c.connection, c.number);
+                json!({"name": format!("{} ({})", c.connection, c.number), "number": c.number, "vhost": c.vhost,
+                    "user": c.user, "node": node_name(), "state": "running", "consumer_count": c.consumers,
+                    "messages_unacknowledged": c.unacked, "prefetch_count": c.prefetch, "global_prefetch_count": 0,
+                    "confirm": c.confirm, "transactional": c.tx,
+                    "connection_details": {"name": c.connection, "peer_host": c.peer_host, "peer_port": c.peer_port},
+                    "message_stats": m.message_stats(&prefix, &[("publish", c.publish), ("deliver_get", c.deliver), ("ack", c.ack), ("confirm", c.confirmed)])})
+            }).collect();
+            list(req, items)
+        }
+        ("GET", ["consumers"]) | ("GET", ["consumers", _]) => {
+            let vh = s.get(2).copied();
+            let snaps = gather(&m.shard).await;
+            let items = snaps
+                .iter()
+                .flat_map(|s| s.consumers.iter())
+                .filter(|c| vh.is_none_or(|v| v == c.vhost) && visible(m, &user, &c.vhost))
+                .map(|c| json!({"queue": {"name": c.queue, "vhost": c.vhost}, "consumer_tag": c.tag,
+                    "channel_details": {"name": format!("{} ({})", c.connection, c.channel), "number": c.channel,
+                        "connection_name": c.connection, "peer_host": c.peer_host, "peer_port": c.peer_port},
+                    "ack_required": c.ack_required, "exclusive": c.exclusive, "prefetch_count": c.prefetch,
+                    "active": true, "activity_status": "up", "arguments": {}}))
+                .collect();
+            list(req, items)
+        }
+        ("GET", ["exchanges"]) => list(req, exchanges_json(m, &gather(&m.shard).await, None, &user)),
+        ("GET", ["exchanges", v]) => list(req, exchanges_json(m, &gather(&m.shard).await, Some(v), &user)),
+        ("GET", ["exchanges", v, n]) => {
+            let all = exchanges_json(m, &gather(&m.shard).await, Some(v), &user);
+            match all.into_iter().find(|x| x["name"] == *n) {
+                Some(x) => Response::json(200, &x),
+                None => Response::error(404, "Object Not Found", "Not Found"),
+            }
+        }
+        ("PUT", ["exchanges", v, n]) => {
+            let b: Value = serde_json::from_slice(&req.body).unwrap_or(json!({}));
+            let op = MetaOp::ExchangeDeclare {
+                vhost: v.to_string(),
+                name: n.to_string(),
+                kind: b["type"].as_str().unwrap_or("direct").to_string(),
+                passive: false,
+                durable: b["durable"].as_bool().unwrap_or(true),
+                auto_delete: b["auto_delete"].as_bool().unwrap_or(false),
+                internal: b["internal"].as_bool().unwrap_or(false),
+                args: json_to_table(&b["arguments"]),
+            };
+            if let Err(r) = vhost_ok(m, &user, v) {
+                return r;
+            }
+            match meta(m, op).await {
+                Ok(_) => Response::json(201, &json!({})),
+                Err(r) => r,
+            }
+        }
+        ("DELETE", ["exchanges", v, n]) => {
+            let op = MetaOp::ExchangeDelete {
+                vhost: v.to_string(),
+                name: n.to_string(),
+                if_unused: q(req, "if-unused").as_deref() == Some("true"),
+            };
+            match meta(m, op).await {
+                Ok(_) => Response::no_content(),
+                Err(r) => r,
+            }
+        }
+        ("POST", ["exchanges", v, n, "publish"]) => admin::publish(m, req, v, n),
+        ("GET", ["exchanges", v, n, "bindings", dir]) => {
+            let key = if *dir == "source" { "source" } else { "destination" };
+            let items = bindings_json(m, Some(v))
+                .into_iter()
+                .filter(|b| b[key] == *n && (key == "source" || b["destination_type"] == "exchange"))
+                .collect();
+            list(req, items)
+        }
+        ("GET", ["queues"]) | ("GET", ["queues", _]) => {
+            let vh = s.get(2).copied();
+            let snaps = gather(&m.shard).await;
+            let node = node_name();
+            let mut items: Vec<Value> = snaps
+                .iter()
+                .flat_map(|s| s.queues.iter())
+                .filter(|q| vh.is_none_or(|v| v == q.vhost) && visible(m, &user, &q.vhost))
+                .map(|q| queue_json(m, q, &node))
+                .collect();
+            items.sort_by(|a, b| (a["vhost"].to_string(), a["name"].to_string()).cmp(&(b["vhost"].to_string(), b["name"].to_string())));
+            list(req, items)
+        }
+        ("GET", ["queues", v, n]) => {
+            let snaps = gather(&m.shard).await;
+            match snaps.iter().flat_map(|s| s.queues.iter()).find(|q| q.vhost == *v && q.name == *n) {
+                Some(qi) => Response::json(200, &queue_json(m, qi, &node_name())),
+                None => Response::error(404, "Object Not Found", "Not Found"),
+            }
+        }
+        ("PUT", ["queues", v, n]) => {
+            if let Err(r) = vhost_ok(m, &user, v) {
+                return r;
+            }
+            let b: Value = serde_json::from_slice(&req.body).unwrap_or(json!({}));
+            let op = MetaOp::QueueDeclare {
+                vhost: v.to_string(),
+                name: n.to_string(),
+                passive: false,
+                durable: b["durable"].as_bool().unwrap_or(true),
+                exclusive: false,
+                auto_delete: b["auto_delete"].as_bool().unwrap_or(false),
+                args: json_to_table(&b["arguments"]),
+                owner: ConnId(0),
+            };
+            match meta(m, op).await {
+                Ok(_) => Response::json(201, &json!({})),
+                Err(r) => r,
+            }
+        }
+        ("DELETE", ["queues", v, n]) => {
+            let op = MetaOp::QueueDelete {
+                vhost: v.to_string(),
+                name: n.to_string(),
+                if_unused: q(req, "if-unused").as_deref() == Some("true"),
+                if_empty: q(req, "if-empty").as_deref() == Some("true"),
+                owner: Some(ConnId(0)),
+            };
+            match meta(m, op).await {
+                Ok(_) => Response::no_content(),
+                Err(r) => r,
+            }
+        }
+        ("DELETE", ["queues", v, n, "contents"]) => {
+            let target = m.shard.table().queue(v, n).map(|q| (q.id, q.home));
+            let Some((id, home)) = target else {
+                return Response::error(404, "Object Not Found", "Not Found");
+            };
+            m.shard.call(home, ShardReq::Purge(id)).await;
+            Response::no_content()
+        }
+        ("POST", ["queues", v, n, "get"]) => admin::get_messages(m, req, v, n).await,
+        ("GET", ["queues", v, n, "bindings"]) => {
+            let items = bindings_json(m, Some(v))
+                .into_iter()
+                .filter(|b| b["destination"] == *n && b["destination_type"] == "queue")
+                .collect();
+            list(req, items)
+        }
+        ("GET", ["bindings"]) => list(req, bindings_json(m, None)),
+        ("GET", ["bindings", v]) => list(req, bindings_json(m, Some(v))),
+        ("GET", ["bindings", v, "e", src, kind, dst]) => {
+            let dtype = if *kind == "q" { "queue" } else { "exchange" };
+            let items = bindings_json(m, Some(v))
+                .into_iter()
+                .filter(|b| b["source"] == *src && b["destination"] == *dst && b["destination_type"] == dtype)
+                .collect();
+            list(req, items)
+        }
+        ("POST", ["bindings", v, "e", src, kind, dst]) => {
+            let b: Value = serde_json::from_slice(&req.body).unwrap_or(json!({}));
+            let op = MetaOp::Bind {
+                vhost: v.to_string(),
+                source: src.to_string(),
+                dest: dst.to_string(),
+                dest_is_queue: *kind == "q",
+                key: b["routing_key"].as_str().unwrap_or("").to_string(),
+                args: json_to_table(&b["arguments"]),
+                owner: ConnId(0),
+                unbind: false,
+            };
+            match meta(m, op).await {
+                Ok(_) => Response::json(201, &json!({})),
+                Err(r) => r,
+            }
+        }
+        ("DELETE", ["bindings", v, "e", src, kind, dst, props]) => {
+            let dtype = if *kind == "q" { "queue" } else { "exchange" };
+            let found = bindings_json(m, Some(v)).into_iter().find(|b| {
+                b["source"] == *src && b["destination"] == *dst && b["destination_type"] == dtype && b["properties_key"] == *props
+            });
+            let Some(b) = found else {
+                return Response::error(404, "Object Not Found", "Not Found");
+            };
+            let op = MetaOp::Bind {
+                vhost: v.to_string(),
+                source: src.to_string(),
+                dest: dst.to_string(),
+                dest_is_queue: *kind == "q",
+                key: b["routing_key"].as_str().unwrap_or("").to_string(),
+                args: json_to_table(&b["arguments"]),
+                owner: ConnId(0),
+                unbind: true,
+            };
+            match meta(m, op).await {
+                Ok(_) => Response::no_content(),
+                Err(r) => r,
+            }
+        }
+        _ => admin::route(m, req, &user, meth, &s[1..]).await,
+    }
+}
+
+pub fn vhost_ok(m: &Mgmt, user: &UserDef, vhost: &str) -> Result<(), Response> {
+    if !m.shard.table().vhosts.contains(vhost) {
+        return Err(Response::error(404, "Object Not Found", "vhost not found"));
+    }
+    if !visible(m, user, vhost) {
+        return Err(Response::error(401, "not_authorised", "Access refused"));
+    }
+    Ok(())
+}
+
+fn conn_json(m: &Mgmt, c: &super::stats::ConnInfo) -> Value {
+    let prefix = format!("connection|{}|{}|", c.vhost, c.name);
+    json!({"name": c.name, "node": node_name(), "vhost": c.vhost, "user": c.user, "host": "127.0.0.1",
+        "port": c.port, "peer_host": c.peer_host, "peer_port": c.peer_port, "channels": c.channels,
+        "state": "running", "type": "network", "protocol": "AMQP 0-9-1", "auth_mechanism": "PLAIN",
+        "recv_oct": c.recv_oct, "send_oct": c.send_oct, "frame_max": c.frame_max,
+        "recv_oct_details": {"rate": m.rate(&format!("{prefix}recv_oct"))},
+        "send_oct_details": {"rate": m.rate(&format!("{prefix}send_oct"))},
+        "connected_at": c.connected_at, "client_properties": c.client_properties, "shard": c.shard})
+}
+
+async fn node_json(m: &Mgmt) -> Value {
+    json!({"name": node_name(), "type": "disc", "running": true, "mem_used": metrics::rss_bytes(),
+        "uptime": m.started.elapsed().as_millis() as u64, "processors": m.shard.shard_count(),
+        "fd_used": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
+        "disk_free_alarm": m.shard.blocked.get(), "mem_alarm": false})
+}
+
+async fn overview(m: &Mgmt, _req: &Request) -> Response {
+    let snaps = gather(&m.shard).await;
+    let t = m.shard.table();
+    let (mut ready, mut unacked, mut queues, mut consumers) = (0u64, 0u64, 0u64, 0u64);
+    for s in &snaps {
+        for q in &s.queues {
+            ready += q.ready as u64;
+            unacked += q.unacked as u64;
+            queues += 1;
+        }
+        consumers += s.consumers.len() as u64;
+    }
+    let conns: usize = snaps.iter().map(|s| s.connections.len()).sum();
+    let chans: usize = snaps.iter().map(|s| s.channels.len()).sum();
+    let c = super::counters(&snaps);
+    let get = |k: &str| c.get(k).copied().unwrap_or(0);
+    Response::json(200, &json!({
+        "management_version": env!("CARGO_PKG_VERSION"), "rabbitmq_version": "3.13.0",
+        "product_name": "Warren", "product_version": env!("CARGO_PKG_VERSION"),
+        "cluster_name": "warren", "node": node_name(),
+        "object_totals": {"connections": conns, "channels": chans, "exchanges": t.exchanges.len() + t.vhosts.len(),
+            "queues": queues, "consumers": consumers},
+        "queue_totals": {"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked},
+        "message_stats": m.message_stats("all|||", &[("publish", get("all|||publish")), ("deliver_get", get("all|||deliver_get")),
+            ("ack", get("all|||ack")), ("confirm", get("all|||confirm"))]),
+        "listeners": [{"node": node_name(), "protocol": "amqp", "ip_address": "::", "port": m.amqp_port},
+                      {"node": node_name(), "protocol": "http", "ip_address": "::", "port": m.http_port}],
+        "shards": m.shard.shard_count(),
+    }))
+}

@@ -1,0 +1,176 @@
+//! A small HTTP/1.1 server for the management API, on glommio sockets.
+//! Requests are parsed with `httparse`; bodies need a Content-Length.
+//! Keep-alive is supported; each connection is served sequentially.
+
+use crate::net::SharedStream;
+use bytes::BytesMut;
+
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub auth: Option<(String, String)>,
+    pub body: Vec<u8>,
+    pub keep_alive: bool,
+}
+
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(status: u16, v: &serde_json::Value) -> Self {
+        Response { status, content_type: "application/json", body: serde_json::to_vec(v).unwrap_or_default() }
+    }
+    pub fn text(status: u16, content_type: &'static str, body: String) -> Self {
+        Response { status, content_type, body: body.into_bytes() }
+    }
+    pub fn no_content() -> Self {
+        Response { status: 204, content_type: "application/json", body: Vec::new() }
+    }
+    pub fn error(status: u16, error: &str, reason: impl Into<String>) -> Self {
+        Self::json(status, &serde_json::json!({"error": error, "reason": reason.into()}))
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn basic_auth(v: &[u8]) -> Option<(String, String)> {
+    use base64::Engine;
+    let s = std::str::from_utf8(v).ok()?;
+    let enc = s.strip_prefix("Basic ").or_else(|| s.strip_prefix("basic "))?;
+    let dec = base64::engine::general_purpose::STANDARD.decode(enc.trim()).ok()?;
+    let dec = String::from_utf8(dec).ok()?;
+    let (u, p) = dec.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+const MAX_HEADER: usize = 64 * 1024;
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// Read one request; None on EOF or a malformed request.
+pub async fn read_request(stream: &SharedStream, buf: &mut BytesMut) -> Option<Request> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => {
+                let method = req.method.unwrap_or("GET").to_string();
+                let raw_path = req.path.unwrap_or("/").to_string();
+                let mut len = 0usize;
+                let mut auth = None;
+                let mut keep_alive = req.version == Some(1);
+                for h in req.headers.iter() {
+                    let name = h.name.to_ascii_lowercase();
+                    if name == "content-length" {
+                        len = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
+                    } else if name == "authorization" {
+                        auth = basic_auth(h.value);
+                    } else if name == "connection" {
+                        let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+                        keep_alive = v.contains("keep-alive") || (keep_alive && !v.contains("close"));
+                    }
+                }
+                if len > MAX_BODY {
+                    return None;
+                }
+                let _ = buf.split_to(n);
+                while buf.len() < len {
+                    let got = stream.read_into(buf, 64 * 1024).await.ok()?;
+                    if got == 0 {
+                        return None;
+                    }
+                }
+                let body = buf.split_to(len).to_vec();
+                let (path, query) = match raw_path.split_once('?') {
+                    Some((p, q)) => (p.to_string(), q),
+                    None => (raw_path.clone(), ""),
+                };
+                let query = query
+                    .split('&')
+                    .filter(|s| !s.is_empty())
+                    .map(|kv| match kv.split_once('=') {
+                        Some((k, v)) => (percent_decode(k), percent_decode(v)),
+                        None => (percent_decode(kv), String::new()),
+                    })
+                    .collect();
+                return Some(Request { method, path, query, auth, body, keep_alive });
+            }
+            Ok(httparse::Status::Partial) => {
+                if buf.len() > MAX_HEADER {
+                    return None;
+                }
+                let got = stream.read_into(buf, 16 * 1024).await.ok()?;
+                if got == 0 {
+                    return None;
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+pub async fn write_response(stream: &SharedStream, r: &Response, keep_alive: bool) -> std::io::Result<()> {
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nServer: Warren\r\nConnection: {}\r\n",
+        r.status,
+        reason(r.status),
+        r.content_type,
+        r.body.len(),
+        if keep_alive { "keep-alive" } else { "close" }
+    )
+    .into_bytes();
+    if r.status == 401 {
+        out.extend_from_slice(b"WWW-Authenticate: Basic realm=\"Warren Management\"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&r.body);
+    stream.write_all(&out).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_handles_vhost_slash() {
+        assert_eq!(percent_decode("%2F"), "/");
+        assert_eq!(percent_decode("a%2fb"), "a/b");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+}

@@ -1,0 +1,177 @@
+//! Management: the RabbitMQ-compatible HTTP API, Prometheus metrics and the
+//! statistics they are built from.
+//!
+//! Owns: the HTTP listener (on shard 0) and the rate sampler. Statistics
+//! come from every shard's own counters through mailbox requests
+//! ([`stats::snapshot`] runs on each shard); nothing here reads another
+//! shard's memory or takes a lock, and nothing here is on the data path.
+
+pub mod admin;
+pub mod api;
+pub mod http;
+pub mod json;
+pub mod metrics;
+pub mod stats;
+
+use crate::mailbox::{Request, Response};
+use crate::meta::users::UserDef;
+use crate::net::SharedStream;
+use crate::shard::Shard;
+use bytes::BytesMut;
+use serde_json::{json, Map, Value};
+use stats::ShardSnapshot;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Rates (per second) keyed by "kind|vhost|name|counter", from the last two
+/// samples the sampler took.
+#[derive(Default)]
+pub struct Rates {
+    prev: Option<(Instant, HashMap<String, u64>)>,
+    pub rates: HashMap<String, f64>,
+}
+
+pub struct Mgmt {
+    pub shard: Rc<Shard>,
+    pub rates: RefCell<Rates>,
+    pub started: Instant,
+    pub amqp_port: u16,
+    pub http_port: u16,
+}
+
+/// Ask every shard for its snapshot (requests go out together).
+pub async fn gather(shard: &Rc<Shard>) -> Vec<ShardSnapshot> {
+    let slots: Vec<_> = (0..shard.shard_count())
+        .map(|s| shard.send_request(crate::ids::ShardId(s), Request::Snapshot))
+        .collect();
+    let mut out = Vec::new();
+    for s in slots {
+        if let Response::Snapshot(snap) = Shard::wait_slot(s).await {
+            out.push(*snap);
+        }
+    }
+    out
+}
+
+pub fn counters(snaps: &[ShardSnapshot]) -> HashMap<String, u64> {
+    let mut m: HashMap<String, u64> = HashMap::new();
+    let mut add = |k: String, v: u64| *m.entry(k).or_default() += v;
+    for s in snaps {
+        for q in &s.queues {
+            let k = format!("queue|{}|{}|", q.vhost, q.name);
+            add(format!("{k}publish"), q.stats.publish);
+            add(format!("{k}deliver_get"), q.stats.deliver + q.stats.get);
+            add(format!("{k}ack"), q.stats.ack);
+            add(format!("{k}redeliver"), q.stats.redeliver);
+            add("all|||deliver_get".into(), q.stats.deliver + q.stats.get);
+            add("all|||ack".into(), q.stats.ack);
+        }
+        for (v, x, i, o) in &s.exchanges {
+            add(format!("exchange|{v}|{x}|publish_in"), *i);
+            add(format!("exchange|{v}|{x}|publish_out"), *o);
+        }
+        for c in &s.channels {
+            let k = format!("channel|{}|{} ({})|", c.vhost, c.connection, c.number);
+            add(format!("{k}publish"), c.publish);
+            add(format!("{k}deliver_get"), c.deliver);
+            add(format!("{k}ack"), c.ack);
+            add(format!("{k}confirm"), c.confirmed);
+        }
+        for c in &s.connections {
+            let k = format!("connection|{}|{}|", c.vhost, c.name);
+            add(format!("{k}recv_oct"), c.recv_oct);
+            add(format!("{k}send_oct"), c.send_oct);
+        }
+        add(format!("shard|{}||runtime_ns", s.shard), s.runtime_ns);
+        add("all|||publish".into(), s.publish_total);
+        add("all|||confirm".into(), s.confirm_total);
+    }
+    m
+}
+
+impl Mgmt {
+    pub fn rate(&self, key: &str) -> f64 {
+        self.rates.borrow().rates.get(key).copied().unwrap_or(0.0)
+    }
+
+    /// RabbitMQ's `message_stats` object for an entity.
+    pub fn message_stats(&self, prefix: &str, counters: &[(&str, u64)]) -> Value {
+        let mut m = Map::new();
+        for (name, v) in counters {
+            m.insert(name.to_string(), json!(v));
+            let r = (self.rate(&format!("{prefix}{name}")) * 10.0).round() / 10.0;
+            m.insert(format!("{name}_details"), json!({ "rate": r }));
+        }
+        Value::Object(m)
+    }
+
+    /// Authenticate an HTTP request; returns the user if it may use the API.
+    pub fn authenticate(&self, req: &http::Request) -> Result<UserDef, http::Response> {
+        let Some((user, pass)) = &req.auth else {
+            return Err(http::Response::error(401, "not_authorised", "Login failed"));
+        };
+        let u = self.shard.table().users.get(user).cloned();
+        match u {
+            Some(u) if u.check_password(pass) => {
+                if ["administrator", "management", "monitoring", "policymaker"].iter().any(|t| u.has_tag(t)) {
+                    Ok(u)
+                } else {
+                    Err(http::Response::error(401, "not_authorised", "Not management user"))
+                }
+            }
+            _ => Err(http::Response::error(401, "not_authorised", "Login failed")),
+        }
+    }
+}
+
+/// Sample counters every few seconds to compute rates.
+async fn sampler(m: Rc<Mgmt>) {
+    loop {
+        let snaps = gather(&m.shard).await;
+        let cur = counters(&snaps);
+        let now = Instant::now();
+        {
+            let mut r = m.rates.borrow_mut();
+            if let Some((t, prev)) = &r.prev {
+                let dt = now.duration_since(*t).as_secs_f64().max(0.001);
+                let rates = cur
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.saturating_sub(prev.get(k).copied().unwrap_or(0)) as f64 / dt))
+                    .collect();
+                r.rates = rates;
+            }
+            r.prev = Some((now, cur));
+        }
+        glommio::timer::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Start the management listener on this shard (shard 0).
+pub fn start(shard: Rc<Shard>, listener: glommio::net::TcpListener, amqp_port: u16, http_port: u16) {
+    let m = Rc::new(Mgmt { shard, rates: RefCell::new(Rates::default()), started: Instant::now(), amqp_port, http_port });
+    glommio::spawn_local(sampler(m.clone())).detach();
+    glommio::spawn_local(async move {
+        loop {
+            let Ok(stream) = listener.accept().await else {
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let m = m.clone();
+            glommio::spawn_local(async move {
+                let stream = SharedStream::new(stream);
+                let mut buf = BytesMut::with_capacity(16 * 1024);
+                while let Some(req) = http::read_request(&stream, &mut buf).await {
+                    let resp = api::route(&m, &req).await;
+                    if http::write_response(&stream, &resp, req.keep_alive).await.is_err() || !req.keep_alive {
+                        break;
+                    }
+                }
+                stream.shutdown().await;
+            })
+            .detach();
+        }
+    })
+    .detach();
+}
