@@ -54,3 +54,196 @@ impl Default for Config {
         }
     }
 }
+
+/// The TOML configuration file; every key is optional and overrides the
+/// embedded default; flags and environment variables override the file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub bind: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub shards: Option<usize>,
+    pub data_dir: Option<PathBuf>,
+    pub default_user: Option<String>,
+    pub default_pass: Option<String>,
+    pub heartbeat: Option<u16>,
+    pub frame_max: Option<u32>,
+    pub channel_max: Option<u16>,
+    pub max_message_size: Option<u64>,
+    pub guest_remote: Option<bool>,
+    pub pin_cores: Option<bool>,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub management: MgmtSection,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    pub segment_mb: Option<usize>,
+    pub fsync: Option<bool>,
+    pub flush_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MgmtSection {
+    pub enabled: Option<bool>,
+    pub port: Option<u16>,
+    pub bind: Option<IpAddr>,
+}
+
+fn config_error(key: &str, problem: impl Into<String>) -> crate::error::InfraError {
+    crate::error::InfraError::Config {
+        key: key.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// Parse a configuration file; errors name the key and the problem.
+pub fn load_file(path: &std::path::Path) -> Result<FileConfig, crate::error::InfraError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| config_error(&path.display().to_string(), e.to_string()))?;
+    parse_file(&text)
+}
+
+pub fn parse_file(text: &str) -> Result<FileConfig, crate::error::InfraError> {
+    toml::from_str::<FileConfig>(text).map_err(|e| {
+        let msg = e.message().to_string();
+        // Name the key: from the message for unknown keys, else the key on
+        // the line the error points at.
+        let key = if let Some(rest) = msg.strip_prefix("unknown field `") {
+            rest.split('`').next().unwrap_or("?").to_string()
+        } else if let Some(span) = e.span() {
+            let line_start = text[..span.start.min(text.len())]
+                .rfind('\n')
+                .map(|i| i + 1)
+                .unwrap_or(0);
+            let line = text[line_start..].lines().next().unwrap_or("");
+            line.split('=')
+                .next()
+                .unwrap_or("?")
+                .trim()
+                .trim_matches(['[', ']'])
+                .to_string()
+        } else {
+            "?".into()
+        };
+        config_error(&key, msg.trim())
+    })
+}
+
+/// Values given on the command line or in the environment.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub bind: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub shards: Option<usize>,
+    pub data_dir: Option<PathBuf>,
+    pub default_user: Option<String>,
+    pub default_pass: Option<String>,
+    pub heartbeat: Option<u16>,
+    pub no_pin: bool,
+    pub segment_mb: Option<usize>,
+    pub no_fsync: bool,
+    pub flush_interval_ms: Option<u64>,
+    pub mgmt_port: Option<u16>,
+    pub mgmt_bind: Option<IpAddr>,
+    pub no_mgmt: bool,
+}
+
+impl Config {
+    /// Merge defaults < file < flags/environment and validate.
+    pub fn resolve(
+        file: FileConfig,
+        o: Overrides,
+        cores: usize,
+    ) -> Result<(Config, bool), crate::error::InfraError> {
+        let d = Config::default();
+        let segment_mb = o
+            .segment_mb
+            .or(file.store.segment_mb)
+            .unwrap_or(d.segment_size / (1024 * 1024));
+        if segment_mb == 0 {
+            return Err(config_error("store.segment_mb", "must be at least 1"));
+        }
+        let shards = o.shards.or(file.shards).unwrap_or(cores.max(1));
+        if shards == 0 {
+            return Err(config_error("shards", "must be at least 1"));
+        }
+        let frame_max = file.frame_max.unwrap_or(d.frame_max);
+        if frame_max < crate::codec::FRAME_MIN_SIZE {
+            return Err(config_error(
+                "frame_max",
+                format!("must be at least {}", crate::codec::FRAME_MIN_SIZE),
+            ));
+        }
+        let mgmt_enabled = !o.no_mgmt && file.management.enabled.unwrap_or(true);
+        let c = Config {
+            bind: o.bind.or(file.bind).unwrap_or(d.bind),
+            port: o.port.or(file.port).unwrap_or(d.port),
+            shards,
+            data_dir: o.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+            default_user: o
+                .default_user
+                .or(file.default_user)
+                .unwrap_or(d.default_user),
+            default_pass: o
+                .default_pass
+                .or(file.default_pass)
+                .unwrap_or(d.default_pass),
+            heartbeat: o.heartbeat.or(file.heartbeat).unwrap_or(d.heartbeat),
+            frame_max,
+            channel_max: file.channel_max.unwrap_or(d.channel_max),
+            max_message_size: file.max_message_size.unwrap_or(d.max_message_size),
+            guest_remote: file.guest_remote.unwrap_or(d.guest_remote),
+            segment_size: segment_mb * 1024 * 1024,
+            fsync: !o.no_fsync && file.store.fsync.unwrap_or(d.fsync),
+            flush_interval_ms: o
+                .flush_interval_ms
+                .or(file.store.flush_interval_ms)
+                .unwrap_or(d.flush_interval_ms),
+            mgmt_port: mgmt_enabled.then(|| o.mgmt_port.or(file.management.port).unwrap_or(15672)),
+            mgmt_bind: o.mgmt_bind.or(file.management.bind).unwrap_or(d.mgmt_bind),
+        };
+        let pin = !o.no_pin && file.pin_cores.unwrap_or(true);
+        Ok((c, pin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_config_names_the_key() {
+        let e = parse_file("port = 5672\nhartbeat = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hartbeat"), "{e}");
+        let e = parse_file("[store]\nsegment_mb = \"big\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("segment_mb"), "{e}");
+        let f = parse_file("[store]\nsegment_mb = 0\n").unwrap();
+        let e = Config::resolve(f, Overrides::default(), 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("store.segment_mb"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let f = parse_file("port = 1234\nheartbeat = 5\n[management]\nenabled = false\n").unwrap();
+        let o = Overrides {
+            port: Some(999),
+            ..Default::default()
+        };
+        let (c, _) = Config::resolve(f, o, 2).unwrap();
+        assert_eq!(
+            (c.port, c.heartbeat, c.mgmt_port, c.shards),
+            (999, 5, None, 2)
+        );
+    }
+}

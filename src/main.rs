@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
-use warren::config::Config;
+use warren::config::{load_file, Config, FileConfig, Overrides};
 use warren::ids::ShardId;
 use warren::mailbox::MAILBOX_BATCHES;
 use warren::shard::{start_shard, ShardBoot};
@@ -17,49 +17,54 @@ use warren::shard::{start_shard, ShardBoot};
 #[command(
     name = "warren",
     version,
-    about = "A thread-per-core AMQP 0-9-1 broker"
+    about = "A thread-per-core AMQP 0-9-1 broker",
+    long_about = "A thread-per-core AMQP 0-9-1 broker. Every setting has an embedded default; \
+a TOML file (--config) overrides defaults, and flags or WARREN_* environment variables override the file."
 )]
 struct Args {
-    /// Address to listen on.
-    #[arg(long, env = "WARREN_BIND", default_value = "0.0.0.0")]
-    bind: IpAddr,
-    /// AMQP port (0 picks a free one and prints it).
-    #[arg(long, env = "WARREN_PORT", default_value_t = 5672)]
-    port: u16,
-    /// Number of shards (default: one per available core).
+    /// TOML configuration file (see the README for every key).
+    #[arg(long, env = "WARREN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0].
+    #[arg(long, env = "WARREN_BIND")]
+    bind: Option<IpAddr>,
+    /// AMQP port; 0 picks a free one and prints it [default: 5672].
+    #[arg(long, env = "WARREN_PORT")]
+    port: Option<u16>,
+    /// Number of shards [default: one per available core].
     #[arg(long, env = "WARREN_SHARDS")]
     shards: Option<usize>,
-    /// The one directory Warren writes to.
-    #[arg(long, env = "WARREN_DATA_DIR", default_value = "./warren-data")]
-    data_dir: PathBuf,
-    /// Default user name.
-    #[arg(long, env = "WARREN_DEFAULT_USER", default_value = "guest")]
-    default_user: String,
-    /// Default user password.
-    #[arg(long, env = "WARREN_DEFAULT_PASS", default_value = "guest")]
-    default_pass: String,
-    /// Heartbeat interval proposed to clients, seconds (0 = off).
-    #[arg(long, env = "WARREN_HEARTBEAT", default_value_t = 60)]
-    heartbeat: u16,
+    /// The one directory Warren writes to [default: ./warren-data].
+    #[arg(long, env = "WARREN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Default user, created on first start [default: guest].
+    #[arg(long, env = "WARREN_DEFAULT_USER")]
+    default_user: Option<String>,
+    /// Default user's password [default: guest].
+    #[arg(long, env = "WARREN_DEFAULT_PASS")]
+    default_pass: Option<String>,
+    /// Heartbeat interval proposed to clients, seconds; 0 = off [default: 60].
+    #[arg(long, env = "WARREN_HEARTBEAT")]
+    heartbeat: Option<u16>,
     /// Do not pin shards to cores.
     #[arg(long, env = "WARREN_NO_PIN")]
     no_pin: bool,
-    /// Size of each message segment file, MiB.
-    #[arg(long, env = "WARREN_SEGMENT_MB", default_value_t = 64)]
-    segment_mb: usize,
+    /// Size of each message segment file, MiB [default: 64].
+    #[arg(long, env = "WARREN_SEGMENT_MB")]
+    segment_mb: Option<usize>,
     /// Confirm persistent messages without waiting for fdatasync (survives
     /// a process crash, not a power loss). Default: wait (safe).
     #[arg(long, env = "WARREN_NO_FSYNC")]
     no_fsync: bool,
-    /// Longest delay before ack/delivery records reach the queue index, ms.
-    #[arg(long, env = "WARREN_FLUSH_INTERVAL_MS", default_value_t = 200)]
-    flush_interval_ms: u64,
-    /// Management HTTP API port (0 picks a free one and prints it).
-    #[arg(long, env = "WARREN_MGMT_PORT", default_value_t = 15672)]
-    mgmt_port: u16,
-    /// Address for the management HTTP API.
-    #[arg(long, env = "WARREN_MGMT_BIND", default_value = "0.0.0.0")]
-    mgmt_bind: IpAddr,
+    /// Longest delay before ack/delivery records reach the queue index, ms [default: 200].
+    #[arg(long, env = "WARREN_FLUSH_INTERVAL_MS")]
+    flush_interval_ms: Option<u64>,
+    /// Management HTTP API port; 0 picks a free one and prints it [default: 15672].
+    #[arg(long, env = "WARREN_MGMT_PORT")]
+    mgmt_port: Option<u16>,
+    /// Address for the management HTTP API [default: 0.0.0.0].
+    #[arg(long, env = "WARREN_MGMT_BIND")]
+    mgmt_bind: Option<IpAddr>,
     /// Do not start the management HTTP API.
     #[arg(long, env = "WARREN_NO_MGMT")]
     no_mgmt: bool,
@@ -104,22 +109,40 @@ fn main() {
         .into_iter()
         .map(|c| c.id)
         .collect();
-    let shards = args.shards.unwrap_or(cores.len().max(1)).max(1);
-    let config = Config {
+    let file = match &args.config {
+        Some(path) => match load_file(path) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("warren: {}: {e}", path.display());
+                std::process::exit(78);
+            }
+        },
+        None => FileConfig::default(),
+    };
+    let overrides = Overrides {
         bind: args.bind,
         port: args.port,
-        shards,
+        shards: args.shards,
         data_dir: args.data_dir,
         default_user: args.default_user,
         default_pass: args.default_pass,
         heartbeat: args.heartbeat,
-        segment_size: args.segment_mb.max(1) * 1024 * 1024,
-        fsync: !args.no_fsync,
+        no_pin: args.no_pin,
+        segment_mb: args.segment_mb,
+        no_fsync: args.no_fsync,
         flush_interval_ms: args.flush_interval_ms,
-        mgmt_port: (!args.no_mgmt).then_some(args.mgmt_port),
+        mgmt_port: args.mgmt_port,
         mgmt_bind: args.mgmt_bind,
-        ..Config::default()
+        no_mgmt: args.no_mgmt,
     };
+    let (config, pin) = match Config::resolve(file, overrides, cores.len()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            std::process::exit(78);
+        }
+    };
+    let shards = config.shards;
     if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
         eprintln!(
             "warren: cannot create data dir {}: {e}",
@@ -154,7 +177,7 @@ fn main() {
     let mut mgmt_port: Option<u16> = None;
     for (i, (s, r)) in senders.into_iter().zip(receivers).enumerate() {
         let (ready_tx, ready_rx) = mpsc::channel();
-        let cpu = if args.no_pin || cores.is_empty() {
+        let cpu = if !pin || cores.is_empty() {
             None
         } else {
             Some(cores[i % cores.len()])
@@ -202,7 +225,10 @@ fn main() {
         Some(p) => format!("{}:{p}", config.mgmt_bind),
         None => "disabled".into(),
     };
-    let banner = format!("warren listening on {}:{port}\nwarren management listening on {mgmt}\n", config.bind);
+    let banner = format!(
+        "warren listening on {}:{port}\nwarren management listening on {mgmt}\n",
+        config.bind
+    );
     let _ = std::io::stdout().write_all(banner.as_bytes());
     let _ = std::io::stdout().flush();
     tracing::info!(shards, port, "warren started");
