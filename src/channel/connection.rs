@@ -228,7 +228,6 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
                     return Ok(());
                 }
             };
-            conn.last_recv.set(Instant::now());
             if phase == Phase::Closing {
                 if let Frame::Method(0, m) = &frame {
                     if matches!(
@@ -291,6 +290,8 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
             None => read(conn, stream, &mut buf).await?,
         };
         conn.recv_oct.set(conn.recv_oct.get() + n as u64);
+        // Once per read, not per frame: any bytes prove the peer alive.
+        conn.last_recv.set(Instant::now());
         if n == 0 {
             return Ok(());
         }
@@ -378,17 +379,24 @@ async fn on_frame(
                 .map(|_| true)
                 .map_err(|e| (ch, e.on(c, mid)))
         }
+        Frame::Publish(ch, p) if ch != 0 => super::handlers::publish_fast(conn, shard, ch, p)
+            .map(|_| true)
+            .map_err(|e| (ch, e.on(60, 40))),
+        Frame::Settle(ch, st) if ch != 0 => super::handlers::settle_fast(conn, shard, ch, st)
+            .map(|_| true)
+            .map_err(|e| (ch, e.on(60, 80))),
         Frame::Header {
             channel,
             class_id,
             body_size,
             props_raw,
-            props,
-        } if channel != 0 => {
-            content_header(conn, shard, channel, class_id, body_size, props_raw, props)
-                .map(|_| true)
-                .map_err(|e| (channel, e.on(60, 40)))
-        }
+            view,
+            headers,
+        } if channel != 0 => content_header(
+            conn, shard, channel, class_id, body_size, props_raw, view, headers,
+        )
+        .map(|_| true)
+        .map_err(|e| (channel, e.on(60, 40))),
         Frame::Body(ch, body) if ch != 0 => content_body(conn, shard, ch, body)
             .map(|_| true)
             .map_err(|e| (ch, e.on(60, 40))),

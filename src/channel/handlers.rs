@@ -83,6 +83,7 @@ fn lookup_queue(
     Ok((q.id, q.home))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn content_header(
     conn: &Conn,
     shard: &Shard,
@@ -90,16 +91,17 @@ pub fn content_header(
     class_id: u16,
     body_size: u64,
     props_raw: Bytes,
-    props: Box<basic::AMQPProperties>,
+    view: crate::codec::fast::PropsView,
+    headers: Option<amq_protocol::types::FieldTable>,
 ) -> AmqpResult<()> {
     let max = shard.config.max_message_size;
     let mut st = conn.state.borrow_mut();
     let vhost = st.vhost.clone();
-    let user_mismatch = props
-        .user_id()
+    let user_mismatch = view
+        .user_id
         .as_ref()
-        .filter(|uid| uid.as_str() != st.user)
-        .map(|uid| (uid.to_string(), st.user.clone()));
+        .filter(|uid| **uid != st.user)
+        .map(|uid| (uid.clone(), st.user.clone()));
     let Some(c) = st.channels.get_mut(&ch) else {
         return Err(AmqpError::channel_error("expected 'channel.open'"));
     };
@@ -121,16 +123,103 @@ pub fn content_header(
             "user_id property set to '{uid}' but authenticated user was '{user}'"
         )));
     }
-    let progress = p.on_header(
-        Header {
-            body_size,
-            props_raw,
-            props,
-        },
-        max,
-    )?;
+    let header = Header {
+        body_size,
+        props_raw,
+        delivery_mode: view.delivery_mode,
+        headers,
+    };
+    let progress = p.on_header(header, max)?;
     finish(shard, conn, &vhost, c, progress);
     Ok(())
+}
+
+/// Checks every method on a channel needs first. Ok(false): the channel is
+/// closing and the frame is dropped, as the spec asks.
+pub fn ready_for_method(conn: &Conn, ch: u16) -> AmqpResult<bool> {
+    let st = conn.state.borrow();
+    let Some(c) = st.channels.get(&ch) else {
+        return Err(AmqpError::channel_error("expected 'channel.open'"));
+    };
+    if c.closing {
+        return Ok(false);
+    }
+    match c.publish.as_ref().map(|p| p.header.is_some()) {
+        Some(false) => Err(AmqpError::unexpected_frame(
+            "expected content header for class 60, got non content header frame instead",
+        )),
+        Some(true) => Err(AmqpError::unexpected_frame(
+            "expected content body, got non content body frame instead",
+        )),
+        None => Ok(true),
+    }
+}
+
+/// basic.publish from the fast path.
+pub fn publish_fast(
+    conn: &Conn,
+    shard: &Shard,
+    ch: u16,
+    p: crate::codec::fast::Publish,
+) -> AmqpResult<()> {
+    if !ready_for_method(conn, ch)? {
+        return Ok(());
+    }
+    basic_publish(
+        conn,
+        shard,
+        ch,
+        basic::Publish {
+            exchange: p.exchange,
+            routing_key: p.routing_key,
+            mandatory: p.mandatory,
+            immediate: p.immediate,
+        },
+    )
+}
+
+/// basic.ack / nack / reject from the fast path.
+pub fn settle_fast(
+    conn: &Conn,
+    shard: &Shard,
+    ch: u16,
+    s: crate::codec::fast::Settle,
+) -> AmqpResult<()> {
+    use crate::codec::fast::Settle as S;
+    if !ready_for_method(conn, ch)? {
+        return Ok(());
+    }
+    match s {
+        S::Ack { tag, multiple } => basic_settle(conn, shard, ch, tag, multiple, Settle::Ack),
+        S::Nack {
+            tag,
+            multiple,
+            requeue,
+        } => basic_settle(
+            conn,
+            shard,
+            ch,
+            tag,
+            multiple,
+            if requeue {
+                Settle::Requeue
+            } else {
+                Settle::Discard
+            },
+        ),
+        S::Reject { tag, requeue } => basic_settle(
+            conn,
+            shard,
+            ch,
+            tag,
+            false,
+            if requeue {
+                Settle::Requeue
+            } else {
+                Settle::Discard
+            },
+        ),
+    }
 }
 
 pub fn content_body(conn: &Conn, shard: &Shard, ch: u16, body: Bytes) -> AmqpResult<()> {

@@ -83,6 +83,15 @@ pub struct Channel {
     /// (permission epoch, exchange) last allowed for basic.publish.
     pub publish_allowed: Option<(u64, amq_protocol::types::ShortString)>,
     pub stats: ChannelStats,
+    /// Last routing decision: (table version, exchange, key, queues). A
+    /// publisher usually repeats its exchange and key, so the table lookup
+    /// is skipped while the table is unchanged.
+    pub route_cache: Option<(
+        u64,
+        amq_protocol::types::ShortString,
+        amq_protocol::types::ShortString,
+        Vec<(QueueId, ShardId)>,
+    )>,
 }
 
 /// Channel counters for the management API.
@@ -207,16 +216,16 @@ impl Conn {
     ) {
         {
             let mut out = self.out.borrow_mut();
-            codec::write_method(
+            // Hot path: see codec::fast for why deliver is not generated
+            // through amq-protocol's AMQPClass here.
+            codec::fast::write_deliver(
                 &mut out,
                 channel,
-                AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
-                    consumer_tag: tag.into(),
-                    delivery_tag,
-                    redelivered,
-                    exchange: msg.exchange.clone(),
-                    routing_key: msg.routing_key.clone(),
-                })),
+                tag,
+                delivery_tag,
+                redelivered,
+                msg.exchange.as_str(),
+                msg.routing_key.as_str(),
             );
             codec::write_content(
                 &mut out,
@@ -415,7 +424,9 @@ impl Conn {
     /// cancel its consumers at their queues (fire and forget, in FIFO order).
     pub fn release_channel(&self, shard: &Shard, ch: &mut Channel) {
         let (p, c) = shard.closed_channel_totals.get();
-        shard.closed_channel_totals.set((p + ch.stats.publish, c + ch.stats.confirm));
+        shard
+            .closed_channel_totals
+            .set((p + ch.stats.publish, c + ch.stats.confirm));
         ch.stats.publish = 0;
         ch.stats.confirm = 0;
         if !ch.stats.exchanges.is_empty() {

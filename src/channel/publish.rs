@@ -30,7 +30,8 @@ pub struct PendingPublish {
 pub struct Header {
     pub body_size: u64,
     pub props_raw: Bytes,
-    pub props: Box<basic::AMQPProperties>,
+    pub delivery_mode: Option<u8>,
+    pub headers: Option<amq_protocol::types::FieldTable>,
 }
 
 pub enum Progress {
@@ -65,8 +66,8 @@ impl PendingPublish {
                 b.freeze()
             }
         };
-        let persistent = *h.props.delivery_mode() == Some(2);
-        let headers = h.props.headers().clone();
+        let persistent = h.delivery_mode == Some(2);
+        let headers = h.headers;
         let msg = Arc::new(Message {
             exchange: std::mem::take(&mut self.exchange),
             routing_key: std::mem::take(&mut self.routing_key),
@@ -120,14 +121,46 @@ pub fn route_and_send(
     headers: Option<&amq_protocol::types::FieldTable>,
     confirm: bool,
 ) {
-    let mut dests: Vec<(QueueId, ShardId)> = Vec::new();
-    shard.table().route(
-        vhost,
-        msg.exchange.as_str(),
-        msg.routing_key.as_str(),
-        headers,
-        &mut dests,
-    );
+    // Route (or reuse the channel's last decision: no lookup, no alloc).
+    let version = shard.table().version;
+    let mut cache = ch.route_cache.take();
+    let hit = matches!(&cache, Some((v, x, k, _))
+        if headers.is_none() && *v == version && *x == msg.exchange && *k == msg.routing_key);
+    if !hit {
+        let mut dests: Vec<(QueueId, ShardId)> = Vec::new();
+        shard.table().route(
+            vhost,
+            msg.exchange.as_str(),
+            msg.routing_key.as_str(),
+            headers,
+            &mut dests,
+        );
+        // Grouped by home shard: one outbox message per shard.
+        dests.sort_unstable_by_key(|d| d.1);
+        cache = Some((
+            version,
+            msg.exchange.clone(),
+            msg.routing_key.clone(),
+            dests,
+        ));
+    }
+    let Some(entry) = cache else { return };
+    route_to(shard, conn, ch, msg, mandatory, confirm, &entry.3);
+    // A headers-dependent decision is not reusable for the next message.
+    if headers.is_none() {
+        ch.route_cache = Some(entry);
+    }
+}
+
+fn route_to(
+    shard: &Shard,
+    conn: &Conn,
+    ch: &mut Channel,
+    msg: MsgRef,
+    mandatory: bool,
+    confirm: bool,
+    dests: &[(QueueId, ShardId)],
+) {
     ch.stats.publish += 1;
     let routed = !dests.is_empty() as u64;
     match ch.stats.exchanges.iter_mut().find(|e| e.0 == msg.exchange) {
@@ -164,13 +197,11 @@ pub fn route_and_send(
         // Unroutable: confirmed at the next flush (nothing outstanding).
         return;
     }
-    // Group destinations by home shard: one outbox message per shard.
-    dests.sort_unstable_by_key(|d| d.1);
     let mut shards_involved = 0u32;
     let mut i = 0;
     while i < dests.len() {
         let home = dests[i].1;
-        let mut queues = Vec::with_capacity(1);
+        let mut queues = crate::mailbox::QueueList::new();
         while i < dests.len() && dests[i].1 == home {
             queues.push(dests[i].0);
             i += 1;

@@ -10,6 +10,8 @@
 //!
 //! Must never: panic on anything a peer sends, allocate per body, block.
 
+pub mod fast;
+
 use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::frame::{gen_frame, AMQPFrame};
 use amq_protocol::protocol::{basic::AMQPProperties, parse_class, AMQPClass};
@@ -28,13 +30,19 @@ pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 #[derive(Debug)]
 pub enum Frame {
     Method(u16, Box<AMQPClass>),
+    /// basic.publish, decoded by the fast path.
+    Publish(u16, fast::Publish),
+    /// basic.ack / nack / reject, decoded by the fast path.
+    Settle(u16, fast::Settle),
     Header {
         channel: u16,
         class_id: u16,
         body_size: u64,
         /// Raw property flags and list, exactly as sent.
         props_raw: Bytes,
-        props: Box<AMQPProperties>,
+        view: fast::PropsView,
+        /// Decoded only when the message carries headers.
+        headers: Option<amq_protocol::types::FieldTable>,
     },
     Body(u16, Bytes),
     Heartbeat(u16),
@@ -92,6 +100,19 @@ pub fn next_frame(buf: &mut BytesMut, frame_max: u32) -> AmqpResult<Option<Frame
     let payload = frame.slice(7..total - 1);
     match kind {
         FRAME_METHOD => {
+            match fast::method_ids(&payload) {
+                Some((60, 40)) => {
+                    if let Some(p) = fast::parse_publish(&payload) {
+                        return Ok(Some(Frame::Publish(channel, p)));
+                    }
+                }
+                Some((60, 80 | 90 | 120)) => {
+                    if let Some(s) = fast::parse_settle(&payload) {
+                        return Ok(Some(Frame::Settle(channel, s)));
+                    }
+                }
+                _ => {}
+            }
             let (rest, class) = parse_class(&payload[..])
                 .map_err(|_| AmqpError::syntax_error("unable to parse method frame"))?;
             if !rest.is_empty() {
@@ -102,6 +123,25 @@ pub fn next_frame(buf: &mut BytesMut, frame_max: u32) -> AmqpResult<Option<Frame
             Ok(Some(Frame::Method(channel, Box::new(class))))
         }
         FRAME_HEADER => {
+            if let Some((class_id, body_size, props_raw, view)) = fast::parse_header(&payload) {
+                let headers = if view.has_headers {
+                    amq_protocol::protocol::basic::parse_properties(&props_raw[..])
+                        .map_err(|_| AmqpError::frame_error("unable to parse content header"))?
+                        .1
+                        .headers()
+                        .clone()
+                } else {
+                    None
+                };
+                return Ok(Some(Frame::Header {
+                    channel,
+                    class_id,
+                    body_size,
+                    props_raw,
+                    view,
+                    headers,
+                }));
+            }
             let (rest, header) =
                 amq_protocol::frame::parsing::parse_content_header(&payload[..])
                     .map_err(|_| AmqpError::frame_error("unable to parse content header"))?;
@@ -110,12 +150,19 @@ pub fn next_frame(buf: &mut BytesMut, frame_max: u32) -> AmqpResult<Option<Frame
                     "trailing bytes after content header",
                 ));
             }
+            let p = &header.properties;
+            let view = fast::PropsView {
+                delivery_mode: *p.delivery_mode(),
+                has_headers: p.headers().is_some(),
+                user_id: p.user_id().as_ref().map(|u| u.to_string()),
+            };
             Ok(Some(Frame::Header {
                 channel,
                 class_id: header.class_id,
                 body_size: header.body_size,
                 props_raw: payload.slice(12..),
-                props: Box::new(header.properties),
+                view,
+                headers: p.headers().clone(),
             }))
         }
         FRAME_BODY => Ok(Some(Frame::Body(channel, payload))),
@@ -221,10 +268,10 @@ mod tests {
         let mut got = Vec::new();
         match next_frame(&mut buf, 4096).unwrap() {
             Some(Frame::Header {
-                body_size, props, ..
+                body_size, view, ..
             }) => {
                 assert_eq!(body_size, 10_000);
-                assert_eq!(*props.delivery_mode(), Some(2));
+                assert_eq!(view.delivery_mode, Some(2));
             }
             other => panic!("{other:?}"),
         }

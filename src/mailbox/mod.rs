@@ -78,7 +78,10 @@ pub enum Request {
     QueueStats(QueueId),
     Consume(QueueId, ConsumerSpec),
     Cancel(QueueId, ConsumerId),
-    Get { queue: QueueId, no_ack: bool },
+    Get {
+        queue: QueueId,
+        no_ack: bool,
+    },
     Purge(QueueId),
     /// Management: this shard's statistics.
     Snapshot,
@@ -112,6 +115,10 @@ pub struct Got {
     pub remaining: u32,
 }
 
+/// Queues on one shard a message goes to; inline up to two (no allocation
+/// for the common cases).
+pub type QueueList = smallvec::SmallVec<[QueueId; 2]>;
+
 #[derive(Debug)]
 pub enum ShardMsg {
     Request {
@@ -124,7 +131,7 @@ pub enum ShardMsg {
         resp: Response,
     },
     Publish {
-        queues: Vec<QueueId>,
+        queues: QueueList,
         msg: MsgRef,
         confirm: Option<ConfirmRef>,
     },

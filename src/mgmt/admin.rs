@@ -19,14 +19,25 @@ fn admin_only(user: &UserDef) -> Result<(), Response> {
     if user.has_tag("administrator") {
         Ok(())
     } else {
-        Err(Response::error(401, "not_authorised", "Not administrator user"))
+        Err(Response::error(
+            401,
+            "not_authorised",
+            "Not administrator user",
+        ))
     }
 }
 
 fn tags_of(v: &Value) -> Vec<String> {
     match v {
-        Value::String(s) => s.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect(),
-        Value::Array(a) => a.iter().filter_map(|t| t.as_str().map(String::from)).collect(),
+        Value::String(s) => s
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|t| t.as_str().map(String::from))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -48,7 +59,13 @@ fn ok_or(r: Result<crate::meta::MetaReply, Response>, status: u16) -> Response {
     }
 }
 
-pub async fn route(m: &Rc<Mgmt>, req: &Request, user: &UserDef, meth: &str, s: &[&str]) -> Response {
+pub async fn route(
+    m: &Rc<Mgmt>,
+    req: &Request,
+    user: &UserDef,
+    meth: &str,
+    s: &[&str],
+) -> Response {
     match (meth, s) {
         ("GET", ["vhosts"]) => {
             let items = m
@@ -63,7 +80,10 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request, user: &UserDef, meth: &str, s: &
         }
         ("GET", ["vhosts", v]) => {
             if m.shard.table().vhosts.contains(*v) {
-                Response::json(200, &json!({"name": v, "tracing": false, "description": "", "tags": []}))
+                Response::json(
+                    200,
+                    &json!({"name": v, "tracing": false, "description": "", "tags": []}),
+                )
             } else {
                 Response::error(404, "Object Not Found", "Not Found")
             }
@@ -72,13 +92,31 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request, user: &UserDef, meth: &str, s: &
             if let Err(r) = admin_only(user) {
                 return r;
             }
-            ok_or(meta(m, MetaOp::VhostAdd { name: v.to_string() }).await, 201)
+            ok_or(
+                meta(
+                    m,
+                    MetaOp::VhostAdd {
+                        name: v.to_string(),
+                    },
+                )
+                .await,
+                201,
+            )
         }
         ("DELETE", ["vhosts", v]) => {
             if let Err(r) = admin_only(user) {
                 return r;
             }
-            ok_or(meta(m, MetaOp::VhostDelete { name: v.to_string() }).await, 204)
+            ok_or(
+                meta(
+                    m,
+                    MetaOp::VhostDelete {
+                        name: v.to_string(),
+                    },
+                )
+                .await,
+                204,
+            )
         }
         ("GET", ["users"]) => {
             if let Err(r) = admin_only(user) {
@@ -115,10 +153,22 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request, user: &UserDef, meth: &str, s: &
             if let Err(r) = admin_only(user) {
                 return r;
             }
-            ok_or(meta(m, MetaOp::UserDelete { name: name.to_string() }).await, 204)
+            ok_or(
+                meta(
+                    m,
+                    MetaOp::UserDelete {
+                        name: name.to_string(),
+                    },
+                )
+                .await,
+                204,
+            )
         }
         ("GET", ["users", name, "permissions"]) => {
-            let items = perms(m).into_iter().filter(|p| p["user"] == *name).collect();
+            let items = perms(m)
+                .into_iter()
+                .filter(|p| p["user"] == *name)
+                .collect();
             list(req, items)
         }
         ("GET", ["vhosts", v, "permissions"]) => {
@@ -131,7 +181,10 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request, user: &UserDef, meth: &str, s: &
             }
             list(req, perms(m))
         }
-        ("GET", ["permissions", v, u]) => match perms(m).into_iter().find(|p| p["vhost"] == *v && p["user"] == *u) {
+        ("GET", ["permissions", v, u]) => match perms(m)
+            .into_iter()
+            .find(|p| p["vhost"] == *v && p["user"] == *u)
+        {
             Some(p) => Response::json(200, &p),
             None => Response::error(404, "Object Not Found", "Not Found"),
         },
@@ -153,7 +206,17 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request, user: &UserDef, meth: &str, s: &
             if let Err(r) = admin_only(user) {
                 return r;
             }
-            ok_or(meta(m, MetaOp::PermissionClear { user: u.to_string(), vhost: v.to_string() }).await, 204)
+            ok_or(
+                meta(
+                    m,
+                    MetaOp::PermissionClear {
+                        user: u.to_string(),
+                        vhost: v.to_string(),
+                    },
+                )
+                .await,
+                204,
+            )
         }
         ("GET", ["definitions"]) => Response::json(200, &export(m, None)),
         ("GET", ["definitions", v]) => Response::json(200, &export(m, Some(v))),
@@ -174,12 +237,16 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request, user: &UserDef, meth: &str, s: &
         }
         ("GET", ["health", "checks", "alarms"]) | ("GET", ["health", "checks", "local-alarms"]) => {
             if m.shard.blocked.get() {
-                Response::json(503, &json!({"status": "failed", "reason": "resource alarm(s) in effect", "alarms": [{"resource": "disk", "node": node_name()}]}))
+                Response::json(
+                    503,
+                    &json!({"status": "failed", "reason": "resource alarm(s) in effect", "alarms": [{"resource": "disk", "node": node_name()}]}),
+                )
             } else {
                 Response::json(200, &json!({"status": "ok"}))
             }
         }
-        ("GET", ["health", "checks", "port-listener", _]) | ("GET", ["health", "checks", "protocol-listener", _]) => {
+        ("GET", ["health", "checks", "port-listener", _])
+        | ("GET", ["health", "checks", "protocol-listener", _]) => {
             Response::json(200, &json!({"status": "ok"}))
         }
         ("GET", ["aliveness-test", v]) => {
@@ -194,7 +261,13 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request, user: &UserDef, meth: &str, s: &
 }
 
 fn perms(m: &Mgmt) -> Vec<Value> {
-    let mut v: Vec<Value> = m.shard.table().permissions.values().map(|p| perm_json(&p.def)).collect();
+    let mut v: Vec<Value> = m
+        .shard
+        .table()
+        .permissions
+        .values()
+        .map(|p| perm_json(&p.def))
+        .collect();
     v.sort_by_key(|p| p.to_string());
     v
 }
@@ -252,10 +325,16 @@ pub async fn import(m: &Mgmt, d: &Value) -> Result<(), Response> {
         }
     }
     for u in arr("users") {
-        let Some(name) = u["name"].as_str() else { continue };
+        let Some(name) = u["name"].as_str() else {
+            continue;
+        };
         let algo = u["hashing_algorithm"].as_str().unwrap_or(HASHING);
         if algo != HASHING {
-            return Err(Response::error(400, "bad_request", format!("unsupported hashing algorithm {algo} for user {name}")));
+            return Err(Response::error(
+                400,
+                "bad_request",
+                format!("unsupported hashing algorithm {algo} for user {name}"),
+            ));
         }
         let op = MetaOp::UserPut {
             name: name.into(),
@@ -267,7 +346,17 @@ pub async fn import(m: &Mgmt, d: &Value) -> Result<(), Response> {
     }
     for p in arr("permissions") {
         let s = |k: &str| p[k].as_str().unwrap_or("").to_string();
-        meta(m, MetaOp::PermissionSet(PermissionDef { user: s("user"), vhost: s("vhost"), configure: s("configure"), write: s("write"), read: s("read") })).await?;
+        meta(
+            m,
+            MetaOp::PermissionSet(PermissionDef {
+                user: s("user"),
+                vhost: s("vhost"),
+                configure: s("configure"),
+                write: s("write"),
+                read: s("read"),
+            }),
+        )
+        .await?;
     }
     for x in arr("exchanges") {
         let op = MetaOp::ExchangeDeclare {
@@ -352,11 +441,20 @@ pub fn publish(m: &Mgmt, req: &Request, vhost: &str, exchange: &str) -> Response
         persistent: *props.delivery_mode() == Some(2),
     });
     let mut dests = Vec::new();
-    m.shard.table().route(vhost, exchange, &key, props.headers().as_ref(), &mut dests);
+    m.shard
+        .table()
+        .route(vhost, exchange, &key, props.headers().as_ref(), &mut dests);
     dests.sort_unstable_by_key(|d| d.1);
     let routed = !dests.is_empty();
     for (qid, home) in dests {
-        m.shard.outbox.push(home, ShardMsg::Publish { queues: vec![qid], msg: msg.clone(), confirm: None });
+        m.shard.outbox.push(
+            home,
+            ShardMsg::Publish {
+                queues: smallvec::smallvec![qid],
+                msg: msg.clone(),
+                confirm: None,
+            },
+        );
     }
     Response::json(200, &json!({ "routed": routed }))
 }
@@ -368,18 +466,34 @@ pub async fn get_messages(m: &Mgmt, req: &Request, vhost: &str, name: &str) -> R
     let requeue = b["ackmode"].as_str().unwrap_or("ack_requeue_true") != "ack_requeue_false";
     let truncate = b["truncate"].as_u64().map(|t| t as usize);
     let base64_out = b["encoding"].as_str() == Some("base64");
-    let target = m.shard.table().queue(vhost, name).map(|q| (q.id, q.home, q.exclusive_owner.is_some()));
+    let target = m
+        .shard
+        .table()
+        .queue(vhost, name)
+        .map(|q| (q.id, q.home, q.exclusive_owner.is_some()));
     let Some((id, home, _)) = target else {
         return Response::error(404, "Object Not Found", "Not Found");
     };
     let mut out = Vec::new();
     let mut taken = Vec::new();
     for _ in 0..count {
-        let got = match m.shard.call(home, ShardReq::Get { queue: id, no_ack: !requeue }).await {
+        let got = match m
+            .shard
+            .call(
+                home,
+                ShardReq::Get {
+                    queue: id,
+                    no_ack: !requeue,
+                },
+            )
+            .await
+        {
             ShardResp::Got(Some(g)) => g,
             _ => break,
         };
-        let props = amq_protocol::protocol::basic::parse_properties(&got.msg.props[..]).map(|(_, p)| p).unwrap_or_default();
+        let props = amq_protocol::protocol::basic::parse_properties(&got.msg.props[..])
+            .map(|(_, p)| p)
+            .unwrap_or_default();
         let mut payload = got.msg.body.to_vec();
         let bytes = payload.len();
         if let Some(t) = truncate {
@@ -387,8 +501,14 @@ pub async fn get_messages(m: &Mgmt, req: &Request, vhost: &str, name: &str) -> R
         }
         let (payload, enc) = match String::from_utf8(payload) {
             Ok(s) if !base64_out => (s, "string"),
-            Ok(s) => (base64::engine::general_purpose::STANDARD.encode(s.as_bytes()), "base64"),
-            Err(e) => (base64::engine::general_purpose::STANDARD.encode(e.into_bytes()), "base64"),
+            Ok(s) => (
+                base64::engine::general_purpose::STANDARD.encode(s.as_bytes()),
+                "base64",
+            ),
+            Err(e) => (
+                base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                "base64",
+            ),
         };
         let mut pj = json!({});
         if let Some(dm) = props.delivery_mode() {
@@ -406,8 +526,14 @@ pub async fn get_messages(m: &Mgmt, req: &Request, vhost: &str, name: &str) -> R
         taken.push(got.seq);
     }
     if requeue && !taken.is_empty() {
-        m.shard.outbox.push(home, ShardMsg::Settle { queue: id, seqs: taken, how: Settle::Requeue });
+        m.shard.outbox.push(
+            home,
+            ShardMsg::Settle {
+                queue: id,
+                seqs: taken,
+                how: Settle::Requeue,
+            },
+        );
     }
     Response::json(200, &Value::Array(out))
 }
-

@@ -22,8 +22,21 @@ pub fn amqp_error(e: &AmqpError) -> Response {
         405 | 406 => 400,
         _ => 400,
     };
-    let reason = e.text.splitn(2, " - ").nth(1).unwrap_or(&e.text).to_string();
-    Response::error(status, if status == 404 { "Object Not Found" } else { "bad_request" }, reason)
+    let reason = e
+        .text
+        .splitn(2, " - ")
+        .nth(1)
+        .unwrap_or(&e.text)
+        .to_string();
+    Response::error(
+        status,
+        if status == 404 {
+            "Object Not Found"
+        } else {
+            "bad_request"
+        },
+        reason,
+    )
 }
 
 pub async fn meta(m: &Mgmt, op: MetaOp) -> Result<MetaReply, Response> {
@@ -35,7 +48,10 @@ pub async fn meta(m: &Mgmt, op: MetaOp) -> Result<MetaReply, Response> {
 }
 
 fn q(req: &Request, k: &str) -> Option<String> {
-    req.query.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone())
+    req.query
+        .iter()
+        .find(|(a, _)| a == k)
+        .map(|(_, v)| v.clone())
 }
 
 /// Apply `columns=`, `sort=`, and `page=`/`page_size=` as RabbitMQ does.
@@ -62,11 +78,18 @@ pub fn list(req: &Request, mut items: Vec<Value>) -> Response {
     let Some(page) = q(req, "page").and_then(|p| p.parse::<usize>().ok()) else {
         return Response::json(200, &Value::Array(items));
     };
-    let size = q(req, "page_size").and_then(|p| p.parse::<usize>().ok()).unwrap_or(100).clamp(1, 500);
+    let size = q(req, "page_size")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, 500);
     let total = items.len();
     let page_count = total.div_ceil(size).max(1);
     let page = page.max(1);
-    let slice: Vec<Value> = items.into_iter().skip((page - 1) * size).take(size).collect();
+    let slice: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .collect();
     Response::json(
         200,
         &json!({"filtered_count": total, "item_count": slice.len(), "items": slice, "page": page,
@@ -96,7 +119,9 @@ fn project(v: &Value, cols: &[&str]) -> Value {
 }
 
 pub fn visible(m: &Mgmt, user: &UserDef, vhost: &str) -> bool {
-    user.has_tag("administrator") || user.has_tag("monitoring") || m.shard.table().has_vhost_access(&user.name, vhost)
+    user.has_tag("administrator")
+        || user.has_tag("monitoring")
+        || m.shard.table().has_vhost_access(&user.name, vhost)
 }
 
 fn queue_json(m: &Mgmt, q: &super::stats::QueueInfo, node: &str) -> Value {
@@ -114,10 +139,20 @@ fn queue_json(m: &Mgmt, q: &super::stats::QueueInfo, node: &str) -> Value {
 }
 
 pub fn node_name() -> String {
-    format!("warren@{}", std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into()))
+    format!(
+        "warren@{}",
+        std::fs::read_to_string("/etc/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into())
+    )
 }
 
-fn exchanges_json(m: &Mgmt, snaps: &[ShardSnapshot], vhost: Option<&str>, user: &UserDef) -> Vec<Value> {
+fn exchanges_json(
+    m: &Mgmt,
+    snaps: &[ShardSnapshot],
+    vhost: Option<&str>,
+    user: &UserDef,
+) -> Vec<Value> {
     let t = m.shard.table();
     let mut stats: Vec<(String, String, u64, u64)> = Vec::new();
     for s in snaps {
@@ -136,10 +171,20 @@ fn exchanges_json(m: &Mgmt, snaps: &[ShardSnapshot], vhost: Option<&str>, user: 
             continue;
         }
         let (kind, durable, auto_delete, internal, args) = match t.exchange(&v, &n) {
-            Some(e) => (e.def.kind.as_str(), e.def.durable, e.def.auto_delete, e.def.internal, table_to_json(&e.def.args)),
+            Some(e) => (
+                e.def.kind.as_str(),
+                e.def.durable,
+                e.def.auto_delete,
+                e.def.internal,
+                table_to_json(&e.def.args),
+            ),
             None => ("direct", true, false, false, json!({})),
         };
-        let (i, o) = stats.iter().find(|s| s.0 == v && s.1 == n).map(|s| (s.2, s.3)).unwrap_or((0, 0));
+        let (i, o) = stats
+            .iter()
+            .find(|s| s.0 == v && s.1 == n)
+            .map(|s| (s.2, s.3))
+            .unwrap_or((0, 0));
         let prefix = format!("exchange|{v}|{n}|");
         out.push(json!({
             "name": n, "vhost": v, "type": kind, "durable": durable, "auto_delete": auto_delete,
@@ -154,13 +199,21 @@ pub fn bindings_json(m: &Mgmt, vhost: Option<&str>) -> Vec<Value> {
     let t = m.shard.table();
     let mut out = Vec::new();
     // The implicit default-exchange binding of every queue comes first.
-    let mut queues: Vec<_> = t.queues.values().filter(|q| vhost.is_none_or(|v| v == q.vhost)).collect();
+    let mut queues: Vec<_> = t
+        .queues
+        .values()
+        .filter(|q| vhost.is_none_or(|v| v == q.vhost))
+        .collect();
     queues.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
     for q in queues {
         out.push(json!({"source": "", "vhost": q.vhost, "destination": q.name, "destination_type": "queue",
             "routing_key": q.name, "arguments": {}, "properties_key": q.name}));
     }
-    let mut xs: Vec<_> = t.exchanges.iter().filter(|((v, _), _)| vhost.is_none_or(|x| x == v)).collect();
+    let mut xs: Vec<_> = t
+        .exchanges
+        .iter()
+        .filter(|((v, _), _)| vhost.is_none_or(|x| x == v))
+        .collect();
     xs.sort_by(|a, b| a.0.cmp(b.0));
     for ((v, src), e) in xs {
         let mut bs: Vec<Value> = e
@@ -184,11 +237,22 @@ pub fn bindings_json(m: &Mgmt, vhost: Option<&str>) -> Vec<Value> {
 pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
     // Percent-decode each segment after splitting (a vhost "/" is "%2F");
     // RabbitMQ names the default exchange "amq.default" in URLs.
-    let segs: Vec<String> = req.path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+    let segs: Vec<String> = req
+        .path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
     let segs: Vec<String> = segs
         .into_iter()
         .enumerate()
-        .map(|(i, x)| if i == 3 && x == "amq.default" && req.path.starts_with("/api/exchanges/") { String::new() } else { x })
+        .map(|(i, x)| {
+            if i == 3 && x == "amq.default" && req.path.starts_with("/api/exchanges/") {
+                String::new()
+            } else {
+                x
+            }
+        })
         .collect();
     let s: Vec<&str> = segs.iter().map(|x| x.as_str()).collect();
     if s.first() == Some(&"metrics") {
@@ -219,7 +283,11 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         }
         ("GET", ["connections", name]) => {
             let snaps = gather(&m.shard).await;
-            match snaps.iter().flat_map(|s| s.connections.iter()).find(|c| c.name == *name) {
+            match snaps
+                .iter()
+                .flat_map(|s| s.connections.iter())
+                .find(|c| c.name == *name)
+            {
                 Some(c) => Response::json(200, &conn_json(m, c)),
                 None => Response::error(404, "Object Not Found", "Not Found"),
             }
@@ -229,11 +297,20 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
                 return Response::error(401, "not_authorised", "Not administrator user");
             }
             let snaps = gather(&m.shard).await;
-            let Some(c) = snaps.iter().flat_map(|s| s.connections.iter()).find(|c| c.name == *name) else {
+            let Some(c) = snaps
+                .iter()
+                .flat_map(|s| s.connections.iter())
+                .find(|c| c.name == *name)
+            else {
                 return Response::error(404, "Object Not Found", "Not Found");
             };
             let reason = q(req, "reason").unwrap_or_else(|| "Closed via management plugin".into());
-            m.shard.call(crate::ids::ShardId(c.shard), ShardReq::CloseConnection(c.name.clone(), reason)).await;
+            m.shard
+                .call(
+                    crate::ids::ShardId(c.shard),
+                    ShardReq::CloseConnection(c.name.clone(), reason),
+                )
+                .await;
             Response::no_content()
         }
         ("GET", ["channels"]) => {
@@ -264,8 +341,13 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
                 .collect();
             list(req, items)
         }
-        ("GET", ["exchanges"]) => list(req, exchanges_json(m, &gather(&m.shard).await, None, &user)),
-        ("GET", ["exchanges", v]) => list(req, exchanges_json(m, &gather(&m.shard).await, Some(v), &user)),
+        ("GET", ["exchanges"]) => {
+            list(req, exchanges_json(m, &gather(&m.shard).await, None, &user))
+        }
+        ("GET", ["exchanges", v]) => list(
+            req,
+            exchanges_json(m, &gather(&m.shard).await, Some(v), &user),
+        ),
         ("GET", ["exchanges", v, n]) => {
             let all = exchanges_json(m, &gather(&m.shard).await, Some(v), &user);
             match all.into_iter().find(|x| x["name"] == *n) {
@@ -306,10 +388,16 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         }
         ("POST", ["exchanges", v, n, "publish"]) => admin::publish(m, req, v, n),
         ("GET", ["exchanges", v, n, "bindings", dir]) => {
-            let key = if *dir == "source" { "source" } else { "destination" };
+            let key = if *dir == "source" {
+                "source"
+            } else {
+                "destination"
+            };
             let items = bindings_json(m, Some(v))
                 .into_iter()
-                .filter(|b| b[key] == *n && (key == "source" || b["destination_type"] == "exchange"))
+                .filter(|b| {
+                    b[key] == *n && (key == "source" || b["destination_type"] == "exchange")
+                })
                 .collect();
             list(req, items)
         }
@@ -323,12 +411,19 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
                 .filter(|q| vh.is_none_or(|v| v == q.vhost) && visible(m, &user, &q.vhost))
                 .map(|q| queue_json(m, q, &node))
                 .collect();
-            items.sort_by(|a, b| (a["vhost"].to_string(), a["name"].to_string()).cmp(&(b["vhost"].to_string(), b["name"].to_string())));
+            items.sort_by(|a, b| {
+                (a["vhost"].to_string(), a["name"].to_string())
+                    .cmp(&(b["vhost"].to_string(), b["name"].to_string()))
+            });
             list(req, items)
         }
         ("GET", ["queues", v, n]) => {
             let snaps = gather(&m.shard).await;
-            match snaps.iter().flat_map(|s| s.queues.iter()).find(|q| q.vhost == *v && q.name == *n) {
+            match snaps
+                .iter()
+                .flat_map(|s| s.queues.iter())
+                .find(|q| q.vhost == *v && q.name == *n)
+            {
                 Some(qi) => Response::json(200, &queue_json(m, qi, &node_name())),
                 None => Response::error(404, "Object Not Found", "Not Found"),
             }
@@ -388,7 +483,11 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             let dtype = if *kind == "q" { "queue" } else { "exchange" };
             let items = bindings_json(m, Some(v))
                 .into_iter()
-                .filter(|b| b["source"] == *src && b["destination"] == *dst && b["destination_type"] == dtype)
+                .filter(|b| {
+                    b["source"] == *src
+                        && b["destination"] == *dst
+                        && b["destination_type"] == dtype
+                })
                 .collect();
             list(req, items)
         }
@@ -412,7 +511,10 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         ("DELETE", ["bindings", v, "e", src, kind, dst, props]) => {
             let dtype = if *kind == "q" { "queue" } else { "exchange" };
             let found = bindings_json(m, Some(v)).into_iter().find(|b| {
-                b["source"] == *src && b["destination"] == *dst && b["destination_type"] == dtype && b["properties_key"] == *props
+                b["source"] == *src
+                    && b["destination"] == *dst
+                    && b["destination_type"] == dtype
+                    && b["properties_key"] == *props
             });
             let Some(b) = found else {
                 return Response::error(404, "Object Not Found", "Not Found");
@@ -480,17 +582,20 @@ async fn overview(m: &Mgmt, _req: &Request) -> Response {
     let chans: usize = snaps.iter().map(|s| s.channels.len()).sum();
     let c = super::counters(&snaps);
     let get = |k: &str| c.get(k).copied().unwrap_or(0);
-    Response::json(200, &json!({
-        "management_version": env!("CARGO_PKG_VERSION"), "rabbitmq_version": "3.13.0",
-        "product_name": "Warren", "product_version": env!("CARGO_PKG_VERSION"),
-        "cluster_name": "warren", "node": node_name(),
-        "object_totals": {"connections": conns, "channels": chans, "exchanges": t.exchanges.len() + t.vhosts.len(),
-            "queues": queues, "consumers": consumers},
-        "queue_totals": {"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked},
-        "message_stats": m.message_stats("all|||", &[("publish", get("all|||publish")), ("deliver_get", get("all|||deliver_get")),
-            ("ack", get("all|||ack")), ("confirm", get("all|||confirm"))]),
-        "listeners": [{"node": node_name(), "protocol": "amqp", "ip_address": "::", "port": m.amqp_port},
-                      {"node": node_name(), "protocol": "http", "ip_address": "::", "port": m.http_port}],
-        "shards": m.shard.shard_count(),
-    }))
+    Response::json(
+        200,
+        &json!({
+            "management_version": env!("CARGO_PKG_VERSION"), "rabbitmq_version": "3.13.0",
+            "product_name": "Warren", "product_version": env!("CARGO_PKG_VERSION"),
+            "cluster_name": "warren", "node": node_name(),
+            "object_totals": {"connections": conns, "channels": chans, "exchanges": t.exchanges.len() + t.vhosts.len(),
+                "queues": queues, "consumers": consumers},
+            "queue_totals": {"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked},
+            "message_stats": m.message_stats("all|||", &[("publish", get("all|||publish")), ("deliver_get", get("all|||deliver_get")),
+                ("ack", get("all|||ack")), ("confirm", get("all|||confirm"))]),
+            "listeners": [{"node": node_name(), "protocol": "amqp", "ip_address": "::", "port": m.amqp_port},
+                          {"node": node_name(), "protocol": "http", "ip_address": "::", "port": m.http_port}],
+            "shards": m.shard.shard_count(),
+        }),
+    )
 }

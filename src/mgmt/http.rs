@@ -22,16 +22,31 @@ pub struct Response {
 
 impl Response {
     pub fn json(status: u16, v: &serde_json::Value) -> Self {
-        Response { status, content_type: "application/json", body: serde_json::to_vec(v).unwrap_or_default() }
+        Response {
+            status,
+            content_type: "application/json",
+            body: serde_json::to_vec(v).unwrap_or_default(),
+        }
     }
     pub fn text(status: u16, content_type: &'static str, body: String) -> Self {
-        Response { status, content_type, body: body.into_bytes() }
+        Response {
+            status,
+            content_type,
+            body: body.into_bytes(),
+        }
     }
     pub fn no_content() -> Self {
-        Response { status: 204, content_type: "application/json", body: Vec::new() }
+        Response {
+            status: 204,
+            content_type: "application/json",
+            body: Vec::new(),
+        }
     }
     pub fn error(status: u16, error: &str, reason: impl Into<String>) -> Self {
-        Self::json(status, &serde_json::json!({"error": error, "reason": reason.into()}))
+        Self::json(
+            status,
+            &serde_json::json!({"error": error, "reason": reason.into()}),
+        )
     }
 }
 
@@ -73,8 +88,12 @@ pub fn percent_decode(s: &str) -> String {
 fn basic_auth(v: &[u8]) -> Option<(String, String)> {
     use base64::Engine;
     let s = std::str::from_utf8(v).ok()?;
-    let enc = s.strip_prefix("Basic ").or_else(|| s.strip_prefix("basic "))?;
-    let dec = base64::engine::general_purpose::STANDARD.decode(enc.trim()).ok()?;
+    let enc = s
+        .strip_prefix("Basic ")
+        .or_else(|| s.strip_prefix("basic "))?;
+    let dec = base64::engine::general_purpose::STANDARD
+        .decode(enc.trim())
+        .ok()?;
     let dec = String::from_utf8(dec).ok()?;
     let (u, p) = dec.split_once(':')?;
     Some((u.to_string(), p.to_string()))
@@ -103,7 +122,8 @@ pub async fn read_request(stream: &SharedStream, buf: &mut BytesMut) -> Option<R
                         auth = basic_auth(h.value);
                     } else if name == "connection" {
                         let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
-                        keep_alive = v.contains("keep-alive") || (keep_alive && !v.contains("close"));
+                        keep_alive =
+                            v.contains("keep-alive") || (keep_alive && !v.contains("close"));
                     }
                 }
                 if len > MAX_BODY {
@@ -129,7 +149,14 @@ pub async fn read_request(stream: &SharedStream, buf: &mut BytesMut) -> Option<R
                         None => (percent_decode(kv), String::new()),
                     })
                     .collect();
-                return Some(Request { method, path, query, auth, body, keep_alive });
+                return Some(Request {
+                    method,
+                    path,
+                    query,
+                    auth,
+                    body,
+                    keep_alive,
+                });
             }
             Ok(httparse::Status::Partial) => {
                 if buf.len() > MAX_HEADER {
@@ -145,7 +172,11 @@ pub async fn read_request(stream: &SharedStream, buf: &mut BytesMut) -> Option<R
     }
 }
 
-pub async fn write_response(stream: &SharedStream, r: &Response, keep_alive: bool) -> std::io::Result<()> {
+pub async fn write_response(
+    stream: &SharedStream,
+    r: &Response,
+    keep_alive: bool,
+) -> std::io::Result<()> {
     let mut out = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nServer: Warren\r\nConnection: {}\r\n",
         r.status,

@@ -7,12 +7,18 @@ use std::fmt::Write;
 
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 struct Out(String);
@@ -43,9 +49,19 @@ pub async fn render(m: &Mgmt) -> Response {
     let mut o = Out(String::new());
     type QueueField = fn(&super::stats::QueueInfo) -> u64;
     let queue_gauges: [(&str, &str, QueueField); 3] = [
-        ("warren_queue_messages_ready", "Messages ready to be delivered", |q| q.ready as u64),
-        ("warren_queue_messages_unacked", "Messages delivered and not yet acknowledged", |q| q.unacked as u64),
-        ("warren_queue_consumers", "Consumers on the queue", |q| q.consumers as u64),
+        (
+            "warren_queue_messages_ready",
+            "Messages ready to be delivered",
+            |q| q.ready as u64,
+        ),
+        (
+            "warren_queue_messages_unacked",
+            "Messages delivered and not yet acknowledged",
+            |q| q.unacked as u64,
+        ),
+        ("warren_queue_consumers", "Consumers on the queue", |q| {
+            q.consumers as u64
+        }),
     ];
     for (name, help, f) in queue_gauges {
         o.family(name, "gauge", help);
@@ -56,11 +72,21 @@ pub async fn render(m: &Mgmt) -> Response {
         }
     }
     let queue_counters: [(&str, &str, QueueField); 3] = [
-        ("warren_queue_messages_published_total", "Messages enqueued", |q| q.stats.publish),
-        ("warren_queue_messages_delivered_total", "Messages delivered to consumers or fetched with basic.get", |q| {
-            q.stats.deliver + q.stats.get
-        }),
-        ("warren_queue_messages_acked_total", "Messages acknowledged", |q| q.stats.ack),
+        (
+            "warren_queue_messages_published_total",
+            "Messages enqueued",
+            |q| q.stats.publish,
+        ),
+        (
+            "warren_queue_messages_delivered_total",
+            "Messages delivered to consumers or fetched with basic.get",
+            |q| q.stats.deliver + q.stats.get,
+        ),
+        (
+            "warren_queue_messages_acked_total",
+            "Messages acknowledged",
+            |q| q.stats.ack,
+        ),
     ];
     for (name, help, f) in queue_counters {
         o.family(name, "counter", help);
@@ -80,34 +106,82 @@ pub async fn render(m: &Mgmt) -> Response {
     o.sample("warren_channels", &[], chans);
     o.family("warren_consumers", "gauge", "Consumers");
     o.sample("warren_consumers", &[], cons);
-    o.family("warren_messages_published_total", "counter", "Messages published");
+    o.family(
+        "warren_messages_published_total",
+        "counter",
+        "Messages published",
+    );
     o.sample("warren_messages_published_total", &[], publish);
-    o.family("warren_shard_mailbox_depth", "gauge", "Messages waiting in a shard's outbox for a destination shard");
+    o.family(
+        "warren_shard_mailbox_depth",
+        "gauge",
+        "Messages waiting in a shard's outbox for a destination shard",
+    );
     for s in &snaps {
         for (d, n) in s.outbox_depth.iter().enumerate() {
-            o.sample("warren_shard_mailbox_depth", &[("shard", &s.shard.to_string()), ("to", &d.to_string())], n);
+            o.sample(
+                "warren_shard_mailbox_depth",
+                &[("shard", &s.shard.to_string()), ("to", &d.to_string())],
+                n,
+            );
         }
     }
-    o.family("warren_shard_busy_seconds_total", "counter", "Time the shard's event loop spent running tasks (utilisation = rate)");
+    o.family(
+        "warren_shard_busy_seconds_total",
+        "counter",
+        "Time the shard's event loop spent running tasks (utilisation = rate)",
+    );
     for s in &snaps {
-        o.sample("warren_shard_busy_seconds_total", &[("shard", &s.shard.to_string())], s.runtime_ns as f64 / 1e9);
+        o.sample(
+            "warren_shard_busy_seconds_total",
+            &[("shard", &s.shard.to_string())],
+            s.runtime_ns as f64 / 1e9,
+        );
     }
-    o.family("warren_shard_loop_utilisation", "gauge", "Fraction of the last sampling interval the shard's loop was busy");
+    o.family(
+        "warren_shard_loop_utilisation",
+        "gauge",
+        "Fraction of the last sampling interval the shard's loop was busy",
+    );
     for s in &snaps {
         let r = m.rate(&format!("shard|{}||runtime_ns", s.shard)) / 1e9;
-        o.sample("warren_shard_loop_utilisation", &[("shard", &s.shard.to_string())], format!("{r:.4}"));
+        o.sample(
+            "warren_shard_loop_utilisation",
+            &[("shard", &s.shard.to_string())],
+            format!("{r:.4}"),
+        );
     }
-    o.family("warren_store_bytes", "gauge", "Bytes of message segment files");
+    o.family(
+        "warren_store_bytes",
+        "gauge",
+        "Bytes of message segment files",
+    );
     o.family("warren_store_segments", "gauge", "Message segment files");
     for s in &snaps {
-        o.sample("warren_store_bytes", &[("shard", &s.shard.to_string())], s.store_bytes);
+        o.sample(
+            "warren_store_bytes",
+            &[("shard", &s.shard.to_string())],
+            s.store_bytes,
+        );
     }
     for s in &snaps {
-        o.sample("warren_store_segments", &[("shard", &s.shard.to_string())], s.store_segments);
+        o.sample(
+            "warren_store_segments",
+            &[("shard", &s.shard.to_string())],
+            s.store_segments,
+        );
     }
-    o.family("warren_process_resident_memory_bytes", "gauge", "Resident memory of the broker process");
+    o.family(
+        "warren_process_resident_memory_bytes",
+        "gauge",
+        "Resident memory of the broker process",
+    );
     o.sample("warren_process_resident_memory_bytes", &[], rss_bytes());
-    o.family("warren_disk_alarm", "gauge", "1 while persistent publishes are refused for lack of disk");
+    o.family(
+        "warren_disk_alarm",
+        "gauge",
+        "1 while persistent publishes are refused for lack of disk",
+    );
     o.sample("warren_disk_alarm", &[], m.shard.blocked.get() as u8);
     Response::text(200, "text/plain; version=0.0.4; charset=utf-8", o.0)
 }

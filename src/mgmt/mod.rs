@@ -115,10 +115,17 @@ impl Mgmt {
         let u = self.shard.table().users.get(user).cloned();
         match u {
             Some(u) if u.check_password(pass) => {
-                if ["administrator", "management", "monitoring", "policymaker"].iter().any(|t| u.has_tag(t)) {
+                if ["administrator", "management", "monitoring", "policymaker"]
+                    .iter()
+                    .any(|t| u.has_tag(t))
+                {
                     Ok(u)
                 } else {
-                    Err(http::Response::error(401, "not_authorised", "Not management user"))
+                    Err(http::Response::error(
+                        401,
+                        "not_authorised",
+                        "Not management user",
+                    ))
                 }
             }
             _ => Err(http::Response::error(401, "not_authorised", "Login failed")),
@@ -138,7 +145,12 @@ async fn sampler(m: Rc<Mgmt>) {
                 let dt = now.duration_since(*t).as_secs_f64().max(0.001);
                 let rates = cur
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.saturating_sub(prev.get(k).copied().unwrap_or(0)) as f64 / dt))
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.saturating_sub(prev.get(k).copied().unwrap_or(0)) as f64 / dt,
+                        )
+                    })
                     .collect();
                 r.rates = rates;
             }
@@ -149,8 +161,19 @@ async fn sampler(m: Rc<Mgmt>) {
 }
 
 /// Start the management listener on this shard (shard 0).
-pub fn start(shard: Rc<Shard>, listener: glommio::net::TcpListener, amqp_port: u16, http_port: u16) {
-    let m = Rc::new(Mgmt { shard, rates: RefCell::new(Rates::default()), started: Instant::now(), amqp_port, http_port });
+pub fn start(
+    shard: Rc<Shard>,
+    listener: glommio::net::TcpListener,
+    amqp_port: u16,
+    http_port: u16,
+) {
+    let m = Rc::new(Mgmt {
+        shard,
+        rates: RefCell::new(Rates::default()),
+        started: Instant::now(),
+        amqp_port,
+        http_port,
+    });
     glommio::spawn_local(sampler(m.clone())).detach();
     glommio::spawn_local(async move {
         loop {
@@ -164,7 +187,11 @@ pub fn start(shard: Rc<Shard>, listener: glommio::net::TcpListener, amqp_port: u
                 let mut buf = BytesMut::with_capacity(16 * 1024);
                 while let Some(req) = http::read_request(&stream, &mut buf).await {
                     let resp = api::route(&m, &req).await;
-                    if http::write_response(&stream, &resp, req.keep_alive).await.is_err() || !req.keep_alive {
+                    if http::write_response(&stream, &resp, req.keep_alive)
+                        .await
+                        .is_err()
+                        || !req.keep_alive
+                    {
                         break;
                     }
                 }

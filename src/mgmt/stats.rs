@@ -100,11 +100,20 @@ pub fn conn_name(peer: &std::net::SocketAddr, port: u16) -> String {
 
 /// Take this shard's snapshot (runs on the shard itself).
 pub fn snapshot(shard: &Shard) -> ShardSnapshot {
-    let mut s = ShardSnapshot { shard: shard.id.0, ..Default::default() };
+    let mut s = ShardSnapshot {
+        shard: shard.id.0,
+        ..Default::default()
+    };
     let table = shard.table();
-    let qname = |id: QueueId| table.queue_by_id(id).map(|q| (q.vhost.clone(), q.name.clone())).unwrap_or_default();
+    let qname = |id: QueueId| {
+        table
+            .queue_by_id(id)
+            .map(|q| (q.vhost.clone(), q.name.clone()))
+            .unwrap_or_default()
+    };
     let port = shard.listen_port.get();
-    let mut exchanges: Vec<(String, String, u64, u64)> = shard.closed_exchange_stats.borrow().clone();
+    let mut exchanges: Vec<(String, String, u64, u64)> =
+        shard.closed_exchange_stats.borrow().clone();
     for conn in shard.conns.borrow().values() {
         if !conn.open.get() {
             continue;
@@ -192,15 +201,26 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
             shard: shard.id.0,
         });
     }
-    s.outbox_depth = (0..shard.shard_count()).map(|d| shard.outbox.len(crate::ids::ShardId(d))).collect();
-    s.runtime_ns = glommio::executor().executor_stats().total_runtime().as_nanos() as u64;
+    s.outbox_depth = (0..shard.shard_count())
+        .map(|d| shard.outbox.len(crate::ids::ShardId(d)))
+        .collect();
+    s.runtime_ns = glommio::executor()
+        .executor_stats()
+        .total_runtime()
+        .as_nanos() as u64;
     let st = shard.store.borrow();
     s.store_segments = st.segment_count();
     s.store_bytes = st.bytes();
     s
 }
 
-pub fn merge_exchange(v: &mut Vec<(String, String, u64, u64)>, vhost: &str, x: &str, i: u64, o: u64) {
+pub fn merge_exchange(
+    v: &mut Vec<(String, String, u64, u64)>,
+    vhost: &str,
+    x: &str,
+    i: u64,
+    o: u64,
+) {
     match v.iter_mut().find(|e| e.0 == vhost && e.1 == x) {
         Some(e) => {
             e.2 += i;

@@ -156,6 +156,8 @@ pub struct RoutingTable {
     pub permissions: HashMap<Key, CompiledPermission>,
     /// Bumped on every permission change (lets channels cache checks).
     pub permission_epoch: u64,
+    /// Bumped on every change (invalidates channels' route caches).
+    pub version: u64,
 }
 
 fn key(vhost: &str, name: &str) -> Key {
@@ -182,6 +184,7 @@ impl RoutingTable {
 
     /// Apply one broadcast change.
     pub fn apply(&mut self, change: &MetaChange) {
+        self.version += 1;
         match change {
             MetaChange::ExchangeDeclared(def) => {
                 self.exchanges

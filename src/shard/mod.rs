@@ -501,7 +501,7 @@ impl Shard {
     /// (after the next group commit when it was stored).
     fn publish(
         self: &Rc<Self>,
-        queues: Vec<QueueId>,
+        queues: crate::mailbox::QueueList,
         msg: crate::message::MsgRef,
         confirm: Option<ConfirmRef>,
     ) {
