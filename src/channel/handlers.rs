@@ -426,7 +426,16 @@ pub async fn handle_method(
         },
         AMQPClass::Basic(m) => match m {
             basic::AMQPMethod::Qos(q) => {
-                with_channel(conn, ch, |c, _| c.prefetch = q.prefetch_count);
+                // RabbitMQ: global=false sets the limit for each consumer
+                // created afterwards; global=true one limit for the channel.
+                with_channel(conn, ch, |c, _| {
+                    if q.global {
+                        c.global_prefetch = q.prefetch_count;
+                    } else {
+                        c.prefetch = q.prefetch_count;
+                    }
+                });
+                conn.release_held(ch);
                 reply(
                     conn,
                     ch,
@@ -990,10 +999,15 @@ fn basic_settle(
 ) -> AmqpResult<()> {
     let result = with_channel(conn, ch, |c, _| -> AmqpResult<Vec<(u64, Unacked)>> {
         let taken: Vec<(u64, Unacked)> = if multiple {
+            // Deliveries still held back were never seen by the client.
+            let held_from = c.held.front().map(|h| h.delivery_tag).unwrap_or(u64::MAX);
             let keys: Vec<u64> = if tag == 0 {
-                c.unacked.keys().copied().collect()
+                c.unacked.range(..held_from).map(|(k, _)| *k).collect()
             } else {
-                c.unacked.range(..=tag).map(|(k, _)| *k).collect()
+                c.unacked
+                    .range(..=tag.min(held_from.saturating_sub(1)))
+                    .map(|(k, _)| *k)
+                    .collect()
             };
             if keys.is_empty() && tag != 0 {
                 return Err(AmqpError::precondition_failed(format!(
@@ -1004,7 +1018,9 @@ fn basic_settle(
                 .filter_map(|k| c.unacked.remove(&k).map(|u| (k, u)))
                 .collect()
         } else {
-            match c.unacked.remove(&tag) {
+            let held = c.held.front().is_some_and(|h| tag >= h.delivery_tag);
+            let found = if held { None } else { c.unacked.remove(&tag) };
+            match found {
                 Some(u) => vec![(tag, u)],
                 None => {
                     return Err(AmqpError::precondition_failed(format!(
@@ -1024,6 +1040,7 @@ fn basic_settle(
     });
     let taken = result.unwrap_or(Ok(Vec::new()))?;
     settle_grouped(shard, taken.into_iter().map(|(_, u)| u), how);
+    conn.release_held(ch);
     Ok(())
 }
 

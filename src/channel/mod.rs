@@ -41,6 +41,8 @@ pub struct ChannelConsumer {
 
 /// A delivery held back while the client has paused us with channel.flow.
 pub struct Held {
+    /// Tracked in `unacked` (ack mode) as well.
+    pub acked_mode: bool,
     pub tag: Rc<str>,
     pub delivery_tag: u64,
     pub redelivered: bool,
@@ -78,7 +80,12 @@ pub struct Channel {
     pub acked_upto: u64,
     pub tx: Option<Vec<TxOp>>,
     pub flow_active: bool,
-    pub held: Vec<Held>,
+    pub held: std::collections::VecDeque<Held>,
+    /// Held deliveries that are also in `unacked`.
+    pub held_unacked: usize,
+    /// basic.qos global=true: unacked deliveries allowed on the channel as
+    /// a whole (0 = no limit); per-consumer limits still apply.
+    pub global_prefetch: u16,
     pub last_queue: Option<String>,
     /// (permission epoch, exchange) last allowed for basic.publish.
     pub publish_allowed: Option<(u64, amq_protocol::types::ShortString)>,
@@ -276,8 +283,16 @@ impl Conn {
                 .insert(delivery_tag, Unacked { queue, home, seq });
         }
         let credit = (home, queue, consumer);
-        if !ch.flow_active {
-            ch.held.push(Held {
+        // Hold it back (in tag order) while paused or over the channel-wide
+        // prefetch; the queue's credit stays taken until it is written.
+        let over_global = ch.global_prefetch > 0
+            && ch.unacked.len() - ch.held_unacked > ch.global_prefetch as usize;
+        if !ch.flow_active || !ch.held.is_empty() || (over_global && !route.no_ack) {
+            if !route.no_ack {
+                ch.held_unacked += 1;
+            }
+            ch.held.push_back(Held {
+                acked_mode: !route.no_ack,
                 tag: route.tag.clone(),
                 delivery_tag,
                 redelivered,
@@ -300,11 +315,29 @@ impl Conn {
 
     /// channel.flow active=true again: write what was held back.
     pub fn release_held(&self, channel: u16) {
-        let held = match self.state.borrow_mut().channels.get_mut(&channel) {
-            Some(ch) => std::mem::take(&mut ch.held),
-            None => return,
-        };
-        for h in held {
+        let mut ready = Vec::new();
+        {
+            let mut st = self.state.borrow_mut();
+            let Some(ch) = st.channels.get_mut(&channel) else {
+                return;
+            };
+            while ch.flow_active {
+                let written = ch.unacked.len() - ch.held_unacked;
+                let Some(front) = ch.held.front() else { break };
+                if front.acked_mode
+                    && ch.global_prefetch > 0
+                    && written >= ch.global_prefetch as usize
+                {
+                    break;
+                }
+                let Some(h) = ch.held.pop_front() else { break };
+                if h.acked_mode {
+                    ch.held_unacked -= 1;
+                }
+                ready.push(h);
+            }
+        }
+        for h in ready {
             self.write_delivery(
                 channel,
                 &h.tag,
@@ -438,6 +471,7 @@ impl Conn {
         }
         let unacked = std::mem::take(&mut ch.unacked);
         settle_grouped(shard, unacked.into_values(), Settle::Requeue);
+        ch.held_unacked = 0;
         for h in std::mem::take(&mut ch.held) {
             shard.outbox.push(
                 h.credit.0,

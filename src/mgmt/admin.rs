@@ -206,6 +206,9 @@ pub async fn route(
             if let Err(r) = admin_only(user) {
                 return r;
             }
+            if !m.shard.table().has_vhost_access(u, v) {
+                return Response::error(404, "Object Not Found", "Not Found");
+            }
             ok_or(
                 meta(
                     m,
@@ -245,9 +248,28 @@ pub async fn route(
                 Response::json(200, &json!({"status": "ok"}))
             }
         }
-        ("GET", ["health", "checks", "port-listener", _])
-        | ("GET", ["health", "checks", "protocol-listener", _]) => {
-            Response::json(200, &json!({"status": "ok"}))
+        ("GET", ["health", "checks", "port-listener", port]) => {
+            let ports = [m.amqp_port, m.http_port];
+            match port.parse::<u16>() {
+                Ok(p) if ports.contains(&p) => {
+                    Response::json(200, &json!({"status": "ok", "port": p}))
+                }
+                _ => Response::json(
+                    503,
+                    &json!({"status": "failed", "reason": "No active listener", "missing": port, "ports": ports}),
+                ),
+            }
+        }
+        ("GET", ["health", "checks", "protocol-listener", proto]) => {
+            let known = ["amqp", "amqp091", "amqp0-9-1", "amqp0.9.1", "http"];
+            if known.contains(&proto.to_ascii_lowercase().as_str()) {
+                Response::json(200, &json!({"status": "ok", "protocol": proto}))
+            } else {
+                Response::json(
+                    503,
+                    &json!({"status": "failed", "reason": "No active listener", "missing": proto, "protocols": ["amqp", "http"]}),
+                )
+            }
         }
         ("GET", ["aliveness-test", v]) => {
             if m.shard.table().vhosts.contains(*v) {

@@ -68,6 +68,7 @@ pub fn list(req: &Request, mut items: Vec<Value>) -> Response {
             items.reverse();
         }
     }
+    let total = items.len();
     if let Some(name) = q(req, "name") {
         items.retain(|i| i["name"].as_str().is_some_and(|n| n.contains(&name)));
     }
@@ -75,16 +76,30 @@ pub fn list(req: &Request, mut items: Vec<Value>) -> Response {
         let cols: Vec<&str> = cols.split(',').collect();
         items = items.into_iter().map(|i| project(&i, &cols)).collect();
     }
-    let Some(page) = q(req, "page").and_then(|p| p.parse::<usize>().ok()) else {
+    let Some(page) = q(req, "page") else {
         return Response::json(200, &Value::Array(items));
     };
-    let size = q(req, "page_size")
-        .and_then(|p| p.parse::<usize>().ok())
-        .unwrap_or(100)
-        .clamp(1, 500);
-    let total = items.len();
-    let page_count = total.div_ceil(size).max(1);
-    let page = page.max(1);
+    let size = q(req, "page_size").map(|p| p.parse::<usize>().ok());
+    let (page, size) = match (page.parse::<usize>().ok(), size) {
+        (Some(p), None) if p >= 1 => (p, 100),
+        (Some(p), Some(Some(s))) if p >= 1 && (1..=500).contains(&s) => (p, s),
+        _ => {
+            return Response::error(
+                400,
+                "invalid_pagination_parameters",
+                format!("Invalid pagination parameters: page number {page}"),
+            )
+        }
+    };
+    let filtered = items.len();
+    let page_count = filtered.div_ceil(size);
+    if page > 1 && page > page_count {
+        return Response::error(
+            400,
+            "page_out_of_range",
+            format!("Page out of range, page: {page} page size: {size}, len: {filtered}"),
+        );
+    }
     let slice: Vec<Value> = items
         .into_iter()
         .skip((page - 1) * size)
@@ -92,7 +107,7 @@ pub fn list(req: &Request, mut items: Vec<Value>) -> Response {
         .collect();
     Response::json(
         200,
-        &json!({"filtered_count": total, "item_count": slice.len(), "items": slice, "page": page,
+        &json!({"filtered_count": filtered, "item_count": slice.len(), "items": slice, "page": page,
                 "page_count": page_count, "page_size": size, "total_count": total}),
     )
 }
@@ -195,6 +210,29 @@ fn exchanges_json(
     out
 }
 
+/// A binding's `properties_key` as RabbitMQ builds it: the routing key
+/// URL-quoted (`~` as `%7E`), then `~` and a hash of the arguments if any;
+/// `~` alone for an empty key without arguments.
+pub fn properties_key(key: &str, args: &Value) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let mut out = String::new();
+    for b in key.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    let no_args = args.as_object().is_none_or(|a| a.is_empty());
+    if no_args {
+        return if out.is_empty() { "~".into() } else { out };
+    }
+    let digest = sha2::Sha256::digest(args.to_string().as_bytes());
+    let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..12]);
+    format!("{out}~{hash}")
+}
+
 pub fn bindings_json(m: &Mgmt, vhost: Option<&str>) -> Vec<Value> {
     let t = m.shard.table();
     let mut out = Vec::new();
@@ -207,7 +245,7 @@ pub fn bindings_json(m: &Mgmt, vhost: Option<&str>) -> Vec<Value> {
     queues.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
     for q in queues {
         out.push(json!({"source": "", "vhost": q.vhost, "destination": q.name, "destination_type": "queue",
-            "routing_key": q.name, "arguments": {}, "properties_key": q.name}));
+            "routing_key": q.name, "arguments": {}, "properties_key": properties_key(&q.name, &Value::Null)}));
     }
     let mut xs: Vec<_> = t
         .exchanges
@@ -223,9 +261,9 @@ pub fn bindings_json(m: &Mgmt, vhost: Option<&str>) -> Vec<Value> {
                     Dest::Queue(id, _) => ("queue", t.queue_by_id(*id).map(|q| q.name.clone()).unwrap_or_default()),
                     Dest::Exchange(n) => ("exchange", n.clone()),
                 };
-                let pk = if args.inner().is_empty() { key.to_string() } else { format!("{key}~{}", args.inner().len()) };
+                let aj = table_to_json(args);
                 json!({"source": src, "vhost": v, "destination": dname, "destination_type": dtype,
-                    "routing_key": key, "arguments": table_to_json(args), "properties_key": if pk.is_empty() { "~".to_string() } else { pk }})
+                    "routing_key": key, "properties_key": properties_key(key, &aj), "arguments": aj})
             })
             .collect();
         bs.sort_by_key(|b| b.to_string());
@@ -266,6 +304,16 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         Err(r) => return r,
     };
     let meth = req.method.as_str();
+    // RabbitMQ answers 404 for anything under a vhost that does not exist.
+    if let [kind, v, rest @ ..] = &s[1..] {
+        let scoped = matches!(
+            *kind,
+            "queues" | "exchanges" | "bindings" | "consumers" | "definitions" | "permissions"
+        ) || (*kind == "vhosts" && !rest.is_empty());
+        if scoped && !m.shard.table().vhosts.contains(*v) {
+            return Response::error(404, "Object Not Found", "Not Found");
+        }
+    }
     match (meth, &s[1..]) {
         ("GET", ["overview"]) => overview(m, req).await,
         ("GET", ["nodes"]) => Response::json(200, &json!([node_json(m).await])),
@@ -304,7 +352,10 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             else {
                 return Response::error(404, "Object Not Found", "Not Found");
             };
-            let reason = q(req, "reason").unwrap_or_else(|| "Closed via management plugin".into());
+            let reason = req
+                .header("x-reason")
+                .or_else(|| q(req, "reason"))
+                .unwrap_or_else(|| "Closed via management plugin".into());
             m.shard
                 .call(
                     crate::ids::ShardId(c.shard),
@@ -335,7 +386,8 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
                 .filter(|c| vh.is_none_or(|v| v == c.vhost) && visible(m, &user, &c.vhost))
                 .map(|c| json!({"queue": {"name": c.queue, "vhost": c.vhost}, "consumer_tag": c.tag,
                     "channel_details": {"name": format!("{} ({})", c.connection, c.channel), "number": c.channel,
-                        "connection_name": c.connection, "peer_host": c.peer_host, "peer_port": c.peer_port},
+                        "connection_name": c.connection, "peer_host": c.peer_host, "peer_port": c.peer_port,
+                        "user": c.user, "node": node_name()},
                     "ack_required": c.ack_required, "exclusive": c.exclusive, "prefetch_count": c.prefetch,
                     "active": true, "activity_status": "up", "arguments": {}}))
                 .collect();
@@ -376,6 +428,9 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             }
         }
         ("DELETE", ["exchanges", v, n]) => {
+            if m.shard.table().exchange(v, n).is_none() {
+                return Response::error(404, "Object Not Found", "Not Found");
+            }
             let op = MetaOp::ExchangeDelete {
                 vhost: v.to_string(),
                 name: n.to_string(),
@@ -449,6 +504,9 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             }
         }
         ("DELETE", ["queues", v, n]) => {
+            if m.shard.table().queue(v, n).is_none() {
+                return Response::error(404, "Object Not Found", "Not Found");
+            }
             let op = MetaOp::QueueDelete {
                 vhost: v.to_string(),
                 name: n.to_string(),
@@ -553,7 +611,8 @@ fn conn_json(m: &Mgmt, c: &super::stats::ConnInfo) -> Value {
     json!({"name": c.name, "node": node_name(), "vhost": c.vhost, "user": c.user, "host": "127.0.0.1",
         "port": c.port, "peer_host": c.peer_host, "peer_port": c.peer_port, "channels": c.channels,
         "state": "running", "type": "network", "protocol": "AMQP 0-9-1", "auth_mechanism": "PLAIN",
-        "recv_oct": c.recv_oct, "send_oct": c.send_oct, "frame_max": c.frame_max,
+        "recv_oct": c.recv_oct, "send_oct": c.send_oct, "frame_max": c.frame_max, "channel_max": c.channel_max,
+        "ssl": false, "user_who_performed_action": c.user,
         "recv_oct_details": {"rate": m.rate(&format!("{prefix}recv_oct"))},
         "send_oct_details": {"rate": m.rate(&format!("{prefix}send_oct"))},
         "connected_at": c.connected_at, "client_properties": c.client_properties, "shard": c.shard})

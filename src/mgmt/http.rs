@@ -10,8 +10,20 @@ pub struct Request {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub auth: Option<(String, String)>,
+    /// Other request headers (lower-case names), e.g. `x-reason`.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub keep_alive: bool,
+}
+
+impl Request {
+    /// The value of header `name` (lower-case; only `x-` headers are kept).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
 }
 
 pub struct Response {
@@ -113,6 +125,7 @@ pub async fn read_request(stream: &SharedStream, buf: &mut BytesMut) -> Option<R
                 let raw_path = req.path.unwrap_or("/").to_string();
                 let mut len = 0usize;
                 let mut auth = None;
+                let mut headers = Vec::new();
                 let mut keep_alive = req.version == Some(1);
                 for h in req.headers.iter() {
                     let name = h.name.to_ascii_lowercase();
@@ -120,6 +133,8 @@ pub async fn read_request(stream: &SharedStream, buf: &mut BytesMut) -> Option<R
                         len = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
                     } else if name == "authorization" {
                         auth = basic_auth(h.value);
+                    } else if name.starts_with("x-") {
+                        headers.push((name.clone(), String::from_utf8_lossy(h.value).into_owned()));
                     } else if name == "connection" {
                         let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
                         keep_alive =
@@ -154,6 +169,7 @@ pub async fn read_request(stream: &SharedStream, buf: &mut BytesMut) -> Option<R
                     path,
                     query,
                     auth,
+                    headers,
                     body,
                     keep_alive,
                 });

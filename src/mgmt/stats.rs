@@ -23,6 +23,7 @@ pub struct ConnInfo {
     pub send_oct: u64,
     pub connected_at: u64,
     pub frame_max: u32,
+    pub channel_max: u16,
     pub client_properties: Value,
     pub shard: usize,
 }
@@ -49,6 +50,7 @@ pub struct ChanInfo {
 #[derive(Debug, Clone, Default)]
 pub struct ConsumerInfo {
     pub vhost: String,
+    pub user: String,
     pub queue: String,
     pub tag: String,
     pub connection: String,
@@ -137,6 +139,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
             frame_max: conn.frame_max.get(),
+            channel_max: st.channel_max,
             client_properties: super::json::table_to_json(&conn.client_properties.borrow()),
             shard: shard.id.0,
         });
@@ -168,6 +171,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
                 let (vhost, queue) = qname(c.queue);
                 s.consumers.push(ConsumerInfo {
                     vhost,
+                    user: st.user.clone(),
                     queue,
                     tag: tag.clone(),
                     connection: name.clone(),

@@ -591,3 +591,23 @@ def test_recover_requeue_redelivers_unacked_messages(conn, ch, names):
 def test_recover_without_requeue_is_540_not_implemented(conn, ch):
     e = connection_error(conn, lambda: ch.basic_recover(requeue=False))
     assert (e.reply_code, e.reply_text) == (540, "NOT_IMPLEMENTED - requeue=false")
+
+
+def test_global_qos_limits_unacked_across_all_consumers_of_the_channel(conn, ch, names):
+    q1, q2 = names.queue("1"), names.queue("2")
+    declare_with_messages(conn, ch, q1, 4)
+    declare_with_messages(conn, ch, q2, 4)
+    cch = conn.channel()
+    cch.basic_qos(prefetch_count=3, global_qos=True)
+    c1 = Consumer(conn, cch, q1)
+    c2 = Consumer(conn, cch, q2)
+    wait_until(conn, lambda: len(c1.deliveries) + len(c2.deliveries) >= 3, what="3 deliveries")
+    settle(conn)
+    assert len(c1.deliveries) + len(c2.deliveries) == 3
+    # Acking everything seen so far lets exactly three more through.
+    for c in (c1, c2):
+        for d in c.deliveries:
+            cch.basic_ack(d.method.delivery_tag)
+    wait_until(conn, lambda: len(c1.deliveries) + len(c2.deliveries) >= 6, what="6 deliveries")
+    settle(conn)
+    assert len(c1.deliveries) + len(c2.deliveries) == 6
