@@ -269,6 +269,7 @@ async fn sync_task(shard: Rc<Shard>) {
         shard.flush_dirty();
         if last_compaction.elapsed() > Duration::from_secs(5) {
             last_compaction = std::time::Instant::now();
+            shard.store.borrow().shed_cold();
             let candidates = shard.store.borrow().compaction_candidates();
             for q in candidates {
                 let live = shard.queues.borrow().get(&q).map(|q| q.live_positions());

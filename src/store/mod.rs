@@ -180,6 +180,12 @@ impl Store {
     /// After recovery: drop unreferenced segments and the scan results.
     pub fn finish_recovery(&mut self) {
         self.valid.clear();
+        // Old segments are never appended to again: new writes start a new
+        // one, so stale bytes after a torn tail can never be misread.
+        for s in self.segments.values_mut() {
+            s.seal();
+            s.shed();
+        }
         let dead: Vec<SegmentId> = self
             .segments
             .iter()
@@ -220,6 +226,9 @@ impl Store {
         self.next_segment += 1;
         let old = self.current.replace(id);
         self.segments.insert(id, seg);
+        if let Some(s) = old.and_then(|o| self.segments.get_mut(&o)) {
+            s.seal();
+        }
         if let Some(old) = old {
             if self.segments.get(&old).is_some_and(|s| s.refs == 0) {
                 self.delete_segment(old);
@@ -379,6 +388,15 @@ impl Store {
 
     pub fn bytes(&self) -> u64 {
         self.segments.values().map(|s| s.capacity as u64).sum()
+    }
+
+    /// Shed resident pages of every segment but the one being written.
+    pub fn shed_cold(&self) {
+        for (id, s) in &self.segments {
+            if Some(*id) != self.current {
+                s.shed();
+            }
+        }
     }
 
     pub fn segment_count(&self) -> usize {

@@ -22,7 +22,9 @@ pub struct Segment {
     pub id: SegmentId,
     pub path: PathBuf,
     pub file: File,
-    map: MmapMut,
+    /// Write mapping; dropped once the segment is sealed (no more appends),
+    /// so a large backlog does not stay in this process's resident set.
+    map: Option<MmapMut>,
     read: Arc<Mmap>,
     /// Next write offset.
     pub len: usize,
@@ -96,7 +98,7 @@ impl Segment {
             id,
             path,
             file,
-            map,
+            map: Some(map),
             read,
             len,
             capacity,
@@ -105,22 +107,44 @@ impl Segment {
     }
 
     pub fn fits(&self, payload: usize) -> bool {
-        self.len + HEADER + payload <= self.capacity
+        self.map.is_some() && self.len + HEADER + payload <= self.capacity
+    }
+
+    /// No more appends: unmap the write mapping. Dirty pages stay in the
+    /// page cache and are still covered by an fdatasync of the file.
+    pub fn seal(&mut self) {
+        self.map = None;
+    }
+
+    /// Drop this process's mapping of the read pages (MADV_DONTNEED). The
+    /// data stays in the page cache and on disk and faults back on access;
+    /// this only keeps a big on-disk backlog out of the resident set.
+    pub fn shed(&self) {
+        // SAFETY: a shared, file-backed, read-only mapping: DONTNEED drops
+        // page-table entries only; later reads re-fault the file's pages, so
+        // Bytes handed out from this mapping keep reading the same data.
+        let _ = unsafe {
+            self.read
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        };
     }
 
     /// Append one record built from `parts`; returns its offset.
     pub fn append(&mut self, parts: &[&[u8]]) -> u32 {
         let payload: usize = parts.iter().map(|p| p.len()).sum();
         let off = self.len;
+        let Some(map) = self.map.as_mut() else {
+            return u32::MAX; // sealed: callers check `fits` first
+        };
         let mut crc = 0u32;
         let mut at = off + HEADER;
         for p in parts {
-            self.map[at..at + p.len()].copy_from_slice(p);
+            map[at..at + p.len()].copy_from_slice(p);
             crc = crc32c::crc32c_append(crc, p);
             at += p.len();
         }
-        self.map[off..off + 4].copy_from_slice(&(payload as u32).to_le_bytes());
-        self.map[off + 4..off + 8].copy_from_slice(&crc.to_le_bytes());
+        map[off..off + 4].copy_from_slice(&(payload as u32).to_le_bytes());
+        map[off + 4..off + 8].copy_from_slice(&crc.to_le_bytes());
         self.len = at;
         off as u32
     }
@@ -161,8 +185,17 @@ impl Segment {
             }
             if self.read(off as u32).is_none() {
                 tracing::warn!(file = %self.path.display(), offset = off, "corrupt or torn record: truncating segment here");
-                // Zero the header so a later scan stops at the same place.
-                self.map[off..off + HEADER].fill(0);
+                // Skip a record whose length still leads to a valid one
+                // (a flipped body byte); otherwise truncate here (torn tail).
+                let next = off + HEADER + len;
+                if next + HEADER <= self.capacity && self.read(next as u32).is_some() {
+                    off = next;
+                    continue;
+                }
+                if let Some(map) = self.map.as_mut() {
+                    // Zero the header so a later scan stops at the same place.
+                    map[off..off + HEADER].fill(0);
+                }
                 break;
             }
             offs.push(off as u32);
@@ -203,9 +236,10 @@ mod tests {
         let a = s.append(&[b"good"]);
         let b = s.append(&[b"will be corrupted"]);
         s.append(&[b"after"]);
-        s.map[b as usize + HEADER + 3] ^= 0xff;
+        s.map.as_mut().unwrap()[b as usize + HEADER + 3] ^= 0xff;
         assert!(s.read(b).is_none());
-        assert_eq!(s.scan(), vec![a]);
-        assert_eq!(s.len, b as usize);
+        // The corrupt record is skipped; the one after it is kept.
+        let c = s.len as u32 - (HEADER as u32 + 5);
+        assert_eq!(s.scan(), vec![a, c]);
     }
 }
