@@ -228,6 +228,9 @@ pub async fn route(
                 return r;
             }
             match serde_json::from_slice::<Value>(&req.body) {
+                Ok(d) if !d.is_object() => {
+                    Response::error(400, "bad_request", "definitions must be a JSON object")
+                }
                 Ok(d) => match import(m, &d).await {
                     Ok(()) => Response::no_content(),
                     Err(r) => r,
