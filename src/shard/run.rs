@@ -234,6 +234,7 @@ fn recover(shard: &Rc<Shard>) -> Result<(), String> {
 async fn sync_task(shard: Rc<Shard>) {
     let interval = Duration::from_millis(shard.config.flush_interval_ms.max(1));
     let mut last_compaction = std::time::Instant::now();
+    let mut last_shed = std::time::Instant::now();
     loop {
         let wait = shard.sync_needed.wait();
         let urgent = !shard.store.borrow().waiting.is_empty();
@@ -247,6 +248,10 @@ async fn sync_task(shard: Rc<Shard>) {
         if shard.blocked.get() && shard.store.borrow().has_room() {
             shard.store.borrow_mut().disk_full = false;
             shard.set_blocked(false);
+        }
+        if last_shed.elapsed() > Duration::from_secs(5) {
+            last_shed = std::time::Instant::now();
+            shard.store.borrow().shed_cold();
         }
         if !shard.store.borrow().needs_sync() {
             continue;
@@ -269,7 +274,6 @@ async fn sync_task(shard: Rc<Shard>) {
         shard.flush_dirty();
         if last_compaction.elapsed() > Duration::from_secs(5) {
             last_compaction = std::time::Instant::now();
-            shard.store.borrow().shed_cold();
             let candidates = shard.store.borrow().compaction_candidates();
             for q in candidates {
                 let live = shard.queues.borrow().get(&q).map(|q| q.live_positions());
