@@ -22,8 +22,8 @@ DRAIN=${DRAIN:-20}
 SHARDS=${SHARDS:-$(nproc)}
 BROKERS=${BROKERS:-"warren rabbitmq garagemq"}
 SCENARIOS=${SCENARIOS:-"s1 s2a s2b s3 s4 s5a s5b s5c s6a s6b s7a s7b s8"}
-LOADGEN="$ROOT/target/release/warren-loadgen"
-WARREN="$ROOT/target/release/warren"
+LOADGEN=${LOADGEN:-"$ROOT/target/release/warren-loadgen"}
+WARREN=${WARREN:-"$ROOT/target/release/warren"}
 RABBIT_PORT=${RABBIT_PORT:-5682}
 GARAGE_PORT=${GARAGE_PORT:-5683}
 

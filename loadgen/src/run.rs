@@ -1270,3 +1270,46 @@ fn run_inner(o: &Opts) -> io::Result<i32> {
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn targets(args: &[&str], p: usize, seq: u64) -> Vec<usize> {
+        let mut v = vec!["warren-loadgen"];
+        v.extend_from_slice(args);
+        let o = Opts::parse_from(v);
+        let s = Setup::from_opts(&o).unwrap();
+        let mut out = Vec::new();
+        s.targets(&o, p, seq, |q| out.push(q));
+        out
+    }
+
+    #[test]
+    fn routing_plans_predict_the_receiving_queues() {
+        assert_eq!(targets(&["--queues", "4"], 6, 0), vec![2]);
+        assert_eq!(targets(&["--queues", "3", "--fanout"], 0, 9), vec![0, 1, 2]);
+        // Topic: message seq from publisher p uses key lg.<(p+seq) mod N>.x,
+        // bound to queue <b mod K>.
+        assert_eq!(
+            targets(&["--queues", "10", "--topic-bindings", "1000"], 1, 122),
+            vec![3]
+        );
+        assert_eq!(
+            targets(&["--queues", "2", "-e", "amq.direct", "-k", "k"], 0, 0),
+            vec![0, 1]
+        );
+        assert_eq!(
+            targets(&["--queues", "2", "-k", "loadgen-1"], 0, 0),
+            vec![1]
+        );
+        assert!(targets(&["-k", "elsewhere"], 0, 0).is_empty());
+    }
+
+    #[test]
+    fn queue_names_follow_the_pattern() {
+        assert_eq!(queue_name("perf-%d", 3), "perf-3");
+        assert_eq!(queue_name("perf", 3), "perf-3");
+    }
+}

@@ -128,3 +128,44 @@ impl Hists {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_round_trips_in_16_bytes() {
+        let mut b = [0u8; 16];
+        stamp(&mut b, 123_456_789_012, (1 << 48) - 2, 65_000);
+        assert_eq!(
+            read_stamp(&b),
+            Some((123_456_789_012, (1 << 48) - 2, 65_000))
+        );
+        assert_eq!(read_stamp(&b[..15]), None);
+    }
+
+    #[test]
+    fn seen_counts_duplicates_and_reordering_but_not_redeliveries() {
+        let mut s = Seen::default();
+        for q in [0, 1, 2, 2, 5, 4, 6] {
+            s.mark(q, false);
+        }
+        s.mark(1, true);
+        assert_eq!((s.count, s.dups, s.reordered, s.redelivered), (8, 1, 1, 1));
+        assert!(s.bits.get(5) && !s.bits.get(3));
+    }
+
+    #[test]
+    fn merging_bitsets_reports_overlap() {
+        let mut a = Bits::default();
+        let mut b = Bits::default();
+        for i in [1, 64, 1000] {
+            a.set(i);
+        }
+        for i in [64, 2000] {
+            b.set(i);
+        }
+        assert_eq!(a.merge(&b), 1);
+        assert!(a.get(2000) && a.get(1) && !a.get(2));
+    }
+}
