@@ -3,6 +3,7 @@
 use amq_protocol::protocol::{basic, AMQPClass};
 use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use warren::codec::fast::write_deliver;
 use warren::codec::{encode_properties, next_frame, write_content, write_method};
 
 const FRAME_MAX: u32 = 131_072;
@@ -85,5 +86,27 @@ fn generate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse, generate);
+/// The same, with the broker's hand-written deliver encoder.
+fn generate_fast(c: &mut Criterion) {
+    let mut g = c.benchmark_group("codec/generate_deliver_fast");
+    let props = encode_properties(&basic::AMQPProperties::default().with_delivery_mode(2));
+    for body in [16usize, 1024, 16384] {
+        let payload = vec![7u8; body];
+        g.throughput(Throughput::Elements(BATCH as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(body), &payload, |b, payload| {
+            let mut out = Vec::with_capacity(BATCH * (body + 128));
+            b.iter(|| {
+                out.clear();
+                for tag in 0..BATCH as u64 {
+                    write_deliver(&mut out, 1, "ctag-1", tag + 1, false, "", "loadgen-0");
+                    write_content(&mut out, 1, &props, payload, FRAME_MAX);
+                }
+                black_box(out.len())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, parse, generate, generate_fast);
 criterion_main!(benches);
