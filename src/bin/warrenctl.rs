@@ -96,6 +96,10 @@ pub struct Cli {
     cmd: Cmd,
 }
 
+// Subcommand arguments must not share an id with a global option (clap
+// merges them): hence `new_password`/`username` rather than
+// `password`/`user` below.
+
 /// Columns of a listing, and whether to list every vhost.
 #[derive(Args, Debug, Default)]
 pub struct ListArgs {
@@ -145,7 +149,8 @@ pub enum Cmd {
     /// Create a user (fails if it exists).
     AddUser {
         name: String,
-        password: String,
+        #[arg(value_name = "PASSWORD")]
+        new_password: String,
         /// Tags, comma-separated (administrator, management, monitoring, policymaker).
         #[arg(long, default_value = "")]
         tags: String,
@@ -153,20 +158,32 @@ pub enum Cmd {
     /// Delete a user.
     DeleteUser { name: String },
     /// Set a user's password (tags are kept).
-    ChangePassword { name: String, password: String },
+    ChangePassword {
+        name: String,
+        #[arg(value_name = "PASSWORD")]
+        new_password: String,
+    },
     /// Replace a user's tags (none clears them; the password is kept).
     SetUserTags { name: String, tags: Vec<String> },
     /// Check a user's password against the broker.
-    AuthenticateUser { name: String, password: String },
+    AuthenticateUser {
+        name: String,
+        #[arg(value_name = "PASSWORD")]
+        user_password: String,
+    },
     /// Set a user's configure/write/read permission regexes in the vhost.
     SetPermissions {
-        user: String,
+        #[arg(value_name = "USER")]
+        username: String,
         configure: String,
         write: String,
         read: String,
     },
     /// Remove a user's permissions in the vhost.
-    ClearPermissions { user: String },
+    ClearPermissions {
+        #[arg(value_name = "USER")]
+        username: String,
+    },
     /// Create a virtual host.
     AddVhost { name: String },
     /// Delete a virtual host and everything in it.
@@ -315,5 +332,70 @@ fn main() {
             eprintln!("warrenctl: {message}");
             std::process::exit(code);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn positional_password_and_user_do_not_replace_the_global_ones() {
+        let cli = Cli::try_parse_from([
+            "warrenctl",
+            "--user",
+            "admin",
+            "--password",
+            "secret",
+            "add_user",
+            "bob",
+            "bobpw",
+        ])
+        .unwrap();
+        assert_eq!(
+            (cli.user.as_str(), cli.password.as_str()),
+            ("admin", "secret")
+        );
+        match cli.cmd {
+            Cmd::AddUser {
+                name, new_password, ..
+            } => assert_eq!((name.as_str(), new_password.as_str()), ("bob", "bobpw")),
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "warrenctl",
+            "-u",
+            "admin",
+            "set_permissions",
+            "bob",
+            ".*",
+            ".*",
+            ".*",
+        ])
+        .unwrap();
+        assert_eq!(cli.user, "admin");
+    }
+
+    #[test]
+    fn url_is_used_unless_host_or_port_is_given() {
+        let parse = |args: &[&str]| {
+            let mut v = vec!["warrenctl"];
+            v.extend_from_slice(args);
+            v.push("status");
+            Cli::try_parse_from(v).unwrap().base_url()
+        };
+        assert_eq!(parse(&[]), "http://127.0.0.1:15672");
+        assert_eq!(parse(&["--url", "http://h:1"]), "http://h:1");
+        assert_eq!(
+            parse(&["--url", "http://h:1", "--port", "2"]),
+            "http://127.0.0.1:2"
+        );
+        assert_eq!(parse(&["--host", "x"]), "http://x:15672");
     }
 }

@@ -120,8 +120,9 @@ impl Client {
         let mut req = self
             .agent
             .request(method, &url)
-            .set("Authorization", &self.auth)
-            .set("Accept", "application/json");
+            // No Accept header: RabbitMQ answers 406 to one with
+            // "application/json" on some endpoints (queue purge).
+            .set("Authorization", &self.auth);
         for (k, v) in headers {
             req = req.set(k, v);
         }

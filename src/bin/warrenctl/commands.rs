@@ -358,7 +358,7 @@ pub fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         Cmd::ListVhosts(Columns { columns }) => ctx.list("vhosts", &columns, &["name"]),
         Cmd::AddUser {
             name,
-            password,
+            new_password: password,
             tags,
         } => {
             ctx.say(format!("Adding user \"{name}\" ..."));
@@ -380,7 +380,10 @@ pub fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             ctx.on(c.delete(&user_path(&name)), || format!("user '{name}'"))?;
             Ok(())
         }
-        Cmd::ChangePassword { name, password } => {
+        Cmd::ChangePassword {
+            name,
+            new_password: password,
+        } => {
             ctx.say(format!("Changing password for user \"{name}\" ..."));
             let u = ctx.on(c.get(&user_path(&name)), || format!("user '{name}'"))?;
             let tags = tags_list(&[cell(u.get("tags"))]).join(",");
@@ -404,7 +407,10 @@ pub fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             c.put(&user_path(&name), &body)?;
             Ok(())
         }
-        Cmd::AuthenticateUser { name, password } => {
+        Cmd::AuthenticateUser {
+            name,
+            user_password: password,
+        } => {
             ctx.say(format!("Authenticating user \"{name}\" ..."));
             let probe = Client::new(
                 c.base(),
@@ -425,7 +431,7 @@ pub fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             }
         }
         Cmd::SetPermissions {
-            user,
+            username: user,
             configure,
             write,
             read,
@@ -439,7 +445,7 @@ pub fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             )?;
             Ok(())
         }
-        Cmd::ClearPermissions { user } => {
+        Cmd::ClearPermissions { username: user } => {
             ctx.say(format!(
                 "Clearing permissions for user \"{user}\" in vhost \"{vhost}\" ..."
             ));
