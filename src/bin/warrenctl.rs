@@ -117,6 +117,9 @@ pub struct Columns {
     pub columns: Vec<String>,
 }
 
+/// Command names are snake_case like rabbitmqctl's; `rename_all` would
+/// make long options snake_case too, so multi-word options name
+/// themselves (`--if-empty`).
 #[derive(Subcommand, Debug)]
 #[command(rename_all = "snake_case")]
 pub enum Cmd {
@@ -194,7 +197,7 @@ pub enum Cmd {
         /// Survive a broker restart.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         durable: bool,
-        #[arg(long)]
+        #[arg(long = "auto-delete")]
         auto_delete: bool,
         /// Queue arguments as a JSON object, e.g. '{"x-message-ttl":60000}'.
         #[arg(long)]
@@ -204,10 +207,10 @@ pub enum Cmd {
     DeleteQueue {
         name: String,
         /// Only if it has no consumers.
-        #[arg(long)]
+        #[arg(long = "if-unused")]
         if_unused: bool,
         /// Only if it has no messages.
-        #[arg(long)]
+        #[arg(long = "if-empty")]
         if_empty: bool,
     },
     /// Remove every ready message from a queue.
@@ -220,7 +223,7 @@ pub enum Cmd {
         kind: String,
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         durable: bool,
-        #[arg(long)]
+        #[arg(long = "auto-delete")]
         auto_delete: bool,
         #[arg(long)]
         internal: bool,
@@ -232,16 +235,16 @@ pub enum Cmd {
     DeleteExchange {
         name: String,
         /// Only if it has no bindings.
-        #[arg(long)]
+        #[arg(long = "if-unused")]
         if_unused: bool,
     },
     /// Bind a queue (or, with --destination-type exchange, an exchange) to an exchange.
     DeclareBinding {
         source: String,
         destination: String,
-        #[arg(long, short = 'k', default_value = "")]
+        #[arg(long = "routing-key", short = 'k', default_value = "")]
         routing_key: String,
-        #[arg(long, default_value = "queue", value_parser = ["queue", "exchange"])]
+        #[arg(long = "destination-type", default_value = "queue", value_parser = ["queue", "exchange"])]
         destination_type: String,
         /// Binding arguments as a JSON object.
         #[arg(long)]
@@ -380,6 +383,31 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.user, "admin");
+    }
+
+    #[test]
+    fn long_options_are_kebab_case() {
+        for args in [
+            &["list_queues", "--all-vhosts"][..],
+            &["delete_queue", "q", "--if-empty", "--if-unused"],
+            &["declare_queue", "q", "--auto-delete", "--durable", "false"],
+            &[
+                "declare_binding",
+                "x",
+                "q",
+                "--routing-key",
+                "k",
+                "--destination-type",
+                "queue",
+            ],
+            &["--no-headers", "list_users"],
+        ] {
+            let mut v = vec!["warrenctl"];
+            v.extend_from_slice(args);
+            if let Err(e) = Cli::try_parse_from(&v) {
+                panic!("{args:?}: {e}");
+            }
+        }
     }
 
     #[test]
