@@ -83,47 +83,53 @@ async fn unacked_deliveries_are_requeued_as_redelivered_when_the_channel_closes(
     for shards in SHARD_COUNTS {
         eprintln!("shards={shards}");
         let b = start_broker(shards).await;
-        let conn = connect(&b).await;
+        let conn = connect_on_shard(&b, 0).await;
         let ch = open_channel(&conn).await;
-        let q = declare_queue(&ch, "requeue-on-close").await;
-        let cch = open_channel(&conn).await;
-        let mut consumer = within(
-            "basic.consume",
-            cch.basic_consume(
-                &q,
-                "",
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            ),
-        )
-        .await
-        .unwrap();
-        for i in 0..5 {
-            publish(&ch, "", &q, format!("m{i}").as_bytes()).await;
-        }
-        for _ in 0..5 {
-            next_delivery(&mut consumer, "first delivery").await;
-        }
-        within("close consumer channel", cch.close(200, "bye"))
-            .await
-            .unwrap();
-        for i in 0..5 {
-            let got = within(
-                "basic.get",
-                ch.basic_get(&q, BasicGetOptions { no_ack: true }),
-            )
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("message {i} should have been requeued"));
-            assert_eq!(
-                got.delivery.data,
-                format!("m{i}").as_bytes(),
-                "requeued in original order"
-            );
-            assert!(
-                got.delivery.redelivered,
-                "requeued message must be flagged redelivered"
-            );
+        // The queue on this connection's shard and on the other one.
+        for home in 0..shards {
+            let q = queue_on_shard("requeue-on-close", home, shards);
+            declare_queue(&ch, &q).await;
+            for round in 0..20 {
+                let cch = open_channel(&conn).await;
+                let mut consumer = within(
+                    "basic.consume",
+                    cch.basic_consume(
+                        &q,
+                        "",
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    ),
+                )
+                .await
+                .unwrap();
+                for i in 0..5 {
+                    publish(&ch, "", &q, format!("m{i}").as_bytes()).await;
+                }
+                for _ in 0..5 {
+                    next_delivery(&mut consumer, "first delivery").await;
+                }
+                within("close consumer channel", cch.close(200, "bye"))
+                    .await
+                    .unwrap();
+                // Once close-ok is in, the messages are back in the queue.
+                for i in 0..5 {
+                    let got = within("basic.get", ch.basic_get(&q, BasicGetOptions { no_ack: true }))
+                        .await
+                        .unwrap()
+                        .unwrap_or_else(|| {
+                            panic!("home {home}, round {round}: message {i} should have been requeued by channel.close-ok")
+                        });
+                    assert_eq!(
+                        got.delivery.data,
+                        format!("m{i}").as_bytes(),
+                        "requeued in original order"
+                    );
+                    assert!(
+                        got.delivery.redelivered,
+                        "requeued message must be flagged redelivered"
+                    );
+                }
+            }
         }
     }
 }
