@@ -156,7 +156,6 @@ pub async fn render(m: &Mgmt) -> Response {
         "gauge",
         "Bytes of message segment files",
     );
-    o.family("warren_store_segments", "gauge", "Message segment files");
     for s in &snaps {
         o.sample(
             "warren_store_bytes",
@@ -164,6 +163,8 @@ pub async fn render(m: &Mgmt) -> Response {
             s.store_bytes,
         );
     }
+    // Each family's samples must follow its own HELP/TYPE lines.
+    o.family("warren_store_segments", "gauge", "Message segment files");
     for s in &snaps {
         o.sample(
             "warren_store_segments",

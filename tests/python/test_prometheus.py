@@ -1,0 +1,203 @@
+"""Warren's Prometheus endpoint (`/metrics` on the management port), parsed
+with the Prometheus project's own text-format parser
+(prometheus_client.parser.text_string_to_metric_families).
+
+Each test starts its own warren (with 1 and with 2 shards) because it needs
+the management port; skipped against an external broker (the metric
+families are Warren's own).
+"""
+
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+
+import pika
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import WARREN_BIN, EXTERNAL_URL
+
+pytestmark = pytest.mark.skipif(EXTERNAL_URL is not None, reason="Warren's own metrics")
+
+LINE_RE = re.compile(r"^warren (?:management )?listening on (\S+):(\d+)\s*$")
+
+# family -> (type, label names), as parsed (counters lose their _total).
+EXPECTED = {
+    "warren_queue_messages_ready": ("gauge", {"vhost", "queue"}),
+    "warren_queue_messages_unacked": ("gauge", {"vhost", "queue"}),
+    "warren_queue_consumers": ("gauge", {"vhost", "queue"}),
+    "warren_queue_messages_published": ("counter", {"vhost", "queue"}),
+    "warren_queue_messages_delivered": ("counter", {"vhost", "queue"}),
+    "warren_queue_messages_acked": ("counter", {"vhost", "queue"}),
+    "warren_connections": ("gauge", set()),
+    "warren_channels": ("gauge", set()),
+    "warren_consumers": ("gauge", set()),
+    "warren_messages_published": ("counter", set()),
+    "warren_shard_mailbox_depth": ("gauge", {"shard", "to"}),
+    "warren_shard_busy_seconds": ("counter", {"shard"}),
+    "warren_shard_loop_utilisation": ("gauge", {"shard"}),
+    "warren_store_bytes": ("gauge", {"shard"}),
+    "warren_store_segments": ("gauge", {"shard"}),
+    "warren_process_resident_memory_bytes": ("gauge", set()),
+    "warren_disk_alarm": ("gauge", set()),
+}
+
+
+class Warren:
+    """A warren process with its AMQP and management ports."""
+
+    def __init__(self, shards):
+        self.dir = tempfile.TemporaryDirectory(prefix="warren-prom-")
+        self.proc = subprocess.Popen(
+            [WARREN_BIN, "--port", "0", "--bind", "127.0.0.1", "--mgmt-port", "0",
+             "--mgmt-bind", "127.0.0.1", "--shards", str(shards), "--data-dir", self.dir.name],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        ports = []
+        deadline = time.monotonic() + 30
+        while len(ports) < 2:
+            assert time.monotonic() < deadline, "warren did not start"
+            line = self.proc.stdout.readline().decode()
+            assert line, "warren exited before printing its ports"
+            m = LINE_RE.match(line)
+            if m:
+                ports.append(int(m.group(2)))
+        self.port, self.mgmt_port = ports
+        # Keep draining stdout so the broker never blocks on it.
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+
+    def metrics(self):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.mgmt_port, timeout=30) as r:
+            assert r.status == 200
+            ctype = r.headers["Content-Type"]
+            assert ctype.startswith("text/plain") and "version=0.0.4" in ctype, ctype
+            return r.read().decode()
+
+    def families(self):
+        text = self.metrics()
+        return text, {f.name: f for f in text_string_to_metric_families(text)}
+
+    def connect(self):
+        return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.port))
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.dir.cleanup()
+
+
+@pytest.fixture(params=[1, 2], ids=["shards=1", "shards=2"])
+def warren(request):
+    if not os.path.exists(WARREN_BIN):
+        pytest.skip("warren binary not built")
+    w = Warren(request.param)
+    w.shards = request.param
+    yield w
+    w.stop()
+
+
+def sample(fams, family, **labels):
+    """The value of the sample of `family` with exactly `labels`."""
+    for s in fams[family].samples:
+        if s.labels == labels and not s.name.endswith("_created"):
+            return s.value
+    raise AssertionError("no %s%s in %s" % (family, labels, fams[family].samples))
+
+
+def eventually(what, f, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = f()
+        if v:
+            return v
+        assert time.monotonic() < deadline, "gave up waiting for " + what
+        time.sleep(0.05)
+
+
+def test_every_family_is_well_formed(warren):
+    text, fams = warren.families()
+    for name, (kind, labels) in EXPECTED.items():
+        assert name in fams, "family %s missing; have %s" % (name, sorted(fams))
+        f = fams[name]
+        assert f.type == kind, (name, f.type)
+        assert f.documentation, "HELP text for " + name
+        for s in f.samples:
+            assert set(s.labels) == labels, (name, s.labels)
+            assert s.value >= 0, (name, s)
+    # Every sample line belongs to a family with HELP and TYPE, and no
+    # (name, labels) pair appears twice.
+    seen = set()
+    for f in fams.values():
+        for s in f.samples:
+            key = (s.name, tuple(sorted(s.labels.items())))
+            assert key not in seen, "duplicate sample %s" % (key,)
+            seen.add(key)
+    declared = re.findall(r"^# TYPE (\S+) ", text, re.M)
+    assert len(declared) == len(set(declared)), "a TYPE line repeats"
+    # Per-shard families have one sample per shard; the mailbox one per pair.
+    shards = {str(i) for i in range(warren.shards)}
+    for name in ["warren_shard_busy_seconds", "warren_shard_loop_utilisation",
+                 "warren_store_bytes", "warren_store_segments"]:
+        assert {s.labels["shard"] for s in fams[name].samples} == shards, name
+    pairs = {(s.labels["shard"], s.labels["to"]) for s in fams["warren_shard_mailbox_depth"].samples}
+    assert pairs == {(a, b) for a in shards for b in shards}
+    assert sample(fams, "warren_process_resident_memory_bytes") > 0
+    assert sample(fams, "warren_disk_alarm") == 0
+    # No authentication is needed for /metrics (as with RabbitMQ's plugin).
+
+
+def test_values_follow_the_broker(warren):
+    weird = 'we"ird\\queue\nname'  # label escaping: quote, backslash, newline
+    queues = ["prom.q%d" % i for i in range(3)] + [weird]
+    conn = warren.connect()
+    ch = conn.channel()
+    ch.confirm_delivery()
+    for q in queues:
+        ch.queue_declare(q)
+        for i in range(3):
+            ch.basic_publish("", q, b"m%d" % i)
+    # One message of prom.q0 consumed and acked, one left unacked.
+    m1 = ch.basic_get("prom.q0")
+    ch.basic_ack(m1[0].delivery_tag)
+    ch.basic_get("prom.q0")
+    ch.basic_consume("prom.q1", lambda *a: None, consumer_tag="prom-c")
+    conn.process_data_events(0)
+
+    def settled():
+        _, fams = warren.families()
+        ok = (sample(fams, "warren_queue_messages_acked", vhost="/", queue="prom.q0") == 1
+              and sample(fams, "warren_queue_consumers", vhost="/", queue="prom.q1") == 1)
+        return fams if ok else None
+
+    fams = eventually("acks and consumers in /metrics", settled)
+    for q in queues:
+        assert sample(fams, "warren_queue_messages_published", vhost="/", queue=q) == 3, q
+    assert sample(fams, "warren_queue_messages_ready", vhost="/", queue="prom.q0") == 1
+    assert sample(fams, "warren_queue_messages_unacked", vhost="/", queue="prom.q0") == 1
+    assert sample(fams, "warren_queue_messages_delivered", vhost="/", queue="prom.q0") == 2
+    assert sample(fams, "warren_queue_messages_ready", vhost="/", queue="prom.q2") == 3
+    # The escaped label comes back exactly.
+    assert sample(fams, "warren_queue_messages_ready", vhost="/", queue=weird) == 3
+    assert sample(fams, "warren_connections") == 1
+    assert sample(fams, "warren_channels") == 1
+    assert sample(fams, "warren_consumers") == 1
+    assert sample(fams, "warren_messages_published") == 3 * len(queues)
+    busy = sum(s.value for s in fams["warren_shard_busy_seconds"].samples)
+    assert busy > 0
+    conn.close()
+
+    def closed():
+        _, fams = warren.families()
+        return fams if sample(fams, "warren_connections") == 0 else None
+
+    fams = eventually("connection gone from /metrics", closed)
+    assert sample(fams, "warren_channels") == 0
+    assert sample(fams, "warren_consumers") == 0
+    # The unacked message went back to the queue.
+    assert sample(fams, "warren_queue_messages_ready", vhost="/", queue="prom.q0") == 2
+    assert sample(fams, "warren_queue_messages_unacked", vhost="/", queue="prom.q0") == 0
+    # Counters never go down.
+    assert sample(fams, "warren_messages_published") == 3 * len(queues)
