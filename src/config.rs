@@ -205,7 +205,13 @@ impl Config {
                 .or(file.store.flush_interval_ms)
                 .unwrap_or(d.flush_interval_ms),
             mgmt_port: mgmt_enabled.then(|| o.mgmt_port.or(file.management.port).unwrap_or(15672)),
-            mgmt_bind: o.mgmt_bind.or(file.management.bind).unwrap_or(d.mgmt_bind),
+            // The management API listens where AMQP does unless told otherwise.
+            mgmt_bind: o
+                .mgmt_bind
+                .or(file.management.bind)
+                .or(o.bind)
+                .or(file.bind)
+                .unwrap_or(d.mgmt_bind),
         };
         let pin = !o.no_pin && file.pin_cores.unwrap_or(true);
         Ok((c, pin))

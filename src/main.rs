@@ -163,14 +163,11 @@ fn main() {
     // Full mesh of SPSC mailboxes: senders[i][j] goes from shard i to j.
     let mut senders: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
     let mut receivers: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
-    for i in 0..shards {
-        for j in 0..shards {
-            if i != j {
-                let (tx, rx) = shared_channel::new_bounded(MAILBOX_BATCHES);
-                senders[i].push((ShardId(j), tx));
-                receivers[j].push((ShardId(i), rx));
-            }
-        }
+    let pairs = (0..shards).flat_map(|i| (0..shards).map(move |j| (i, j)));
+    for (i, j) in pairs.filter(|(i, j)| i != j) {
+        let (tx, rx) = shared_channel::new_bounded(MAILBOX_BATCHES);
+        senders[i].push((ShardId(j), tx));
+        receivers[j].push((ShardId(i), rx));
     }
     let mut handles = Vec::new();
     let mut port = config.port;

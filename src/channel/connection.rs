@@ -242,7 +242,14 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
             }
             match on_frame(shard, conn, &mut phase, &mut frame_max, frame).await {
                 Ok(true) => {}
-                Ok(false) => return Ok(()), // closed cleanly
+                Ok(false) => {
+                    // Closed cleanly: close-ok is queued. Like RabbitMQ, let
+                    // the client close the socket first (a client that reads
+                    // close-ok and EOF together may report an error), and
+                    // force it shut only after a grace period.
+                    linger(conn, stream, &mut buf).await;
+                    return Ok(());
+                }
                 Err((ch, e)) => {
                     if e.is_connection_error() || ch == 0 {
                         send_connection_close(conn, &e);
@@ -263,6 +270,10 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
             }
         }
         conn.flush_confirms();
+        // Fairness: one read batch per turn, so the drain and writer tasks
+        // (deliveries) run between a busy publisher's batches. (I/O itself
+        // is reaped at the executor's preemption tick: see shard::run.)
+        futures_lite::future::yield_now().await;
         // Backpressure: stop reading while others cannot keep up.
         while shard.outbox.over_high_water() || conn.out_len() > OUT_HIGH_WATER {
             if conn.closed.get() {
@@ -296,6 +307,21 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
             return Ok(());
         }
     }
+}
+
+/// After close-ok: discard input until the client closes or 3 s pass.
+async fn linger(conn: &Conn, stream: &SharedStream, buf: &mut BytesMut) {
+    let _ = glommio::timer::timeout(Duration::from_secs(3), async {
+        loop {
+            buf.clear();
+            match read(conn, stream, buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    })
+    .await;
 }
 
 /// Read more bytes, or return 0 as soon as the connection is marked closed

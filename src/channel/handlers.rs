@@ -758,9 +758,9 @@ fn basic_publish(conn: &Conn, shard: &Shard, ch: u16, p: basic::Publish) -> Amqp
     // common case publishes to one exchange) until permissions change.
     let epoch = shard.table().permission_epoch;
     let cached = with_channel(conn, ch, |c, _| {
-        c.publish_allowed
-            .as_ref()
-            .is_some_and(|(e, x)| *e == epoch && x == &p.exchange)
+        c.publish_allowed.as_ref().is_some_and(|(e, x)| {
+            *e == epoch && crate::message::same(x.as_str(), p.exchange.as_str())
+        })
     })
     .unwrap_or(false);
     if !cached {

@@ -93,13 +93,16 @@ pub struct Channel {
     /// Last routing decision: (table version, exchange, key, queues). A
     /// publisher usually repeats its exchange and key, so the table lookup
     /// is skipped while the table is unchanged.
-    pub route_cache: Option<(
-        u64,
-        amq_protocol::types::ShortString,
-        amq_protocol::types::ShortString,
-        Vec<(QueueId, ShardId)>,
-    )>,
+    pub route_cache: Option<RouteCache>,
 }
+
+/// (table version, exchange, routing key, destination queues by shard).
+pub type RouteCache = (
+    u64,
+    amq_protocol::types::ShortString,
+    amq_protocol::types::ShortString,
+    Vec<(QueueId, ShardId)>,
+);
 
 /// Channel counters for the management API.
 #[derive(Default, Clone, Debug)]
@@ -469,6 +472,14 @@ impl Conn {
                 crate::mgmt::stats::merge_exchange(&mut closed, &vhost, x.as_str(), i, o);
             }
         }
+        // Cancel the consumers first: cancels and requeues travel the same
+        // FIFO mailbox, so the queue forgets this channel's consumers before
+        // it takes the messages back (and does not redeliver them here).
+        for (_, c) in ch.consumers.drain() {
+            shard.consumers.borrow_mut().remove(&c.id);
+            let slot = shard.send_request(c.home, crate::mailbox::Request::Cancel(c.queue, c.id));
+            drop(slot);
+        }
         let unacked = std::mem::take(&mut ch.unacked);
         settle_grouped(shard, unacked.into_values(), Settle::Requeue);
         ch.held_unacked = 0;
@@ -481,11 +492,6 @@ impl Conn {
                     n: 1,
                 },
             );
-        }
-        for (_, c) in ch.consumers.drain() {
-            shard.consumers.borrow_mut().remove(&c.id);
-            let slot = shard.send_request(c.home, crate::mailbox::Request::Cancel(c.queue, c.id));
-            drop(slot);
         }
         ch.publish = None;
         ch.tx = None;

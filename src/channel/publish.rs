@@ -11,7 +11,7 @@ use crate::codec;
 use crate::error::{AmqpError, AmqpResult};
 use crate::ids::{QueueId, ShardId};
 use crate::mailbox::{ConfirmRef, ShardMsg};
-use crate::message::{Message, MsgRef};
+use crate::message::{same, Message, MsgRef};
 use crate::shard::Shard;
 use amq_protocol::protocol::{basic, AMQPClass};
 use amq_protocol::types::ShortString;
@@ -111,6 +111,7 @@ impl PendingPublish {
 /// Route a complete message and hand it to the home shards' outboxes.
 /// Called with the channel borrowed; touches only the outbox and the
 /// connection's own write buffer.
+#[allow(clippy::too_many_arguments)]
 pub fn route_and_send(
     shard: &Shard,
     conn: &Conn,
@@ -125,7 +126,7 @@ pub fn route_and_send(
     let version = shard.table().version;
     let mut cache = ch.route_cache.take();
     let hit = matches!(&cache, Some((v, x, k, _))
-        if headers.is_none() && *v == version && *x == msg.exchange && *k == msg.routing_key);
+        if headers.is_none() && *v == version && same(x.as_str(), msg.exchange.as_str()) && same(k.as_str(), msg.routing_key.as_str()));
     if !hit {
         let mut dests: Vec<(QueueId, ShardId)> = Vec::new();
         shard.table().route(
@@ -163,7 +164,12 @@ fn route_to(
 ) {
     ch.stats.publish += 1;
     let routed = !dests.is_empty() as u64;
-    match ch.stats.exchanges.iter_mut().find(|e| e.0 == msg.exchange) {
+    match ch
+        .stats
+        .exchanges
+        .iter_mut()
+        .find(|e| same(e.0.as_str(), msg.exchange.as_str()))
+    {
         Some(e) => {
             e.1 += 1;
             e.2 += routed;

@@ -75,11 +75,15 @@ pub fn is_durable(table: &RoutingTable, change: &MetaChange) -> bool {
             };
             src && dst
         }
-        // Deletions are always logged; replaying one for a transient
-        // entity is a no-op.
-        MetaChange::ExchangeDeleted { .. }
-        | MetaChange::QueueDeleted { .. }
-        | MetaChange::Unbound(_) => true,
+        // A deletion is logged when what it deletes was durable (checked
+        // before the change is applied).
+        MetaChange::ExchangeDeleted { vhost, name } => {
+            table.exchange(vhost, name).is_some_and(|x| x.def.durable)
+        }
+        MetaChange::QueueDeleted { id, .. } => table
+            .queue_by_id(*id)
+            .is_some_and(|q| q.durable && q.exclusive_owner.is_none()),
+        MetaChange::Unbound(b) => is_durable(table, &MetaChange::Bound(b.clone())),
         // Access control is always durable.
         MetaChange::VhostAdded { .. }
         | MetaChange::VhostDeleted { .. }
@@ -217,7 +221,7 @@ mod tests {
             internal: false,
             args: FieldTable::default(),
         });
-        let mut log = DefinitionsLog::rewrite(dir.path(), &[x.clone()]).unwrap();
+        let mut log = DefinitionsLog::rewrite(dir.path(), std::slice::from_ref(&x)).unwrap();
         log.append(&x).unwrap();
         log.file.write_all(b"deadbeef {\"Exchange").unwrap();
         let got = load(dir.path());

@@ -24,8 +24,8 @@ pub fn amqp_error(e: &AmqpError) -> Response {
     };
     let reason = e
         .text
-        .splitn(2, " - ")
-        .nth(1)
+        .split_once(" - ")
+        .map(|(_, r)| r)
         .unwrap_or(&e.text)
         .to_string();
     Response::error(

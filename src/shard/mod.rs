@@ -183,6 +183,8 @@ impl Shard {
     /// the requests go out together. Returns each shard's answer.
     pub async fn broadcast(&self, change: MetaChange) -> Vec<u32> {
         let durable = crate::meta::persist::is_durable(&self.table(), &change);
+        // (Evaluated before applying: a deletion is logged only if what it
+        // deletes was durable.)
         let logged = durable.then(|| change.clone());
         let slots: Vec<_> = (0..self.shards)
             .map(|s| self.send_request(ShardId(s), Request::Apply(change.clone())))
@@ -427,28 +429,28 @@ impl Shard {
     fn apply(self: &Rc<Self>, change: MetaChange) -> u32 {
         let mut value = 0;
         match &change {
-            MetaChange::QueueDeclared(def) if def.home == self.id => {
-                if !self.queues.borrow().contains_key(&def.id) {
-                    let mut q = Queue::new(def.clone());
-                    if def.durable && def.exclusive_owner.is_none() {
-                        match self
-                            .store
-                            .borrow_mut()
-                            .open_queue(def.id, &def.vhost, &def.name)
-                        {
-                            Ok(items) => {
-                                if !items.is_empty() {
-                                    tracing::info!(queue = %def.name, messages = items.len(), "recovered");
-                                }
-                                q.recover(items)
+            MetaChange::QueueDeclared(def)
+                if def.home == self.id && !self.queues.borrow().contains_key(&def.id) =>
+            {
+                let mut q = Queue::new(def.clone());
+                if def.durable && def.exclusive_owner.is_none() {
+                    match self
+                        .store
+                        .borrow_mut()
+                        .open_queue(def.id, &def.vhost, &def.name)
+                    {
+                        Ok(items) => {
+                            if !items.is_empty() {
+                                tracing::info!(queue = %def.name, messages = items.len(), "recovered");
                             }
-                            Err(e) => {
-                                tracing::error!(queue = %def.name, "cannot open queue index: {e}")
-                            }
+                            q.recover(items)
+                        }
+                        Err(e) => {
+                            tracing::error!(queue = %def.name, "cannot open queue index: {e}")
                         }
                     }
-                    self.queues.borrow_mut().insert(def.id, q);
                 }
+                self.queues.borrow_mut().insert(def.id, q);
             }
             MetaChange::VhostDeleted { name } => {
                 let ids: Vec<QueueId> = self
@@ -630,8 +632,8 @@ impl Shard {
     fn confirm_local(&self, c: ConfirmRef, nack: bool) {
         let conn = self.conns.borrow().get(&c.conn).cloned();
         if let Some(conn) = conn {
-            if conn.confirm_one(c.channel, c.seq, nack) {
-                if !conn.dirty.replace(true) {
+            if conn.confirm_one(c.channel, c.seq, nack) && !conn.dirty.replace(true) {
+                {
                     self.dirty.borrow_mut().push(conn);
                 }
             }

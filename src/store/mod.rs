@@ -379,8 +379,7 @@ impl Store {
     pub fn has_room(&self) -> bool {
         match nix::sys::statvfs::statvfs(&self.dir) {
             Ok(s) => {
-                (s.blocks_available() as u64) * (s.fragment_size() as u64)
-                    >= self.segment_size as u64 + 64 * 1024
+                s.blocks_available() * s.fragment_size() >= self.segment_size as u64 + 64 * 1024
             }
             Err(_) => false,
         }
