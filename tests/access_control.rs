@@ -353,7 +353,6 @@ async fn permission_changes_apply_to_open_connections() {
 /// permission on that name, so a user limited to `app.*` cannot declare a
 /// server-named queue (checked against RabbitMQ 3.10).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "broker bug: queue.declare with an empty name skips the configure check"]
 async fn server_named_queues_need_configure_permission() {
     for shards in SHARD_COUNTS {
         let b = start_broker(shards).await;
@@ -652,7 +651,6 @@ async fn vhosts_are_isolated() {
 /// With a dual-stack listener (`--bind ::`) an IPv4 loopback client is seen
 /// as `::ffff:127.0.0.1`; guest must still count as local there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "broker bug: guest from ::ffff:127.0.0.1 is refused (is_loopback on the IPv4-mapped address)"]
 async fn guest_is_local_through_a_dual_stack_listener() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();

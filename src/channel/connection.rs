@@ -119,7 +119,15 @@ fn authenticate(
         return Err(refused());
     }
     // Like RabbitMQ, the default guest user may only connect from loopback.
-    if user == "guest" && !conn.peer.ip().is_loopback() && !shard.config.guest_remote {
+    // An IPv4 client on a dual-stack listener shows as ::ffff:a.b.c.d.
+    let ip = match conn.peer.ip() {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(std::net::IpAddr::V4)
+            .unwrap_or(std::net::IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    if user == "guest" && !ip.is_loopback() && !shard.config.guest_remote {
         tracing::warn!(peer = %conn.peer, "guest refused from a non-loopback address");
         return Err(refused());
     }

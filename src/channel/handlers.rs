@@ -663,13 +663,22 @@ async fn queue_declare(
     ch: u16,
     d: queue::Declare,
 ) -> AmqpResult<()> {
-    if !d.passive && !d.queue.as_str().is_empty() {
-        check(shard, conn, Access::Configure, "queue", d.queue.as_str())?;
+    // A server-named queue gets its name here, so the configure permission
+    // is checked against the name it will really have (as RabbitMQ does).
+    let server_named = d.queue.as_str().is_empty() && !d.passive;
+    let name = if server_named {
+        format!("amq.gen-{}", crate::meta::authority::random_suffix())
+    } else {
+        d.queue.to_string()
+    };
+    if !d.passive {
+        check(shard, conn, Access::Configure, "queue", &name)?;
     }
     let nowait = d.nowait;
     let op = MetaOp::QueueDeclare {
         vhost: vhost(conn),
-        name: d.queue.to_string(),
+        name,
+        server_named,
         passive: d.passive,
         durable: d.durable,
         exclusive: d.exclusive,

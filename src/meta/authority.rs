@@ -229,6 +229,7 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
         MetaOp::QueueDeclare {
             vhost,
             name,
+            server_named,
             passive,
             durable,
             exclusive,
@@ -240,6 +241,7 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                 shard,
                 vhost,
                 name,
+                server_named,
                 passive,
                 durable,
                 exclusive,
@@ -425,6 +427,7 @@ async fn queue_declare(
     shard: &Rc<Shard>,
     vhost: String,
     name: String,
+    server_named: bool,
     passive: bool,
     durable: bool,
     exclusive: bool,
@@ -476,7 +479,7 @@ async fn queue_declare(
     }
     let name = if name.is_empty() {
         generated_name()
-    } else if name.starts_with("amq.") {
+    } else if name.starts_with("amq.") && !server_named {
         return Err(AmqpError::access_refused(format!(
             "queue name '{name}' contains reserved prefix 'amq.*'"
         )));

@@ -400,6 +400,7 @@ pub async fn import(m: &Mgmt, d: &Value) -> Result<(), Response> {
         let op = MetaOp::QueueDeclare {
             vhost: q["vhost"].as_str().unwrap_or("/").into(),
             name: q["name"].as_str().unwrap_or("").into(),
+            server_named: false,
             passive: false,
             durable: q["durable"].as_bool().unwrap_or(true),
             exclusive: false,

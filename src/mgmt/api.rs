@@ -491,6 +491,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             let op = MetaOp::QueueDeclare {
                 vhost: v.to_string(),
                 name: n.to_string(),
+                server_named: false,
                 passive: false,
                 durable: b["durable"].as_bool().unwrap_or(true),
                 exclusive: false,
