@@ -314,111 +314,84 @@ pub async fn handle_method(
             exchange::AMQPMethod::Declare(d) => exchange_declare(conn, shard, ch, d).await,
             exchange::AMQPMethod::Delete(d) => exchange_delete(conn, shard, ch, d).await,
             exchange::AMQPMethod::Bind(b) => {
-                check(
+                let dest = b.destination.to_string();
+                let args = BindArgs {
+                    dest,
+                    dest_is_queue: false,
+                    unbind: false,
+                    nowait: b.nowait,
+                };
+                bind(
+                    conn,
                     shard,
-                    conn,
-                    Access::Write,
-                    "exchange",
-                    b.destination.as_str(),
-                )?;
-                check(shard, conn, Access::Read, "exchange", b.source.as_str())?;
-                let nowait = b.nowait;
-                let op = bind_op(
-                    conn,
+                    ch,
                     b.source.as_str(),
-                    b.destination.as_str(),
-                    false,
                     b.routing_key.as_str(),
                     b.arguments,
-                    false,
-                );
-                meta(shard, op).await?;
-                if !nowait {
-                    reply(
-                        conn,
-                        ch,
-                        AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
-                    );
-                }
-                Ok(())
+                    args,
+                )
+                .await
             }
             exchange::AMQPMethod::Unbind(b) => {
-                check(
+                let dest = b.destination.to_string();
+                let args = BindArgs {
+                    dest,
+                    dest_is_queue: false,
+                    unbind: true,
+                    nowait: b.nowait,
+                };
+                bind(
+                    conn,
                     shard,
-                    conn,
-                    Access::Write,
-                    "exchange",
-                    b.destination.as_str(),
-                )?;
-                check(shard, conn, Access::Read, "exchange", b.source.as_str())?;
-                let nowait = b.nowait;
-                let op = bind_op(
-                    conn,
+                    ch,
                     b.source.as_str(),
-                    b.destination.as_str(),
-                    false,
                     b.routing_key.as_str(),
                     b.arguments,
-                    true,
-                );
-                meta(shard, op).await?;
-                if !nowait {
-                    reply(
-                        conn,
-                        ch,
-                        AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
-                    );
-                }
-                Ok(())
+                    args,
+                )
+                .await
             }
             _ => Err(AmqpError::command_invalid("unexpected exchange method")),
         },
         AMQPClass::Queue(m) => match m {
             queue::AMQPMethod::Declare(d) => queue_declare(conn, shard, ch, d).await,
             queue::AMQPMethod::Bind(b) => {
-                let q = queue_name(conn, ch, b.queue.as_str())?;
-                check(shard, conn, Access::Write, "queue", &q)?;
-                check(shard, conn, Access::Read, "exchange", b.exchange.as_str())?;
-                let nowait = b.nowait;
-                let op = bind_op(
+                let dest = queue_name(conn, ch, b.queue.as_str())?;
+                let args = BindArgs {
+                    dest,
+                    dest_is_queue: true,
+                    unbind: false,
+                    nowait: b.nowait,
+                };
+                bind(
                     conn,
+                    shard,
+                    ch,
                     b.exchange.as_str(),
-                    &q,
-                    true,
                     b.routing_key.as_str(),
                     b.arguments,
-                    false,
-                );
-                meta(shard, op).await?;
-                if !nowait {
-                    reply(
-                        conn,
-                        ch,
-                        AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})),
-                    );
-                }
-                Ok(())
+                    args,
+                )
+                .await
             }
             queue::AMQPMethod::Unbind(b) => {
-                let q = queue_name(conn, ch, b.queue.as_str())?;
-                check(shard, conn, Access::Write, "queue", &q)?;
-                check(shard, conn, Access::Read, "exchange", b.exchange.as_str())?;
-                let op = bind_op(
+                let dest = queue_name(conn, ch, b.queue.as_str())?;
+                let args = BindArgs {
+                    dest,
+                    dest_is_queue: true,
+                    unbind: true,
+                    nowait: false,
+                };
+                bind(
                     conn,
+                    shard,
+                    ch,
                     b.exchange.as_str(),
-                    &q,
-                    true,
                     b.routing_key.as_str(),
                     b.arguments,
-                    true,
-                );
-                meta(shard, op).await?;
-                reply(
-                    conn,
-                    ch,
-                    AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
-                );
-                Ok(())
+                    args,
+                )
+                .await
             }
             queue::AMQPMethod::Purge(p) => queue_purge(conn, shard, ch, p).await,
             queue::AMQPMethod::Delete(d) => queue_delete(conn, shard, ch, d).await,
@@ -633,6 +606,51 @@ async fn exchange_delete(
             AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})),
         );
     }
+    Ok(())
+}
+
+/// What distinguishes the four bind methods (queue/exchange, bind/unbind).
+struct BindArgs {
+    dest: String,
+    dest_is_queue: bool,
+    unbind: bool,
+    nowait: bool,
+}
+
+/// queue.bind, queue.unbind, exchange.bind, exchange.unbind: write access
+/// on the destination, read access on the source, then the authority.
+async fn bind(
+    conn: &Conn,
+    shard: &Rc<Shard>,
+    ch: u16,
+    source: &str,
+    key: &str,
+    arguments: amq_protocol::types::FieldTable,
+    b: BindArgs,
+) -> AmqpResult<()> {
+    let kind = if b.dest_is_queue { "queue" } else { "exchange" };
+    check(shard, conn, Access::Write, kind, &b.dest)?;
+    check(shard, conn, Access::Read, "exchange", source)?;
+    let op = bind_op(
+        conn,
+        source,
+        &b.dest,
+        b.dest_is_queue,
+        key,
+        arguments,
+        b.unbind,
+    );
+    meta(shard, op).await?;
+    if b.nowait {
+        return Ok(());
+    }
+    let ok = match (b.dest_is_queue, b.unbind) {
+        (true, false) => AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})),
+        (true, true) => AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
+        (false, false) => AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
+        (false, true) => AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
+    };
+    reply(conn, ch, ok);
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! definitions (export/import in RabbitMQ's format), health checks, and the
 //! debugging endpoints that publish to an exchange or get from a queue.
 
-use super::api::{list, meta, node_name, visible};
+use super::api::{done, list, meta, node_name, visible};
 use super::http::{Request, Response};
 use super::json::{json_to_table, table_to_json};
 use super::Mgmt;
@@ -51,14 +51,6 @@ fn perm_json(p: &PermissionDef) -> Value {
     json!({"user": p.user, "vhost": p.vhost, "configure": p.configure, "write": p.write, "read": p.read})
 }
 
-fn ok_or(r: Result<crate::meta::MetaReply, Response>, status: u16) -> Response {
-    match r {
-        Ok(_) if status == 204 => Response::no_content(),
-        Ok(_) => Response::json(status, &json!({})),
-        Err(r) => r,
-    }
-}
-
 pub async fn route(
     m: &Rc<Mgmt>,
     req: &Request,
@@ -92,7 +84,7 @@ pub async fn route(
             if let Err(r) = admin_only(user) {
                 return r;
             }
-            ok_or(
+            done(
                 meta(
                     m,
                     MetaOp::VhostAdd {
@@ -107,7 +99,7 @@ pub async fn route(
             if let Err(r) = admin_only(user) {
                 return r;
             }
-            ok_or(
+            done(
                 meta(
                     m,
                     MetaOp::VhostDelete {
@@ -147,13 +139,13 @@ pub async fn route(
                 password_hash: b["password_hash"].as_str().map(String::from),
                 tags: tags_of(&b["tags"]),
             };
-            ok_or(meta(m, op).await, 201)
+            done(meta(m, op).await, 201)
         }
         ("DELETE", ["users", name]) => {
             if let Err(r) = admin_only(user) {
                 return r;
             }
-            ok_or(
+            done(
                 meta(
                     m,
                     MetaOp::UserDelete {
@@ -200,7 +192,7 @@ pub async fn route(
                 write: b["write"].as_str().unwrap_or("").to_string(),
                 read: b["read"].as_str().unwrap_or("").to_string(),
             };
-            ok_or(meta(m, MetaOp::PermissionSet(p)).await, 201)
+            done(meta(m, MetaOp::PermissionSet(p)).await, 201)
         }
         ("DELETE", ["permissions", v, u]) => {
             if let Err(r) = admin_only(user) {
@@ -209,7 +201,7 @@ pub async fn route(
             if !m.shard.table().has_vhost_access(u, v) {
                 return Response::error(404, "Object Not Found", "Not Found");
             }
-            ok_or(
+            done(
                 meta(
                     m,
                     MetaOp::PermissionClear {

@@ -39,6 +39,15 @@ pub fn amqp_error(e: &AmqpError) -> Response {
     )
 }
 
+/// The response for a finished change: 201 Created or 204 No Content.
+pub fn done(r: Result<MetaReply, Response>, status: u16) -> Response {
+    match r {
+        Ok(_) if status == 204 => Response::no_content(),
+        Ok(_) => Response::json(status, &json!({})),
+        Err(r) => r,
+    }
+}
+
 pub async fn meta(m: &Mgmt, op: MetaOp) -> Result<MetaReply, Response> {
     match m.shard.call(m.shard.authority(), ShardReq::Meta(op)).await {
         ShardResp::Meta(Ok(r)) => Ok(r),
@@ -422,10 +431,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             if let Err(r) = vhost_ok(m, &user, v) {
                 return r;
             }
-            match meta(m, op).await {
-                Ok(_) => Response::json(201, &json!({})),
-                Err(r) => r,
-            }
+            done(meta(m, op).await, 201)
         }
         ("DELETE", ["exchanges", v, n]) => {
             if m.shard.table().exchange(v, n).is_none() {
@@ -436,10 +442,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
                 name: n.to_string(),
                 if_unused: q(req, "if-unused").as_deref() == Some("true"),
             };
-            match meta(m, op).await {
-                Ok(_) => Response::no_content(),
-                Err(r) => r,
-            }
+            done(meta(m, op).await, 204)
         }
         ("POST", ["exchanges", v, n, "publish"]) => admin::publish(m, req, v, n),
         ("GET", ["exchanges", v, n, "bindings", dir]) => {
@@ -499,10 +502,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
                 args: json_to_table(&b["arguments"]),
                 owner: ConnId(0),
             };
-            match meta(m, op).await {
-                Ok(_) => Response::json(201, &json!({})),
-                Err(r) => r,
-            }
+            done(meta(m, op).await, 201)
         }
         ("DELETE", ["queues", v, n]) => {
             if m.shard.table().queue(v, n).is_none() {
@@ -515,10 +515,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
                 if_empty: q(req, "if-empty").as_deref() == Some("true"),
                 owner: Some(ConnId(0)),
             };
-            match meta(m, op).await {
-                Ok(_) => Response::no_content(),
-                Err(r) => r,
-            }
+            done(meta(m, op).await, 204)
         }
         ("DELETE", ["queues", v, n, "contents"]) => {
             let target = m.shard.table().queue(v, n).map(|q| (q.id, q.home));
@@ -562,10 +559,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
                 owner: ConnId(0),
                 unbind: false,
             };
-            match meta(m, op).await {
-                Ok(_) => Response::json(201, &json!({})),
-                Err(r) => r,
-            }
+            done(meta(m, op).await, 201)
         }
         ("DELETE", ["bindings", v, "e", src, kind, dst, props]) => {
             let dtype = if *kind == "q" { "queue" } else { "exchange" };
@@ -588,10 +582,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
                 owner: ConnId(0),
                 unbind: true,
             };
-            match meta(m, op).await {
-                Ok(_) => Response::no_content(),
-                Err(r) => r,
-            }
+            done(meta(m, op).await, 204)
         }
         _ => admin::route(m, req, &user, meth, &s[1..]).await,
     }
