@@ -19,7 +19,11 @@ use bytes::BytesMut;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+/// Reads start small (an idle connection should cost a few KiB) and grow
+/// to READ_CHUNK while the socket keeps filling them (a busy publisher
+/// gets large batched reads).
 const READ_CHUNK: usize = 128 * 1024;
+const READ_MIN: usize = 4 * 1024;
 /// Stop reading while this much is waiting to be written to the client.
 const OUT_HIGH_WATER: usize = 8 * 1024 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -179,7 +183,7 @@ fn cleanup(shard: &Rc<Shard>, conn: &Rc<Conn>) {
 }
 
 async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::io::Result<()> {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::with_capacity(READ_MIN);
     // Protocol header.
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     loop {
@@ -339,11 +343,20 @@ async fn read(conn: &Conn, stream: &SharedStream, buf: &mut BytesMut) -> std::io
     if conn.closed.get() {
         return Ok(0);
     }
-    futures_lite::future::or(stream.read_into(buf, READ_CHUNK), async {
+    let want = conn.read_size.get();
+    let r = futures_lite::future::or(stream.read_into(buf, want), async {
         closed.await;
         Ok(0)
     })
-    .await
+    .await;
+    if let Ok(n) = r {
+        if n == want {
+            conn.read_size.set((want * 2).min(READ_CHUNK));
+        } else if n < want / 4 {
+            conn.read_size.set((want / 2).max(READ_MIN));
+        }
+    }
+    r
 }
 
 fn send_connection_close(conn: &Conn, e: &AmqpError) {

@@ -149,6 +149,8 @@ pub struct Conn {
     /// syscall, so many deliveries share one write.
     pub out: RefCell<Vec<u8>>,
     pub out_notify: Notify,
+    /// Current socket read size (adaptive; see channel::connection).
+    pub read_size: Cell<usize>,
     /// Signalled after each socket write (wakes a reader paused on a full
     /// write buffer).
     pub written: Notify,
@@ -185,7 +187,8 @@ impl Conn {
                 channel_max: 2047,
                 blocked_capable: false,
             }),
-            out: RefCell::new(Vec::with_capacity(64 * 1024)),
+            out: RefCell::new(Vec::new()),
+            read_size: Cell::new(4096),
             out_notify: Notify::default(),
             written: Notify::default(),
             credits: RefCell::new(Vec::new()),

@@ -93,7 +93,8 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 /// the last one (replies, deliveries, confirms), then return delivery credit
 /// to the queues whose messages were in it.
 pub async fn writer_task(shard: Rc<Shard>, conn: Rc<Conn>, stream: SharedStream) {
-    let mut spare: Vec<u8> = Vec::with_capacity(64 * 1024);
+    // Grows with use; an idle connection keeps no large buffer around.
+    let mut spare: Vec<u8> = Vec::new();
     loop {
         let wait = conn.out_notify.wait();
         let has_data = !conn.out.borrow().is_empty();
@@ -112,7 +113,7 @@ pub async fn writer_task(shard: Rc<Shard>, conn: Rc<Conn>, stream: SharedStream)
         // Keep a modest buffer around; drop a huge one.
         spare.clear();
         if spare.capacity() > 4 * 1024 * 1024 {
-            spare = Vec::with_capacity(64 * 1024);
+            spare = Vec::new();
         }
         for (home, queue, consumer, n) in credits {
             shard
