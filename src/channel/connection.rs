@@ -240,7 +240,7 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
                     return Ok(());
                 }
             };
-            if phase == Phase::Closing {
+            if phase == Phase::Closing || conn.server_closing.get() {
                 if let Frame::Method(0, m) = &frame {
                     if matches!(
                         **m,

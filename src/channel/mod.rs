@@ -158,6 +158,8 @@ pub struct Conn {
     pub dirty: Cell<bool>,
     /// connection.open-ok was sent.
     pub open: Cell<bool>,
+    /// We sent connection.close (management) and wait for close-ok.
+    pub server_closing: Cell<bool>,
     /// This connection has published (only publishers are blocked).
     pub published: Cell<bool>,
     /// We sent connection.blocked and not yet unblocked.
@@ -194,6 +196,7 @@ impl Conn {
             credits: RefCell::new(Vec::new()),
             dirty: Cell::new(false),
             open: Cell::new(false),
+            server_closing: Cell::new(false),
             published: Cell::new(false),
             blocked_sent: Cell::new(false),
             frame_max: Cell::new(codec::FRAME_MIN_SIZE),
@@ -426,7 +429,7 @@ impl Conn {
 
     /// Close from the broker side (management): 320 CONNECTION_FORCED,
     /// then the socket once the close has been written.
-    pub fn force_close(&self, reason: &str) {
+    pub fn force_close(self: &Rc<Self>, reason: &str) {
         use amq_protocol::protocol::connection;
         self.send_method(
             0,
@@ -437,9 +440,17 @@ impl Conn {
                 method_id: 0,
             })),
         );
-        self.closed.set(true);
-        self.out_notify.notify();
-        self.closed_notify.notify();
+        // Like RabbitMQ, wait for the client's close-ok (the reader returns
+        // on it) and only then close the socket; give up after 3 s.
+        self.server_closing.set(true);
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(std::time::Duration::from_secs(3)).await;
+            me.closed.set(true);
+            me.out_notify.notify();
+            me.closed_notify.notify();
+        })
+        .detach();
     }
 
     /// Server-sent basic.cancel (the queue was deleted).

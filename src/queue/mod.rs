@@ -275,7 +275,16 @@ impl Queue {
     /// Pop the head entry with its message loaded.
     fn pop_ready(&mut self, store: &mut Store) -> Option<(Entry, MsgRef)> {
         loop {
-            let e = self.ready.pop_front()?;
+            let Some(e) = self.ready.pop_front() else {
+                // A drained backlog should not keep its peak capacity.
+                if self.ready.capacity() > 64 * 1024 {
+                    self.ready.shrink_to(1024);
+                }
+                if self.unacked.is_empty() && self.unacked.capacity() > 64 * 1024 {
+                    self.unacked.shrink_to(1024);
+                }
+                return None;
+            };
             match self.materialise(&e, store) {
                 Some(m) => return Some((e, m)),
                 None => {
