@@ -8,7 +8,8 @@
 #   scripts/compare.sh table [results.jsonl]  # redo the PERF.md table from saved results
 #
 # Each broker runs on a private port and data directory under $WORK, is
-# started fresh for every scenario and stopped afterwards. Results: one JSON
+# started fresh for every scenario (for every run in the s7 memory scenarios)
+# and stopped afterwards. Results: one JSON
 # line per run in $WORK/results.jsonl; medians go into PERF.md between the
 # compare markers (set NO_PERF_UPDATE=1 to leave PERF.md alone).
 set -uo pipefail
@@ -189,10 +190,17 @@ run_all() {
     [[ $b == garagemq && ! -x /usr/bin/garagemq ]] && continue
     for s in $SCENARIOS; do
       local args; args=$(scenario_args "$s") || continue
-      log "$b: starting for $s"
-      local uri; uri=$(start_"$b") || { stop_"$b"; continue; }
-      sleep 1
+      # Memory scenarios (s7*) get a fresh broker for every run: a broker
+      # that already held 10,000 connections reuses that memory, and the
+      # second and third runs would measure (almost) no growth.
+      local fresh=0; [[ $s == s7* || ${FRESH:-0} == 1 ]] && fresh=1
+      local uri
       for ((r = 1; r <= RUNS; r++)); do
+        if ((r == 1 || fresh)); then
+          log "$b: starting for $s"
+          uri=$(start_"$b") || { stop_"$b"; continue 2; }
+          sleep 1
+        fi
         log "$b $s run $r/$RUNS: warren-loadgen $args"
         # shellcheck disable=SC2086
         local line; line=$(timeout $((DURATION + WARMUP + DRAIN + 120)) "$LOADGEN" $args --uri "$uri" --json --label "$b" 2>"$WORK/$b-$s-$r.log")
@@ -204,6 +212,7 @@ run_all() {
         else
           echo "{\"broker_name\":\"$b\",\"scenario\":\"$s\",\"run\":$r,\"exit\":$rc,\"results\":null}" >>"$out"
         fi
+        if ((fresh && r < RUNS)); then stop_"$b"; sleep 1; fi
       done
       stop_"$b"
       sleep 1
