@@ -4,6 +4,7 @@
 # the time to recover that backlog after kill -9.
 #
 #   benches/durability.sh [BACKLOG_MESSAGES]   (default 1000000)
+#   SECS=40 benches/durability.sh 5000000      (publish the backlog over 40 s)
 #
 # Prints one line per measurement; PERF.md quotes its output.
 set -euo pipefail
@@ -20,6 +21,7 @@ trap cleanup EXIT
 
 start() {
     local t0 t1
+    : > "$DIR/out"
     t0=$(date +%s.%N)
     "$W" --bind 127.0.0.1 --port 0 --mgmt-port 0 --mgmt-bind 127.0.0.1 --shards "$SHARDS" \
         --data-dir "$DIR/data" > "$DIR/out" 2> "$DIR/err" &
@@ -39,11 +41,16 @@ queued() {
 start
 URI="amqp://guest:guest@127.0.0.1:$PORT/%2f"
 echo "== persistent 1 KiB, confirms 256 in flight, prefetch 1000, ack every 100, 2 pub / 2 cons"
-"$LG" throughput --uri "$URI" -x 2 -y 2 --queues 2 -s 1024 -p -c 256 -q 1000 -a 100 -z 10 2>&1 | tail -4
+"$LG" throughput --uri "$URI" -x 2 -y 2 --queues 2 -s 1024 -p -c 256 -q 1000 -a 100 -z 10 2>&1 |
+    grep -E "^publish|^confirm latency|^checks|^confirmed|^loadgen CPU" || true
 
 echo "== backlog: publishing $N persistent 1 KiB messages with confirms, no consumers"
-RATE=$(( N / 20 / 2 + 1 ))
-"$LG" throughput --uri "$URI" -x 2 -y 0 --queues 2 -s 1024 -p -c 256 -r "$RATE" -z 20 --warmup 0 --keep \
+# Two publishers at a fixed rate for SECS seconds (default 20). If the broker
+# cannot sustain N/SECS msg/s with confirms, fewer than N are published (the
+# line below says how many are held): raise SECS, e.g. SECS=40 for 5M.
+SECS=${SECS:-20}
+RATE=$(( N / SECS / 2 + 1 ))
+"$LG" throughput --uri "$URI" -x 2 -y 0 --queues 2 -s 1024 -p -c 256 -r "$RATE" -z "$SECS" --warmup 0 --keep \
     --queue-pattern "backlog-%d" 2>&1 | grep -E "^publish|checks" || true
 sleep 6   # let the sync task shed cold pages
 HELD=$(queued)
