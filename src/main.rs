@@ -100,6 +100,21 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
     Ok(f)
 }
 
+/// Raise the soft open-file limit to the hard limit, as RabbitMQ's
+/// packaging does: every connection needs a descriptor. (Queues do not:
+/// durable queues share their shard's journal.) Logged either way.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => tracing::warn!(soft, hard, "cannot raise the open-file limit: {e}"),
+        },
+        Ok((soft, _)) => tracing::info!(limit = soft, "open-file limit"),
+        Err(e) => tracing::warn!("cannot read the open-file limit: {e}"),
+    }
+}
+
 fn main() {
     let args = Args::parse();
     tracing_subscriber::fmt()
@@ -162,6 +177,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    raise_open_file_limit();
     let shutdown = Arc::new(AtomicBool::new(false));
     let (stopped_tx, stopped_rx) = mpsc::channel();
 
@@ -177,7 +193,10 @@ fn main() {
     let mut handles = Vec::new();
     let mut port = config.port;
     let mut mgmt_port: Option<u16> = None;
+    let mut shard_ends = Vec::new();
     for (i, (s, r)) in senders.into_iter().zip(receivers).enumerate() {
+        let (recovered_tx, recovered_rx) = mpsc::channel();
+        let (listen_tx, listen_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let cpu = if !pin || cores.is_empty() {
             None
@@ -191,8 +210,9 @@ fn main() {
             config: config.clone(),
             senders: s,
             receivers: r,
+            recovered: recovered_tx,
+            listen: listen_rx,
             ready: ready_tx,
-            port,
             shutdown: shutdown.clone(),
             stopped: stopped_tx.clone(),
         };
@@ -203,8 +223,27 @@ fn main() {
                 std::process::exit(1);
             }
         }
+        shard_ends.push((recovered_rx, listen_tx, ready_rx));
+    }
+    // Every shard recovers its queues in parallel; only then does any of
+    // them listen, so the first connection finds the whole broker ready.
+    for (i, (recovered, _, _)) in shard_ends.iter().enumerate() {
+        match recovered.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("warren: {e}");
+                std::process::exit(1);
+            }
+            Err(_) => {
+                eprintln!("warren: shard {i} failed to start");
+                std::process::exit(1);
+            }
+        }
+    }
+    for (i, (_, listen, ready)) in shard_ends.iter().enumerate() {
         // Shard 0 resolves port 0; the others bind the same port (SO_REUSEPORT).
-        match ready_rx.recv() {
+        let _ = listen.send(port);
+        match ready.recv() {
             Ok(Ok((p, m))) => {
                 port = p;
                 if m.is_some() {

@@ -281,7 +281,9 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
                 }
             }
         }
-        conn.flush_confirms();
+        if let Some(e) = conn.flush_confirms() {
+            conn.close_with_error(&e);
+        }
         // Fairness: one read batch per turn, so the drain and writer tasks
         // (deliveries) run between a busy publisher's batches. (I/O itself
         // is reaped at the executor's preemption tick: see shard::run.)

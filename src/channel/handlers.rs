@@ -1107,6 +1107,10 @@ fn tx_method(conn: &Conn, shard: &Shard, ch: u16, m: tx::AMQPMethod) -> AmqpResu
                     "channel is not transactional",
                 ));
             };
+            // Publishes are tracked like publisher confirms (internally: a
+            // tx channel never sees basic.ack); commit-ok waits until every
+            // one is confirmed by its queues, i.e. persistent messages in
+            // durable queues are on disk (see `Conn::flush_confirms`).
             for op in ops {
                 match op {
                     TxOp::Publish {
@@ -1114,12 +1118,19 @@ fn tx_method(conn: &Conn, shard: &Shard, ch: u16, m: tx::AMQPMethod) -> AmqpResu
                         mandatory,
                         headers,
                     } => {
-                        route_and_send(shard, conn, &vh, c, msg, mandatory, headers.as_ref(), false)
+                        route_and_send(shard, conn, &vh, c, msg, mandatory, headers.as_ref(), true)
                     }
                     TxOp::Settle { tags, how } => {
                         settle_grouped(shard, tags.into_iter().map(|(_, u)| u), how)
                     }
                 }
+            }
+            let upto = c.next_pub_seq - 1;
+            let done =
+                c.commit_waiters.is_empty() && c.pending_confirms.range(..=upto).next().is_none();
+            if !done {
+                c.commit_waiters.push_back(upto);
+                return Ok(());
             }
             drop(st);
             reply(

@@ -79,6 +79,11 @@ pub struct Channel {
     pub pending_confirms: BTreeMap<u64, (u32, bool)>,
     pub acked_upto: u64,
     pub tx: Option<Vec<TxOp>>,
+    /// tx.commit-oks owed, in order: each is the last publish seq of its
+    /// commit. Sent once every publish up to it is confirmed by its queues
+    /// (for persistent messages in durable queues: after the group-commit
+    /// fsync, like publisher confirms).
+    pub commit_waiters: std::collections::VecDeque<u64>,
     pub flow_active: bool,
     pub held: std::collections::VecDeque<Held>,
     /// Held deliveries that are also in `unacked`.
@@ -381,13 +386,41 @@ impl Conn {
     }
 
     /// Emit basic.ack for every confirmed publish, coalesced with
-    /// `multiple` up to the oldest one still outstanding.
-    pub fn flush_confirms(&self) {
+    /// `multiple` up to the oldest one still outstanding, and tx.commit-ok
+    /// for every commit whose publishes are all confirmed. Returns the
+    /// error to close the connection with when a commit failed (one of its
+    /// persistent messages could not be stored: 541, never a commit-ok).
+    pub fn flush_confirms(&self) -> Option<crate::error::AmqpError> {
         let mut out = Vec::new();
+        let mut commits = Vec::new();
+        let mut failed = None;
         {
             let mut st = self.state.borrow_mut();
             for ch in st.channels.values_mut() {
-                if !ch.confirm || ch.closing {
+                if ch.closing {
+                    continue;
+                }
+                while let Some(&upto) = ch.commit_waiters.front() {
+                    let first = ch.pending_confirms.iter().next().map(|(k, v)| (*k, *v));
+                    match first {
+                        Some((seq, (_, nacked))) if seq <= upto => {
+                            if nacked && ch.pending_confirms.range(..=upto).all(|(_, v)| v.0 == 0) {
+                                ch.pending_confirms.retain(|k, _| *k > upto);
+                                ch.commit_waiters.pop_front();
+                                failed = Some(crate::error::AmqpError::internal_error(
+                                    "tx.commit failed: a persistent message could not be stored",
+                                ));
+                            } else {
+                                break;
+                            }
+                        }
+                        _ => {
+                            ch.commit_waiters.pop_front();
+                            commits.push(ch.id);
+                        }
+                    }
+                }
+                if !ch.confirm {
                     continue;
                 }
                 loop {
@@ -425,19 +458,30 @@ impl Conn {
             };
             self.send_method(ch, AMQPClass::Basic(m));
         }
+        for ch in commits {
+            use amq_protocol::protocol::tx;
+            self.send_method(ch, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+        }
+        failed
     }
 
     /// Close from the broker side (management): 320 CONNECTION_FORCED,
     /// then the socket once the close has been written.
     pub fn force_close(self: &Rc<Self>, reason: &str) {
+        self.close_with_error(&crate::error::AmqpError::connection_forced(reason));
+    }
+
+    /// Close the connection from the broker side with `e` (connection.close
+    /// with its code and text), then the socket once close-ok arrives.
+    pub fn close_with_error(self: &Rc<Self>, e: &crate::error::AmqpError) {
         use amq_protocol::protocol::connection;
         self.send_method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
-                reply_code: crate::error::CONNECTION_FORCED,
-                reply_text: format!("CONNECTION_FORCED - {reason}").into(),
-                class_id: 0,
-                method_id: 0,
+                reply_code: e.code,
+                reply_text: e.text.clone().into(),
+                class_id: e.class_id,
+                method_id: e.method_id,
             })),
         );
         // Like RabbitMQ, wait for the client's close-ok (the reader returns

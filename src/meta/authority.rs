@@ -194,7 +194,7 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                 internal,
                 args,
             };
-            shard.broadcast(MetaChange::ExchangeDeclared(def)).await;
+            shard.broadcast(MetaChange::ExchangeDeclared(def)).await?;
             Ok(MetaReply::Ok)
         }
         MetaOp::ExchangeDelete {
@@ -223,7 +223,7 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
             }
             shard
                 .broadcast(MetaChange::ExchangeDeleted { vhost, name })
-                .await;
+                .await?;
             Ok(MetaReply::Ok)
         }
         MetaOp::QueueDeclare {
@@ -283,7 +283,7 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                     )));
                 }
             }
-            let messages = delete_queue(shard, def).await;
+            let messages = delete_queue(shard, def).await?;
             Ok(MetaReply::Deleted { messages })
         }
         MetaOp::Bind {
@@ -333,11 +333,11 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
             };
             if unbind {
                 if exists {
-                    shard.broadcast(MetaChange::Unbound(b)).await;
+                    shard.broadcast(MetaChange::Unbound(b)).await?;
                     auto_delete_exchange(shard, &vhost, &source).await;
                 }
             } else if !exists {
-                shard.broadcast(MetaChange::Bound(b)).await;
+                shard.broadcast(MetaChange::Bound(b)).await?;
             }
             Ok(MetaReply::Ok)
         }
@@ -356,7 +356,8 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                 .cloned()
                 .collect();
             for def in owned {
-                delete_queue(shard, def).await;
+                // Best effort: a queue that cannot be deleted now stays.
+                let _ = delete_queue(shard, def).await;
             }
             Ok(MetaReply::Ok)
         }
@@ -378,7 +379,9 @@ async fn auto_delete_exchange(shard: &Rc<Shard>, vhost: &str, name: &str) {
         None => false,
     };
     if delete {
-        shard
+        // Best effort: an auto-delete exchange that cannot be deleted now
+        // (definitions log unwritable) stays until the next unbind.
+        let _ = shard
             .broadcast(MetaChange::ExchangeDeleted {
                 vhost: vhost.to_string(),
                 name: name.to_string(),
@@ -399,7 +402,7 @@ async fn queue_stats(shard: &Rc<Shard>, def: &QueueDef) -> (u32, u32) {
 
 /// Delete a queue everywhere; returns the messages it held. Exchanges left
 /// without bindings that are auto-delete go too.
-async fn delete_queue(shard: &Rc<Shard>, def: QueueDef) -> u32 {
+async fn delete_queue(shard: &Rc<Shard>, def: QueueDef) -> AmqpResult<u32> {
     let dest = Dest::Queue(def.id, def.home);
     let sources: Vec<String> = shard
         .table()
@@ -415,11 +418,11 @@ async fn delete_queue(shard: &Rc<Shard>, def: QueueDef) -> u32 {
             name: def.name,
             id: def.id,
         })
-        .await;
+        .await?;
     for s in sources {
         auto_delete_exchange(shard, &vhost, &s).await;
     }
-    values.get(def.home.0).copied().unwrap_or(0)
+    Ok(values.get(def.home.0).copied().unwrap_or(0))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -501,7 +504,7 @@ async fn queue_declare(
         auto_delete,
         args,
     };
-    shard.broadcast(MetaChange::QueueDeclared(def)).await;
+    shard.broadcast(MetaChange::QueueDeclared(def)).await?;
     Ok(MetaReply::QueueDeclared {
         name,
         messages: 0,
@@ -534,7 +537,7 @@ async fn access_control(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> 
     match op {
         MetaOp::VhostAdd { name } => {
             if !shard.table().vhosts.contains(&name) {
-                shard.broadcast(MetaChange::VhostAdded { name }).await;
+                shard.broadcast(MetaChange::VhostAdded { name }).await?;
             }
             Ok(MetaReply::Ok)
         }
@@ -542,7 +545,7 @@ async fn access_control(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> 
             if !shard.table().vhosts.contains(&name) {
                 return Err(AmqpError::not_found(format!("no vhost '{name}'")));
             }
-            shard.broadcast(MetaChange::VhostDeleted { name }).await;
+            shard.broadcast(MetaChange::VhostDeleted { name }).await?;
             Ok(MetaReply::Ok)
         }
         MetaOp::UserPut {
@@ -570,14 +573,14 @@ async fn access_control(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> 
                 },
             };
             user.tags = tags;
-            shard.broadcast(MetaChange::UserPut(user)).await;
+            shard.broadcast(MetaChange::UserPut(user)).await?;
             Ok(MetaReply::Ok)
         }
         MetaOp::UserDelete { name } => {
             if !shard.table().users.contains_key(&name) {
                 return Err(AmqpError::not_found(format!("no user '{name}'")));
             }
-            shard.broadcast(MetaChange::UserDeleted { name }).await;
+            shard.broadcast(MetaChange::UserDeleted { name }).await?;
             Ok(MetaReply::Ok)
         }
         MetaOp::PermissionSet(p) => {
@@ -588,13 +591,13 @@ async fn access_control(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> 
                 return Err(AmqpError::not_found(format!("no user '{}'", p.user)));
             }
             crate::meta::users::validate_permission(&p).map_err(AmqpError::precondition_failed)?;
-            shard.broadcast(MetaChange::PermissionSet(p)).await;
+            shard.broadcast(MetaChange::PermissionSet(p)).await?;
             Ok(MetaReply::Ok)
         }
         MetaOp::PermissionClear { user, vhost } => {
             shard
                 .broadcast(MetaChange::PermissionCleared { user, vhost })
-                .await;
+                .await?;
             Ok(MetaReply::Ok)
         }
         _ => Err(AmqpError::internal_error("not an access-control operation")),

@@ -1,8 +1,12 @@
 //! Crash-safe persistence of durable definitions (exchanges, queues,
 //! bindings): an append-only log at `<data-dir>/definitions.log`, one change
-//! per line as `<crc32c hex> <json>`, fsynced before the `*-ok` is sent.
-//! A torn last line fails its checksum and is dropped; at start-up the log
-//! is replayed and rewritten compactly (write, fsync, rename).
+//! per line as `<crc32c hex> <json>`, fsynced before the change is applied
+//! anywhere and before the `*-ok` is sent; a change that cannot be made
+//! durable is refused (541) and applied nowhere. A torn or corrupt line
+//! fails its checksum and is skipped, keeping every line after it; at
+//! start-up the log is replayed and rewritten compactly (write, fsync,
+//! rename). Appends write at the known good length and cut back a partial
+//! write, so a failed append never glues itself to the next line.
 //! Only the metadata authority appends; every shard reads it at start-up.
 
 use super::defs::{Dest, MetaChange, QueueDef};
@@ -16,6 +20,8 @@ use std::path::{Path, PathBuf};
 pub struct DefinitionsLog {
     path: PathBuf,
     file: File,
+    /// Bytes of the file that hold whole lines.
+    len: u64,
 }
 
 fn io(path: &Path, source: std::io::Error) -> InfraError {
@@ -34,24 +40,26 @@ fn line(change: &MetaChange) -> String {
     format!("{:08x} {json}\n", crc32c::crc32c(json.as_bytes()))
 }
 
-/// Read every valid change from the log (stopping at a torn/corrupt line).
+/// Read every valid change from the log; a torn or corrupt line (bad
+/// checksum, not UTF-8, not a change) is skipped and the lines after it kept.
 pub fn load(data_dir: &Path) -> Vec<MetaChange> {
     let path = log_path(data_dir);
     let Ok(f) = File::open(&path) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for (n, l) in BufReader::new(f).lines().enumerate() {
+    for (n, l) in BufReader::new(f).split(b'\n').enumerate() {
         let Ok(l) = l else { break };
-        let Some((crc, json)) = l.split_once(' ') else {
-            break;
-        };
-        let ok = u32::from_str_radix(crc, 16).ok() == Some(crc32c::crc32c(json.as_bytes()));
-        match (ok, serde_json::from_str::<MetaChange>(json)) {
-            (true, Ok(c)) => out.push(c),
-            _ => {
-                tracing::warn!(file = %path.display(), line = n + 1, "corrupt definitions entry; ignoring it and the rest");
-                break;
+        let parsed = std::str::from_utf8(&l).ok().and_then(|l| {
+            let (crc, json) = l.split_once(' ')?;
+            let ok = u32::from_str_radix(crc, 16).ok() == Some(crc32c::crc32c(json.as_bytes()));
+            ok.then(|| serde_json::from_str::<MetaChange>(json).ok())
+                .flatten()
+        });
+        match parsed {
+            Some(c) => out.push(c),
+            None => {
+                tracing::warn!(file = %path.display(), line = n + 1, "torn or corrupt definitions entry skipped")
             }
         }
     }
@@ -188,18 +196,36 @@ impl DefinitionsLog {
             let _ = d.sync_all();
         }
         let file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&path)
             .map_err(|e| io(&path, e))?;
-        Ok(DefinitionsLog { path, file })
+        Ok(DefinitionsLog {
+            path,
+            file,
+            len: body.len() as u64,
+        })
     }
 
-    /// Append one change and make it durable before returning.
+    /// Append one change and make it durable before returning. On error
+    /// nothing of it remains in the file (a partial write is cut back).
     pub fn append(&mut self, change: &MetaChange) -> Result<(), InfraError> {
-        self.file
-            .write_all(line(change).as_bytes())
-            .map_err(|e| io(&self.path, e))?;
-        self.file.sync_data().map_err(|e| io(&self.path, e))
+        use std::os::unix::fs::FileExt;
+        let l = line(change);
+        let r = self
+            .file
+            .write_all_at(l.as_bytes(), self.len)
+            .and_then(|()| self.file.sync_data());
+        match r {
+            Ok(()) => {
+                self.len += l.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.len);
+                let _ = self.file.sync_data();
+                Err(io(&self.path, e))
+            }
+        }
     }
 }
 
@@ -208,6 +234,32 @@ mod tests {
     use super::*;
     use crate::meta::defs::{ExchangeDef, ExchangeKind};
     use amq_protocol::types::FieldTable;
+    use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn a_corrupt_line_is_skipped_and_the_lines_after_it_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let x = |name: &str| {
+            MetaChange::ExchangeDeclared(ExchangeDef {
+                vhost: "/".into(),
+                name: name.into(),
+                kind: ExchangeKind::Fanout,
+                durable: true,
+                auto_delete: false,
+                internal: false,
+                args: FieldTable::default(),
+            })
+        };
+        let mut log = DefinitionsLog::rewrite(dir.path(), &[x("a")]).unwrap();
+        // A torn line in the middle (as a failed append of an older
+        // version left it), then a good one.
+        let torn = b"deadbeef {\"Exch\xff\n";
+        log.file.write_all_at(torn, log.len).unwrap();
+        log.len += torn.len() as u64;
+        log.append(&x("b")).unwrap();
+        let got = load(dir.path());
+        assert_eq!(got.len(), 2, "the line after the torn one is kept");
+    }
 
     #[test]
     fn torn_last_line_is_ignored() {
@@ -223,7 +275,9 @@ mod tests {
         });
         let mut log = DefinitionsLog::rewrite(dir.path(), std::slice::from_ref(&x)).unwrap();
         log.append(&x).unwrap();
-        log.file.write_all(b"deadbeef {\"Exchange").unwrap();
+        log.file
+            .write_all_at(b"deadbeef {\"Exchange", log.len)
+            .unwrap();
         let got = load(dir.path());
         assert_eq!(got.len(), 2);
     }

@@ -179,13 +179,26 @@ impl Shard {
         Self::wait_slot(slot).await
     }
 
-    /// Apply a change on every shard (this one included) and wait for all;
-    /// the requests go out together. Returns each shard's answer.
-    pub async fn broadcast(&self, change: MetaChange) -> Vec<u32> {
-        let durable = crate::meta::persist::is_durable(&self.table(), &change);
-        // (Evaluated before applying: a deletion is logged only if what it
-        // deletes was durable.)
-        let logged = durable.then(|| change.clone());
+    /// Make a change durable (if it concerns durable entities), then apply
+    /// it on every shard (this one included) and wait for all; the requests
+    /// go out together. Returns each shard's answer.
+    ///
+    /// Errors: 541 INTERNAL_ERROR when the definitions log cannot be
+    /// written (disk full, I/O error); the change is then applied nowhere,
+    /// so a declare-ok / delete-ok is only ever sent for a durable change.
+    pub async fn broadcast(&self, change: MetaChange) -> crate::error::AmqpResult<Vec<u32>> {
+        // Evaluated before applying: a deletion is logged only if what it
+        // deletes was durable.
+        if crate::meta::persist::is_durable(&self.table(), &change) {
+            if let Some(log) = self.defs_log.borrow_mut().as_mut() {
+                if let Err(e) = log.append(&change) {
+                    tracing::error!("cannot persist definition change: {e}");
+                    return Err(crate::error::AmqpError::internal_error(format!(
+                        "cannot persist definition change: {e}"
+                    )));
+                }
+            }
+        }
         let slots: Vec<_> = (0..self.shards)
             .map(|s| self.send_request(ShardId(s), Request::Apply(change.clone())))
             .collect();
@@ -196,14 +209,7 @@ impl Shard {
                 _ => 0,
             });
         }
-        if let Some(c) = logged {
-            if let Some(log) = self.defs_log.borrow_mut().as_mut() {
-                if let Err(e) = log.append(&c) {
-                    tracing::error!("cannot persist definition change: {e}");
-                }
-            }
-        }
-        out
+        Ok(out)
     }
 
     pub fn respond(&self, to: ShardId, id: u64, resp: Response) {
@@ -222,10 +228,16 @@ impl Shard {
 
     /// End of a batch: emit coalesced confirms and wake writers.
     pub fn flush_dirty(&self) {
+        // Before any delivery made in this batch reaches a socket (writers
+        // run after this task yields): its redelivered flag is in the page
+        // cache, so it survives a process crash.
+        self.store.borrow_mut().write_deliveries();
         let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
         for c in dirty {
             c.dirty.set(false);
-            c.flush_confirms();
+            if let Some(e) = c.flush_confirms() {
+                c.close_with_error(&e);
+            }
         }
     }
 
@@ -434,21 +446,14 @@ impl Shard {
             {
                 let mut q = Queue::new(def.clone());
                 if def.durable && def.exclusive_owner.is_none() {
-                    match self
+                    let items = self
                         .store
                         .borrow_mut()
-                        .open_queue(def.id, &def.vhost, &def.name)
-                    {
-                        Ok(items) => {
-                            if !items.is_empty() {
-                                tracing::info!(queue = %def.name, messages = items.len(), "recovered");
-                            }
-                            q.recover(items)
-                        }
-                        Err(e) => {
-                            tracing::error!(queue = %def.name, "cannot open queue index: {e}")
-                        }
+                        .open_queue(def.id, &def.vhost, &def.name);
+                    if !items.is_empty() {
+                        tracing::info!(queue = %def.name, messages = items.len(), "recovered");
                     }
+                    q.recover(items);
                 }
                 self.queues.borrow_mut().insert(def.id, q);
             }

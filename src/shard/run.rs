@@ -3,8 +3,9 @@
 
 use super::Shard;
 use crate::config::Config;
-use crate::ids::ShardId;
+use crate::ids::{QueueId, ShardId};
 use crate::mailbox::ShardMsg;
+use crate::store::SyncBatch;
 use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::rc::Rc;
@@ -24,11 +25,15 @@ pub struct ShardBoot {
     pub senders: Vec<(ShardId, SharedSender<Batch>)>,
     /// (source, receiver) for every other shard.
     pub receivers: Vec<(ShardId, SharedReceiver<Batch>)>,
+    /// Reports that recovery finished (or why it failed).
+    pub recovered: mpsc::Sender<Result<(), String>>,
+    /// The port to bind, sent once every shard has recovered (so no shard
+    /// accepts a connection it, or a shard it routes to, cannot serve yet);
+    /// shard 0 may get 0 and report the real one.
+    pub listen: mpsc::Receiver<u16>,
     /// Reports the bound port (or an error) once listening.
     /// (AMQP port, management port when this shard serves it).
     pub ready: mpsc::Sender<Result<(u16, Option<u16>), String>>,
-    /// Port to bind; shard 0 may get 0 and report the real one.
-    pub port: u16,
     /// Set by the signal handler: flush everything and report on `stopped`.
     pub shutdown: Arc<AtomicBool>,
     pub stopped: mpsc::Sender<ShardId>,
@@ -60,8 +65,9 @@ async fn shard_main(boot: ShardBoot) {
         config,
         senders,
         receivers,
+        recovered,
+        listen,
         ready,
-        port,
         shutdown,
         stopped,
         ..
@@ -71,15 +77,16 @@ async fn shard_main(boot: ShardBoot) {
     let store = match crate::store::Store::open(store_dir, config.segment_size, config.fsync) {
         Ok(s) => s,
         Err(e) => {
-            let _ = ready.send(Err(format!("cannot open store: {e}")));
+            let _ = recovered.send(Err(format!("cannot open store: {e}")));
             return;
         }
     };
     let shard = Shard::new(id, shards, Rc::new(config), store);
     if let Err(e) = recover(&shard) {
-        let _ = ready.send(Err(e));
+        let _ = recovered.send(Err(e));
         return;
     }
+    let _ = recovered.send(Ok(()));
 
     // Mailbox ends connect concurrently: a sender's connect waits for its peer.
     for (dest, sender) in senders {
@@ -160,6 +167,15 @@ async fn shard_main(boot: ShardBoot) {
     glommio::spawn_local(sync_task(shard.clone())).detach();
     glommio::spawn_local(shutdown_watch(shard.clone(), shutdown, stopped)).detach();
 
+    // Listen only once every shard has recovered (the mailbox tasks above
+    // already run meanwhile, so shards can reach each other).
+    let port = loop {
+        match listen.try_recv() {
+            Ok(p) => break p,
+            Err(mpsc::TryRecvError::Empty) => glommio::timer::sleep(Duration::from_millis(1)).await,
+            Err(mpsc::TryRecvError::Disconnected) => return,
+        }
+    };
     let addr = std::net::SocketAddr::new(bind, port);
     let listener = match glommio::net::TcpListener::bind(addr) {
         Ok(l) => l,
@@ -212,18 +228,14 @@ fn recover(shard: &Rc<Shard>) -> Result<(), String> {
         }
         shard.apply_change(c);
     }
-    let keep: std::collections::HashSet<std::path::PathBuf> = shard
-        .queues
-        .borrow()
-        .values()
-        .filter(|q| q.def.durable && q.def.exclusive_owner.is_none())
-        .map(|q| crate::store::index_file(&shard.store.borrow().dir, &q.def.vhost, &q.def.name))
-        .collect();
-    {
-        let mut st = shard.store.borrow_mut();
-        st.finish_recovery();
-        st.remove_orphan_indexes(&keep);
-    }
+    // The journal is rewritten with exactly the queues that exist now, so
+    // entries of deleted queues can never be claimed by a later one.
+    let live = durable_positions(shard);
+    shard
+        .store
+        .borrow_mut()
+        .finish_recovery(live.iter().map(|(q, l)| (*q, &l[..])))
+        .map_err(|e| format!("cannot rewrite the queue journal: {e}"))?;
     if shard.id == shard.authority() {
         shard.set_next_queue_id(max_id + 1);
         let snap = crate::meta::persist::snapshot(&shard.table());
@@ -232,6 +244,18 @@ fn recover(shard: &Rc<Shard>) -> Result<(), String> {
         *shard.defs_log.borrow_mut() = Some(log);
     }
     Ok(())
+}
+
+/// Every durable queue's live messages on this shard (journal snapshot).
+fn durable_positions(shard: &Shard) -> Vec<(QueueId, crate::store::journal::Live)> {
+    let st = shard.store.borrow();
+    shard
+        .queues
+        .borrow()
+        .values()
+        .filter(|q| st.is_durable(q.id()))
+        .map(|q| (q.id(), q.live_positions()))
+        .collect()
 }
 
 /// Group commit: one fdatasync per dirty file covers every record appended
@@ -262,12 +286,17 @@ async fn sync_task(shard: Rc<Shard>) {
         if !shard.store.borrow().needs_sync() {
             continue;
         }
-        let (files, confirms, wrote) = shard.store.borrow_mut().prepare_sync();
+        let batch = shard.store.borrow_mut().prepare_sync();
+        let SyncBatch {
+            files,
+            confirms,
+            wrote,
+        } = batch;
         let synced = if files.is_empty() {
             true
         } else {
             glommio::executor()
-                .spawn_blocking(move || files.iter().all(|f| f.sync_data().is_ok()))
+                .spawn_blocking(move || files.iter().all(|f| f.sync().is_ok()))
                 .await
         };
         for c in confirms {
@@ -278,14 +307,33 @@ async fn sync_task(shard: Rc<Shard>) {
             }
         }
         shard.flush_dirty();
-        if last_compaction.elapsed() > Duration::from_secs(5) {
+        if last_compaction.elapsed() > Duration::from_secs(5)
+            && shard.store.borrow().needs_compaction()
+        {
             last_compaction = std::time::Instant::now();
-            let candidates = shard.store.borrow().compaction_candidates();
-            for q in candidates {
-                let live = shard.queues.borrow().get(&q).map(|q| q.live_positions());
-                if let Some(live) = live {
-                    shard.store.borrow_mut().compact(q, &live);
-                }
+            let live = durable_positions(&shard);
+            let job = shard
+                .store
+                .borrow_mut()
+                .begin_compaction(live.iter().map(|(q, l)| (*q, &l[..])));
+            drop(live);
+            if let Some(job) = job {
+                // The rewrite (write, fsync, rename) runs off the executor;
+                // entries made meanwhile wait in the journal's buffer.
+                let crate::store::Compaction {
+                    path,
+                    bytes,
+                    entries,
+                    live,
+                } = job;
+                let len = bytes.len() as u64;
+                let result = glommio::executor()
+                    .spawn_blocking(move || crate::store::journal::write_new(&path, &bytes))
+                    .await;
+                shard
+                    .store
+                    .borrow_mut()
+                    .finish_compaction(len, entries, live, result);
             }
         }
     }
@@ -296,13 +344,20 @@ async fn shutdown_watch(shard: Rc<Shard>, flag: Arc<AtomicBool>, stopped: mpsc::
     loop {
         glommio::timer::sleep(Duration::from_millis(50)).await;
         if flag.load(Ordering::Acquire) {
-            let (files, confirms, _) = shard.store.borrow_mut().prepare_sync();
-            for f in files {
-                let _ = f.sync_data();
-            }
+            let SyncBatch {
+                files,
+                confirms,
+                wrote,
+            } = shard.store.borrow_mut().prepare_sync();
+            let synced = files.iter().all(|f| f.sync().is_ok());
             for c in confirms {
-                shard.confirm(c);
+                if synced && wrote {
+                    shard.confirm(c);
+                } else {
+                    shard.nack(c);
+                }
             }
+            shard.flush_dirty();
             let _ = stopped.send(shard.id);
             return;
         }

@@ -1,20 +1,23 @@
-//! Durable storage: this shard's message segments and durable queue indexes.
+//! Durable storage: this shard's message segments and its queue journal.
 //!
 //! Owns: every file under `<data-dir>/shard-<i>/`: `msgs.NNNNNNNNNN`
-//! segments (see [`segment`]) and one `queue.<hash>.idx` per durable queue
-//! (see [`index`]). Only the owning shard touches them, so there are no
-//! locks. A persistent message routed to K durable queues on this shard is
-//! written once; each queue's index points at it, and the segment is deleted
-//! once no index entry references it any more.
+//! segments (see [`segment`]) and `queues.journal` (see [`journal`]), which
+//! records the messages of every durable queue homed on this shard by the
+//! queue's id. Only the owning shard touches them, so there are no locks. A
+//! persistent message routed to K durable queues on this shard is written
+//! once; each queue's journal entry points at it, and the segment is deleted
+//! once no queue references it any more.
 //!
-//! Group commit: appends go to the mapping / index buffers immediately;
-//! publisher confirms wait in [`Store::waiting`] until the shard's sync task
-//! has made everything appended so far durable with one `fdatasync` per
-//! dirty file, run off the executor thread (`spawn_blocking`), so one flush
-//! covers every publisher. Must never: block the executor on `fsync`, keep
-//! a durable backlog in RAM beyond the read-ahead, or panic on a bad file.
+//! Group commit: appends go to the mapping / journal buffer immediately;
+//! publisher confirms (and tx commit-oks) wait in [`Store::waiting`] until
+//! the shard's sync task has made everything appended so far durable with
+//! one `fdatasync` per dirty file, run off the executor thread
+//! (`spawn_blocking`), so one flush covers every publisher. Must never:
+//! block the executor on `fsync`, keep a durable backlog in RAM beyond the
+//! read-ahead, drop a journal entry on a write error, or panic on a bad file.
 
-pub mod index;
+pub mod journal;
+mod legacy;
 pub mod segment;
 
 use crate::error::InfraError;
@@ -22,7 +25,7 @@ use crate::ids::{QueueId, SegmentId};
 use crate::mailbox::ConfirmRef;
 use crate::message::{Message, MsgRef};
 use bytes::Bytes;
-use index::{QueueIndex, Replay};
+use journal::{Journal, Live};
 use segment::Segment;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -38,16 +41,57 @@ pub struct Position {
 
 pub const DEFAULT_SEGMENT_SIZE: usize = 64 * 1024 * 1024;
 
+/// A file to make durable at the next group commit.
+pub enum SyncFile {
+    Journal(Arc<File>),
+    Segment(File),
+}
+
+impl SyncFile {
+    pub fn sync(&self) -> std::io::Result<()> {
+        match self {
+            SyncFile::Journal(f) => f.sync_data(),
+            SyncFile::Segment(f) => f.sync_data(),
+        }
+    }
+}
+
+/// What [`Store::prepare_sync`] hands the sync task.
+pub struct SyncBatch {
+    pub files: Vec<SyncFile>,
+    /// Acknowledgements to give once `files` are synced.
+    pub confirms: Vec<ConfirmRef>,
+    /// False if buffered journal entries could not be written (they stay
+    /// buffered for the next attempt; the confirms must be nacked).
+    pub wrote: bool,
+}
+
+/// A compacted journal to write off the executor ([`Store::begin_compaction`]).
+pub struct Compaction {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub entries: u64,
+    pub live: u64,
+}
+
 pub struct Store {
     pub dir: PathBuf,
     segment_size: usize,
     segments: BTreeMap<SegmentId, Segment>,
     current: Option<SegmentId>,
     next_segment: u64,
-    indexes: HashMap<QueueId, QueueIndex>,
+    journal: Journal,
+    /// Durable queues homed on this shard, with their live message counts.
+    durable: HashMap<QueueId, u64>,
+    /// Live messages per queue found by replay, until the queue claims them.
+    recovered: HashMap<QueueId, Live>,
+    /// Index files of the previous on-disk format, imported by name.
+    legacy: HashSet<PathBuf>,
     /// Valid record offsets found by the start-up scan (recovery only).
     valid: HashMap<SegmentId, HashSet<u32>>,
     dirty_segments: HashSet<SegmentId>,
+    /// Delivered-flag entries not yet written to the journal.
+    unwritten_deliveries: bool,
     /// Confirms to send once the next sync completes.
     pub waiting: Vec<ConfirmRef>,
     /// Set while segment allocation fails (disk full).
@@ -60,17 +104,6 @@ fn io(path: &Path, source: std::io::Error) -> InfraError {
         path: path.display().to_string(),
         source,
     }
-}
-
-/// Index file name for a queue: stable across restarts (hash of vhost and
-/// name, FNV-1a), never derived from the per-run queue id.
-pub fn index_file(dir: &Path, vhost: &str, name: &str) -> PathBuf {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in vhost.bytes().chain([0u8]).chain(name.bytes()) {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    dir.join(format!("queue.{h:016x}.idx"))
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -92,7 +125,7 @@ pub fn decode_message(rec: &Bytes) -> Option<Message> {
     let routing_key = take_str(&mut at)?;
     let plen = u32::from_le_bytes(rec.get(at..at + 4)?.try_into().ok()?) as usize;
     at += 4;
-    if at + plen > rec.len() {
+    if at.checked_add(plen)? > rec.len() {
         return None;
     }
     let props = rec.slice(at..at + plen);
@@ -108,15 +141,22 @@ pub fn decode_message(rec: &Bytes) -> Option<Message> {
 }
 
 impl Store {
-    /// Open this shard's directory and scan every segment (checksums).
+    /// Open this shard's directory, replay the journal and scan every
+    /// segment (checksums).
     pub fn open(dir: PathBuf, segment_size: usize, fsync: bool) -> Result<Store, InfraError> {
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let (journal, replay) = Journal::open(&dir)?;
         let mut segments = BTreeMap::new();
         let mut valid = HashMap::new();
-        let mut max = 0u64;
+        let mut legacy = HashSet::new();
+        let mut max = replay.max_segment;
         let entries = std::fs::read_dir(&dir).map_err(|e| io(&dir, e))?;
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("queue.") && name.ends_with(".idx") {
+                legacy.insert(e.path());
+                continue;
+            }
             let Some(n) = name
                 .strip_prefix("msgs.")
                 .and_then(|n| n.parse::<u64>().ok())
@@ -140,26 +180,38 @@ impl Store {
             segments,
             current: None,
             next_segment: max + 1,
-            indexes: HashMap::new(),
+            journal,
+            durable: HashMap::new(),
+            recovered: replay.queues,
+            legacy,
             valid,
             dirty_segments: HashSet::new(),
+            unwritten_deliveries: false,
             waiting: Vec::new(),
             disk_full: false,
             fsync,
         })
     }
 
-    /// Open (or create) a durable queue's index and return the messages it
-    /// still holds, in order, dropping entries whose record is corrupt.
-    pub fn open_queue(
-        &mut self,
-        id: QueueId,
-        vhost: &str,
-        name: &str,
-    ) -> Result<Vec<(Position, bool)>, InfraError> {
-        let (idx, Replay { live }) = QueueIndex::open(index_file(&self.dir, vhost, name))?;
-        let mut out = Vec::with_capacity(live.len());
-        for (pos, delivered) in live {
+    /// Register a durable queue homed here and return the messages the
+    /// journal holds for it (by id, never by name), in order, dropping
+    /// entries whose record is missing or corrupt. A new queue gets none.
+    pub fn open_queue(&mut self, id: QueueId, vhost: &str, name: &str) -> Live {
+        let mut items = self.recovered.remove(&id).unwrap_or_default();
+        if items.is_empty() && !self.legacy.is_empty() {
+            let path = legacy::index_file(&self.dir, vhost, name);
+            if self.legacy.remove(&path) {
+                items = legacy::read(&path);
+                tracing::info!(
+                    queue = name,
+                    messages = items.len(),
+                    "imported queue index of the previous format"
+                );
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (pos, delivered) in items {
             let ok = self
                 .valid
                 .get(&pos.seg)
@@ -173,13 +225,31 @@ impl Store {
             }
             out.push((pos, delivered));
         }
-        self.indexes.insert(id, idx);
-        Ok(out)
+        self.durable.insert(id, out.len() as u64);
+        out
     }
 
-    /// After recovery: drop unreferenced segments and the scan results.
-    pub fn finish_recovery(&mut self) {
+    /// After recovery: rewrite the journal with exactly the live messages of
+    /// the durable queues that exist (`queues`), so entries of queues that
+    /// are gone can never be claimed later, then drop unreferenced segments.
+    pub fn finish_recovery<'a>(
+        &mut self,
+        queues: impl IntoIterator<Item = (QueueId, &'a [(Position, bool)])>,
+    ) -> Result<(), InfraError> {
         self.valid.clear();
+        for q in self.recovered.keys() {
+            tracing::debug!(queue = q.0, "journal entries of a deleted queue discarded");
+        }
+        self.recovered.clear();
+        for p in self.legacy.drain() {
+            tracing::warn!(file = %p.display(), "index file of a queue that no longer exists removed");
+            let _ = std::fs::remove_file(&p);
+        }
+        let (bytes, entries, live) = journal::snapshot_bytes(self.next_segment - 1, queues);
+        self.journal.clear_pending();
+        let file = journal::write_new(&self.journal.path, &bytes)?;
+        self.journal
+            .install(file, bytes.len() as u64, entries, live);
         // Old segments are never appended to again: new writes start a new
         // one, so stale bytes after a torn tail can never be misread.
         for s in self.segments.values_mut() {
@@ -195,19 +265,7 @@ impl Store {
         for id in dead {
             self.delete_segment(id);
         }
-    }
-
-    /// Delete index files of durable queues that no longer exist.
-    pub fn remove_orphan_indexes(&self, keep: &HashSet<PathBuf>) {
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            for e in entries.flatten() {
-                let p = e.path();
-                let is_idx = p.extension().is_some_and(|x| x == "idx");
-                if is_idx && !keep.contains(&p) {
-                    let _ = std::fs::remove_file(&p);
-                }
-            }
-        }
+        Ok(())
     }
 
     fn delete_segment(&mut self, id: SegmentId) {
@@ -224,6 +282,9 @@ impl Store {
         let size = self.segment_size.max(need + segment::HEADER);
         let seg = Segment::create(&self.dir, id, size)?;
         self.next_segment += 1;
+        // Recorded before any entry that points into it (same buffer, in
+        // order), so the number is never handed out again after a restart.
+        self.journal.segment_created(id);
         let old = self.current.replace(id);
         self.segments.insert(id, seg);
         if let Some(s) = old.and_then(|o| self.segments.get_mut(&o)) {
@@ -271,24 +332,28 @@ impl Store {
 
     /// A durable queue took a stored message.
     pub fn enqueue(&mut self, q: QueueId, pos: Position) {
-        if let Some(idx) = self.indexes.get_mut(&q) {
-            idx.enqueue(pos);
+        if let Some(n) = self.durable.get_mut(&q) {
+            *n += 1;
+            self.journal.enqueue(q, pos);
             if let Some(s) = self.segments.get_mut(&pos.seg) {
                 s.refs += 1;
             }
         }
     }
 
+    /// A stored message was handed to a consumer (it comes back redelivered).
     pub fn delivered(&mut self, q: QueueId, pos: Position) {
-        if let Some(idx) = self.indexes.get_mut(&q) {
-            idx.delivered(pos);
+        if self.durable.contains_key(&q) {
+            self.journal.delivered(q, pos);
+            self.unwritten_deliveries = true;
         }
     }
 
     /// The queue is done with a message (ack, purge, no-ack delivery).
     pub fn ack(&mut self, q: QueueId, pos: Position) {
-        if let Some(idx) = self.indexes.get_mut(&q) {
-            idx.ack(pos);
+        if let Some(n) = self.durable.get_mut(&q) {
+            *n = n.saturating_sub(1);
+            self.journal.ack(q, pos);
         }
         self.release(pos);
     }
@@ -312,65 +377,106 @@ impl Store {
         decode_message(&rec).map(Arc::new)
     }
 
-    /// A durable queue was deleted: release its messages, remove its index.
+    /// A durable queue was deleted: release its messages and record that
+    /// its id is gone (its entries are never replayed again).
     pub fn drop_queue(&mut self, q: QueueId, positions: impl IntoIterator<Item = Position>) {
         for p in positions {
             self.release(p);
         }
-        if let Some(idx) = self.indexes.remove(&q) {
-            let _ = std::fs::remove_file(&idx.path);
+        if let Some(live) = self.durable.remove(&q) {
+            self.journal.drop_queue(q, live);
         }
     }
 
     pub fn is_durable(&self, q: QueueId) -> bool {
-        self.indexes.contains_key(&q)
+        self.durable.contains_key(&q)
     }
 
     pub fn needs_sync(&self) -> bool {
-        !self.waiting.is_empty()
-            || !self.dirty_segments.is_empty()
-            || self.indexes.values().any(|i| i.has_pending())
+        !self.waiting.is_empty() || !self.dirty_segments.is_empty() || self.journal.has_pending()
     }
 
-    /// Write buffered index entries and collect the files to fdatasync.
-    pub fn prepare_sync(&mut self) -> (Vec<File>, Vec<ConfirmRef>, bool) {
-        let mut files = Vec::new();
-        let mut ok = true;
-        for idx in self.indexes.values_mut() {
-            if idx.has_pending() {
-                if let Err(e) = idx.write_pending() {
-                    tracing::error!("index write failed: {e}");
-                    ok = false;
-                }
-                if let Ok(f) = idx.sync_handle() {
-                    files.push(f);
-                }
+    /// End of a batch of work: if stored messages were delivered, write the
+    /// journal's buffer now (page cache, no fsync), before the deliveries
+    /// reach any socket, so their redelivered flag survives a process crash.
+    pub fn write_deliveries(&mut self) {
+        if self.unwritten_deliveries {
+            self.unwritten_deliveries = false;
+            if let Err(e) = self.journal.write_pending() {
+                tracing::warn!("journal write failed (will retry): {e}");
             }
         }
+    }
+
+    /// Write buffered journal entries and collect the files to fdatasync.
+    pub fn prepare_sync(&mut self) -> SyncBatch {
+        let mut files = Vec::new();
+        let mut wrote = true;
+        if self.journal.has_pending() {
+            match self.journal.write_pending() {
+                Ok(()) => self.unwritten_deliveries = false,
+                Err(e) => {
+                    tracing::error!("journal write failed (entries kept, will retry): {e}");
+                    wrote = false;
+                }
+            }
+            if self.journal.compacting {
+                // Entries wait for the compacted file: not durable yet.
+                wrote = false;
+            }
+        }
+        files.push(SyncFile::Journal(self.journal.file()));
         for id in self.dirty_segments.drain() {
             if let Some(Ok(f)) = self.segments.get(&id).map(|s| s.sync_handle()) {
-                files.push(f);
+                files.push(SyncFile::Segment(f));
             }
         }
         if !self.fsync {
             files.clear();
         }
-        (files, std::mem::take(&mut self.waiting), ok)
+        SyncBatch {
+            files,
+            confirms: std::mem::take(&mut self.waiting),
+            wrote,
+        }
     }
 
-    /// Queues whose index file has grown far beyond their live entries.
-    pub fn compaction_candidates(&self) -> Vec<QueueId> {
-        self.indexes
-            .iter()
-            .filter(|(_, i)| i.needs_compaction())
-            .map(|(q, _)| *q)
-            .collect()
+    pub fn needs_compaction(&self) -> bool {
+        self.journal.needs_compaction()
     }
 
-    pub fn compact(&mut self, q: QueueId, live: &[(Position, bool)]) {
-        if let Some(idx) = self.indexes.get_mut(&q) {
-            if let Err(e) = idx.compact(live) {
-                tracing::warn!("index compaction failed: {e}");
+    /// Start compacting the journal: write what is buffered, then snapshot
+    /// `queues` (the live messages of every durable queue, which now match
+    /// the file exactly). Until [`Store::finish_compaction`], new entries
+    /// stay buffered. None if the buffer cannot be written now.
+    pub fn begin_compaction<'a>(
+        &mut self,
+        queues: impl IntoIterator<Item = (QueueId, &'a [(Position, bool)])>,
+    ) -> Option<Compaction> {
+        self.journal.write_pending().ok()?;
+        let (bytes, entries, live) = journal::snapshot_bytes(self.next_segment - 1, queues);
+        self.journal.compacting = true;
+        Some(Compaction {
+            path: self.journal.path.clone(),
+            bytes,
+            entries,
+            live,
+        })
+    }
+
+    /// The compacted journal was written (or not: keep the old one).
+    pub fn finish_compaction(
+        &mut self,
+        len: u64,
+        entries: u64,
+        live: u64,
+        result: Result<File, InfraError>,
+    ) {
+        match result {
+            Ok(f) => self.journal.install(f, len, entries, live),
+            Err(e) => {
+                tracing::warn!("journal compaction failed: {e}");
+                self.journal.compacting = false;
             }
         }
     }
@@ -421,7 +527,7 @@ mod tests {
     fn segments_roll_over_and_are_deleted_once_all_acked() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path().to_path_buf(), 256, false).unwrap();
-        s.open_queue(QueueId(1), "/", "q").unwrap();
+        s.open_queue(QueueId(1), "/", "q");
         let mut positions = Vec::new();
         for _ in 0..10 {
             let p = s.append_message(&msg(&[7u8; 100])).unwrap();
@@ -442,29 +548,118 @@ mod tests {
         assert_eq!(loaded.routing_key.as_str(), "k");
     }
 
+    fn sync(s: &mut Store) {
+        let b = s.prepare_sync();
+        assert!(b.wrote);
+        for f in b.files {
+            f.sync().unwrap();
+        }
+    }
+
     #[test]
     fn recovery_returns_unacked_messages_and_drops_unreferenced_segments() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b);
         {
             let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
-            s.open_queue(QueueId(1), "/", "q").unwrap();
+            s.open_queue(QueueId(1), "/", "q");
             a = s.append_message(&msg(b"one")).unwrap();
             s.enqueue(QueueId(1), a);
             b = s.append_message(&msg(b"two")).unwrap();
             s.enqueue(QueueId(1), b);
             s.delivered(QueueId(1), b);
             s.ack(QueueId(1), a);
-            let (files, _, ok) = s.prepare_sync();
-            assert!(ok);
-            for f in files {
-                f.sync_data().unwrap();
-            }
+            sync(&mut s);
         }
         let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
-        let live = s.open_queue(QueueId(9), "/", "q").unwrap();
-        s.finish_recovery();
+        let live = s.open_queue(QueueId(1), "/", "q");
+        s.finish_recovery([(QueueId(1), &live[..])]).unwrap();
         assert_eq!(live, vec![(b, true)]);
         assert_eq!(&s.load(b).unwrap().body[..], b"two");
+    }
+
+    #[test]
+    fn a_redeclared_queue_keeps_its_own_messages_and_not_the_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let new;
+        {
+            let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
+            // Old incarnation of "q": one message, then deleted.
+            s.open_queue(QueueId(1), "/", "q");
+            let old = s.append_message(&msg(b"old")).unwrap();
+            s.enqueue(QueueId(1), old);
+            s.drop_queue(QueueId(1), [old]);
+            // New incarnation of the same name.
+            s.open_queue(QueueId(2), "/", "q");
+            new = s.append_message(&msg(b"new")).unwrap();
+            s.enqueue(QueueId(2), new);
+            sync(&mut s);
+        }
+        let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
+        assert!(s.open_queue(QueueId(1), "/", "q").is_empty());
+        let live = s.open_queue(QueueId(2), "/", "q");
+        assert_eq!(live, vec![(new, false)]);
+        s.finish_recovery([(QueueId(2), &live[..])]).unwrap();
+        assert_eq!(&s.load(new).unwrap().body[..], b"new");
+    }
+
+    #[test]
+    fn segment_numbers_are_never_reused_after_every_segment_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let first;
+        {
+            let mut s = Store::open(dir.path().to_path_buf(), 256, true).unwrap();
+            s.open_queue(QueueId(1), "/", "q");
+            first = s.append_message(&msg(&[1u8; 100])).unwrap();
+            s.enqueue(QueueId(1), first);
+            let second = s.append_message(&msg(&[2u8; 200])).unwrap();
+            s.enqueue(QueueId(1), second);
+            s.ack(QueueId(1), first);
+            s.ack(QueueId(1), second);
+            sync(&mut s);
+        }
+        let mut s = Store::open(dir.path().to_path_buf(), 256, true).unwrap();
+        s.open_queue(QueueId(1), "/", "q");
+        s.finish_recovery([(QueueId(1), &[][..])]).unwrap();
+        assert_eq!(s.segment_count(), 0, "every segment was released");
+        s.open_queue(QueueId(3), "/", "other");
+        let p = s.append_message(&msg(b"x")).unwrap();
+        assert!(
+            p.seg > first.seg,
+            "{:?} reuses a number at or below {:?}",
+            p.seg,
+            first.seg
+        );
+    }
+
+    #[test]
+    fn a_failed_journal_write_keeps_its_entries_for_the_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
+        s.open_queue(QueueId(1), "/", "q");
+        let a = s.append_message(&msg(b"a")).unwrap();
+        s.enqueue(QueueId(1), a);
+        sync(&mut s);
+        s.ack(QueueId(1), a);
+        // Make the write fail: give the journal a read-only descriptor.
+        let path = dir.path().join(journal::FILE_NAME);
+        let len = std::fs::metadata(&path).unwrap().len();
+        s.journal
+            .install(std::fs::File::open(&path).unwrap(), len, 0, 0);
+        assert!(!s.prepare_sync().wrote, "a failed write is reported");
+        assert!(s.journal.has_pending(), "and its entries are kept");
+        let rw = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        s.journal.install(rw, len, 0, 0);
+        sync(&mut s);
+        drop(s);
+        let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
+        assert!(
+            s.open_queue(QueueId(1), "/", "q").is_empty(),
+            "the retried ack is on disk"
+        );
     }
 }
