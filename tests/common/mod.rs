@@ -17,6 +17,8 @@ pub struct Broker {
     _tmp: Option<tempfile::TempDir>,
     child: Option<Child>,
     extra: Vec<String>,
+    /// Open-file limit (soft and hard) for every start of this broker.
+    nofile: Option<u64>,
 }
 
 pub fn warren_bin() -> PathBuf {
@@ -26,8 +28,25 @@ pub fn warren_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_warren"))
 }
 
-fn spawn(dir: &Path, shards: usize, port: u16, extra: &[String]) -> (Child, u16, u16) {
-    let mut child = Command::new(warren_bin())
+fn spawn(
+    dir: &Path,
+    shards: usize,
+    port: u16,
+    extra: &[String],
+    nofile: Option<u64>,
+) -> (Child, u16, u16) {
+    let mut cmd = Command::new(warren_bin());
+    if let Some(n) = nofile {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs here.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)
+                    .map_err(std::io::Error::from)
+            });
+        }
+    }
+    let mut child = cmd
         .args([
             "--bind",
             "127.0.0.1",
@@ -81,7 +100,7 @@ impl Broker {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, port, mgmt_port) = spawn(&dir, shards, 0, &extra);
+        let (child, port, mgmt_port) = spawn(&dir, shards, 0, &extra, None);
         Broker {
             mgmt_port,
             port,
@@ -90,13 +109,14 @@ impl Broker {
             _tmp: Some(tmp),
             child: Some(child),
             extra,
+            nofile: None,
         }
     }
 
     /// Start on a given data directory (which the caller owns).
     pub fn start_in(dir: &Path, shards: usize, extra: &[&str]) -> Broker {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, port, mgmt_port) = spawn(dir, shards, 0, &extra);
+        let (child, port, mgmt_port) = spawn(dir, shards, 0, &extra, None);
         Broker {
             mgmt_port,
             port,
@@ -105,6 +125,27 @@ impl Broker {
             _tmp: None,
             child: Some(child),
             extra,
+            nofile: None,
+        }
+    }
+
+    /// Start in a temp dir with the process's open-file limit (soft and
+    /// hard, so the broker cannot raise it) set to `nofile`, for this and
+    /// every restart.
+    pub fn start_with_nofile(shards: usize, extra: &[&str], nofile: u64) -> Broker {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, port, mgmt_port) = spawn(&dir, shards, 0, &extra, Some(nofile));
+        Broker {
+            mgmt_port,
+            port,
+            shards,
+            dir,
+            _tmp: Some(tmp),
+            child: Some(child),
+            extra,
+            nofile: Some(nofile),
         }
     }
 
@@ -136,7 +177,8 @@ impl Broker {
         self.kill9();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let (child, port, mgmt_port) = spawn(&self.dir, self.shards, 0, &self.extra);
+            let (child, port, mgmt_port) =
+                spawn(&self.dir, self.shards, 0, &self.extra, self.nofile);
             self.child = Some(child);
             self.port = port;
             self.mgmt_port = mgmt_port;
@@ -151,6 +193,37 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Run an async test body on a fresh multi-threaded runtime.
+pub fn run_async<F: Future<Output = ()>>(shards: usize, f: impl FnOnce(usize) -> F) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(f(shards));
+}
+
+/// `shard_tests!(prop_a, prop_b)`: for each `async fn prop(shards: usize)`
+/// in scope, a module `prop` with the tests `one_shard` and `two_shards`
+/// (so the test is named after the property it checks).
+#[macro_export]
+macro_rules! shard_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn one_shard() {
+                    super::common::run_async(1, super::$name);
+                }
+                #[test]
+                fn two_shards() {
+                    super::common::run_async(2, super::$name);
+                }
+            }
+        )*
+    };
 }
 
 /// Run a test body for 1 and for 2 shards.
