@@ -3,10 +3,15 @@
 //! # Modules and the data path
 //!
 //! ```text
-//!  socket ──► net ──► codec ──► channel ──► routing ──► mailbox ──► queue ──► (store) ──► deliver
-//!  (io_uring   (read    (frames,   (conn/channel  (this shard's  (outbox +    (home      (segments,  (channel writes
-//!   via        into     zero-copy  state, publish  table copy)    SPSC to      shard of   later)      to conn.out;
-//!   glommio)   BytesMut) bodies)   assembly)                      other shard) the queue)             writer flushes)
+//!  publish:  socket ─► net ─► codec ─► channel ─► routing ─► mailbox ─► shard::publish ─► store ─► queue
+//!            (io_uring (read  (frames,  (publish   (this shard's (SPSC to    (home shard of  (segment  (ready list,
+//!             glommio)  into   zero-copy assembly,  table copy)   the queue's  the queue)      record +  positions
+//!                       BytesMut) bodies) tx/confirm)             home shard)                  journal)  only beyond
+//!                                                                                                       read-ahead)
+//!  deliver:  queue ─► shard::drain_queue ─► mailbox (if the consumer is elsewhere) ─► channel ─► conn.out ─► writer task
+//!  confirm:  store group commit (fdatasync off the executor) ─► shard::confirm ─► mailbox ─► channel
+//!            (basic.ack, or tx.commit-ok once all of a commit's publishes are confirmed)
+//!  ack:      channel ─► mailbox ─► queue::settle ─► store journal (written at the next sync)
 //! ```
 //!
 //! * [`net`]: SO_REUSEPORT listener per shard, reader/writer/heartbeat tasks.
@@ -16,10 +21,11 @@
 //! * [`mailbox`]: batched bounded SPSC channels between shards, outboxes,
 //!   and why they cannot deadlock.
 //! * [`queue`]: queues homed on a shard: ready/unacked messages, consumers.
-//! * [`meta`]: declarations; the authority on shard 0 serialises them and
-//!   broadcasts each change before replying.
-//! * [`shard`]: one pinned executor owning all of the above for its core.
-//! * [`store`]: durable storage seam (per-shard segment files).
+//! * [`meta`]: declarations; the authority on shard 0 logs each durable
+//!   change (fsync) and then broadcasts it before replying.
+//! * [`store`]: per-shard segment files and the queue journal; group commit.
+//! * [`shard`]: one pinned executor owning all of the above for its core;
+//!   every shard recovers before any of them listens.
 //!
 //! Nothing on the data path takes a lock: each shard's state is only
 //! touched by its own thread; shards exchange messages, never memory.

@@ -344,6 +344,9 @@ async fn shutdown_watch(shard: Rc<Shard>, flag: Arc<AtomicBool>, stopped: mpsc::
     loop {
         glommio::timer::sleep(Duration::from_millis(50)).await;
         if flag.load(Ordering::Acquire) {
+            // Let settlements already read from sockets and in flight
+            // between shards land before the final write.
+            glommio::timer::sleep(Duration::from_millis(100)).await;
             let SyncBatch {
                 files,
                 confirms,
