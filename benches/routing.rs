@@ -48,6 +48,33 @@ fn topic(c: &mut Criterion) {
     g.finish();
 }
 
+/// Adversarial patterns a user with bind rights could send: many `#`
+/// words, against long keys (each lookup is bounded by trie nodes x key
+/// words; a backtracking matcher takes minutes here).
+fn topic_adversarial(c: &mut Criterion) {
+    let mut g = c.benchmark_group("routing/topic_adversarial");
+    g.throughput(Throughput::Elements(1));
+    for hashes in [4usize, 24] {
+        let mut t = TopicTrie::new();
+        t.insert(&format!("{}z", "#.".repeat(hashes)), 1u32);
+        t.insert(&"#.a.".repeat(hashes / 2).to_string(), 2u32);
+        let key = vec!["a"; 120].join(".");
+        let mut out = Vec::with_capacity(16);
+        g.bench_with_input(
+            BenchmarkId::new("hashes_120_words", hashes),
+            &key,
+            |b, key| {
+                b.iter(|| {
+                    out.clear();
+                    t.matches(black_box(key), &mut out);
+                    black_box(out.len())
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
 fn xdecl(name: &str, kind: ExchangeKind) -> MetaChange {
     MetaChange::ExchangeDeclared(ExchangeDef {
         vhost: "/".into(),
@@ -120,5 +147,5 @@ fn table(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, topic, table);
+criterion_group!(benches, topic, topic_adversarial, table);
 criterion_main!(benches);

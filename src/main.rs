@@ -115,7 +115,27 @@ fn raise_open_file_limit() {
     }
 }
 
+/// What a panic does: the whole process exits at once with status 70
+/// (EX_SOFTWARE) after the panic message is logged, so a supervisor
+/// (systemd `Restart=on-failure`) restarts the broker. A panic must never
+/// leave a dead shard inside a live process (its connections would hang
+/// and its queues stop). Nothing acknowledged is lost: confirms, commit-oks
+/// and declare-oks for durable data are only sent once it is on disk.
+fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let thread = std::thread::current();
+        eprintln!(
+            "warren: fatal: panic in thread {}; exiting (status 70) so a supervisor restarts the broker",
+            thread.name().unwrap_or("?")
+        );
+        std::process::exit(70);
+    }));
+}
+
 fn main() {
+    exit_on_panic();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -154,3 +154,72 @@ async fn tx_and_confirm_modes_are_mutually_exclusive_and_commit_needs_select() {
         assert_connection_usable(&conn).await;
     }
 }
+
+/// basic.ack / basic.reject on a transactional channel followed by the end
+/// of the channel (close, or the whole connection) before tx.commit: the
+/// settlements are discarded and the messages come back, redelivered.
+async fn uncommitted_settles_are_undone_when_the_channel_ends(shards: usize) {
+    let b = start_broker(shards).await;
+    let q = queue_on_shard("txsettle", shards - 1, shards);
+    let observer = connect(&b).await;
+    let setup = open_channel(&observer).await;
+    declare_queue(&setup, &q).await;
+    for i in 0..2u8 {
+        publish(&setup, "", &q, &[i]).await;
+    }
+    for end_connection in [false, true] {
+        let conn = connect(&b).await;
+        let ch = open_channel(&conn).await;
+        within("tx.select", ch.tx_select())
+            .await
+            .expect("tx.select");
+        let a = within("get", ch.basic_get(&q, BasicGetOptions::default()))
+            .await
+            .unwrap()
+            .expect("first message");
+        let r = within("get", ch.basic_get(&q, BasicGetOptions::default()))
+            .await
+            .unwrap()
+            .expect("second message");
+        a.delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .unwrap();
+        r.delivery
+            .acker
+            .reject(BasicRejectOptions { requeue: false })
+            .await
+            .unwrap();
+        if end_connection {
+            let _ = conn.close(200, "bye").await;
+        } else {
+            within("channel.close", ch.close(200, "bye")).await.unwrap();
+        }
+        // Both come back, redelivered, in order.
+        let mut back = Vec::new();
+        for _ in 0..50 {
+            if ready_count(&observer, &q).await == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        for _ in 0..2 {
+            let m = within("get", setup.basic_get(&q, BasicGetOptions { no_ack: true }))
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("message stranded (end_connection={end_connection})"));
+            back.push((m.delivery.data[0], m.delivery.redelivered));
+        }
+        assert_eq!(
+            back,
+            vec![(0, true), (1, true)],
+            "end_connection={end_connection}"
+        );
+        for i in 0..2u8 {
+            publish(&setup, "", &q, &[i]).await;
+        }
+    }
+}
+
+shard_tests!(uncommitted_settles_are_undone_when_the_channel_ends);

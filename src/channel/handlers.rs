@@ -543,12 +543,30 @@ fn channel_flow(conn: &Conn, ch: u16, active: bool) -> AmqpResult<()> {
     Ok(())
 }
 
+/// Test-only fault injection, off unless `WARREN_TEST_PANIC_EXCHANGE` is
+/// set in the broker's environment at start-up: declaring an exchange of
+/// exactly that name panics the connection task, so tests can show what a
+/// panic does (the process exits non-zero at once; see `main`).
+mod test_hooks {
+    use std::sync::OnceLock;
+
+    static PANIC_ON: OnceLock<Option<String>> = OnceLock::new();
+
+    pub fn maybe_panic(exchange: &str) {
+        let on = PANIC_ON.get_or_init(|| std::env::var("WARREN_TEST_PANIC_EXCHANGE").ok());
+        if on.as_deref() == Some(exchange) {
+            panic!("test hook: exchange.declare of {exchange}");
+        }
+    }
+}
+
 async fn exchange_declare(
     conn: &Conn,
     shard: &Rc<Shard>,
     ch: u16,
     d: exchange::Declare,
 ) -> AmqpResult<()> {
+    test_hooks::maybe_panic(d.exchange.as_str());
     if !d.passive {
         check(
             shard,

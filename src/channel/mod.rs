@@ -540,6 +540,16 @@ impl Conn {
         }
         let unacked = std::mem::take(&mut ch.unacked);
         settle_grouped(shard, unacked.into_values(), Settle::Requeue);
+        // Settlements buffered in an uncommitted transaction are discarded
+        // and their deliveries requeued (redelivered), as RabbitMQ does: a
+        // channel that ends before tx.commit never strands a message.
+        if let Some(ops) = ch.tx.take() {
+            let uncommitted = ops.into_iter().flat_map(|op| match op {
+                TxOp::Settle { tags, .. } => tags,
+                TxOp::Publish { .. } => Vec::new(),
+            });
+            settle_grouped(shard, uncommitted.map(|(_, u)| u), Settle::Requeue);
+        }
         ch.held_unacked = 0;
         for h in std::mem::take(&mut ch.held) {
             shard.outbox.push(

@@ -2,7 +2,7 @@
 //! consumers, exchanges, queues, bindings (same paths and JSON field names
 //! as RabbitMQ's management plugin).
 
-use super::http::{percent_decode, Request, Response};
+use super::http::{decode_path_segment, Request, Response};
 use super::json::{json_to_table, table_to_json};
 use super::stats::ShardSnapshot;
 use super::{admin, gather, metrics, Mgmt};
@@ -288,7 +288,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         .path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(percent_decode)
+        .map(decode_path_segment)
         .collect();
     let segs: Vec<String> = segs
         .into_iter()

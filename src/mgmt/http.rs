@@ -79,22 +79,23 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// Decode one path segment (RFC 3986): only `%XX` escapes are decoded, a
+/// `+` stays a plus (rabbit-hole's `url.PathEscape` keeps `+` literal, and
+/// `DELETE /api/queues/%2F/orders+eu` must name the queue `orders+eu`).
+/// Invalid UTF-8 after decoding is replaced (U+FFFD), never a panic.
+pub fn decode_path_segment(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Decode a query-string key or value (`application/x-www-form-urlencoded`):
+/// `+` is a space, then `%XX` escapes.
+pub fn decode_query_component(s: &str) -> String {
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn basic_auth(v: &[u8]) -> Option<(String, String)> {
@@ -160,8 +161,8 @@ pub async fn read_request(stream: &SharedStream, buf: &mut BytesMut) -> Option<R
                     .split('&')
                     .filter(|s| !s.is_empty())
                     .map(|kv| match kv.split_once('=') {
-                        Some((k, v)) => (percent_decode(k), percent_decode(v)),
-                        None => (percent_decode(kv), String::new()),
+                        Some((k, v)) => (decode_query_component(k), decode_query_component(v)),
+                        None => (decode_query_component(kv), String::new()),
                     })
                     .collect();
                 return Some(Request {
@@ -216,8 +217,23 @@ mod tests {
 
     #[test]
     fn percent_decoding_handles_vhost_slash() {
-        assert_eq!(percent_decode("%2F"), "/");
-        assert_eq!(percent_decode("a%2fb"), "a/b");
-        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(decode_path_segment("%2F"), "/");
+        assert_eq!(decode_path_segment("a%2fb"), "a/b");
+        assert_eq!(decode_path_segment("100%"), "100%");
+    }
+
+    #[test]
+    fn a_plus_in_a_path_segment_is_a_plus_and_in_a_query_a_space() {
+        assert_eq!(decode_path_segment("orders+eu"), "orders+eu");
+        assert_eq!(decode_query_component("a+b%2Bc"), "a b+c");
+    }
+
+    #[test]
+    fn escapes_next_to_multibyte_characters_never_panic() {
+        // Raw bytes `%a\xc3\xa9` as they arrive in a request line.
+        assert_eq!(decode_path_segment("%a\u{e9}"), "%a\u{e9}");
+        assert_eq!(decode_path_segment("%\u{e9}"), "%\u{e9}");
+        assert_eq!(decode_path_segment("%ff"), "\u{fffd}");
+        assert_eq!(decode_query_component("%a\u{e9}=1"), "%a\u{e9}=1");
     }
 }

@@ -3,7 +3,13 @@
 //!
 //! Lookups walk the routing key once per trie branch that can match, so the
 //! cost grows with the key's length and the number of wildcard branches, not
-//! with the number of bindings. Never allocates per lookup except the output.
+//! with the number of bindings. A `#` is walked as a state that consumes one
+//! word at a time, and every (node, word index) state is visited at most
+//! once per lookup, so a lookup costs at most O(trie nodes x key words) even
+//! for adversarial patterns such as `#.#.#....z` (no backtracking blow-up:
+//! any user with bind rights could otherwise stall a shard). Tries without
+//! `#` never revisit a state and skip the bookkeeping. Never allocates per
+//! lookup except the output and, with `#` bindings, the visited set.
 
 use std::collections::HashMap;
 
@@ -18,6 +24,8 @@ fn words(s: &str) -> impl Iterator<Item = &str> {
 pub struct TopicTrie<D> {
     root: Node<D>,
     len: usize,
+    /// `#` nodes in the trie (lookups memoise states only when non-zero).
+    hashes: usize,
 }
 
 #[derive(Debug)]
@@ -50,6 +58,7 @@ impl<D: PartialEq + Clone> TopicTrie<D> {
         TopicTrie {
             root: Node::default(),
             len: 0,
+            hashes: 0,
         }
     }
 
@@ -67,7 +76,12 @@ impl<D: PartialEq + Clone> TopicTrie<D> {
         for w in words(pattern) {
             node = match w {
                 "*" => node.star.get_or_insert_with(Default::default),
-                "#" => node.hash.get_or_insert_with(Default::default),
+                "#" => {
+                    if node.hash.is_none() {
+                        self.hashes += 1;
+                    }
+                    node.hash.get_or_insert_with(Default::default)
+                }
                 w => node.words.entry(w.to_string()).or_default(),
             };
         }
@@ -82,14 +96,16 @@ impl<D: PartialEq + Clone> TopicTrie<D> {
     /// Remove a binding; returns false if it was not there.
     pub fn remove(&mut self, pattern: &str, dest: &D) -> bool {
         let words: Vec<&str> = words(pattern).collect();
-        let removed = Self::remove_at(&mut self.root, &words, dest);
+        let mut pruned_hashes = 0;
+        let removed = Self::remove_at(&mut self.root, &words, dest, &mut pruned_hashes);
         if removed {
             self.len -= 1;
         }
+        self.hashes -= pruned_hashes;
         removed
     }
 
-    fn remove_at(node: &mut Node<D>, words: &[&str], dest: &D) -> bool {
+    fn remove_at(node: &mut Node<D>, words: &[&str], dest: &D, pruned_hashes: &mut usize) -> bool {
         let Some((first, rest)) = words.split_first() else {
             let before = node.dests.len();
             node.dests.retain(|d| d != dest);
@@ -101,11 +117,14 @@ impl<D: PartialEq + Clone> TopicTrie<D> {
             w => node.words.get_mut(w),
         };
         let Some(child) = child else { return false };
-        let removed = Self::remove_at(child, rest, dest);
+        let removed = Self::remove_at(child, rest, dest, pruned_hashes);
         if removed && child.is_empty() {
             match *first {
                 "*" => node.star = None,
-                "#" => node.hash = None,
+                "#" => {
+                    node.hash = None;
+                    *pruned_hashes += 1;
+                }
                 w => {
                     node.words.remove(w);
                 }
@@ -118,26 +137,81 @@ impl<D: PartialEq + Clone> TopicTrie<D> {
     /// the caller de-duplicates across exchanges anyway).
     pub fn matches(&self, key: &str, out: &mut Vec<D>) {
         let words: Vec<&str> = words(key).collect();
-        Self::walk(&self.root, &words, out);
+        let mut seen = Visited::new(self.hashes > 0);
+        Self::walk(&self.root, 0, &words, &mut seen, out);
     }
 
-    fn walk(node: &Node<D>, words: &[&str], out: &mut Vec<D>) {
-        if let Some(h) = &node.hash {
-            // '#' swallows zero or more words.
-            for i in 0..=words.len() {
-                Self::walk(h, &words[i..], out);
-            }
+    /// `node` reached with `words[..i]` consumed.
+    fn walk(node: &Node<D>, i: usize, words: &[&str], seen: &mut Visited, out: &mut Vec<D>) {
+        if !seen.first_visit(node as *const Node<D> as usize, i, false) {
+            return;
         }
-        let Some((first, rest)) = words.split_first() else {
+        if let Some(h) = &node.hash {
+            Self::walk_hash(h, i, words, seen, out);
+        }
+        let Some(first) = words.get(i) else {
             out.extend(node.dests.iter().cloned());
             return;
         };
         if let Some(c) = node.words.get(*first) {
-            Self::walk(c, rest, out);
+            Self::walk(c, i + 1, words, seen, out);
         }
         if let Some(s) = &node.star {
-            Self::walk(s, rest, out);
+            Self::walk(s, i + 1, words, seen, out);
         }
+    }
+
+    /// Inside a `#` whose children are `h`, with `words[..i]` consumed: the
+    /// `#` stops here (walk `h`) or swallows one more word.
+    fn walk_hash(h: &Node<D>, i: usize, words: &[&str], seen: &mut Visited, out: &mut Vec<D>) {
+        let mut i = i;
+        loop {
+            if !seen.first_visit(h as *const Node<D> as usize, i, true) {
+                return;
+            }
+            Self::walk(h, i, words, seen, out);
+            if i >= words.len() {
+                return;
+            }
+            i += 1;
+        }
+    }
+}
+
+/// States already walked in one lookup: (node address, words consumed,
+/// inside-`#` flag). Only kept when the trie has `#` nodes; a small linear
+/// list first, a hash set once it grows.
+struct Visited {
+    on: bool,
+    small: Vec<(usize, usize, bool)>,
+    big: Option<std::collections::HashSet<(usize, usize, bool)>>,
+}
+
+impl Visited {
+    fn new(on: bool) -> Self {
+        Visited {
+            on,
+            small: Vec::new(),
+            big: None,
+        }
+    }
+
+    fn first_visit(&mut self, node: usize, i: usize, hash: bool) -> bool {
+        if !self.on {
+            return true;
+        }
+        let k = (node, i, hash);
+        if let Some(big) = &mut self.big {
+            return big.insert(k);
+        }
+        if self.small.contains(&k) {
+            return false;
+        }
+        self.small.push(k);
+        if self.small.len() > 32 {
+            self.big = Some(self.small.drain(..).collect());
+        }
+        true
     }
 }
 
@@ -179,6 +253,23 @@ mod tests {
         assert_eq!(m(&t, "a.b.c.z"), vec![1]);
         assert_eq!(m(&t, ""), vec![2]);
         assert_eq!(m(&t, "a..b"), vec![4]);
+    }
+
+    #[test]
+    fn adversarial_hash_patterns_match_in_polynomial_time() {
+        // 24 '#' words then 'z', against a 120-word key: exponential for a
+        // backtracking matcher, a few thousand states here.
+        let mut t = TopicTrie::new();
+        let pattern = format!("{}z", "#.".repeat(24));
+        t.insert(pattern.as_str(), 1);
+        t.insert("#.a.#.a.#.a.#.a.#.a.#.b", 2);
+        let key = vec!["a"; 120].join(".");
+        assert_eq!(m(&t, &key), Vec::<u32>::new());
+        assert_eq!(m(&t, &format!("{key}.z")), vec![1]);
+        assert_eq!(m(&t, &format!("{key}.b")), vec![2]);
+        assert!(t.remove(&pattern, &1));
+        assert!(t.remove("#.a.#.a.#.a.#.a.#.a.#.b", &2));
+        assert_eq!(t.hashes, 0, "pruned '#' nodes are counted out");
     }
 
     #[test]

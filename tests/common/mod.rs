@@ -19,6 +19,8 @@ pub struct Broker {
     extra: Vec<String>,
     /// Open-file limit (soft and hard) for every start of this broker.
     nofile: Option<u64>,
+    /// Extra environment for every start of this broker.
+    env: Vec<(String, String)>,
 }
 
 pub fn warren_bin() -> PathBuf {
@@ -34,8 +36,10 @@ fn spawn(
     port: u16,
     extra: &[String],
     nofile: Option<u64>,
+    env: &[(String, String)],
 ) -> (Child, u16, u16) {
     let mut cmd = Command::new(warren_bin());
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     if let Some(n) = nofile {
         use std::os::unix::process::CommandExt;
         // SAFETY: setrlimit is async-signal-safe; nothing else runs here.
@@ -100,7 +104,7 @@ impl Broker {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, port, mgmt_port) = spawn(&dir, shards, 0, &extra, None);
+        let (child, port, mgmt_port) = spawn(&dir, shards, 0, &extra, None, &[]);
         Broker {
             mgmt_port,
             port,
@@ -110,13 +114,14 @@ impl Broker {
             child: Some(child),
             extra,
             nofile: None,
+            env: Vec::new(),
         }
     }
 
     /// Start on a given data directory (which the caller owns).
     pub fn start_in(dir: &Path, shards: usize, extra: &[&str]) -> Broker {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, port, mgmt_port) = spawn(dir, shards, 0, &extra, None);
+        let (child, port, mgmt_port) = spawn(dir, shards, 0, &extra, None, &[]);
         Broker {
             mgmt_port,
             port,
@@ -126,6 +131,7 @@ impl Broker {
             child: Some(child),
             extra,
             nofile: None,
+            env: Vec::new(),
         }
     }
 
@@ -136,7 +142,7 @@ impl Broker {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, port, mgmt_port) = spawn(&dir, shards, 0, &extra, Some(nofile));
+        let (child, port, mgmt_port) = spawn(&dir, shards, 0, &extra, Some(nofile), &[]);
         Broker {
             mgmt_port,
             port,
@@ -146,6 +152,47 @@ impl Broker {
             child: Some(child),
             extra,
             nofile: Some(nofile),
+            env: Vec::new(),
+        }
+    }
+
+    /// Start in a temp dir with extra environment variables (for this and
+    /// every restart).
+    pub fn start_with_env(shards: usize, extra: &[&str], env: &[(&str, &str)]) -> Broker {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (child, port, mgmt_port) = spawn(&dir, shards, 0, &extra, None, &env);
+        Broker {
+            mgmt_port,
+            port,
+            shards,
+            dir,
+            _tmp: Some(tmp),
+            child: Some(child),
+            extra,
+            nofile: None,
+            env,
+        }
+    }
+
+    /// Wait up to `limit` for the process to exit by itself; its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let c = self.child.as_mut()?;
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -177,8 +224,14 @@ impl Broker {
         self.kill9();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let (child, port, mgmt_port) =
-                spawn(&self.dir, self.shards, 0, &self.extra, self.nofile);
+            let (child, port, mgmt_port) = spawn(
+                &self.dir,
+                self.shards,
+                0,
+                &self.extra,
+                self.nofile,
+                &self.env,
+            );
             self.child = Some(child);
             self.port = port;
             self.mgmt_port = mgmt_port;
