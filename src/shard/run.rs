@@ -87,6 +87,13 @@ async fn shard_main(boot: ShardBoot) {
         return;
     }
     let _ = recovered.send(Ok(()));
+    // Listen only once every shard has recovered. Blocking this thread is
+    // deliberate: nothing has been spawned on this executor yet, so there
+    // is nothing to starve (polling here made a loaded start-up take
+    // seconds).
+    let Ok(port) = listen.recv() else {
+        return;
+    };
 
     // Mailbox ends connect concurrently: a sender's connect waits for its peer.
     for (dest, sender) in senders {
@@ -167,15 +174,6 @@ async fn shard_main(boot: ShardBoot) {
     glommio::spawn_local(sync_task(shard.clone())).detach();
     glommio::spawn_local(shutdown_watch(shard.clone(), shutdown, stopped)).detach();
 
-    // Listen only once every shard has recovered (the mailbox tasks above
-    // already run meanwhile, so shards can reach each other).
-    let port = loop {
-        match listen.try_recv() {
-            Ok(p) => break p,
-            Err(mpsc::TryRecvError::Empty) => glommio::timer::sleep(Duration::from_millis(1)).await,
-            Err(mpsc::TryRecvError::Disconnected) => return,
-        }
-    };
     let addr = std::net::SocketAddr::new(bind, port);
     let listener = match glommio::net::TcpListener::bind(addr) {
         Ok(l) => l,
