@@ -291,6 +291,10 @@ pub async fn handle_method(
                 conn.state.borrow_mut().channels.remove(&ch);
                 return Ok(());
             }
+            // Crossing closes: we sent channel.close, the client sent its
+            // own, we answered close-ok and forgot the channel; its close-ok
+            // to our close arrives now and is ignored (as RabbitMQ does).
+            channel::AMQPMethod::CloseOk(_) if !exists => return Ok(()),
             _ => {}
         }
     }
@@ -357,6 +361,14 @@ pub async fn handle_method(
             queue::AMQPMethod::Declare(d) => queue_declare(conn, shard, ch, d).await,
             queue::AMQPMethod::Bind(b) => {
                 let dest = queue_name(conn, ch, b.queue.as_str())?;
+                // RabbitMQ's shortcut: an empty queue name *and* an empty
+                // routing key bind the last declared queue with its name
+                // as the key.
+                let key = if b.queue.as_str().is_empty() && b.routing_key.as_str().is_empty() {
+                    dest.clone()
+                } else {
+                    b.routing_key.to_string()
+                };
                 let args = BindArgs {
                     dest,
                     dest_is_queue: true,
@@ -368,7 +380,7 @@ pub async fn handle_method(
                     shard,
                     ch,
                     b.exchange.as_str(),
-                    b.routing_key.as_str(),
+                    &key,
                     b.arguments,
                     args,
                 )
@@ -399,6 +411,7 @@ pub async fn handle_method(
         },
         AMQPClass::Basic(m) => match m {
             basic::AMQPMethod::Qos(q) => {
+                // (prefetch-size != 0 was refused by the codec: 540.)
                 // RabbitMQ: global=false sets the limit for each consumer
                 // created afterwards; global=true one limit for the channel.
                 with_channel(conn, ch, |c, _| {
@@ -1054,7 +1067,9 @@ fn basic_settle(
                     .map(|(k, _)| *k)
                     .collect()
             };
-            if keys.is_empty() && tag != 0 {
+            // RabbitMQ: `multiple` up to a tag that is not outstanding
+            // (already settled, or never issued) settles nothing: 406.
+            if tag != 0 && (keys.is_empty() || !c.unacked.contains_key(&tag)) {
                 return Err(AmqpError::precondition_failed(format!(
                     "unknown delivery tag {tag}"
                 )));

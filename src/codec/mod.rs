@@ -111,6 +111,19 @@ pub fn next_frame(buf: &mut BytesMut, frame_max: u32) -> AmqpResult<Option<Frame
                         return Ok(Some(Frame::Settle(channel, s)));
                     }
                 }
+                // basic.qos: amq-protocol drops prefetch-size, which RabbitMQ
+                // refuses when non-zero (540 NOT_IMPLEMENTED, a hard error).
+                Some((60, 10)) => {
+                    if let Some(b) = payload.get(4..8) {
+                        let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                        if size != 0 {
+                            return Err(AmqpError::not_implemented(format!(
+                                "prefetch_size!=0 ({size})"
+                            ))
+                            .on(60, 10));
+                        }
+                    }
+                }
                 _ => {}
             }
             let (rest, class) = parse_class(&payload[..])

@@ -40,16 +40,70 @@ fn inequivalent(
     ))
 }
 
-fn value_text(v: Option<&AMQPValue>) -> String {
+/// Queue arguments that take part in declare equivalence (RabbitMQ's
+/// `rabbit_amqqueue:declare_args/0` and the quorum/stream ones); any other
+/// argument (`x-custom`, a non-`x-` key) may differ on a redeclare.
+const QUEUE_EQUIVALENCE_ARGS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-dead-letter-strategy",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-version",
+    "x-single-active-consumer",
+    "x-queue-type",
+    "x-quorum-initial-group-size",
+    "x-delivery-limit",
+    "x-queue-leader-locator",
+    "x-queue-master-locator",
+    "x-initial-cluster-size",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+    "x-stream-filter-size-bytes",
+];
+
+/// Exchange arguments that take part in equivalence (RabbitMQ: only this).
+const EXCHANGE_EQUIVALENCE_ARGS: &[&str] = &["alternate-exchange"];
+
+/// A field value as RabbitMQ prints it in an inequivalence text: the bare
+/// value, and its AMQP type name.
+fn value_and_type(v: &AMQPValue) -> (String, &'static str) {
     match v {
-        None => "none".into(),
-        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        Some(AMQPValue::ShortString(s)) => s.as_str().to_string(),
-        Some(v) => format!("{v:?}"),
+        AMQPValue::Boolean(b) => (b.to_string(), "bool"),
+        AMQPValue::ShortShortInt(n) => (n.to_string(), "byte"),
+        AMQPValue::ShortShortUInt(n) => (n.to_string(), "unsignedbyte"),
+        AMQPValue::ShortInt(n) => (n.to_string(), "short"),
+        AMQPValue::ShortUInt(n) => (n.to_string(), "unsignedshort"),
+        AMQPValue::LongInt(n) => (n.to_string(), "signedint"),
+        AMQPValue::LongUInt(n) => (n.to_string(), "unsignedint"),
+        AMQPValue::LongLongInt(n) => (n.to_string(), "long"),
+        AMQPValue::Float(n) => (n.to_string(), "float"),
+        AMQPValue::Double(n) => (n.to_string(), "double"),
+        AMQPValue::DecimalValue(d) => (format!("{}e-{}", d.value, d.scale), "decimal"),
+        AMQPValue::ShortString(s) => (s.as_str().to_string(), "shortstr"),
+        AMQPValue::LongString(s) => (
+            String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            "longstr",
+        ),
+        AMQPValue::Timestamp(t) => (t.to_string(), "timestamp"),
+        AMQPValue::FieldArray(_) => ("[...]".into(), "array"),
+        AMQPValue::FieldTable(_) => ("[...]".into(), "table"),
+        AMQPValue::ByteArray(_) => ("<<...>>".into(), "binary"),
+        AMQPValue::Void => ("void".into(), "void"),
     }
 }
 
-/// Compare the x-arguments RabbitMQ treats as part of a queue's identity.
+/// Compare the arguments RabbitMQ treats as part of a queue's (or an
+/// exchange's) identity. Texts as RabbitMQ 3.x sends them:
+/// `received '10' but current is '5'`, and when one side is missing
+/// `received none but current is the value '5' of type 'signedint'`.
 fn check_args(
     what: &str,
     name: &str,
@@ -57,27 +111,32 @@ fn check_args(
     got: &FieldTable,
     cur: &FieldTable,
 ) -> AmqpResult<()> {
-    let mut keys: Vec<&str> = got.inner().keys().map(|k| k.as_str()).collect();
-    keys.extend(cur.inner().keys().map(|k| k.as_str()));
-    keys.sort();
-    keys.dedup();
+    let keys = if what == "queue" {
+        QUEUE_EQUIVALENCE_ARGS
+    } else {
+        EXCHANGE_EQUIVALENCE_ARGS
+    };
     for k in keys {
-        let (a, b) = (got.inner().get(k), cur.inner().get(k));
-        let same = match (a, b) {
-            (Some(a), Some(b)) => crate::routing::headers::values_equal(a, b),
-            (None, None) => true,
-            _ => false,
+        let (a, b) = (got.inner().get(*k), cur.inner().get(*k));
+        let (got_text, cur_text) = match (a, b) {
+            (Some(a), Some(b)) if crate::routing::headers::values_equal(a, b) => continue,
+            (None, None) => continue,
+            (Some(a), Some(b)) => (
+                format!("'{}'", value_and_type(a).0),
+                format!("'{}'", value_and_type(b).0),
+            ),
+            (Some(a), None) => {
+                let (v, t) = value_and_type(a);
+                (format!("the value '{v}' of type '{t}'"), "none".to_string())
+            }
+            (None, Some(b)) => {
+                let (v, t) = value_and_type(b);
+                ("none".to_string(), format!("the value '{v}' of type '{t}'"))
+            }
         };
-        if !same {
-            return Err(inequivalent(
-                k,
-                what,
-                name,
-                vhost,
-                value_text(a),
-                value_text(b),
-            ));
-        }
+        return Err(AmqpError::precondition_failed(format!(
+            "inequivalent arg '{k}' for {what} '{name}' in vhost '{vhost}': received {got_text} but current is {cur_text}"
+        )));
     }
     Ok(())
 }
@@ -301,10 +360,13 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                     "operation not permitted on the default exchange",
                 ));
             }
+            // Teardown is idempotent (RabbitMQ): unbinding from or to
+            // something already gone answers unbind-ok.
+            let gone = |e: AmqpError| if unbind { Ok(MetaReply::Ok) } else { Err(e) };
             let dest_ref = if dest_is_queue {
                 let t = shard.table();
                 let Some(q) = t.queue(&vhost, &dest) else {
-                    return Err(no_queue(&dest, &vhost));
+                    return gone(no_queue(&dest, &vhost));
                 };
                 if q.exclusive_owner.is_some_and(|o| o != owner) {
                     return Err(locked(&dest, &vhost));
@@ -312,14 +374,14 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                 Dest::Queue(q.id, q.home)
             } else {
                 if shard.table().exchange(&vhost, &dest).is_none() {
-                    return Err(no_exchange(&dest, &vhost));
+                    return gone(no_exchange(&dest, &vhost));
                 }
                 Dest::Exchange(dest.clone())
             };
             let exists = {
                 let t = shard.table();
                 let Some(x) = t.exchange(&vhost, &source) else {
-                    return Err(no_exchange(&source, &vhost));
+                    return gone(no_exchange(&source, &vhost));
                 };
                 x.has_binding(&dest_ref, &key, &args)
             };
