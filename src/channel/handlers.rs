@@ -43,19 +43,7 @@ async fn meta(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
 /// Check a permission; 403 with RabbitMQ's text when refused.
 fn check(shard: &Shard, conn: &Conn, access: Access, kind: &str, name: &str) -> AmqpResult<()> {
     let st = conn.state.borrow();
-    // RabbitMQ checks the default exchange under the name amq.default.
-    let res = if kind == "exchange" && name.is_empty() {
-        "amq.default"
-    } else {
-        name
-    };
-    if shard.table().permitted(&st.user, &st.vhost, access, res) {
-        return Ok(());
-    }
-    Err(AmqpError::access_refused(format!(
-        "access to {kind} '{res}' in vhost '{}' refused for user '{}'",
-        st.vhost, st.user
-    )))
+    crate::meta::access::resource(&shard.table(), &st.user, &st.vhost, access, kind, name)
 }
 
 /// Resolve "" to the channel's last declared queue, as RabbitMQ does.

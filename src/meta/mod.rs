@@ -7,6 +7,7 @@
 //! `*-ok` means every shard routes by the new table. Never on the publish
 //! path.
 
+pub mod access;
 pub mod authority;
 pub mod defs;
 pub mod persist;

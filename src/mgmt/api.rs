@@ -142,10 +142,9 @@ fn project(v: &Value, cols: &[&str]) -> Value {
     Value::Object(out)
 }
 
+/// May `user` see objects of `vhost` in listings? (The gate's rule.)
 pub fn visible(m: &Mgmt, user: &UserDef, vhost: &str) -> bool {
-    user.has_tag("administrator")
-        || user.has_tag("monitoring")
-        || m.shard.table().has_vhost_access(&user.name, vhost)
+    crate::meta::access::vhost(&m.shard.table(), user, vhost)
 }
 
 fn queue_json(m: &Mgmt, q: &super::stats::QueueInfo, node: &str) -> Value {
@@ -323,6 +322,10 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             return Response::error(404, "Object Not Found", "Not Found");
         }
     }
+    // The one authorisation gate, before any route runs.
+    if let Err(r) = super::gate::authorize(&m.shard.table(), &user, meth, &s[1..]) {
+        return r;
+    }
     match (meth, &s[1..]) {
         ("GET", ["overview"]) => overview(m, req).await,
         ("GET", ["nodes"]) => Response::json(200, &json!([node_json(m).await])),
@@ -333,7 +336,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             let items = snaps
                 .iter()
                 .flat_map(|s| s.connections.iter())
-                .filter(|c| visible(m, &user, &c.vhost))
+                .filter(|c| crate::meta::access::connection(&user, &c.user))
                 .map(|c| conn_json(m, c))
                 .collect();
             list(req, items)
@@ -343,21 +346,18 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             match snaps
                 .iter()
                 .flat_map(|s| s.connections.iter())
-                .find(|c| c.name == *name)
+                .find(|c| c.name == *name && crate::meta::access::connection(&user, &c.user))
             {
                 Some(c) => Response::json(200, &conn_json(m, c)),
                 None => Response::error(404, "Object Not Found", "Not Found"),
             }
         }
         ("DELETE", ["connections", name]) => {
-            if !user.has_tag("administrator") && !user.has_tag("management") {
-                return Response::error(401, "not_authorised", "Not administrator user");
-            }
             let snaps = gather(&m.shard).await;
             let Some(c) = snaps
                 .iter()
                 .flat_map(|s| s.connections.iter())
-                .find(|c| c.name == *name)
+                .find(|c| c.name == *name && crate::meta::access::connection(&user, &c.user))
             else {
                 return Response::error(404, "Object Not Found", "Not Found");
             };
@@ -375,7 +375,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         }
         ("GET", ["channels"]) => {
             let snaps = gather(&m.shard).await;
-            let items = snaps.iter().flat_map(|s| s.channels.iter()).filter(|c| visible(m, &user, &c.vhost)).map(|c| {
+            let items = snaps.iter().flat_map(|s| s.channels.iter()).filter(|c| crate::meta::access::connection(&user, &c.user)).map(|c| {
                 let prefix = format!("channel|{}|{} ({})|", c.vhost, c.connection, c.number);
                 json!({"name": format!("{} ({})", c.connection, c.number), "number": c.number, "vhost": c.vhost,
                     "user": c.user, "node": node_name(), "state": "running", "consumer_count": c.consumers,
@@ -428,9 +428,6 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
                 internal: b["internal"].as_bool().unwrap_or(false),
                 args: json_to_table(&b["arguments"]),
             };
-            if let Err(r) = vhost_ok(m, &user, v) {
-                return r;
-            }
             done(meta(m, op).await, 201)
         }
         ("DELETE", ["exchanges", v, n]) => {
@@ -487,9 +484,6 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             }
         }
         ("PUT", ["queues", v, n]) => {
-            if let Err(r) = vhost_ok(m, &user, v) {
-                return r;
-            }
             let b: Value = serde_json::from_slice(&req.body).unwrap_or(json!({}));
             let op = MetaOp::QueueDeclare {
                 vhost: v.to_string(),
@@ -586,16 +580,6 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         }
         _ => admin::route(m, req, &user, meth, &s[1..]).await,
     }
-}
-
-pub fn vhost_ok(m: &Mgmt, user: &UserDef, vhost: &str) -> Result<(), Response> {
-    if !m.shard.table().vhosts.contains(vhost) {
-        return Err(Response::error(404, "Object Not Found", "vhost not found"));
-    }
-    if !visible(m, user, vhost) {
-        return Err(Response::error(401, "not_authorised", "Access refused"));
-    }
-    Ok(())
 }
 
 fn conn_json(m: &Mgmt, c: &super::stats::ConnInfo) -> Value {

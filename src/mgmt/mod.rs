@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod gate;
 pub mod http;
 pub mod json;
 pub mod metrics;
