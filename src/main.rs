@@ -243,12 +243,10 @@ fn main() {
                 std::process::exit(1);
             }
         }
-        shard_ends.push((recovered_rx, listen_tx, ready_rx));
-    }
-    // Every shard recovers its queues in parallel; only then does any of
-    // them listen, so the first connection finds the whole broker ready.
-    for (i, (recovered, _, _)) in shard_ends.iter().enumerate() {
-        match recovered.recv() {
+        // One shard starts (and recovers) at a time: executors started
+        // together could hang at start-up (seen under load; an executor
+        // parked before running its first task).
+        match recovered_rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 eprintln!("warren: {e}");
@@ -259,8 +257,11 @@ fn main() {
                 std::process::exit(1);
             }
         }
+        shard_ends.push((listen_tx, ready_rx));
     }
-    for (i, (_, listen, ready)) in shard_ends.iter().enumerate() {
+    // Only once every shard has recovered does any of them listen, so the
+    // first connection finds the whole broker ready.
+    for (i, (listen, ready)) in shard_ends.iter().enumerate() {
         // Shard 0 resolves port 0; the others bind the same port (SO_REUSEPORT).
         let _ = listen.send(port);
         match ready.recv() {

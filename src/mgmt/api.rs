@@ -2,6 +2,7 @@
 //! consumers, exchanges, queues, bindings (same paths and JSON field names
 //! as RabbitMQ's management plugin).
 
+use super::body;
 use super::http::{decode_path_segment, Request, Response};
 use super::json::{json_to_table, table_to_json};
 use super::stats::ShardSnapshot;
@@ -417,15 +418,25 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             }
         }
         ("PUT", ["exchanges", v, n]) => {
-            let b: Value = serde_json::from_slice(&req.body).unwrap_or(json!({}));
+            // RabbitMQ 3.10: a missing `durable` is false.
+            let fields = body::object(req).and_then(|b| {
+                let d = body::boolean(&b, "durable", false)?;
+                let a = body::boolean(&b, "auto_delete", false)?;
+                let i = body::boolean(&b, "internal", false)?;
+                Ok((b, d, a, i))
+            });
+            let (b, durable, auto_delete, internal) = match fields {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
             let op = MetaOp::ExchangeDeclare {
                 vhost: v.to_string(),
                 name: n.to_string(),
                 kind: b["type"].as_str().unwrap_or("direct").to_string(),
                 passive: false,
-                durable: b["durable"].as_bool().unwrap_or(true),
-                auto_delete: b["auto_delete"].as_bool().unwrap_or(false),
-                internal: b["internal"].as_bool().unwrap_or(false),
+                durable,
+                auto_delete,
+                internal,
                 args: json_to_table(&b["arguments"]),
             };
             done(meta(m, op).await, 201)
@@ -484,15 +495,24 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             }
         }
         ("PUT", ["queues", v, n]) => {
-            let b: Value = serde_json::from_slice(&req.body).unwrap_or(json!({}));
+            // RabbitMQ 3.10: a missing `durable` is false.
+            let fields = body::object(req).and_then(|b| {
+                let d = body::boolean(&b, "durable", false)?;
+                let a = body::boolean(&b, "auto_delete", false)?;
+                Ok((b, d, a))
+            });
+            let (b, durable, auto_delete) = match fields {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
             let op = MetaOp::QueueDeclare {
                 vhost: v.to_string(),
                 name: n.to_string(),
                 server_named: false,
                 passive: false,
-                durable: b["durable"].as_bool().unwrap_or(true),
+                durable,
                 exclusive: false,
-                auto_delete: b["auto_delete"].as_bool().unwrap_or(false),
+                auto_delete,
                 args: json_to_table(&b["arguments"]),
                 owner: ConnId(0),
             };
@@ -542,7 +562,10 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             list(req, items)
         }
         ("POST", ["bindings", v, "e", src, kind, dst]) => {
-            let b: Value = serde_json::from_slice(&req.body).unwrap_or(json!({}));
+            let b = match body::object(req) {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
             let op = MetaOp::Bind {
                 vhost: v.to_string(),
                 source: src.to_string(),

@@ -26,6 +26,7 @@ impl Request {
     }
 }
 
+#[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod body;
 pub mod gate;
 pub mod http;
 pub mod json;

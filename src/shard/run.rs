@@ -297,6 +297,7 @@ async fn sync_task(shard: Rc<Shard>) {
                 .spawn_blocking(move || files.iter().all(|f| f.sync().is_ok()))
                 .await
         };
+        shard.store.borrow_mut().finish_sync(synced && wrote);
         for c in confirms {
             if synced && wrote {
                 shard.confirm(c);
@@ -351,6 +352,7 @@ async fn shutdown_watch(shard: Rc<Shard>, flag: Arc<AtomicBool>, stopped: mpsc::
                 wrote,
             } = shard.store.borrow_mut().prepare_sync();
             let synced = files.iter().all(|f| f.sync().is_ok());
+            shard.store.borrow_mut().finish_sync(synced && wrote);
             for c in confirms {
                 if synced && wrote {
                     shard.confirm(c);

@@ -90,6 +90,12 @@ pub struct Store {
     /// Valid record offsets found by the start-up scan (recovery only).
     valid: HashMap<SegmentId, HashSet<u32>>,
     dirty_segments: HashSet<SegmentId>,
+    /// Segments no queue references any more, deleted only once the
+    /// journal entries that released them are synced, so after a crash no
+    /// live entry can point into a deleted segment.
+    releasable: Vec<SegmentId>,
+    /// Released segments whose releasing entries are in the sync in flight.
+    deleting: Vec<SegmentId>,
     /// Delivered-flag entries not yet written to the journal.
     unwritten_deliveries: bool,
     /// Confirms to send once the next sync completes.
@@ -186,6 +192,8 @@ impl Store {
             legacy,
             valid,
             dirty_segments: HashSet::new(),
+            releasable: Vec::new(),
+            deleting: Vec::new(),
             unwritten_deliveries: false,
             waiting: Vec::new(),
             disk_full: false,
@@ -292,7 +300,7 @@ impl Store {
         }
         if let Some(old) = old {
             if self.segments.get(&old).is_some_and(|s| s.refs == 0) {
-                self.delete_segment(old);
+                self.releasable.push(old);
             }
         }
         Ok(id)
@@ -367,7 +375,7 @@ impl Store {
             None => false,
         };
         if dead {
-            self.delete_segment(pos.seg);
+            self.releasable.push(pos.seg);
         }
     }
 
@@ -393,7 +401,10 @@ impl Store {
     }
 
     pub fn needs_sync(&self) -> bool {
-        !self.waiting.is_empty() || !self.dirty_segments.is_empty() || self.journal.has_pending()
+        !self.waiting.is_empty()
+            || !self.dirty_segments.is_empty()
+            || self.journal.has_pending()
+            || !self.releasable.is_empty()
     }
 
     /// End of a batch of work: if stored messages were delivered, write the
@@ -434,10 +445,32 @@ impl Store {
         if !self.fsync {
             files.clear();
         }
+        self.deleting.append(&mut self.releasable);
+        if !wrote {
+            // The journal cannot be written (disk full?): free the space
+            // now. The acks stay buffered and are retried; a crash before
+            // they land only leaves entries whose records are gone, which
+            // recovery skips (they had been acked).
+            self.finish_sync(true);
+        }
         SyncBatch {
             files,
             confirms: std::mem::take(&mut self.waiting),
             wrote,
+        }
+    }
+
+    /// The sync of the last [`Store::prepare_sync`] finished: delete the
+    /// segments its journal entries released. (`_synced` is informational:
+    /// space is freed either way, see `prepare_sync`.)
+    pub fn finish_sync(&mut self, _synced: bool) {
+        let done = std::mem::take(&mut self.deleting);
+        for id in done {
+            // Still unreferenced (nothing can add a reference to a sealed
+            // segment) and not the one being written.
+            if self.segments.get(&id).is_some_and(|s| s.refs == 0) && self.current != Some(id) {
+                self.delete_segment(id);
+            }
         }
     }
 
@@ -541,6 +574,10 @@ mod tests {
         for p in positions.iter().filter(|p| p.seg == first) {
             s.ack(QueueId(1), *p);
         }
+        assert_eq!(s.segment_count(), before, "kept until the acks are synced");
+        let b = s.prepare_sync();
+        assert!(b.wrote);
+        s.finish_sync(true);
         assert_eq!(s.segment_count(), before - 1);
         assert!(!segment::segment_path(dir.path(), first).exists());
         let loaded = s.load(positions[9]).unwrap();
@@ -554,6 +591,7 @@ mod tests {
         for f in b.files {
             f.sync().unwrap();
         }
+        s.finish_sync(true);
     }
 
     #[test]

@@ -75,11 +75,44 @@ fn spawn(
         .spawn()
         .expect("start warren");
     let stdout = child.stdout.take().expect("stdout");
-    let mut reader = BufReader::new(stdout);
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("read ready line");
-    let mut mline = String::new();
-    let _ = reader.read_line(&mut mline);
+    // Read the two banner lines on a helper thread: a broker that does not
+    // start within the limit is a failure, with its threads' stacks.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let mut mline = String::new();
+        let _ = reader.read_line(&mut mline);
+        let _ = tx.send((line, mline));
+    });
+    let (line, mline) = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(lines) => lines,
+        Err(_) => {
+            let stacks = Command::new("gdb")
+                .args([
+                    "-p",
+                    &child.id().to_string(),
+                    "-batch",
+                    "-ex",
+                    "thread apply all bt 30",
+                ])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let ours: Vec<&str> = stacks
+                .lines()
+                .filter(|l| {
+                    l.starts_with("Thread") || l.contains("warren::") || l.contains("src/main.rs")
+                })
+                .collect();
+            let _ = child.kill();
+            panic!(
+                "warren printed no banner within 60 s; its threads:\n{}",
+                ours.join("\n")
+            );
+        }
+    };
     let mgmt_port = mline
         .trim()
         .rsplit(':')
