@@ -65,14 +65,21 @@ impl Api {
 
     /// Request `path` (starting with "/", already percent-encoded).
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Answer {
+        self.send(method, path, body.map(|b| b.to_string()))
+    }
+
+    /// Send `body` verbatim (it need not be JSON) as application/json.
+    pub fn call_raw(&self, method: &str, path: &str, body: &str) -> Answer {
+        self.send(method, path, Some(body.to_string()))
+    }
+
+    fn send(&self, method: &str, path: &str, body: Option<String>) -> Answer {
         let mut req = self.agent.request(method, &format!("{}{path}", self.base));
         if let Some(a) = &self.auth {
             req = req.set("Authorization", a);
         }
         let res = match body {
-            Some(b) => req
-                .set("Content-Type", "application/json")
-                .send_string(&b.to_string()),
+            Some(b) => req.set("Content-Type", "application/json").send_string(&b),
             None => req.call(),
         };
         let resp = match res {
