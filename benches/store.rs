@@ -27,7 +27,7 @@ fn append(c: &mut Criterion) {
     let m = msg(1024);
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path().to_path_buf(), 64 * 1024 * 1024, false).unwrap();
-    store.open_queue(QueueId(1), "/", "bench").unwrap();
+    store.open_queue(QueueId(1), "/", "bench");
     g.bench_function("segment", |b| {
         b.iter(|| {
             for _ in 0..N {
@@ -58,7 +58,7 @@ fn read(c: &mut Criterion) {
     g.throughput(Throughput::Elements(N as u64));
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path().to_path_buf(), 64 * 1024 * 1024, false).unwrap();
-    store.open_queue(QueueId(1), "/", "bench").unwrap();
+    store.open_queue(QueueId(1), "/", "bench");
     let m = msg(1024);
     let positions: Vec<_> = (0..N)
         .map(|_| {
