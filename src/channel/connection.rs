@@ -214,7 +214,6 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
         }
     }
     let _ = buf.split_to(8);
-    let cfg = shard.config.clone();
     conn.send_method(
         0,
         AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
@@ -226,7 +225,10 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
         })),
     );
     let mut phase = Phase::StartOk;
-    let mut frame_max = codec::FRAME_MIN_SIZE.max(cfg.frame_max);
+    // Until tune-ok, frames are limited to the spec's minimum (4096 bytes,
+    // as RabbitMQ does before authentication), so an unauthenticated peer
+    // cannot make the broker buffer a large frame.
+    let mut frame_max = codec::FRAME_MIN_SIZE;
     let mut close_deadline: Option<Instant> = None;
     loop {
         // Parse and handle every complete frame already buffered.
@@ -300,7 +302,15 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
         if conn.closed.get() {
             return Ok(());
         }
-        let n = match close_deadline {
+        // RabbitMQ's handshake timeout: from accept to connection.open-ok
+        // (10 s); a peer that stalls before that is disconnected.
+        let deadline = match (close_deadline, phase != Phase::Running) {
+            (Some(d), true) => Some(d.min(deadline)),
+            (Some(d), false) => Some(d),
+            (None, true) => Some(deadline),
+            (None, false) => None,
+        };
+        let n = match deadline {
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 match glommio::timer::timeout(left, async {
