@@ -15,6 +15,10 @@ pub struct Config {
     pub frame_max: u32,
     pub channel_max: u16,
     pub max_message_size: u64,
+    /// The `product` server property sent in connection.start. "Warren" by
+    /// default; set "RabbitMQ" for clients (and client test suites) that
+    /// enable RabbitMQ-only behaviour only when the broker says RabbitMQ.
+    pub product: String,
     /// Allow the default user from non-loopback addresses (RabbitMQ's
     /// loopback_users = none).
     pub guest_remote: bool,
@@ -45,6 +49,7 @@ impl Default for Config {
             frame_max: 131_072,
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,
+            product: "Warren".into(),
             guest_remote: false,
             segment_size: crate::store::DEFAULT_SEGMENT_SIZE,
             fsync: true,
@@ -70,6 +75,7 @@ pub struct FileConfig {
     pub frame_max: Option<u32>,
     pub channel_max: Option<u16>,
     pub max_message_size: Option<u64>,
+    pub product: Option<String>,
     pub guest_remote: Option<bool>,
     pub pin_cores: Option<bool>,
     #[serde(default)]
@@ -197,6 +203,7 @@ impl Config {
             frame_max,
             channel_max: file.channel_max.unwrap_or(d.channel_max),
             max_message_size: file.max_message_size.unwrap_or(d.max_message_size),
+            product: file.product.unwrap_or(d.product),
             guest_remote: file.guest_remote.unwrap_or(d.guest_remote),
             segment_size: segment_mb * 1024 * 1024,
             fsync: !o.no_fsync && file.store.fsync.unwrap_or(d.fsync),

@@ -54,7 +54,8 @@ fn server_properties(shard: &Shard) -> FieldTable {
     let mut p = FieldTable::default();
     let s = |v: &str| AMQPValue::LongString(LongString::from(v));
     p.insert("capabilities".into(), AMQPValue::FieldTable(caps));
-    p.insert("product".into(), s("Warren"));
+    // "Warren" unless configured otherwise (`product` in the config file).
+    p.insert("product".into(), s(&shard.config.product));
     p.insert("version".into(), s(env!("CARGO_PKG_VERSION")));
     p.insert("platform".into(), s("Rust"));
     p.insert("cluster_name".into(), s("warren"));
