@@ -134,6 +134,21 @@ fn exit_on_panic() {
     }));
 }
 
+/// A shard's start-up report, or exit 1 with its error.
+fn report_or_exit<T>(shard: usize, r: Result<Result<T, String>, mpsc::RecvError>) -> T {
+    match r {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            eprintln!("warren: {e}");
+            std::process::exit(1);
+        }
+        Err(_) => {
+            eprintln!("warren: shard {shard} failed to start");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
     exit_on_panic();
     let args = Args::parse();
@@ -246,17 +261,7 @@ fn main() {
         // One shard starts (and recovers) at a time: executors started
         // together could hang at start-up (seen under load; an executor
         // parked before running its first task).
-        match recovered_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                eprintln!("warren: {e}");
-                std::process::exit(1);
-            }
-            Err(_) => {
-                eprintln!("warren: shard {i} failed to start");
-                std::process::exit(1);
-            }
-        }
+        report_or_exit(i, recovered_rx.recv());
         shard_ends.push((listen_tx, ready_rx));
     }
     // Only once every shard has recovered does any of them listen, so the
@@ -264,21 +269,10 @@ fn main() {
     for (i, (listen, ready)) in shard_ends.iter().enumerate() {
         // Shard 0 resolves port 0; the others bind the same port (SO_REUSEPORT).
         let _ = listen.send(port);
-        match ready.recv() {
-            Ok(Ok((p, m))) => {
-                port = p;
-                if m.is_some() {
-                    mgmt_port = m;
-                }
-            }
-            Ok(Err(e)) => {
-                eprintln!("warren: {e}");
-                std::process::exit(1);
-            }
-            Err(_) => {
-                eprintln!("warren: shard {i} failed to start");
-                std::process::exit(1);
-            }
+        let (p, m) = report_or_exit(i, ready.recv());
+        port = p;
+        if m.is_some() {
+            mgmt_port = m;
         }
     }
     // Both lines in one write: a reader that takes only the first line and

@@ -27,7 +27,7 @@ use lapin::options::{
 };
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::{Channel, Connection};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -75,10 +75,6 @@ fn id_of(data: &[u8]) -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .expect("numeric id")
-}
-
-fn persistent() -> BasicProperties {
-    BasicProperties::default().with_delivery_mode(2)
 }
 
 async fn fresh_connection(b: &Broker) -> (Connection, Channel) {

@@ -125,7 +125,7 @@ fn fill(path: &std::path::Path) {
     let _ = f.sync_all();
 }
 
-async fn declare_durable(ch: &lapin::Channel, q: &str) -> Result<(), lapin::Error> {
+async fn try_declare_durable(ch: &lapin::Channel, q: &str) -> Result<(), lapin::Error> {
     within(
         "declare",
         ch.queue_declare(
@@ -174,7 +174,7 @@ fn full_disk_never_undoes_acks_or_loses_confirmed_definitions() {
             tokio::task::block_in_place(|| Broker::start_in(&data, 1, &["--segment-mb", "1"]));
         let conn = connect(&broker).await;
         let ch = confirm_channel(&conn).await;
-        declare_durable(&ch, "acked").await.unwrap();
+        try_declare_durable(&ch, "acked").await.unwrap();
         publish_confirmed(&ch, "acked", 2000).await;
         fill(&filler);
         // Consume and ack everything while the disk is full.
@@ -196,14 +196,14 @@ fn full_disk_never_undoes_acks_or_loses_confirmed_definitions() {
         // A durable declare on a full disk: either refused, or durable.
         let late_conn = connect(&broker).await;
         let late_ch = confirm_channel(&late_conn).await;
-        let late_ok = declare_durable(&late_ch, "late").await.is_ok();
+        let late_ok = try_declare_durable(&late_ch, "late").await.is_ok();
         let _ = std::fs::remove_file(&filler);
         if late_ok {
             publish_confirmed(&late_ch, "late", 5).await;
         }
         let conn2 = connect(&broker).await;
         let ch2 = confirm_channel(&conn2).await;
-        declare_durable(&ch2, "after").await.unwrap();
+        try_declare_durable(&ch2, "after").await.unwrap();
         publish_confirmed(&ch2, "after", 5).await;
         ready_count(&conn2, "acked").await;
         tokio::task::block_in_place(|| {

@@ -13,10 +13,6 @@ use lapin::{BasicProperties, Channel, ExchangeKind};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-fn persistent() -> BasicProperties {
-    BasicProperties::default().with_delivery_mode(2)
-}
-
 fn body(q: usize, seq: u64) -> Vec<u8> {
     let mut b = format!("q{q}-{seq:010}-").into_bytes();
     // 1 KiB bodies with content derived from the sequence number.
@@ -32,22 +28,6 @@ fn parse(b: &[u8]) -> (usize, u64) {
     let q = parts.next().and_then(|x| x.parse().ok()).expect("queue id");
     let seq = parts.next().and_then(|x| x.parse().ok()).expect("seq");
     (q, seq)
-}
-
-async fn declare_durable(ch: &Channel, name: &str) {
-    within(
-        "durable queue.declare",
-        ch.queue_declare(
-            name,
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .expect("declare durable queue");
 }
 
 /// Drain a queue with basic.get (acking); returns (bodies, redelivered flags).

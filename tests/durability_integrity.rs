@@ -9,32 +9,12 @@ use common::*;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel};
+use lapin::Channel;
 
 #[derive(Clone, Copy, Debug)]
 enum Stop {
     Term,
     Kill,
-}
-
-fn persistent() -> BasicProperties {
-    BasicProperties::default().with_delivery_mode(2)
-}
-
-async fn declare_durable(ch: &Channel, name: &str) {
-    within(
-        "durable queue.declare",
-        ch.queue_declare(
-            name,
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("declare {name}: {e}"));
 }
 
 async fn delete(ch: &Channel, name: &str) {

@@ -134,81 +134,57 @@ impl Broker {
     }
 
     pub fn start_with(shards: usize, extra: &[&str]) -> Broker {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().to_path_buf();
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, port, mgmt_port) = spawn(&dir, shards, 0, &extra, None, &[]);
-        Broker {
-            mgmt_port,
-            port,
-            shards,
-            dir,
-            _tmp: Some(tmp),
-            child: Some(child),
-            extra,
-            nofile: None,
-            env: Vec::new(),
-        }
+        Self::launch(None, shards, extra, None, &[])
     }
 
     /// Start on a given data directory (which the caller owns).
     pub fn start_in(dir: &Path, shards: usize, extra: &[&str]) -> Broker {
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, port, mgmt_port) = spawn(dir, shards, 0, &extra, None, &[]);
-        Broker {
-            mgmt_port,
-            port,
-            shards,
-            dir: dir.to_path_buf(),
-            _tmp: None,
-            child: Some(child),
-            extra,
-            nofile: None,
-            env: Vec::new(),
-        }
+        Self::launch(Some(dir), shards, extra, None, &[])
     }
 
     /// Start in a temp dir with the process's open-file limit (soft and
     /// hard, so the broker cannot raise it) set to `nofile`, for this and
     /// every restart.
     pub fn start_with_nofile(shards: usize, extra: &[&str], nofile: u64) -> Broker {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().to_path_buf();
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, port, mgmt_port) = spawn(&dir, shards, 0, &extra, Some(nofile), &[]);
-        Broker {
-            mgmt_port,
-            port,
-            shards,
-            dir,
-            _tmp: Some(tmp),
-            child: Some(child),
-            extra,
-            nofile: Some(nofile),
-            env: Vec::new(),
-        }
+        Self::launch(None, shards, extra, Some(nofile), &[])
     }
 
     /// Start in a temp dir with extra environment variables (for this and
     /// every restart).
     pub fn start_with_env(shards: usize, extra: &[&str], env: &[(&str, &str)]) -> Broker {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().to_path_buf();
+        Self::launch(None, shards, extra, None, env)
+    }
+
+    /// The one constructor: `dir` None means a fresh temp dir we own.
+    fn launch(
+        dir: Option<&Path>,
+        shards: usize,
+        extra: &[&str],
+        nofile: Option<u64>,
+        env: &[(&str, &str)],
+    ) -> Broker {
+        let tmp = match dir {
+            Some(_) => None,
+            None => Some(tempfile::tempdir().expect("tempdir")),
+        };
+        let dir = dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| tmp.as_ref().expect("tempdir").path().to_path_buf());
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (child, port, mgmt_port) = spawn(&dir, shards, 0, &extra, None, &env);
+        let (child, port, mgmt_port) = spawn(&dir, shards, 0, &extra, nofile, &env);
         Broker {
             mgmt_port,
             port,
             shards,
             dir,
-            _tmp: Some(tmp),
+            _tmp: tmp,
             child: Some(child),
             extra,
-            nofile: None,
+            nofile,
             env,
         }
     }
@@ -389,6 +365,28 @@ pub async fn declare_queue(ch: &Channel, name: &str) -> String {
     .await
     .unwrap_or_else(|e| panic!("queue.declare {name}: {e}"));
     q.name().as_str().to_string()
+}
+
+/// Properties of a persistent message (delivery-mode 2).
+pub fn persistent() -> BasicProperties {
+    BasicProperties::default().with_delivery_mode(2)
+}
+
+/// Declare a durable queue (panics on refusal).
+pub async fn declare_durable(ch: &Channel, name: &str) {
+    within(
+        "durable queue.declare",
+        ch.queue_declare(
+            name,
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("declare durable {name}: {e}"));
 }
 
 /// Publish and wait for the publish to be written (not confirmed).
