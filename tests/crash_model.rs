@@ -84,6 +84,15 @@ async fn fresh_connection(b: &Broker) -> (Connection, Channel) {
 }
 
 impl Run {
+    /// Ids of `q`'s messages held unacked on the holder channel.
+    fn held_in(&self, q: &str) -> BTreeSet<u64> {
+        self.held
+            .iter()
+            .filter(|(h, _)| h == q)
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
     fn pick(&mut self) -> String {
         NAMES[self.rng.gen_range(0..NAMES.len())].to_string()
     }
@@ -125,12 +134,7 @@ impl Run {
         )
         .await
         .unwrap_or_else(|e| panic!("purge {q}: {e}"));
-        let held: BTreeSet<u64> = self
-            .held
-            .iter()
-            .filter(|(h, _)| h == q)
-            .map(|(_, id)| *id)
-            .collect();
+        let held = self.held_in(q);
         let m = self.queues.get_mut(q).expect("model");
         // Purge removes ready messages only; held (unacked) ones stay.
         let ready: Vec<u64> = m
@@ -199,12 +203,7 @@ impl Run {
             .await
             .unwrap_or_else(|e| panic!("get {q}: {e}"))?;
         let id = id_of(&m.delivery.data);
-        let held: BTreeSet<u64> = self
-            .held
-            .iter()
-            .filter(|(h, _)| h == q)
-            .map(|(_, id)| *id)
-            .collect();
+        let held = self.held_in(q);
         let model = self.queues.get_mut(q).expect("model");
         let want = model.live.iter().find(|(id, _)| !held.contains(id));
         let (want_id, want_redelivered) = want.map(|(a, b)| (*a, *b)).unwrap_or((u64::MAX, false));
