@@ -228,10 +228,7 @@ fn main() {
     let mut handles = Vec::new();
     let mut port = config.port;
     let mut mgmt_port: Option<u16> = None;
-    let mut shard_ends = Vec::new();
     for (i, (s, r)) in senders.into_iter().zip(receivers).enumerate() {
-        let (recovered_tx, recovered_rx) = mpsc::channel();
-        let (listen_tx, listen_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let cpu = if !pin || cores.is_empty() {
             None
@@ -245,9 +242,8 @@ fn main() {
             config: config.clone(),
             senders: s,
             receivers: r,
-            recovered: recovered_tx,
-            listen: listen_rx,
             ready: ready_tx,
+            port,
             shutdown: shutdown.clone(),
             stopped: stopped_tx.clone(),
         };
@@ -258,18 +254,10 @@ fn main() {
                 std::process::exit(1);
             }
         }
-        // One shard starts (and recovers) at a time: executors started
-        // together could hang at start-up (seen under load; an executor
-        // parked before running its first task).
-        report_or_exit(i, recovered_rx.recv());
-        shard_ends.push((listen_tx, ready_rx));
-    }
-    // Only once every shard has recovered does any of them listen, so the
-    // first connection finds the whole broker ready.
-    for (i, (listen, ready)) in shard_ends.iter().enumerate() {
-        // Shard 0 resolves port 0; the others bind the same port (SO_REUSEPORT).
-        let _ = listen.send(port);
-        let (p, m) = report_or_exit(i, ready.recv());
+        // One shard at a time: it recovers, then listens, then reports.
+        // Shard 0 resolves port 0; the others bind the same port
+        // (SO_REUSEPORT).
+        let (p, m) = report_or_exit(i, ready_rx.recv());
         port = p;
         if m.is_some() {
             mgmt_port = m;

@@ -25,15 +25,11 @@ pub struct ShardBoot {
     pub senders: Vec<(ShardId, SharedSender<Batch>)>,
     /// (source, receiver) for every other shard.
     pub receivers: Vec<(ShardId, SharedReceiver<Batch>)>,
-    /// Reports that recovery finished (or why it failed).
-    pub recovered: mpsc::Sender<Result<(), String>>,
-    /// The port to bind, sent once every shard has recovered (so no shard
-    /// accepts a connection it, or a shard it routes to, cannot serve yet);
-    /// shard 0 may get 0 and report the real one.
-    pub listen: mpsc::Receiver<u16>,
     /// Reports the bound port (or an error) once listening.
     /// (AMQP port, management port when this shard serves it).
     pub ready: mpsc::Sender<Result<(u16, Option<u16>), String>>,
+    /// Port to bind; shard 0 may get 0 and report the real one.
+    pub port: u16,
     /// Set by the signal handler: flush everything and report on `stopped`.
     pub shutdown: Arc<AtomicBool>,
     pub stopped: mpsc::Sender<ShardId>,
@@ -65,9 +61,8 @@ async fn shard_main(boot: ShardBoot) {
         config,
         senders,
         receivers,
-        recovered,
-        listen,
         ready,
+        port,
         shutdown,
         stopped,
         ..
@@ -77,23 +72,20 @@ async fn shard_main(boot: ShardBoot) {
     let store = match crate::store::Store::open(store_dir, config.segment_size, config.fsync) {
         Ok(s) => s,
         Err(e) => {
-            let _ = recovered.send(Err(format!("cannot open store: {e}")));
+            let _ = ready.send(Err(format!("cannot open store: {e}")));
             return;
         }
     };
     let shard = Shard::new(id, shards, Rc::new(config), store);
+    // Recovery completes before this shard listens; shards start one at a
+    // time (main waits for each one's report), and the broker announces
+    // itself only when all are up. (A start-up barrier that blocked or
+    // polled inside the executors hung now and then under load: see
+    // DURABILITY.md.)
     if let Err(e) = recover(&shard) {
-        let _ = recovered.send(Err(e));
+        let _ = ready.send(Err(e));
         return;
     }
-    let _ = recovered.send(Ok(()));
-    // Listen only once every shard has recovered. Blocking this thread is
-    // deliberate: nothing has been spawned on this executor yet, so there
-    // is nothing to starve (polling here made a loaded start-up take
-    // seconds).
-    let Ok(port) = listen.recv() else {
-        return;
-    };
 
     // Mailbox ends connect concurrently: a sender's connect waits for its peer.
     for (dest, sender) in senders {
