@@ -4,7 +4,7 @@
 # 2 shards, 10 s per run, runs alternating. Needs `cargo build --release -p loadgen`.
 # persistent 1 KiB, confirms 256 in flight, 2 pub / 2 cons, 10 s; old vs new alternating
 LG=${LG:-target/release/warren-loadgen}
-for run in ${RUNS:-1 2 3}; do
+for run in ${RUNS:-1 2 3 4 5}; do
  for b in old new; do
   if [ $b = old ]; then W=${OLD:?set OLD to the baseline binary}; else W=${NEW:-target/release/warren}; fi
   rm -rf /tmp/pb; mkdir -p /tmp/pb
