@@ -210,6 +210,34 @@ pub async fn route(
                 )
             }
         }
+        // Warren's per-shard liveness check: every shard must answer a
+        // request through its mailbox within 5 s (a stalled shard fails it).
+        ("GET", ["health", "checks", "shards"]) => {
+            let n = m.shard.shard_count();
+            let mut stalled = Vec::new();
+            for s in 0..n {
+                let ask = m.shard.call(
+                    crate::ids::ShardId(s),
+                    ShardReq::QueueStats(crate::ids::QueueId(u64::MAX)),
+                );
+                let answered = glommio::timer::timeout(std::time::Duration::from_secs(5), async {
+                    Ok(ask.await)
+                })
+                .await
+                .is_ok();
+                if !answered {
+                    stalled.push(s);
+                }
+            }
+            if stalled.is_empty() {
+                Response::json(200, &json!({"status": "ok", "shards": n}))
+            } else {
+                Response::json(
+                    503,
+                    &json!({"status": "failed", "reason": format!("shards {stalled:?} did not answer within 5 s"), "shards": n}),
+                )
+            }
+        }
         ("GET", ["aliveness-test", v]) => {
             if m.shard.table().vhosts.contains(*v) {
                 Response::json(200, &json!({"status": "ok"}))
