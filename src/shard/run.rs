@@ -289,15 +289,7 @@ async fn sync_task(shard: Rc<Shard>) {
                 .spawn_blocking(move || files.iter().all(|f| f.sync().is_ok()))
                 .await
         };
-        shard.store.borrow_mut().finish_sync(synced && wrote);
-        for c in confirms {
-            if synced && wrote {
-                shard.confirm(c);
-            } else {
-                shard.nack(c);
-            }
-        }
-        shard.flush_dirty();
+        sync_done(&shard, confirms, synced && wrote);
         if last_compaction.elapsed() > Duration::from_secs(5)
             && shard.store.borrow().needs_compaction()
         {
@@ -330,6 +322,20 @@ async fn sync_task(shard: Rc<Shard>) {
     }
 }
 
+/// A group commit finished: free released segments, then confirm what it
+/// made durable (or nack it all if the write or the sync failed).
+fn sync_done(shard: &Shard, confirms: Vec<crate::mailbox::ConfirmRef>, ok: bool) {
+    shard.store.borrow_mut().finish_sync();
+    for c in confirms {
+        if ok {
+            shard.confirm(c);
+        } else {
+            shard.nack(c);
+        }
+    }
+    shard.flush_dirty();
+}
+
 /// On SIGTERM/SIGINT: write and sync everything (acks included), report.
 async fn shutdown_watch(shard: Rc<Shard>, flag: Arc<AtomicBool>, stopped: mpsc::Sender<ShardId>) {
     loop {
@@ -344,15 +350,7 @@ async fn shutdown_watch(shard: Rc<Shard>, flag: Arc<AtomicBool>, stopped: mpsc::
                 wrote,
             } = shard.store.borrow_mut().prepare_sync();
             let synced = files.iter().all(|f| f.sync().is_ok());
-            shard.store.borrow_mut().finish_sync(synced && wrote);
-            for c in confirms {
-                if synced && wrote {
-                    shard.confirm(c);
-                } else {
-                    shard.nack(c);
-                }
-            }
-            shard.flush_dirty();
+            sync_done(&shard, confirms, synced && wrote);
             let _ = stopped.send(shard.id);
             return;
         }

@@ -451,7 +451,7 @@ impl Store {
             // now. The acks stay buffered and are retried; a crash before
             // they land only leaves entries whose records are gone, which
             // recovery skips (they had been acked).
-            self.finish_sync(true);
+            self.finish_sync();
         }
         SyncBatch {
             files,
@@ -460,10 +460,10 @@ impl Store {
         }
     }
 
-    /// The sync of the last [`Store::prepare_sync`] finished: delete the
-    /// segments its journal entries released. (`_synced` is informational:
-    /// space is freed either way, see `prepare_sync`.)
-    pub fn finish_sync(&mut self, _synced: bool) {
+    /// The sync of the last [`Store::prepare_sync`] finished (well or not:
+    /// space is freed either way, see `prepare_sync`): delete the segments
+    /// its journal entries released.
+    pub fn finish_sync(&mut self) {
         let done = std::mem::take(&mut self.deleting);
         for id in done {
             // Still unreferenced (nothing can add a reference to a sealed
@@ -577,7 +577,7 @@ mod tests {
         assert_eq!(s.segment_count(), before, "kept until the acks are synced");
         let b = s.prepare_sync();
         assert!(b.wrote);
-        s.finish_sync(true);
+        s.finish_sync();
         assert_eq!(s.segment_count(), before - 1);
         assert!(!segment::segment_path(dir.path(), first).exists());
         let loaded = s.load(positions[9]).unwrap();
@@ -591,7 +591,7 @@ mod tests {
         for f in b.files {
             f.sync().unwrap();
         }
-        s.finish_sync(true);
+        s.finish_sync();
     }
 
     #[test]
