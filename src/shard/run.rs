@@ -41,17 +41,64 @@ pub fn start_shard(boot: ShardBoot) -> std::io::Result<glommio::ExecutorJoinHand
         None => Placement::Unbound,
     };
     let name = format!("warren-{}", boot.id.0);
+    let ready = boot.ready.clone();
     let handle = LocalExecutorBuilder::new(placement)
         .name(&name)
-        // glommio reaps io_uring completions (socket writes finishing) only
-        // between scheduling rounds, and a round ends at this timer when
-        // tasks stay runnable (a busy publisher's reads complete at once).
-        // The default 100 ms starved deliveries under publish load; 500 us
-        // keeps writes flowing and bounds the latency a busy shard adds.
-        .preempt_timer(std::time::Duration::from_micros(500))
-        .spawn(move || async move { shard_main(boot).await })
+        // See `SHARD_PREEMPT` and `IDLE_PREEMPT`: the executor-wide timer is
+        // long, the shard's task queue asks for the short one.
+        .preempt_timer(IDLE_PREEMPT)
+        .spawn(move || async move {
+            let tq = glommio::executor().create_task_queue(
+                glommio::Shares::default(),
+                glommio::Latency::Matters(SHARD_PREEMPT),
+                "shard",
+            );
+            let main = match glommio::spawn_local_into(shard_main(boot), tq) {
+                Ok(task) => task,
+                Err(e) => {
+                    let _ = ready.send(Err(format!("cannot start the shard's tasks: {e}")));
+                    return;
+                }
+            };
+            // The first poll of this future registers the wake tick's timer,
+            // before the shard's own task has run once.
+            futures_lite::future::or(main, wake_tick()).await;
+        })
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(handle)
+}
+
+/// Preemption timer of the shard's task queue. glommio reaps io_uring
+/// completions (socket writes finishing) only between scheduling rounds, and
+/// a round ends at this timer when tasks stay runnable (a busy publisher's
+/// reads complete at once). glommio's default of 100 ms starved deliveries
+/// under publish load; 500 us keeps writes flowing and bounds the latency a
+/// busy shard adds.
+const SHARD_PREEMPT: Duration = Duration::from_micros(500);
+
+/// Preemption timer while only the executor's own default queue (this
+/// module's wake tick) is runnable, as at start-up.
+///
+/// Why not 500 us for everything: glommio 0.9's run loop parks the thread
+/// when the preemption timer has already expired as it is about to run the
+/// task queues (it mistakes "preempted before running anything" for "nothing
+/// to run"), and a parked executor sleeps until an I/O completion or a timer.
+/// A shard thread descheduled for 500 us at that point during start-up, before
+/// any socket or timer exists, slept forever and the broker never started
+/// (reproduced by stopping the thread there under gdb). A long timer here
+/// closes that window while nothing but the tick runs; [`WAKE_TICK`] bounds
+/// the same park later, when the shard's queue is active.
+const IDLE_PREEMPT: Duration = Duration::from_secs(60);
+
+/// A timer that is always armed, so a park that glommio should not have made
+/// (see [`IDLE_PREEMPT`]) lasts at most this long. 200 wake-ups a second
+/// cost a few microseconds each on an idle shard.
+const WAKE_TICK: Duration = Duration::from_millis(5);
+
+async fn wake_tick() {
+    loop {
+        glommio::timer::sleep(WAKE_TICK).await;
+    }
 }
 
 async fn shard_main(boot: ShardBoot) {
