@@ -8,7 +8,7 @@ use super::publish::{publish_complete, route_and_send, Header, PendingPublish, P
 use super::{settle_grouped, Channel, ChannelConsumer, Conn, TxOp, Unacked};
 use crate::error::{AmqpError, AmqpResult};
 use crate::ids::{ConsumerId, QueueId, ShardId};
-use crate::mailbox::{ConsumerSpec, Request, Response, Settle};
+use crate::mailbox::{ConsumerSpec, Request, Response, Settle, ShardMsg};
 use crate::meta::authority::{locked, no_queue};
 use crate::meta::users::Access;
 use crate::meta::{MetaOp, MetaReply};
@@ -410,6 +410,7 @@ pub async fn handle_method(
                     }
                 });
                 conn.release_held(ch);
+                conn.resume_paused(shard, ch);
                 reply(
                     conn,
                     ch,
@@ -446,9 +447,30 @@ pub async fn handle_method(
             }
             basic::AMQPMethod::Recover(_) | basic::AMQPMethod::RecoverAsync(_) => {
                 // RabbitMQ requeues all unacked deliveries of the channel.
-                let unacked = with_channel(conn, ch, |c, _| std::mem::take(&mut c.unacked))
-                    .unwrap_or_default();
+                // Those still held back by channel.flow are among them (tagged,
+                // never written): they are dropped here, not written later,
+                // and their queues get their credit back.
+                let (unacked, held) = with_channel(conn, ch, |c, _| {
+                    let (held, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut c.held)
+                        .into_iter()
+                        .partition(|h| h.acked_mode);
+                    c.held = keep.into();
+                    (std::mem::take(&mut c.unacked), held)
+                })
+                .unwrap_or_default();
+                for h in held {
+                    let (home, queue, consumer) = h.credit;
+                    shard.outbox.push(
+                        home,
+                        ShardMsg::Credit {
+                            queue,
+                            consumer,
+                            n: 1,
+                        },
+                    );
+                }
                 settle_grouped(shard, unacked.into_values(), Settle::Requeue);
+                conn.resume_paused(shard, ch);
                 if matches!(m, basic::AMQPMethod::Recover(_)) {
                     reply(
                         conn,
@@ -1089,6 +1111,7 @@ fn basic_settle(
     let taken = result.unwrap_or(Ok(Vec::new()))?;
     settle_grouped(shard, taken.into_iter().map(|(_, u)| u), how);
     conn.release_held(ch);
+    conn.resume_paused(shard, ch);
     Ok(())
 }
 

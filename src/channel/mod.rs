@@ -39,6 +39,23 @@ pub struct ChannelConsumer {
     pub exclusive: bool,
 }
 
+/// What became of a delivery handed to a connection ([`Conn::deliver`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// Written to the socket buffer, or held back by `channel.flow`.
+    Taken,
+    /// The channel or consumer is gone: the queue takes the message back
+    /// and forgets the consumer.
+    Gone,
+    /// The channel-wide prefetch (`basic.qos global=true`) is reached: the
+    /// queue takes the message back undelivered (same position, same
+    /// redelivered flag) and stops dispatching to this consumer until the
+    /// channel sends `ShardMsg::Resume`. RabbitMQ's limiter likewise stops
+    /// dispatch at the queue, so the messages stay ready there, counted in
+    /// `message_count` and available to other consumers and `basic.get`.
+    OverLimit,
+}
+
 /// A delivery held back while the client has paused us with channel.flow.
 pub struct Held {
     /// Tracked in `unacked` (ack mode) as well.
@@ -86,11 +103,13 @@ pub struct Channel {
     pub commit_waiters: std::collections::VecDeque<u64>,
     pub flow_active: bool,
     pub held: std::collections::VecDeque<Held>,
-    /// Held deliveries that are also in `unacked`.
-    pub held_unacked: usize,
     /// basic.qos global=true: unacked deliveries allowed on the channel as
     /// a whole (0 = no limit); per-consumer limits still apply.
     pub global_prefetch: u16,
+    /// Consumers whose queues stopped dispatching to them because the
+    /// channel-wide prefetch was reached: (home shard, queue, consumer).
+    /// Each gets a `ShardMsg::Resume` once acks bring the channel under it.
+    pub paused: Vec<(ShardId, QueueId, ConsumerId)>,
     pub last_queue: Option<String>,
     /// (permission epoch, exchange) last allowed for basic.publish.
     pub publish_allowed: Option<(u64, amq_protocol::types::ShortString)>,
@@ -265,12 +284,12 @@ impl Conn {
         self.out_notify.notify();
     }
 
-    /// Append a delivery for a consumer on this connection. False if the
-    /// channel is gone, so the caller can requeue.
+    /// Append a delivery for a consumer on this connection (or hold it back
+    /// while `channel.flow` has paused the channel). See [`Handoff`] for
+    /// what the caller does with the other outcomes.
     #[allow(clippy::too_many_arguments)]
     pub fn deliver(
         &self,
-        _shard: &Shard,
         route: &ConsumerRoute,
         consumer: ConsumerId,
         queue: QueueId,
@@ -278,16 +297,26 @@ impl Conn {
         seq: u64,
         redelivered: bool,
         msg: MsgRef,
-    ) -> bool {
+    ) -> Handoff {
         if self.closed.get() {
-            return false;
+            return Handoff::Gone;
         }
         let mut st = self.state.borrow_mut();
         let Some(ch) = st.channels.get_mut(&route.channel) else {
-            return false;
+            return Handoff::Gone;
         };
         if ch.closing || !ch.consumers.contains_key(&*route.tag) {
-            return false;
+            return Handoff::Gone;
+        }
+        let credit = (home, queue, consumer);
+        if !route.no_ack
+            && ch.global_prefetch > 0
+            && ch.unacked.len() >= ch.global_prefetch as usize
+        {
+            if !ch.paused.contains(&credit) {
+                ch.paused.push(credit);
+            }
+            return Handoff::OverLimit;
         }
         let delivery_tag = ch.next_tag;
         ch.next_tag += 1;
@@ -296,15 +325,9 @@ impl Conn {
             ch.unacked
                 .insert(delivery_tag, Unacked { queue, home, seq });
         }
-        let credit = (home, queue, consumer);
-        // Hold it back (in tag order) while paused or over the channel-wide
-        // prefetch; the queue's credit stays taken until it is written.
-        let over_global = ch.global_prefetch > 0
-            && ch.unacked.len() - ch.held_unacked > ch.global_prefetch as usize;
-        if !ch.flow_active || !ch.held.is_empty() || (over_global && !route.no_ack) {
-            if !route.no_ack {
-                ch.held_unacked += 1;
-            }
+        // Hold it back (in tag order) while paused by channel.flow; the
+        // queue's credit stays taken until it is written.
+        if !ch.flow_active || !ch.held.is_empty() {
             ch.held.push_back(Held {
                 acked_mode: !route.no_ack,
                 tag: route.tag.clone(),
@@ -313,7 +336,7 @@ impl Conn {
                 msg,
                 credit,
             });
-            return true;
+            return Handoff::Taken;
         }
         drop(st);
         self.write_delivery(
@@ -324,7 +347,30 @@ impl Conn {
             &msg,
             credit,
         );
-        true
+        Handoff::Taken
+    }
+
+    /// After acks, `basic.qos`, `basic.recover`: resume the queues paused
+    /// by the channel-wide prefetch if the channel is under it now. They are
+    /// reached through the outbox (even on this shard), like settlements.
+    pub fn resume_paused(&self, shard: &Shard, channel: u16) {
+        let resume = {
+            let mut st = self.state.borrow_mut();
+            let Some(ch) = st.channels.get_mut(&channel) else {
+                return;
+            };
+            if ch.paused.is_empty()
+                || (ch.global_prefetch > 0 && ch.unacked.len() >= ch.global_prefetch as usize)
+            {
+                return;
+            }
+            std::mem::take(&mut ch.paused)
+        };
+        for (home, queue, consumer) in resume {
+            shard
+                .outbox
+                .push(home, ShardMsg::Resume { queue, consumer });
+        }
     }
 
     /// channel.flow active=true again: write what was held back.
@@ -335,19 +381,10 @@ impl Conn {
             let Some(ch) = st.channels.get_mut(&channel) else {
                 return;
             };
+            // Held deliveries were admitted under the channel-wide prefetch
+            // when they were tagged; only channel.flow holds them back.
             while ch.flow_active {
-                let written = ch.unacked.len() - ch.held_unacked;
-                let Some(front) = ch.held.front() else { break };
-                if front.acked_mode
-                    && ch.global_prefetch > 0
-                    && written >= ch.global_prefetch as usize
-                {
-                    break;
-                }
                 let Some(h) = ch.held.pop_front() else { break };
-                if h.acked_mode {
-                    ch.held_unacked -= 1;
-                }
                 ready.push(h);
             }
         }
@@ -550,7 +587,6 @@ impl Conn {
             });
             settle_grouped(shard, uncommitted.map(|(_, u)| u), Settle::Requeue);
         }
-        ch.held_unacked = 0;
         for h in std::mem::take(&mut ch.held) {
             shard.outbox.push(
                 h.credit.0,

@@ -155,6 +155,20 @@ pub enum ShardMsg {
         consumer: ConsumerId,
         n: u32,
     },
+    /// The consumer's channel is at its channel-wide prefetch: the delivery
+    /// goes back to the queue undelivered and the queue pauses the consumer
+    /// (see `channel::Handoff::OverLimit`).
+    Returned {
+        queue: QueueId,
+        consumer: ConsumerId,
+        seq: u64,
+    },
+    /// The channel is under its channel-wide prefetch again: the queue may
+    /// dispatch to the consumer.
+    Resume {
+        queue: QueueId,
+        consumer: ConsumerId,
+    },
     /// Server-sent basic.cancel: the consumer's queue went away.
     ConsumerCancelled {
         consumer: ConsumerId,

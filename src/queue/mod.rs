@@ -37,11 +37,15 @@ pub struct QConsumer {
     pub spec: ConsumerSpec,
     pub unacked: u32,
     pub unsent: u32,
+    /// Its channel reached the channel-wide prefetch (`basic.qos
+    /// global=true`): no dispatch until the channel resumes it.
+    pub paused: bool,
 }
 
 impl QConsumer {
     fn has_capacity(&self) -> bool {
-        self.unsent < SEND_WINDOW
+        !self.paused
+            && self.unsent < SEND_WINDOW
             && (self.spec.no_ack
                 || self.spec.prefetch == 0
                 || self.unacked < self.spec.prefetch as u32)
@@ -53,6 +57,8 @@ struct Unacked {
     msg: MsgRef,
     consumer: Option<ConsumerId>,
     pos: Option<Position>,
+    /// The flag it was delivered with (kept for [`Queue::returned`]).
+    redelivered: bool,
 }
 
 /// A delivery the queue decided on; the shard routes it to the consumer.
@@ -188,6 +194,7 @@ impl Queue {
             spec,
             unacked: 0,
             unsent: 0,
+            paused: false,
         });
         self.had_consumer = true;
         Ok(())
@@ -314,6 +321,7 @@ impl Queue {
                     msg: msg.clone(),
                     consumer: None,
                     pos: e.pos,
+                    redelivered: e.redelivered,
                 },
             );
         }
@@ -358,6 +366,7 @@ impl Queue {
                             msg: msg.clone(),
                             consumer: Some(c.spec.id),
                             pos: e.pos,
+                            redelivered: e.redelivered,
                         },
                     );
                 }
@@ -391,6 +400,45 @@ impl Queue {
                 redelivered: d.redelivered,
             },
         );
+    }
+
+    /// The consumer's channel is at its channel-wide prefetch and handed
+    /// delivery `seq` back unseen: it goes back to its place in the queue
+    /// with its redelivered flag unchanged, the consumer's counters are
+    /// undone, and the consumer is paused until [`Queue::resume`]. (The
+    /// store's journal already saw the delivery: after a crash the message
+    /// comes back marked redelivered, which the flag allows.)
+    pub fn returned(&mut self, consumer: ConsumerId, seq: u64) {
+        let Some(u) = self.unacked.remove(&seq) else {
+            return;
+        };
+        if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == consumer) {
+            c.unacked = c.unacked.saturating_sub(1);
+            c.unsent = c.unsent.saturating_sub(1);
+            c.paused = true;
+        }
+        self.stats.deliver = self.stats.deliver.saturating_sub(1);
+        let redelivered = u.redelivered;
+        if redelivered {
+            self.stats.redeliver = self.stats.redeliver.saturating_sub(1);
+        }
+        let at = self.ready.partition_point(|x| x.seq < seq);
+        self.ready.insert(
+            at,
+            Entry {
+                seq,
+                msg: Some(u.msg),
+                pos: u.pos,
+                redelivered,
+            },
+        );
+    }
+
+    /// The consumer's channel is under its channel-wide prefetch again.
+    pub fn resume(&mut self, consumer: ConsumerId) {
+        if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == consumer) {
+            c.paused = false;
+        }
     }
 
     /// Everything the consumers registered here, for server-sent cancels.
@@ -475,6 +523,28 @@ mod tests {
         assert!(first.redelivered);
         assert_eq!(&q.get(true, st).unwrap().msg.body[..], b"b");
         assert!(!q.get(true, st).unwrap().redelivered);
+    }
+
+    #[test]
+    fn returned_delivery_goes_back_in_place_unmarked_and_pauses_the_consumer() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = &mut Store::open(dir.path().to_path_buf(), 4096, false).unwrap();
+        let mut q = q();
+        for b in ["a", "b"] {
+            q.publish(msg(b), None);
+        }
+        q.consume(consumer(1, 0)).unwrap();
+        let d = q.next_delivery(st).unwrap();
+        q.returned(d.consumer, d.seq);
+        assert_eq!((q.message_count(), q.unacked_count()), (2, 0));
+        assert!(
+            q.next_delivery(st).is_none(),
+            "a paused consumer gets nothing"
+        );
+        q.resume(ConsumerId(1));
+        let again = q.next_delivery(st).unwrap();
+        assert_eq!((&again.msg.body[..], again.redelivered), (&b"a"[..], false));
+        assert_eq!(q.stats.deliver, 1);
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod run;
 
 pub use run::{start_shard, ShardBoot};
 
-use crate::channel::Conn;
+use crate::channel::{Conn, Handoff};
 use crate::config::Config;
 use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
 use crate::mailbox::{ConfirmRef, Notify, Outbox, Request, Response, ShardMsg};
@@ -270,7 +270,17 @@ impl Shard {
                 redelivered,
                 msg,
             } => {
-                if !self.deliver_local(consumer, queue, from, seq, redelivered, msg) {
+                let handoff = self.deliver_local(consumer, queue, from, seq, redelivered, msg);
+                if handoff == Handoff::OverLimit {
+                    self.outbox.push(
+                        from,
+                        ShardMsg::Returned {
+                            queue,
+                            consumer,
+                            seq,
+                        },
+                    );
+                } else if handoff == Handoff::Gone {
                     // The consumer is gone: hand the message back.
                     self.outbox.push(
                         from,
@@ -299,6 +309,22 @@ impl Shard {
             ShardMsg::Credit { queue, consumer, n } => {
                 if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
                     q.credit(consumer, n);
+                }
+                self.drain_queue(queue);
+            }
+            ShardMsg::Returned {
+                queue,
+                consumer,
+                seq,
+            } => {
+                if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
+                    q.returned(consumer, seq);
+                }
+                self.drain_queue(queue);
+            }
+            ShardMsg::Resume { queue, consumer } => {
+                if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
+                    q.resume(consumer);
                 }
                 self.drain_queue(queue);
             }
@@ -575,9 +601,18 @@ impl Shard {
                     ref msg,
                     ..
                 } = d;
-                if !self.deliver_local(consumer, qid, self.id, seq, redelivered, msg.clone()) {
-                    if let Some(q) = self.queues.borrow_mut().get_mut(&qid) {
-                        q.undeliverable(d);
+                match self.deliver_local(consumer, qid, self.id, seq, redelivered, msg.clone()) {
+                    Handoff::Taken => {}
+                    Handoff::Gone => {
+                        if let Some(q) = self.queues.borrow_mut().get_mut(&qid) {
+                            q.undeliverable(d);
+                        }
+                    }
+                    // The consumer is paused now, so the loop moves on.
+                    Handoff::OverLimit => {
+                        if let Some(q) = self.queues.borrow_mut().get_mut(&qid) {
+                            q.returned(consumer, seq);
+                        }
                     }
                 }
             } else {
@@ -595,7 +630,7 @@ impl Shard {
         }
     }
 
-    /// Write a delivery to a consumer on this shard. False if it is gone.
+    /// Hand a delivery to a consumer on this shard (see [`Handoff`]).
     fn deliver_local(
         self: &Rc<Self>,
         consumer: ConsumerId,
@@ -604,14 +639,14 @@ impl Shard {
         seq: u64,
         redelivered: bool,
         msg: crate::message::MsgRef,
-    ) -> bool {
+    ) -> Handoff {
         let Some(route) = self.consumers.borrow().get(&consumer).cloned() else {
-            return false;
+            return Handoff::Gone;
         };
         let Some(conn) = self.conns.borrow().get(&route.conn).cloned() else {
-            return false;
+            return Handoff::Gone;
         };
-        conn.deliver(self, &route, consumer, queue, home, seq, redelivered, msg)
+        conn.deliver(&route, consumer, queue, home, seq, redelivered, msg)
     }
 
     /// A queue on this shard took a message that wants a confirm.

@@ -611,3 +611,80 @@ def test_global_qos_limits_unacked_across_all_consumers_of_the_channel(conn, ch,
     wait_until(conn, lambda: len(c1.deliveries) + len(c2.deliveries) >= 6, what="6 deliveries")
     settle(conn)
     assert len(c1.deliveries) + len(c2.deliveries) == 6
+
+
+def test_global_qos_leaves_messages_beyond_the_limit_ready_in_their_queues(conn, ch, names):
+    # RabbitMQ (recorded with scripts/compare.sh): 2 delivered, 8 stay ready,
+    # visible to queue.declare and to basic.get on another channel.
+    q1, q2 = names.queue("1"), names.queue("2")
+    declare_with_messages(conn, ch, q1, 5)
+    declare_with_messages(conn, ch, q2, 5)
+    cch = conn.channel()
+    cch.basic_qos(prefetch_count=2, global_qos=True)
+    c1 = Consumer(conn, cch, q1)
+    c2 = Consumer(conn, cch, q2)
+    wait_until(conn, lambda: len(c1.deliveries) + len(c2.deliveries) >= 2, what="2 deliveries")
+    settle(conn)
+    assert len(c1.deliveries) + len(c2.deliveries) == 2
+    wait_until(conn, lambda: message_count(ch, q1) + message_count(ch, q2) == 8,
+               what="8 ready messages")
+    # The ready ones are there for others: basic.get takes one, in order.
+    other = conn.channel()
+    m = get_message(conn, other, q1, auto_ack=True)
+    assert not m.method.redelivered
+    got = int(m.body[1:])
+    # Acking lets the next ones through, none of them marked redelivered.
+    for c in (c1, c2):
+        for d in c.deliveries:
+            cch.basic_ack(d.method.delivery_tag)
+    wait_until(conn, lambda: len(c1.deliveries) + len(c2.deliveries) >= 4, what="4 deliveries")
+    settle(conn)
+    assert len(c1.deliveries) + len(c2.deliveries) == 4
+    assert not any(d.method.redelivered for d in c1.deliveries + c2.deliveries)
+    # Each queue still delivers in its own order.
+    for c, q in ((c1, q1), (c2, q2)):
+        bodies = [int(b[1:]) for b in c.bodies]
+        assert bodies == sorted(bodies), (q, c.bodies)
+    assert got not in [int(b[1:]) for b in c1.bodies]
+
+
+def test_recover_after_global_qos_redelivers_and_keeps_the_limit(conn, ch, names):
+    # RabbitMQ: recover requeues the 2 unacked ones (redelivered=true when
+    # they come back), the limit still allows exactly 2 outstanding, every
+    # message is delivered and acked once, and no ack is refused.
+    q1, q2 = names.queue("1"), names.queue("2")
+    declare_with_messages(conn, ch, q1, 5)
+    declare_with_messages(conn, ch, q2, 5)
+    cch = conn.channel()
+    cch.basic_qos(prefetch_count=2, global_qos=True)
+    c1 = Consumer(conn, cch, q1)
+    c2 = Consumer(conn, cch, q2)
+    wait_until(conn, lambda: len(c1.deliveries) + len(c2.deliveries) >= 2, what="2 deliveries")
+    cch.basic_recover(requeue=True)
+    wait_until(conn, lambda: len(c1.deliveries) + len(c2.deliveries) >= 4, what="redeliveries")
+    settle(conn)
+    assert len(c1.deliveries) + len(c2.deliveries) == 4
+    recovered = [(q, d.body) for q, c in ((q1, c1), (q2, c2)) for d in c.deliveries
+                 if d.method.delivery_tag <= 2]
+    acked = set()
+
+    def outstanding():
+        return [d for d in c1.deliveries + c2.deliveries
+                if d.method.delivery_tag > 2 and d.method.delivery_tag not in acked]
+
+    while len(acked) < 10:
+        wait_until(conn, outstanding, what="a delivery to ack (%d acked)" % len(acked))
+        settle(conn, 0.2)
+        pending = outstanding()
+        assert len(pending) <= 2, pending
+        for d in pending:
+            cch.basic_ack(d.method.delivery_tag)
+            acked.add(d.method.delivery_tag)
+    assert message_count(ch, q1) + message_count(ch, q2) == 0
+    got = [(q, d.body) for q, c in ((q1, c1), (q2, c2)) for d in c.deliveries
+           if d.method.delivery_tag > 2]
+    assert len(got) == 10 and len(set(got)) == 10
+    again = {(q, d.body): d.method.redelivered for q, c in ((q1, c1), (q2, c2))
+             for d in c.deliveries if d.method.delivery_tag > 2}
+    assert all(again[r] for r in recovered), (recovered, again)
+    assert cch.is_open
