@@ -15,6 +15,10 @@ pub struct Config {
     pub frame_max: u32,
     pub channel_max: u16,
     pub max_message_size: u64,
+    /// Node-wide limit on open AMQP connections (RabbitMQ's
+    /// `connection_max`); None = no limit. Beyond it connection.open is
+    /// refused with 530 NOT_ALLOWED.
+    pub max_connections: Option<u64>,
     /// The `product` server property sent in connection.start. "Warren" by
     /// default; set "RabbitMQ" for clients (and client test suites) that
     /// enable RabbitMQ-only behaviour only when the broker says RabbitMQ.
@@ -49,6 +53,7 @@ impl Default for Config {
             frame_max: 131_072,
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,
+            max_connections: None,
             product: "Warren".into(),
             guest_remote: false,
             segment_size: crate::store::DEFAULT_SEGMENT_SIZE,
@@ -75,6 +80,7 @@ pub struct FileConfig {
     pub frame_max: Option<u32>,
     pub channel_max: Option<u16>,
     pub max_message_size: Option<u64>,
+    pub max_connections: Option<u64>,
     pub product: Option<String>,
     pub guest_remote: Option<bool>,
     pub pin_cores: Option<bool>,
@@ -203,6 +209,7 @@ impl Config {
             frame_max,
             channel_max: file.channel_max.unwrap_or(d.channel_max),
             max_message_size: file.max_message_size.unwrap_or(d.max_message_size),
+            max_connections: file.max_connections.or(d.max_connections),
             product: file.product.unwrap_or(d.product),
             guest_remote: file.guest_remote.unwrap_or(d.guest_remote),
             segment_size: segment_mb * 1024 * 1024,

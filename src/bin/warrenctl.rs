@@ -187,6 +187,26 @@ pub enum Cmd {
         #[arg(value_name = "USER")]
         username: String,
     },
+    /// Replace the vhost's limits with a JSON object, e.g.
+    /// '{"max-connections": 100, "max-queues": 500}' (negative = no limit).
+    SetVhostLimits { definition: String },
+    /// Remove every limit of the vhost.
+    ClearVhostLimits,
+    /// The vhost's limits (every vhost's with --global).
+    ListVhostLimits {
+        #[arg(long)]
+        global: bool,
+    },
+    /// Replace a user's limits with a JSON object, e.g.
+    /// '{"max-connections": 10, "max-channels": 100}' (negative = no limit).
+    SetUserLimits { name: String, definition: String },
+    /// Remove one limit of a user (max-connections, max-channels), or `all`.
+    ClearUserLimits { name: String, limit: String },
+    /// Every user's limits (one user's with --user).
+    ListUserLimits {
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Create a virtual host.
     AddVhost { name: String },
     /// Delete a virtual host and everything in it.

@@ -426,7 +426,9 @@ async fn on_frame(
         )),
         Frame::Method(0, m) => {
             let (c, mid) = ids(&m);
-            connection_method(shard, conn, phase, frame_max, *m).map_err(|e| (0, e.on(c, mid)))
+            connection_method(shard, conn, phase, frame_max, *m)
+                .await
+                .map_err(|e| (0, e.on(c, mid)))
         }
         _ if *phase != Phase::Running => Err((
             0,
@@ -464,7 +466,7 @@ async fn on_frame(
     }
 }
 
-fn connection_method(
+async fn connection_method(
     shard: &Rc<Shard>,
     conn: &Rc<Conn>,
     phase: &mut Phase,
@@ -552,7 +554,8 @@ fn connection_method(
                     )));
                 }
             }
-            conn.state.borrow_mut().vhost = vhost;
+            conn.state.borrow_mut().vhost = vhost.clone();
+            super::limits::admit_connection(shard, conn, &vhost, &user).await?;
             conn.send_method(
                 0,
                 AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),

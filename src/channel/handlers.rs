@@ -273,7 +273,7 @@ pub async fn handle_method(
     }
     if let AMQPClass::Channel(m) = &method {
         match m {
-            channel::AMQPMethod::Open(_) => return channel_open(conn, ch, exists),
+            channel::AMQPMethod::Open(_) => return channel_open(conn, shard, ch, exists).await,
             channel::AMQPMethod::Close(_) if exists => return channel_close(conn, shard, ch),
             channel::AMQPMethod::CloseOk(_) if exists && closing => {
                 conn.state.borrow_mut().channels.remove(&ch);
@@ -512,7 +512,7 @@ pub async fn handle_method(
     }
 }
 
-fn channel_open(conn: &Conn, ch: u16, exists: bool) -> AmqpResult<()> {
+async fn channel_open(conn: &Conn, shard: &Shard, ch: u16, exists: bool) -> AmqpResult<()> {
     if exists {
         return Err(AmqpError::channel_error("second 'channel.open' seen"));
     }
@@ -530,6 +530,7 @@ fn channel_open(conn: &Conn, ch: u16, exists: bool) -> AmqpResult<()> {
         .borrow_mut()
         .channels
         .insert(ch, Channel::new(ch));
+    super::limits::admit_channel(shard, conn, ch).await?;
     let vh = vhost(conn);
     with_channel(conn, ch, |c, _| c.stats.vhost = vh);
     reply(

@@ -8,6 +8,7 @@
 
 pub mod connection;
 pub mod handlers;
+pub mod limits;
 mod publish;
 
 use crate::codec;
@@ -182,6 +183,9 @@ pub struct Conn {
     pub dirty: Cell<bool>,
     /// connection.open-ok was sent.
     pub open: Cell<bool>,
+    /// Counted against connection limits (set at connection.open before
+    /// the limits are checked, so two racing opens see each other).
+    pub admitted: Cell<bool>,
     /// We sent connection.close (management) and wait for close-ok.
     pub server_closing: Cell<bool>,
     /// This connection has published (only publishers are blocked).
@@ -220,6 +224,7 @@ impl Conn {
             credits: RefCell::new(Vec::new()),
             dirty: Cell::new(false),
             open: Cell::new(false),
+            admitted: Cell::new(false),
             server_closing: Cell::new(false),
             published: Cell::new(false),
             blocked_sent: Cell::new(false),

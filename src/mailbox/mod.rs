@@ -87,6 +87,24 @@ pub enum Request {
     Snapshot,
     /// Management: close a connection by name with 320 CONNECTION_FORCED.
     CloseConnection(String, String),
+    /// Connection limits: this shard's admitted connections, in all, in
+    /// `vhost`, and of `user`.
+    ConnectionCounts {
+        vhost: String,
+        user: String,
+    },
+    /// Channel limit: channels open on this shard by `user`'s connections.
+    UserChannels {
+        user: String,
+    },
+}
+
+/// One shard's share of the connection counts (`Request::ConnectionCounts`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectionCounts {
+    pub total: u64,
+    pub vhost: u64,
+    pub user: u64,
 }
 
 #[derive(Debug)]
@@ -102,6 +120,8 @@ pub enum Response {
     Got(Option<Got>),
     Purged(u32),
     Snapshot(Box<crate::mgmt::stats::ShardSnapshot>),
+    ConnectionCounts(ConnectionCounts),
+    Count(u64),
     Done,
     /// The target no longer exists (queue deleted meanwhile).
     Gone,

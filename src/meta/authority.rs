@@ -2,6 +2,7 @@
 //! time and broadcasts their effect to every shard before replying.
 
 use super::defs::{BindingDef, Dest, ExchangeDef, ExchangeKind, MetaChange, QueueDef};
+use super::limits;
 use super::users::{PermissionDef, UserDef};
 use super::{MetaOp, MetaReply};
 use crate::error::{AmqpError, AmqpResult};
@@ -408,7 +409,9 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
         | MetaOp::UserPut { .. }
         | MetaOp::UserDelete { .. }
         | MetaOp::PermissionSet(_)
-        | MetaOp::PermissionClear { .. }) => access_control(shard, op).await,
+        | MetaOp::PermissionClear { .. }
+        | MetaOp::VhostLimit { .. }
+        | MetaOp::UserLimit { .. }) => access_control(shard, op).await,
         MetaOp::ConnectionClosed { owner } => {
             let owned: Vec<QueueDef> = shard
                 .table()
@@ -551,6 +554,18 @@ async fn queue_declare(
     } else {
         name
     };
+    {
+        // RabbitMQ's vhost `max-queues` (checked for new queues only).
+        let t = shard.table();
+        if let Some(limit) = limits::in_force(t.vhost_limits.get(&vhost), "max-queues") {
+            let count = t.queues.values().filter(|q| q.vhost == vhost).count() as u64;
+            if count >= limit {
+                return Err(AmqpError::precondition_failed(
+                    limits::vhost_queues_reached(&name, &vhost, limit),
+                ));
+            }
+        }
+    }
     let home = if exclusive {
         owner.shard()
     } else {
@@ -659,6 +674,48 @@ async fn access_control(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> 
         MetaOp::PermissionClear { user, vhost } => {
             shard
                 .broadcast(MetaChange::PermissionCleared { user, vhost })
+                .await?;
+            Ok(MetaReply::Ok)
+        }
+        MetaOp::VhostLimit { vhost, name, value } => {
+            let current = {
+                let t = shard.table();
+                t.vhosts
+                    .contains(&vhost)
+                    .then(|| t.vhost_limits.get(&vhost).cloned().unwrap_or_default())
+            };
+            let Some(mut all) = current else {
+                return Err(AmqpError::not_found(format!("no vhost '{vhost}'")));
+            };
+            limits::validate(&name, &limits::VHOST_LIMITS)
+                .map_err(AmqpError::precondition_failed)?;
+            match value {
+                Some(v) => all.insert(name, v),
+                None => all.remove(&name),
+            };
+            shard
+                .broadcast(MetaChange::VhostLimitsSet { vhost, limits: all })
+                .await?;
+            Ok(MetaReply::Ok)
+        }
+        MetaOp::UserLimit { user, name, value } => {
+            let current = {
+                let t = shard.table();
+                t.users
+                    .contains_key(&user)
+                    .then(|| t.user_limits.get(&user).cloned().unwrap_or_default())
+            };
+            let Some(mut all) = current else {
+                return Err(AmqpError::not_found(format!("no user '{user}'")));
+            };
+            limits::validate(&name, &limits::USER_LIMITS)
+                .map_err(AmqpError::precondition_failed)?;
+            match value {
+                Some(v) => all.insert(name, v),
+                None => all.remove(&name),
+            };
+            shard
+                .broadcast(MetaChange::UserLimitsSet { user, limits: all })
                 .await?;
             Ok(MetaReply::Ok)
         }

@@ -105,4 +105,14 @@ pub enum MetaChange {
         user: String,
         vhost: String,
     },
+    /// A vhost's limits, all of them (empty = none).
+    VhostLimitsSet {
+        vhost: String,
+        limits: super::limits::Limits,
+    },
+    /// A user's limits, all of them (empty = none).
+    UserLimitsSet {
+        user: String,
+        limits: super::limits::Limits,
+    },
 }

@@ -10,6 +10,7 @@
 pub mod access;
 pub mod authority;
 pub mod defs;
+pub mod limits;
 pub mod persist;
 pub mod users;
 
@@ -87,6 +88,20 @@ pub enum MetaOp {
     PermissionClear {
         user: String,
         vhost: String,
+    },
+    /// Set (`Some`) or clear (`None`) one limit of a vhost (names in
+    /// `limits::VHOST_LIMITS`). 404 for a missing vhost, 406 for an
+    /// unknown name.
+    VhostLimit {
+        vhost: String,
+        name: String,
+        value: Option<i64>,
+    },
+    /// Set or clear one limit of a user (`limits::USER_LIMITS`).
+    UserLimit {
+        user: String,
+        name: String,
+        value: Option<i64>,
     },
 }
 

@@ -98,7 +98,9 @@ pub fn is_durable(table: &RoutingTable, change: &MetaChange) -> bool {
         | MetaChange::UserPut(_)
         | MetaChange::UserDeleted { .. }
         | MetaChange::PermissionSet(_)
-        | MetaChange::PermissionCleared { .. } => true,
+        | MetaChange::PermissionCleared { .. }
+        | MetaChange::VhostLimitsSet { .. }
+        | MetaChange::UserLimitsSet { .. } => true,
     }
 }
 
@@ -139,6 +141,22 @@ pub fn snapshot(table: &RoutingTable) -> Vec<MetaChange> {
     perms.sort_by(|a, b| (&a.user, &a.vhost).cmp(&(&b.user, &b.vhost)));
     for p in perms {
         out.push(MetaChange::PermissionSet(p));
+    }
+    let mut vl: Vec<_> = table.vhost_limits.iter().collect();
+    vl.sort();
+    for (vhost, limits) in vl {
+        out.push(MetaChange::VhostLimitsSet {
+            vhost: vhost.clone(),
+            limits: limits.clone(),
+        });
+    }
+    let mut ul: Vec<_> = table.user_limits.iter().collect();
+    ul.sort();
+    for (user, limits) in ul {
+        out.push(MetaChange::UserLimitsSet {
+            user: user.clone(),
+            limits: limits.clone(),
+        });
     }
     let mut xs: Vec<_> = table.exchanges.values().filter(|e| e.def.durable).collect();
     xs.sort_by(|a, b| (&a.def.vhost, &a.def.name).cmp(&(&b.def.vhost, &b.def.name)));

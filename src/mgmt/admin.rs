@@ -290,19 +290,45 @@ pub fn export(m: &Mgmt, vhost: Option<&str>) -> Value {
             "destination_type": b["destination_type"], "routing_key": b["routing_key"], "arguments": b["arguments"]}))
         .collect();
     let t = m.shard.table();
+    // Vhost limits travel as runtime parameters, as in RabbitMQ's export.
+    let mut parameters: Vec<Value> = t
+        .vhost_limits
+        .iter()
+        .filter(|(v, _)| vhost.is_none_or(|only| only == v.as_str()))
+        .map(
+            |(v, l)| json!({"vhost": v, "component": "vhost-limits", "name": "limits", "value": l}),
+        )
+        .collect();
+    parameters.sort_by_key(|x| x.to_string());
     let mut out = json!({
         "rabbit_version": "3.13.0", "rabbitmq_version": "3.13.0", "product_name": "Warren",
         "product_version": env!("CARGO_PKG_VERSION"),
-        "queues": queues, "exchanges": exchanges, "bindings": bindings, "policies": [], "parameters": [],
+        "queues": queues, "exchanges": exchanges, "bindings": bindings, "policies": [], "parameters": parameters,
     });
     if vhost.is_none() {
-        out["users"] = Value::Array(t.users.values().map(user_json).collect());
+        let users = t.users.values().map(|u| {
+            let mut j = user_json(u);
+            j["limits"] = json!(t.user_limits.get(&u.name).cloned().unwrap_or_default());
+            j
+        });
+        out["users"] = Value::Array(users.collect());
         out["vhosts"] = Value::Array(t.vhosts.iter().map(|v| json!({"name": v, "limits": [], "metadata": {"description": "", "tags": []}})).collect());
         out["permissions"] = Value::Array(perms(m));
         out["topic_permissions"] = json!([]);
         out["global_parameters"] = json!([]);
     }
     out
+}
+
+/// A limit's value from a definitions file: an integer, or RabbitMQ's 400.
+fn limit_value(name: &str, v: &Value) -> Result<i64, Response> {
+    v.as_i64().ok_or_else(|| {
+        Response::error(
+            400,
+            "bad_request",
+            format!("Validation failed\n\n{name} should be a number, actually was {v}\n"),
+        )
+    })
 }
 
 /// Import definitions in RabbitMQ's format (users keep their hashes).
@@ -332,6 +358,34 @@ pub async fn import(m: &Mgmt, d: &Value) -> Result<(), Response> {
             tags: tags_of(&u["tags"]),
         };
         meta(m, op).await?;
+        for (limit, value) in u["limits"].as_object().into_iter().flatten() {
+            let op = MetaOp::UserLimit {
+                user: name.into(),
+                name: limit.clone(),
+                value: Some(limit_value(limit, value)?),
+            };
+            meta(m, op).await?;
+        }
+    }
+    for p in arr("parameters") {
+        let component = p["component"].as_str().unwrap_or("");
+        if component != "vhost-limits" {
+            // Never accepted and ignored: Warren has no other components.
+            return Err(Response::error(
+                400,
+                "bad_request",
+                format!("runtime parameters of component '{component}' are not supported"),
+            ));
+        }
+        let vhost = p["vhost"].as_str().unwrap_or("/");
+        for (limit, value) in p["value"].as_object().into_iter().flatten() {
+            let op = MetaOp::VhostLimit {
+                vhost: vhost.into(),
+                name: limit.clone(),
+                value: Some(limit_value(limit, value)?),
+            };
+            meta(m, op).await?;
+        }
     }
     for p in arr("permissions") {
         let s = |k: &str| p[k].as_str().unwrap_or("").to_string();

@@ -601,7 +601,10 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             };
             done(meta(m, op).await, 204)
         }
-        _ => admin::route(m, req, &user, meth, &s[1..]).await,
+        _ => match super::limits::route(m, req, meth, &s[1..]).await {
+            Some(r) => r,
+            None => admin::route(m, req, &user, meth, &s[1..]).await,
+        },
     }
 }
 

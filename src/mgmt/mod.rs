@@ -12,6 +12,7 @@ pub mod body;
 pub mod gate;
 pub mod http;
 pub mod json;
+pub mod limits;
 pub mod metrics;
 pub mod stats;
 

@@ -154,6 +154,10 @@ pub struct RoutingTable {
     pub users: std::collections::BTreeMap<String, UserDef>,
     /// (user, vhost) -> compiled permission.
     pub permissions: HashMap<Key, CompiledPermission>,
+    /// vhost -> its limits (`meta::limits`); absent = none.
+    pub vhost_limits: HashMap<String, crate::meta::limits::Limits>,
+    /// user -> its limits; absent = none.
+    pub user_limits: HashMap<String, crate::meta::limits::Limits>,
     /// Bumped on every permission change (lets channels cache checks).
     pub permission_epoch: u64,
     /// Bumped on every change (invalidates channels' route caches).
@@ -247,6 +251,7 @@ impl RoutingTable {
                 }
                 self.queues.retain(|(v, _), _| v != name);
                 self.permissions.retain(|(_, v), _| v != name);
+                self.vhost_limits.remove(name);
                 self.permission_epoch += 1;
             }
             MetaChange::UserPut(u) => {
@@ -256,6 +261,7 @@ impl RoutingTable {
             MetaChange::UserDeleted { name } => {
                 self.users.remove(name);
                 self.permissions.retain(|(u, _), _| u != name);
+                self.user_limits.remove(name);
                 self.permission_epoch += 1;
             }
             MetaChange::PermissionSet(p) => {
@@ -266,6 +272,20 @@ impl RoutingTable {
             MetaChange::PermissionCleared { user, vhost } => {
                 self.permissions.remove(&key(user, vhost));
                 self.permission_epoch += 1;
+            }
+            MetaChange::VhostLimitsSet { vhost, limits } => {
+                if limits.is_empty() {
+                    self.vhost_limits.remove(vhost);
+                } else if self.vhosts.contains(vhost) {
+                    self.vhost_limits.insert(vhost.clone(), limits.clone());
+                }
+            }
+            MetaChange::UserLimitsSet { user, limits } => {
+                if limits.is_empty() {
+                    self.user_limits.remove(user);
+                } else if self.users.contains_key(user) {
+                    self.user_limits.insert(user.clone(), limits.clone());
+                }
             }
         }
     }

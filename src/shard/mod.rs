@@ -400,6 +400,31 @@ impl Shard {
                 Some(q) => Response::Purged(q.purge(&mut self.store.borrow_mut())),
                 None => Response::Gone,
             },
+            Request::ConnectionCounts { vhost, user } => {
+                let mut n = crate::mailbox::ConnectionCounts::default();
+                for c in self.conns.borrow().values() {
+                    if !c.admitted.get() || c.closed.get() {
+                        continue;
+                    }
+                    let st = c.state.borrow();
+                    n.total += 1;
+                    n.vhost += u64::from(st.vhost == vhost);
+                    n.user += u64::from(st.user == user);
+                }
+                Response::ConnectionCounts(n)
+            }
+            Request::UserChannels { user } => {
+                let n = self
+                    .conns
+                    .borrow()
+                    .values()
+                    .filter(|c| !c.closed.get())
+                    .map(|c| c.state.borrow())
+                    .filter(|st| st.user == user)
+                    .map(|st| st.channels.len() as u64)
+                    .sum();
+                Response::Count(n)
+            }
         };
         self.respond(origin, id, resp);
     }

@@ -531,6 +531,16 @@ fn first_frame_len(buf: &[u8]) -> Option<usize> {
 
 /// Connect through a sniffing proxy; returns the connection and its shard.
 pub async fn connect_sniffed(b: &Broker) -> (Connection, usize) {
+    connect_sniffed_as(b, "guest", "guest", "/").await
+}
+
+/// [`connect_sniffed`] as `user` to `vhost`.
+pub async fn connect_sniffed_as(
+    b: &Broker,
+    user: &str,
+    password: &str,
+    vhost: &str,
+) -> (Connection, usize) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -572,7 +582,8 @@ pub async fn connect_sniffed(b: &Broker) -> (Connection, usize) {
         }
         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
     });
-    let url = format!("amqp://guest:guest@127.0.0.1:{lport}/%2f");
+    let vhost = vhost.replace('%', "%25").replace('/', "%2f");
+    let url = format!("amqp://{user}:{password}@127.0.0.1:{lport}/{vhost}");
     let conn = within(
         "connect via proxy",
         Connection::connect(&url, ConnectionProperties::default()),
@@ -587,9 +598,20 @@ pub async fn connect_sniffed(b: &Broker) -> (Connection, usize) {
 
 /// A connection that landed on `shard` (modulo the broker's shard count).
 pub async fn connect_on_shard(b: &Broker, shard: usize) -> Connection {
+    connect_on_shard_as(b, shard, "guest", "guest", "/").await
+}
+
+/// [`connect_on_shard`] as `user` to `vhost`.
+pub async fn connect_on_shard_as(
+    b: &Broker,
+    shard: usize,
+    user: &str,
+    password: &str,
+    vhost: &str,
+) -> Connection {
     let want = shard % b.shards;
     for _ in 0..200 {
-        let (conn, got) = connect_sniffed(b).await;
+        let (conn, got) = connect_sniffed_as(b, user, password, vhost).await;
         assert!(
             got < b.shards,
             "warren.shard {got} out of range for {} shards",

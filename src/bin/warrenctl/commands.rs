@@ -6,6 +6,9 @@ use crate::{Cmd, Columns, ListArgs};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 
+#[path = "commands/limits.rs"]
+mod limits;
+
 pub struct Ctx {
     pub client: Client,
     pub out: Output,
@@ -268,6 +271,12 @@ pub fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
     let vhost = ctx.vhost.as_str();
     match cmd {
         Cmd::Status => status(ctx),
+        Cmd::SetVhostLimits { definition } => limits::set_vhost_limits(ctx, &definition),
+        Cmd::ClearVhostLimits => limits::clear_vhost_limits(ctx),
+        Cmd::ListVhostLimits { global } => limits::list_vhost_limits(ctx, global),
+        Cmd::SetUserLimits { name, definition } => limits::set_user_limits(ctx, &name, &definition),
+        Cmd::ClearUserLimits { name, limit } => limits::clear_user_limits(ctx, &name, &limit),
+        Cmd::ListUserLimits { user } => limits::list_user_limits(ctx, user.as_deref()),
         Cmd::ListQueues(a) => ctx.list(
             &ctx.scoped("queues", &a),
             &a.columns,
