@@ -167,9 +167,20 @@ async fn user_channel_limit_closes_the_connection_with_530(shards: usize) {
         "530 - NOT_ALLOWED - number of channels opened for user 'u1' has reached the maximum allowed user limit of (3)"
     );
     assert!(a.status().connected(), "the other connection stays open");
-    let _a3 = within("channel after the refused one", a.create_channel())
-        .await
-        .expect("a slot was freed when the refused connection closed");
+    // The refused connection's channel is released once it is torn down
+    // (asynchronously, on its shard): then a new channel fits again.
+    for attempt in 0.. {
+        let d = try_connect(&b, "u1", "p1", "/").await.expect("connect u1");
+        match within("channel after the refused one", d.create_channel()).await {
+            Ok(_) => break,
+            Err(e) if attempt < 50 => {
+                assert_eq!(reply_code(&e), Some(530), "{e:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the refused connection's channel was never released: {e:?}"),
+        }
+    }
+    assert!(a.status().connected(), "the other connection stays open");
 }
 
 async fn vhost_queue_limit_refuses_new_queues_but_not_redeclares(shards: usize) {
