@@ -38,6 +38,9 @@ pub struct Config {
     /// Management HTTP API port (None: disabled).
     pub mgmt_port: Option<u16>,
     pub mgmt_bind: IpAddr,
+    /// Management HTTP: longest wait for the next request on a connection,
+    /// idle time included, ms (RabbitMQ's `management.tcp.idle_timeout`).
+    pub mgmt_idle_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -61,6 +64,7 @@ impl Default for Config {
             flush_interval_ms: 200,
             mgmt_port: Some(15672),
             mgmt_bind: IpAddr::from([0, 0, 0, 0]),
+            mgmt_idle_timeout_ms: 120_000,
         }
     }
 }
@@ -104,6 +108,7 @@ pub struct MgmtSection {
     pub enabled: Option<bool>,
     pub port: Option<u16>,
     pub bind: Option<IpAddr>,
+    pub idle_timeout_ms: Option<u64>,
 }
 
 fn config_error(key: &str, problem: impl Into<String>) -> crate::error::InfraError {
@@ -226,6 +231,11 @@ impl Config {
                 .or(o.bind)
                 .or(file.bind)
                 .unwrap_or(d.mgmt_bind),
+            mgmt_idle_timeout_ms: file
+                .management
+                .idle_timeout_ms
+                .unwrap_or(d.mgmt_idle_timeout_ms)
+                .max(1),
         };
         let pin = !o.no_pin && file.pin_cores.unwrap_or(true);
         Ok((c, pin))

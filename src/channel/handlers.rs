@@ -567,19 +567,26 @@ fn channel_flow(conn: &Conn, ch: u16, active: bool) -> AmqpResult<()> {
     Ok(())
 }
 
-/// Test-only fault injection, off unless `WARREN_TEST_PANIC_EXCHANGE` is
-/// set in the broker's environment at start-up: declaring an exchange of
-/// exactly that name panics the connection task, so tests can show what a
-/// panic does (the process exits non-zero at once; see `main`).
+/// Test-only fault injection, off unless set in the broker's environment
+/// at start-up: declaring an exchange named `WARREN_TEST_PANIC_EXCHANGE`
+/// panics the connection task, so tests can show what a panic does (the
+/// process exits non-zero at once; see `main`); one named
+/// `WARREN_TEST_STALL_EXCHANGE` blocks the shard's thread for 8 s, so tests
+/// can show that the health checks report a stalled shard.
 mod test_hooks {
     use std::sync::OnceLock;
 
     static PANIC_ON: OnceLock<Option<String>> = OnceLock::new();
+    static STALL_ON: OnceLock<Option<String>> = OnceLock::new();
 
     pub fn maybe_panic(exchange: &str) {
         let on = PANIC_ON.get_or_init(|| std::env::var("WARREN_TEST_PANIC_EXCHANGE").ok());
         if on.as_deref() == Some(exchange) {
             panic!("test hook: exchange.declare of {exchange}");
+        }
+        let stall = STALL_ON.get_or_init(|| std::env::var("WARREN_TEST_STALL_EXCHANGE").ok());
+        if stall.as_deref() == Some(exchange) {
+            std::thread::sleep(std::time::Duration::from_secs(8));
         }
     }
 }

@@ -178,10 +178,18 @@ pub async fn route(
             Response::json(200, &json!({"status": "ok"}))
         }
         ("GET", ["health", "checks", "alarms"]) | ("GET", ["health", "checks", "local-alarms"]) => {
+            // An unresponsive shard is reported like a resource alarm: the
+            // node is not healthy (see also `checks/shards`).
+            let stalled = stalled_shards(m).await;
             if m.shard.blocked.get() {
                 Response::json(
                     503,
                     &json!({"status": "failed", "reason": "resource alarm(s) in effect", "alarms": [{"resource": "disk", "node": node_name()}]}),
+                )
+            } else if !stalled.is_empty() {
+                Response::json(
+                    503,
+                    &json!({"status": "failed", "reason": format!("shards {stalled:?} did not answer within 5 s"), "alarms": []}),
                 )
             } else {
                 Response::json(200, &json!({"status": "ok"}))
@@ -214,21 +222,7 @@ pub async fn route(
         // request through its mailbox within 5 s (a stalled shard fails it).
         ("GET", ["health", "checks", "shards"]) => {
             let n = m.shard.shard_count();
-            let mut stalled = Vec::new();
-            for s in 0..n {
-                let ask = m.shard.call(
-                    crate::ids::ShardId(s),
-                    ShardReq::QueueStats(crate::ids::QueueId(u64::MAX)),
-                );
-                let answered = glommio::timer::timeout(std::time::Duration::from_secs(5), async {
-                    Ok(ask.await)
-                })
-                .await
-                .is_ok();
-                if !answered {
-                    stalled.push(s);
-                }
-            }
+            let stalled = stalled_shards(m).await;
             if stalled.is_empty() {
                 Response::json(200, &json!({"status": "ok", "shards": n}))
             } else {
@@ -259,6 +253,31 @@ fn perms(m: &Mgmt) -> Vec<Value> {
         .collect();
     v.sort_by_key(|p| p.to_string());
     v
+}
+
+/// Shards that do not answer a mailbox request within 5 s (Warren's
+/// liveness check). All shards are asked at once; an unanswered request's
+/// slot is released when its wait is dropped (`Shard::call`).
+async fn stalled_shards(m: &Mgmt) -> Vec<usize> {
+    let n = m.shard.shard_count();
+    let asks = (0..n).map(|s| {
+        m.shard.call(
+            crate::ids::ShardId(s),
+            ShardReq::QueueStats(crate::ids::QueueId(u64::MAX)),
+        )
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut stalled = Vec::new();
+    for (s, ask) in asks.collect::<Vec<_>>().into_iter().enumerate() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if glommio::timer::timeout(left, async { Ok(ask.await) })
+            .await
+            .is_err()
+        {
+            stalled.push(s);
+        }
+    }
+    stalled
 }
 
 /// Definitions in RabbitMQ's export format.

@@ -73,6 +73,8 @@ fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
         409 => "Conflict",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -113,11 +115,49 @@ fn basic_auth(v: &[u8]) -> Option<(String, String)> {
     Some((u.to_string(), p.to_string()))
 }
 
-const MAX_HEADER: usize = 64 * 1024;
-const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Largest request head (request line and at most 64 headers), bytes;
+/// beyond either the answer is 431 and the connection is closed.
+pub const MAX_HEADER: usize = 64 * 1024;
+/// Largest request body (definitions import included), bytes; beyond it
+/// the answer is 413 and the connection is closed.
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
 
-/// Read one request; None on EOF or a malformed request.
-pub async fn read_request(stream: &SharedStream, buf: &mut BytesMut) -> Option<Request> {
+/// What reading a request gave.
+pub enum Read {
+    Request(Request),
+    /// Head over [`MAX_HEADER`]: answer 431, close.
+    HeadTooLarge,
+    /// Content-Length over [`MAX_BODY`]: answer 413, close.
+    BodyTooLarge,
+    /// Not HTTP/1.x: answer 400, close.
+    Malformed,
+    /// EOF or an I/O error: close.
+    Closed,
+}
+
+/// Read one request within `limit` (the connection's idle time plus the
+/// time to send the request: a peer that sends nothing, or trickles a
+/// request byte by byte, is cut off when it runs out).
+pub async fn read_request_within(
+    stream: &SharedStream,
+    buf: &mut BytesMut,
+    limit: std::time::Duration,
+) -> Read {
+    let read = async { Ok(read_request(stream, buf).await) };
+    glommio::timer::timeout(limit, read)
+        .await
+        .unwrap_or(Read::Closed)
+}
+
+/// Read one request.
+pub async fn read_request(stream: &SharedStream, buf: &mut BytesMut) -> Read {
+    match read_request_inner(stream, buf).await {
+        Ok(r) => Read::Request(r),
+        Err(e) => e,
+    }
+}
+
+async fn read_request_inner(stream: &SharedStream, buf: &mut BytesMut) -> Result<Request, Read> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
@@ -132,7 +172,10 @@ pub async fn read_request(stream: &SharedStream, buf: &mut BytesMut) -> Option<R
                 for h in req.headers.iter() {
                     let name = h.name.to_ascii_lowercase();
                     if name == "content-length" {
-                        len = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
+                        len = std::str::from_utf8(h.value)
+                            .ok()
+                            .and_then(|v| v.trim().parse().ok())
+                            .ok_or(Read::Closed)?;
                     } else if name == "authorization" {
                         auth = basic_auth(h.value);
                     } else if name.starts_with("x-") {
@@ -144,13 +187,16 @@ pub async fn read_request(stream: &SharedStream, buf: &mut BytesMut) -> Option<R
                     }
                 }
                 if len > MAX_BODY {
-                    return None;
+                    return Err(Read::BodyTooLarge);
                 }
                 let _ = buf.split_to(n);
                 while buf.len() < len {
-                    let got = stream.read_into(buf, 64 * 1024).await.ok()?;
+                    let got = stream
+                        .read_into(buf, 64 * 1024)
+                        .await
+                        .map_err(|_| Read::Closed)?;
                     if got == 0 {
-                        return None;
+                        return Err(Read::Closed);
                     }
                 }
                 let body = buf.split_to(len).to_vec();
@@ -166,7 +212,7 @@ pub async fn read_request(stream: &SharedStream, buf: &mut BytesMut) -> Option<R
                         None => (decode_query_component(kv), String::new()),
                     })
                     .collect();
-                return Some(Request {
+                return Ok(Request {
                     method,
                     path,
                     query,
@@ -178,14 +224,19 @@ pub async fn read_request(stream: &SharedStream, buf: &mut BytesMut) -> Option<R
             }
             Ok(httparse::Status::Partial) => {
                 if buf.len() > MAX_HEADER {
-                    return None;
+                    return Err(Read::HeadTooLarge);
                 }
-                let got = stream.read_into(buf, 16 * 1024).await.ok()?;
+                let got = stream
+                    .read_into(buf, 16 * 1024)
+                    .await
+                    .map_err(|_| Read::Closed)?;
                 if got == 0 {
-                    return None;
+                    return Err(Read::Closed);
                 }
             }
-            Err(_) => return None,
+            // More than 64 headers: cowboy's max_headers answer.
+            Err(httparse::Error::TooManyHeaders) => return Err(Read::HeadTooLarge),
+            Err(_) => return Err(Read::Malformed),
         }
     }
 }

@@ -188,7 +188,33 @@ pub fn start(
             glommio::spawn_local(async move {
                 let stream = SharedStream::new(stream);
                 let mut buf = BytesMut::with_capacity(16 * 1024);
-                while let Some(req) = http::read_request(&stream, &mut buf).await {
+                let idle = Duration::from_millis(m.shard.config.mgmt_idle_timeout_ms);
+                loop {
+                    let req = match http::read_request_within(&stream, &mut buf, idle).await {
+                        http::Read::Request(r) => r,
+                        http::Read::Closed => break,
+                        http::Read::HeadTooLarge => {
+                            let r = http::Response::error(
+                                431,
+                                "bad_request",
+                                "request headers too large",
+                            );
+                            refuse(&stream, &mut buf, &r).await;
+                            break;
+                        }
+                        http::Read::Malformed => {
+                            let r =
+                                http::Response::error(400, "bad_request", "malformed HTTP request");
+                            refuse(&stream, &mut buf, &r).await;
+                            break;
+                        }
+                        http::Read::BodyTooLarge => {
+                            let r =
+                                http::Response::error(413, "bad_request", "request body too large");
+                            refuse(&stream, &mut buf, &r).await;
+                            break;
+                        }
+                    };
                     let resp = api::route(&m, &req).await;
                     if http::write_response(&stream, &resp, req.keep_alive)
                         .await
@@ -204,4 +230,27 @@ pub fn start(
         }
     })
     .detach();
+}
+
+/// Answer a request that is refused before it was read in full, then
+/// discard what the peer still sends (at most 1 MiB, for at most 1 s)
+/// before closing: closing with unread bytes would make the kernel reset
+/// the connection, and the peer could lose the answer.
+async fn refuse(stream: &SharedStream, buf: &mut BytesMut, r: &http::Response) {
+    if http::write_response(stream, r, false).await.is_err() {
+        return;
+    }
+    stream.shutdown_write();
+    let drain = async {
+        let mut seen = 0usize;
+        while seen < 1 << 20 {
+            buf.clear();
+            match stream.read_into(buf, 64 * 1024).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen += n,
+            }
+        }
+        Ok(())
+    };
+    let _ = glommio::timer::timeout(Duration::from_secs(1), drain).await;
 }

@@ -57,6 +57,14 @@ impl SharedStream {
         Ok(())
     }
 
+    /// Half-close: the peer reads EOF after what was written, and may
+    /// still send (see `mgmt::linger`).
+    pub fn shutdown_write(&self) {
+        use std::os::fd::AsRawFd;
+        let fd = self.0.borrow().as_raw_fd();
+        let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write);
+    }
+
     pub async fn shutdown(&self) {
         let r = futures_lite::future::poll_fn(|cx| {
             let mut s = self.0.borrow_mut();

@@ -145,6 +145,11 @@ impl Shard {
 
     /// Send a request to `to` (possibly this shard); the slot gets the reply.
     pub fn send_request(&self, to: ShardId, req: Request) -> Rc<Slot> {
+        self.send_request_id(to, req).1
+    }
+
+    /// [`Shard::send_request`], also returning the request id.
+    fn send_request_id(&self, to: ShardId, req: Request) -> (u64, Rc<Slot>) {
         let id = self.next_req.get();
         self.next_req.set(id + 1);
         let slot = Rc::new(Slot {
@@ -160,7 +165,7 @@ impl Shard {
                 req,
             },
         );
-        slot
+        (id, slot)
     }
 
     pub async fn wait_slot(slot: Rc<Slot>) -> Response {
@@ -173,10 +178,22 @@ impl Shard {
         }
     }
 
-    /// Send a request to `to` (possibly this shard) and await its response.
-    pub async fn call(&self, to: ShardId, req: Request) -> Response {
-        let slot = self.send_request(to, req);
-        Self::wait_slot(slot).await
+    /// Send a request to `to` (possibly this shard) now, and return the
+    /// wait for its response. Dropping the wait unanswered (a timeout, a
+    /// closed connection) forgets the request's slot, so asking a stalled
+    /// shard again and again does not grow `pending`.
+    pub fn call(
+        &self,
+        to: ShardId,
+        req: Request,
+    ) -> impl std::future::Future<Output = Response> + '_ {
+        let (id, slot) = self.send_request_id(to, req);
+        let forget = ForgetSlot { shard: self, id };
+        async move {
+            let r = Self::wait_slot(slot).await;
+            drop(forget);
+            r
+        }
     }
 
     /// Make a change durable (if it concerns durable entities), then apply
@@ -703,5 +720,18 @@ impl Shard {
                 }
             }
         }
+    }
+}
+
+/// Removes an unanswered request's slot from `Shard::pending` when its wait
+/// is dropped (a no-op once the response arrived and took the slot).
+struct ForgetSlot<'a> {
+    shard: &'a Shard,
+    id: u64,
+}
+
+impl Drop for ForgetSlot<'_> {
+    fn drop(&mut self) {
+        self.shard.pending.borrow_mut().remove(&self.id);
     }
 }
