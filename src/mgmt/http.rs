@@ -159,85 +159,113 @@ pub async fn read_request(stream: &SharedStream, buf: &mut BytesMut) -> Read {
 
 async fn read_request_inner(stream: &SharedStream, buf: &mut BytesMut) -> Result<Request, Read> {
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => {
-                let method = req.method.unwrap_or("GET").to_string();
-                let raw_path = req.path.unwrap_or("/").to_string();
-                let mut len = 0usize;
-                let mut auth = None;
-                let mut headers = Vec::new();
-                let mut keep_alive = req.version == Some(1);
-                for h in req.headers.iter() {
-                    let name = h.name.to_ascii_lowercase();
-                    if name == "content-length" {
-                        len = std::str::from_utf8(h.value)
-                            .ok()
-                            .and_then(|v| v.trim().parse().ok())
-                            .ok_or(Read::Closed)?;
-                    } else if name == "authorization" {
-                        auth = basic_auth(h.value);
-                    } else if name.starts_with("x-") {
-                        headers.push((name.clone(), String::from_utf8_lossy(h.value).into_owned()));
-                    } else if name == "connection" {
-                        let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
-                        keep_alive =
-                            v.contains("keep-alive") || (keep_alive && !v.contains("close"));
-                    }
-                }
-                if len > MAX_BODY {
-                    return Err(Read::BodyTooLarge);
-                }
-                let _ = buf.split_to(n);
-                while buf.len() < len {
-                    let got = stream
-                        .read_into(buf, 64 * 1024)
-                        .await
-                        .map_err(|_| Read::Closed)?;
-                    if got == 0 {
-                        return Err(Read::Closed);
-                    }
-                }
-                let body = buf.split_to(len).to_vec();
-                let (path, query) = match raw_path.split_once('?') {
-                    Some((p, q)) => (p.to_string(), q),
-                    None => (raw_path.clone(), ""),
-                };
-                let query = query
-                    .split('&')
-                    .filter(|s| !s.is_empty())
-                    .map(|kv| match kv.split_once('=') {
-                        Some((k, v)) => (decode_query_component(k), decode_query_component(v)),
-                        None => (decode_query_component(kv), String::new()),
-                    })
-                    .collect();
-                return Ok(Request {
-                    method,
-                    path,
-                    query,
-                    auth,
-                    headers,
-                    body,
-                    keep_alive,
-                });
-            }
-            Ok(httparse::Status::Partial) => {
-                if buf.len() > MAX_HEADER {
-                    return Err(Read::HeadTooLarge);
-                }
+        if let Some((head, n)) = parse_head(buf)? {
+            let _ = buf.split_to(n);
+            while buf.len() < head.content_length {
                 let got = stream
-                    .read_into(buf, 16 * 1024)
+                    .read_into(buf, 64 * 1024)
                     .await
                     .map_err(|_| Read::Closed)?;
                 if got == 0 {
                     return Err(Read::Closed);
                 }
             }
-            // More than 64 headers: cowboy's max_headers answer.
-            Err(httparse::Error::TooManyHeaders) => return Err(Read::HeadTooLarge),
-            Err(_) => return Err(Read::Malformed),
+            let body = buf.split_to(head.content_length).to_vec();
+            return Ok(request_from(head, body));
         }
+        let got = stream
+            .read_into(buf, 16 * 1024)
+            .await
+            .map_err(|_| Read::Closed)?;
+        if got == 0 {
+            return Err(Read::Closed);
+        }
+    }
+}
+
+/// A parsed request head (request line and the headers Warren uses).
+#[derive(Debug)]
+pub struct Head {
+    pub method: String,
+    /// Path and query, still percent-encoded.
+    pub raw_path: String,
+    /// Body size from Content-Length, bytes (0 without the header).
+    pub content_length: usize,
+    pub auth: Option<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub keep_alive: bool,
+}
+
+/// Parse a request head from the start of `buf` (pure, for fuzzing):
+/// `Ok(Some((head, head_len)))` when complete, `Ok(None)` when more bytes
+/// are needed, or the refusal ([`Read`]) to answer with.
+pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Read> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => {
+            let mut head = Head {
+                method: req.method.unwrap_or("GET").to_string(),
+                raw_path: req.path.unwrap_or("/").to_string(),
+                content_length: 0,
+                auth: None,
+                headers: Vec::new(),
+                keep_alive: req.version == Some(1),
+            };
+            for h in req.headers.iter() {
+                let name = h.name.to_ascii_lowercase();
+                if name == "content-length" {
+                    head.content_length = std::str::from_utf8(h.value)
+                        .ok()
+                        .and_then(|v| v.trim().parse().ok())
+                        .ok_or(Read::Malformed)?;
+                } else if name == "authorization" {
+                    head.auth = basic_auth(h.value);
+                } else if name.starts_with("x-") {
+                    let value = String::from_utf8_lossy(h.value).into_owned();
+                    head.headers.push((name, value));
+                } else if name == "connection" {
+                    let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+                    head.keep_alive =
+                        v.contains("keep-alive") || (head.keep_alive && !v.contains("close"));
+                }
+            }
+            if head.content_length > MAX_BODY {
+                return Err(Read::BodyTooLarge);
+            }
+            Ok(Some((head, n)))
+        }
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEADER => Err(Read::HeadTooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        // More than 64 headers: cowboy's max_headers answer.
+        Err(httparse::Error::TooManyHeaders) => Err(Read::HeadTooLarge),
+        Err(_) => Err(Read::Malformed),
+    }
+}
+
+/// The request for `head` and its `body`: path and query split, query
+/// components decoded.
+pub fn request_from(head: Head, body: Vec<u8>) -> Request {
+    let (path, query) = match head.raw_path.split_once('?') {
+        Some((p, q)) => (p.to_string(), q),
+        None => (head.raw_path.clone(), ""),
+    };
+    let query = query
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (decode_query_component(k), decode_query_component(v)),
+            None => (decode_query_component(kv), String::new()),
+        })
+        .collect();
+    Request {
+        method: head.method,
+        path,
+        query,
+        auth: head.auth,
+        headers: head.headers,
+        body,
+        keep_alive: head.keep_alive,
     }
 }
 
