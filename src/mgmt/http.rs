@@ -149,15 +149,27 @@ pub async fn read_request_within(
         .unwrap_or(Read::Closed)
 }
 
+/// Why a request was not read (the [`Read`] outcomes other than a request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    HeadTooLarge,
+    BodyTooLarge,
+    Malformed,
+    Closed,
+}
+
 /// Read one request.
 pub async fn read_request(stream: &SharedStream, buf: &mut BytesMut) -> Read {
     match read_request_inner(stream, buf).await {
         Ok(r) => Read::Request(r),
-        Err(e) => e,
+        Err(Refused::HeadTooLarge) => Read::HeadTooLarge,
+        Err(Refused::BodyTooLarge) => Read::BodyTooLarge,
+        Err(Refused::Malformed) => Read::Malformed,
+        Err(Refused::Closed) => Read::Closed,
     }
 }
 
-async fn read_request_inner(stream: &SharedStream, buf: &mut BytesMut) -> Result<Request, Read> {
+async fn read_request_inner(stream: &SharedStream, buf: &mut BytesMut) -> Result<Request, Refused> {
     loop {
         if let Some((head, n)) = parse_head(buf)? {
             let _ = buf.split_to(n);
@@ -165,9 +177,9 @@ async fn read_request_inner(stream: &SharedStream, buf: &mut BytesMut) -> Result
                 let got = stream
                     .read_into(buf, 64 * 1024)
                     .await
-                    .map_err(|_| Read::Closed)?;
+                    .map_err(|_| Refused::Closed)?;
                 if got == 0 {
-                    return Err(Read::Closed);
+                    return Err(Refused::Closed);
                 }
             }
             let body = buf.split_to(head.content_length).to_vec();
@@ -176,9 +188,9 @@ async fn read_request_inner(stream: &SharedStream, buf: &mut BytesMut) -> Result
         let got = stream
             .read_into(buf, 16 * 1024)
             .await
-            .map_err(|_| Read::Closed)?;
+            .map_err(|_| Refused::Closed)?;
         if got == 0 {
-            return Err(Read::Closed);
+            return Err(Refused::Closed);
         }
     }
 }
@@ -198,8 +210,8 @@ pub struct Head {
 
 /// Parse a request head from the start of `buf` (pure, for fuzzing):
 /// `Ok(Some((head, head_len)))` when complete, `Ok(None)` when more bytes
-/// are needed, or the refusal ([`Read`]) to answer with.
-pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Read> {
+/// are needed, or the refusal to answer with.
+pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Refused> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
@@ -218,7 +230,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Read> {
                     head.content_length = std::str::from_utf8(h.value)
                         .ok()
                         .and_then(|v| v.trim().parse().ok())
-                        .ok_or(Read::Malformed)?;
+                        .ok_or(Refused::Malformed)?;
                 } else if name == "authorization" {
                     head.auth = basic_auth(h.value);
                 } else if name.starts_with("x-") {
@@ -231,15 +243,15 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Read> {
                 }
             }
             if head.content_length > MAX_BODY {
-                return Err(Read::BodyTooLarge);
+                return Err(Refused::BodyTooLarge);
             }
             Ok(Some((head, n)))
         }
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEADER => Err(Read::HeadTooLarge),
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEADER => Err(Refused::HeadTooLarge),
         Ok(httparse::Status::Partial) => Ok(None),
         // More than 64 headers: cowboy's max_headers answer.
-        Err(httparse::Error::TooManyHeaders) => Err(Read::HeadTooLarge),
-        Err(_) => Err(Read::Malformed),
+        Err(httparse::Error::TooManyHeaders) => Err(Refused::HeadTooLarge),
+        Err(_) => Err(Refused::Malformed),
     }
 }
 
