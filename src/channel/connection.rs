@@ -183,6 +183,34 @@ fn cleanup(shard: &Rc<Shard>, conn: &Rc<Conn>) {
     }
 }
 
+/// connection.close from the client: release every channel (requeue its
+/// unacked deliveries, cancel its consumers) and wait until each shard has
+/// handled that, before close-ok. RabbitMQ's channels likewise notify their
+/// queues synchronously before the close completes, so a client that has
+/// seen close-ok finds the messages back in their queues (a purge or
+/// `queue.delete if-empty` from another connection sees them). The wait is
+/// a request to each shard queued behind the releases (mailboxes are FIFO
+/// per pair of shards).
+async fn release_channels_before_close_ok(shard: &Rc<Shard>, conn: &Rc<Conn>) {
+    let channels: Vec<_> = conn
+        .state
+        .borrow_mut()
+        .channels
+        .drain()
+        .map(|(_, c)| c)
+        .collect();
+    if channels.is_empty() {
+        return;
+    }
+    for mut c in channels {
+        conn.release_channel(shard, &mut c);
+    }
+    for s in 0..shard.shard_count() {
+        let barrier = crate::mailbox::Request::QueueStats(crate::ids::QueueId(u64::MAX));
+        let _ = shard.call(crate::ids::ShardId(s), barrier).await;
+    }
+}
+
 async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(READ_MIN);
     // Protocol header.
@@ -565,6 +593,7 @@ async fn connection_method(
             Ok(true)
         }
         (_, connection::AMQPMethod::Close(_)) => {
+            release_channels_before_close_ok(shard, conn).await;
             conn.send_method(
                 0,
                 AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
