@@ -15,9 +15,9 @@ pub struct Config {
     pub frame_max: u32,
     pub channel_max: u16,
     pub max_message_size: u64,
-    /// Node-wide limit on open AMQP connections (RabbitMQ's
-    /// `connection_max`); None = no limit. Beyond it connection.open is
-    /// refused with 530 NOT_ALLOWED.
+    /// Node-wide limit on open AMQP connections; None = no limit. Beyond
+    /// it connection.open is refused with 530 NOT_ALLOWED (see
+    /// `meta::limits::node_connections_reached`).
     pub max_connections: Option<u64>,
     /// The `product` server property sent in connection.start. "Warren" by
     /// default; set "RabbitMQ" for clients (and client test suites) that

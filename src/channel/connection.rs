@@ -157,7 +157,9 @@ pub async fn serve(shard: Rc<Shard>, stream: SharedStream, peer: std::net::Socke
     cleanup(&shard, &conn);
 }
 
-fn cleanup(shard: &Rc<Shard>, conn: &Rc<Conn>) {
+/// Release every channel of `conn` (requeue, cancel: fire and forget).
+/// False if it had none.
+fn release_all_channels(shard: &Shard, conn: &Conn) -> bool {
     let channels: Vec<_> = conn
         .state
         .borrow_mut()
@@ -165,9 +167,15 @@ fn cleanup(shard: &Rc<Shard>, conn: &Rc<Conn>) {
         .drain()
         .map(|(_, c)| c)
         .collect();
+    let any = !channels.is_empty();
     for mut c in channels {
         conn.release_channel(shard, &mut c);
     }
+    any
+}
+
+fn cleanup(shard: &Rc<Shard>, conn: &Rc<Conn>) {
+    release_all_channels(shard, conn);
     shard.conns.borrow_mut().remove(&conn.id);
     // Exclusive queues die with their connection.
     let owns_exclusive = shard
@@ -192,18 +200,8 @@ fn cleanup(shard: &Rc<Shard>, conn: &Rc<Conn>) {
 /// a request to each shard queued behind the releases (mailboxes are FIFO
 /// per pair of shards).
 async fn release_channels_before_close_ok(shard: &Rc<Shard>, conn: &Rc<Conn>) {
-    let channels: Vec<_> = conn
-        .state
-        .borrow_mut()
-        .channels
-        .drain()
-        .map(|(_, c)| c)
-        .collect();
-    if channels.is_empty() {
+    if !release_all_channels(shard, conn) {
         return;
-    }
-    for mut c in channels {
-        conn.release_channel(shard, &mut c);
     }
     for s in 0..shard.shard_count() {
         let barrier = crate::mailbox::Request::QueueStats(crate::ids::QueueId(u64::MAX));

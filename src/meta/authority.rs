@@ -680,47 +680,49 @@ async fn access_control(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> 
         MetaOp::VhostLimit { vhost, name, value } => {
             let current = {
                 let t = shard.table();
-                t.vhosts
-                    .contains(&vhost)
-                    .then(|| t.vhost_limits.get(&vhost).cloned().unwrap_or_default())
+                let exists = t.vhosts.contains(&vhost);
+                exists.then(|| t.vhost_limits.get(&vhost).cloned().unwrap_or_default())
             };
-            let Some(mut all) = current else {
-                return Err(AmqpError::not_found(format!("no vhost '{vhost}'")));
-            };
-            limits::validate(&name, &limits::VHOST_LIMITS)
-                .map_err(AmqpError::precondition_failed)?;
-            match value {
-                Some(v) => all.insert(name, v),
-                None => all.remove(&name),
-            };
+            let limits =
+                updated_limits(current, "vhost", &vhost, name, value, &limits::VHOST_LIMITS)?;
             shard
-                .broadcast(MetaChange::VhostLimitsSet { vhost, limits: all })
+                .broadcast(MetaChange::VhostLimitsSet { vhost, limits })
                 .await?;
             Ok(MetaReply::Ok)
         }
         MetaOp::UserLimit { user, name, value } => {
             let current = {
                 let t = shard.table();
-                t.users
-                    .contains_key(&user)
-                    .then(|| t.user_limits.get(&user).cloned().unwrap_or_default())
+                let exists = t.users.contains_key(&user);
+                exists.then(|| t.user_limits.get(&user).cloned().unwrap_or_default())
             };
-            let Some(mut all) = current else {
-                return Err(AmqpError::not_found(format!("no user '{user}'")));
-            };
-            limits::validate(&name, &limits::USER_LIMITS)
-                .map_err(AmqpError::precondition_failed)?;
-            match value {
-                Some(v) => all.insert(name, v),
-                None => all.remove(&name),
-            };
+            let limits = updated_limits(current, "user", &user, name, value, &limits::USER_LIMITS)?;
             shard
-                .broadcast(MetaChange::UserLimitsSet { user, limits: all })
+                .broadcast(MetaChange::UserLimitsSet { user, limits })
                 .await?;
             Ok(MetaReply::Ok)
         }
         _ => Err(AmqpError::internal_error("not an access-control operation")),
     }
+}
+
+/// `current` limits of `what` `owner` (None: it does not exist, 404) with
+/// limit `name` set (`Some`) or cleared; 406 for a name not in `known`.
+fn updated_limits(
+    current: Option<limits::Limits>,
+    what: &str,
+    owner: &str,
+    name: String,
+    value: Option<i64>,
+    known: &[&str],
+) -> AmqpResult<limits::Limits> {
+    let mut all = current.ok_or_else(|| AmqpError::not_found(format!("no {what} '{owner}'")))?;
+    limits::validate(&name, known).map_err(AmqpError::precondition_failed)?;
+    match value {
+        Some(v) => all.insert(name, v),
+        None => all.remove(&name),
+    };
+    Ok(all)
 }
 
 /// The exchanges every vhost starts with.

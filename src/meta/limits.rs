@@ -51,8 +51,10 @@ pub fn user_connections_reached(user: &str, limit: u64) -> String {
     format!("connection refused for user '{user}': user connection limit ({limit}) is reached")
 }
 
-/// 530 NOT_ALLOWED text when the node-wide `max_connections` is reached
-/// (RabbitMQ's `connection_max`).
+/// 530 NOT_ALLOWED text when the node-wide `max_connections` is reached.
+/// Warren's own text: Debian's RabbitMQ 3.10 accepts `connection_max = 2`
+/// but still admitted a fifth connection when tried here, so there is no
+/// RabbitMQ answer to mirror.
 pub fn node_connections_reached(limit: u64) -> String {
     format!("connection refused: node connection limit ({limit}) is reached")
 }
