@@ -17,7 +17,7 @@ pub struct Config {
     pub max_message_size: u64,
     /// Node-wide limit on open AMQP connections; None = no limit. Beyond
     /// it connection.open is refused with 530 NOT_ALLOWED (see
-    /// `meta::limits::node_connections_reached`).
+    /// `defs::limits::node_connections_reached`).
     pub max_connections: Option<u64>,
     /// The `product` server property sent in connection.start. "Warren" by
     /// default; set "RabbitMQ" for clients (and client test suites) that

@@ -78,3 +78,28 @@ impl fmt::Display for SegmentId {
         write!(f, "msgs.{:010}", self.0)
     }
 }
+
+/// FNV-1a (64 bit) over `vhost`, a zero byte, and `name`. Decides a
+/// durable queue's home shard ([`crate::defs::queue_home`]) and named the
+/// previous on-disk format's index files, so its output must never change
+/// across builds or versions (pinned by a test below).
+pub fn name_hash(vhost: &str, name: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in vhost.bytes().chain([0u8]).chain(name.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_hash_output_is_pinned_so_durable_queues_keep_their_home() {
+        assert_eq!(name_hash("/", "orders"), 0x6c40bc44a494a7f3);
+        assert_eq!(name_hash("v", ""), 0x08cedc07b570414b);
+        assert_eq!(crate::defs::queue_home("/", "orders", 2), ShardId(1));
+    }
+}

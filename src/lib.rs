@@ -39,6 +39,7 @@
 pub mod channel;
 pub mod codec;
 pub mod config;
+pub mod defs;
 pub mod error;
 pub mod ids;
 pub mod mailbox;

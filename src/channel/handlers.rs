@@ -10,7 +10,7 @@ use crate::error::{AmqpError, AmqpResult};
 use crate::ids::{ConsumerId, QueueId, ShardId};
 use crate::mailbox::{ConsumerSpec, Request, Response, Settle, ShardMsg};
 use crate::meta::authority::{locked, no_queue};
-use crate::meta::users::Access;
+use crate::defs::users::Access;
 use crate::meta::{MetaOp, MetaReply};
 use crate::shard::{ConsumerRoute, Shard};
 use amq_protocol::protocol::{basic, channel, confirm, exchange, queue, tx, AMQPClass};

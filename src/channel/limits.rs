@@ -13,7 +13,7 @@ use super::Conn;
 use crate::error::{AmqpError, AmqpResult};
 use crate::ids::ShardId;
 use crate::mailbox::{ConnectionCounts, Request, Response};
-use crate::meta::limits;
+use crate::defs::limits;
 use crate::shard::Shard;
 
 async fn connection_counts(shard: &Shard, vhost: &str, user: &str) -> ConnectionCounts {

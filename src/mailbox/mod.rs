@@ -31,7 +31,7 @@
 use crate::error::AmqpError;
 use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
 use crate::message::MsgRef;
-use crate::meta::defs::MetaChange;
+use crate::defs::MetaChange;
 use crate::meta::{MetaOp, MetaReply};
 use std::cell::{Cell, RefCell};
 use std::future::Future;

@@ -6,7 +6,7 @@
 //! Never on the hot path per message: `basic.publish` caches its decision
 //! per channel and re-checks only when permissions change.
 
-use super::users::{Access, UserDef};
+use crate::defs::users::{Access, UserDef};
 use crate::error::{AmqpError, AmqpResult};
 use crate::routing::RoutingTable;
 

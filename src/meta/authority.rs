@@ -1,12 +1,12 @@
 //! The metadata authority (runs on shard 0): executes declarations one at a
 //! time and broadcasts their effect to every shard before replying.
 
-use super::defs::{BindingDef, Dest, ExchangeDef, ExchangeKind, MetaChange, QueueDef};
-use super::limits;
-use super::users::{PermissionDef, UserDef};
+use crate::defs::{BindingDef, Dest, ExchangeDef, ExchangeKind, MetaChange, QueueDef};
+use crate::defs::limits;
+use crate::defs::users::{PermissionDef, UserDef};
 use super::{MetaOp, MetaReply};
 use crate::error::{AmqpError, AmqpResult};
-use crate::ids::{ConnId, QueueId, ShardId};
+use crate::ids::{ConnId, QueueId};
 use crate::mailbox::{Request, Response};
 use crate::shard::Shard;
 use amq_protocol::types::{AMQPValue, FieldTable};
@@ -140,16 +140,6 @@ fn check_args(
         )));
     }
     Ok(())
-}
-
-pub fn queue_home(vhost: &str, name: &str, shards: usize) -> ShardId {
-    // FNV-1a: stable across runs and builds, so durable queues keep their home.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in vhost.bytes().chain([0u8]).chain(name.bytes()) {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    ShardId((h % shards as u64) as usize)
 }
 
 /// 22 random url-safe base64 characters, as RabbitMQ's generated names use.
@@ -569,7 +559,7 @@ async fn queue_declare(
     let home = if exclusive {
         owner.shard()
     } else {
-        queue_home(&vhost, &name, shard.shard_count())
+        crate::defs::queue_home(&vhost, &name, shard.shard_count())
     };
     let def = QueueDef {
         id: QueueId(shard.next_queue_id()),
@@ -637,7 +627,7 @@ async fn access_control(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> 
                 (None, Some(h), _) => UserDef {
                     name: name.clone(),
                     password_hash: h,
-                    hashing_algorithm: crate::meta::users::HASHING.into(),
+                    hashing_algorithm: crate::defs::users::HASHING.into(),
                     tags: tags.clone(),
                 },
                 (None, None, Some(u)) => u,
@@ -645,7 +635,7 @@ async fn access_control(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> 
                 (None, None, None) => UserDef {
                     name: name.clone(),
                     password_hash: String::new(),
-                    hashing_algorithm: crate::meta::users::HASHING.into(),
+                    hashing_algorithm: crate::defs::users::HASHING.into(),
                     tags: tags.clone(),
                 },
             };
@@ -667,7 +657,7 @@ async fn access_control(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> 
             if !shard.table().users.contains_key(&p.user) {
                 return Err(AmqpError::not_found(format!("no user '{}'", p.user)));
             }
-            crate::meta::users::validate_permission(&p).map_err(AmqpError::precondition_failed)?;
+            crate::defs::users::validate_permission(&p).map_err(AmqpError::precondition_failed)?;
             shard.broadcast(MetaChange::PermissionSet(p)).await?;
             Ok(MetaReply::Ok)
         }
@@ -723,28 +713,4 @@ fn updated_limits(
         None => all.remove(&name),
     };
     Ok(all)
-}
-
-/// The exchanges every vhost starts with.
-pub fn predeclared(vhost: &str) -> Vec<MetaChange> {
-    [
-        ("amq.direct", ExchangeKind::Direct),
-        ("amq.fanout", ExchangeKind::Fanout),
-        ("amq.topic", ExchangeKind::Topic),
-        ("amq.headers", ExchangeKind::Headers),
-        ("amq.match", ExchangeKind::Headers),
-    ]
-    .into_iter()
-    .map(|(name, kind)| {
-        MetaChange::ExchangeDeclared(ExchangeDef {
-            vhost: vhost.to_string(),
-            name: name.to_string(),
-            kind,
-            durable: true,
-            auto_delete: false,
-            internal: false,
-            args: FieldTable::default(),
-        })
-    })
-    .collect()
 }

@@ -3,17 +3,15 @@
 //! Owns: the rules for declare/delete/bind/unbind (equivalence checks,
 //! reserved names, exclusivity) and their broadcast. Shard 0 is the
 //! authority: it executes one [`MetaOp`] at a time, applies the resulting
-//! [`defs::MetaChange`]s on every shard, and only then replies, so a
+//! [`crate::defs::MetaChange`]s on every shard, and only then replies, so a
 //! `*-ok` means every shard routes by the new table. Never on the publish
 //! path.
 
 pub mod access;
 pub mod authority;
-pub mod defs;
-pub mod limits;
 pub mod persist;
-pub mod users;
 
+use crate::defs::users;
 use crate::ids::ConnId;
 use amq_protocol::types::FieldTable;
 

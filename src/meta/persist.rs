@@ -9,7 +9,7 @@
 //! write, so a failed append never glues itself to the next line.
 //! Only the metadata authority appends; every shard reads it at start-up.
 
-use super::defs::{Dest, MetaChange, QueueDef};
+use crate::defs::{Dest, MetaChange, QueueDef};
 use crate::error::InfraError;
 use crate::ids::ShardId;
 use crate::routing::RoutingTable;
@@ -110,7 +110,7 @@ pub fn rehome(changes: &mut [MetaChange], shards: usize) {
     for c in changes.iter_mut() {
         if let MetaChange::QueueDeclared(q) = c {
             if q.home.0 >= shards {
-                let home = super::authority::queue_home(&q.vhost, &q.name, shards);
+                let home = crate::defs::queue_home(&q.vhost, &q.name, shards);
                 tracing::warn!(queue = %q.name, "queue's shard no longer exists; its stored messages stay in shard-{}", q.home.0);
                 q.home = home;
                 moved.push((q.id, home));
@@ -174,7 +174,7 @@ pub fn snapshot(table: &RoutingTable) -> Vec<MetaChange> {
     }
     for x in xs {
         for (dest, key, args) in x.bindings() {
-            let b = crate::meta::defs::BindingDef {
+            let b = crate::defs::BindingDef {
                 vhost: x.def.vhost.clone(),
                 source: x.def.name.clone(),
                 dest: dest.clone(),
@@ -250,7 +250,7 @@ impl DefinitionsLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::defs::{ExchangeDef, ExchangeKind};
+    use crate::defs::{ExchangeDef, ExchangeKind};
     use amq_protocol::types::FieldTable;
     use std::os::unix::fs::FileExt;
 

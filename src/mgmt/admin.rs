@@ -7,7 +7,7 @@ use super::http::{Request, Response};
 use super::json::{json_to_table, table_to_json};
 use super::Mgmt;
 use crate::mailbox::{Request as ShardReq, Response as ShardResp, Settle, ShardMsg};
-use crate::meta::users::{PermissionDef, UserDef, HASHING};
+use crate::defs::users::{PermissionDef, UserDef, HASHING};
 use crate::meta::MetaOp;
 use amq_protocol::protocol::basic::AMQPProperties;
 use base64::Engine;

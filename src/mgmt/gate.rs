@@ -12,7 +12,7 @@
 
 use super::http::Response;
 use crate::meta::access;
-use crate::meta::users::{Access, UserDef};
+use crate::defs::users::{Access, UserDef};
 use crate::routing::RoutingTable;
 
 /// What one route needs.

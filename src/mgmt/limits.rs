@@ -11,7 +11,7 @@
 use super::api::{done, list, meta};
 use super::http::{Request, Response};
 use super::Mgmt;
-use crate::meta::limits::{Limits, USER_LIMITS, VHOST_LIMITS};
+use crate::defs::limits::{Limits, USER_LIMITS, VHOST_LIMITS};
 use crate::meta::MetaOp;
 use serde_json::{json, Value};
 

@@ -17,7 +17,7 @@ pub mod metrics;
 pub mod stats;
 
 use crate::mailbox::{Request, Response};
-use crate::meta::users::UserDef;
+use crate::defs::users::UserDef;
 use crate::net::SharedStream;
 use crate::shard::Shard;
 use bytes::BytesMut;

@@ -13,7 +13,7 @@
 use crate::ids::{ConsumerId, QueueId, ShardId};
 use crate::mailbox::{ConsumerSpec, Got, Settle};
 use crate::message::MsgRef;
-use crate::meta::defs::QueueDef;
+use crate::defs::QueueDef;
 use crate::store::{Position, Store};
 use std::collections::{HashMap, VecDeque};
 

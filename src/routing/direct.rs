@@ -1,6 +1,6 @@
 //! Direct exchange: exact routing-key match, one hash lookup per publish.
 
-use crate::meta::defs::Dest;
+use crate::defs::Dest;
 use std::collections::HashMap;
 
 #[derive(Default, Debug)]

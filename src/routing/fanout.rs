@@ -1,6 +1,6 @@
 //! Fanout exchange: every bound destination gets the message, key ignored.
 
-use crate::meta::defs::Dest;
+use crate::defs::Dest;
 
 #[derive(Default, Debug)]
 pub struct FanoutIndex {

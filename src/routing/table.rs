@@ -7,8 +7,8 @@
 
 use super::{direct::DirectIndex, fanout::FanoutIndex, headers::headers_match, topic::TopicTrie};
 use crate::ids::{QueueId, ShardId};
-use crate::meta::defs::{Dest, ExchangeDef, ExchangeKind, MetaChange, QueueDef};
-use crate::meta::users::{Access, CompiledPermission, UserDef};
+use crate::defs::{Dest, ExchangeDef, ExchangeKind, MetaChange, QueueDef};
+use crate::defs::users::{Access, CompiledPermission, UserDef};
 use amq_protocol::types::FieldTable;
 use std::collections::HashMap;
 
@@ -154,10 +154,10 @@ pub struct RoutingTable {
     pub users: std::collections::BTreeMap<String, UserDef>,
     /// (user, vhost) -> compiled permission.
     pub permissions: HashMap<Key, CompiledPermission>,
-    /// vhost -> its limits (`meta::limits`); absent = none.
-    pub vhost_limits: HashMap<String, crate::meta::limits::Limits>,
+    /// vhost -> its limits (`defs::limits`); absent = none.
+    pub vhost_limits: HashMap<String, crate::defs::limits::Limits>,
     /// user -> its limits; absent = none.
-    pub user_limits: HashMap<String, crate::meta::limits::Limits>,
+    pub user_limits: HashMap<String, crate::defs::limits::Limits>,
     /// Bumped on every permission change (lets channels cache checks).
     pub permission_epoch: u64,
     /// Bumped on every change (invalidates channels' route caches).
@@ -232,7 +232,7 @@ impl RoutingTable {
             }
             MetaChange::VhostAdded { name } => {
                 if self.vhosts.insert(name.clone()) {
-                    for c in crate::meta::authority::predeclared(name) {
+                    for c in crate::defs::predeclared(name) {
                         self.apply(&c);
                     }
                 }
@@ -347,7 +347,7 @@ impl RoutingTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::defs::BindingDef;
+    use crate::defs::BindingDef;
 
     fn xdef(name: &str, kind: ExchangeKind) -> MetaChange {
         MetaChange::ExchangeDeclared(ExchangeDef {

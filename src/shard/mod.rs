@@ -14,7 +14,7 @@ use crate::channel::{Conn, Handoff};
 use crate::config::Config;
 use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
 use crate::mailbox::{ConfirmRef, Notify, Outbox, Request, Response, ShardMsg};
-use crate::meta::defs::MetaChange;
+use crate::defs::MetaChange;
 use crate::meta::persist::DefinitionsLog;
 use crate::meta::MetaOp;
 use crate::queue::{Delivery, Queue};

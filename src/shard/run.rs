@@ -254,13 +254,13 @@ fn recover(shard: &Rc<Shard>) -> Result<(), String> {
     let mut max_id = 0;
     if !changes
         .iter()
-        .any(|c| matches!(c, crate::meta::defs::MetaChange::VhostAdded { .. }))
+        .any(|c| matches!(c, crate::defs::MetaChange::VhostAdded { .. }))
     {
         // First boot (or every vhost was deleted): the default vhost and user.
         changes.splice(0..0, crate::meta::authority::defaults(&shard.config));
     }
     for c in changes {
-        if let crate::meta::defs::MetaChange::QueueDeclared(q) = &c {
+        if let crate::defs::MetaChange::QueueDeclared(q) = &c {
             max_id = max_id.max(q.id.0);
         }
         shard.apply_change(c);

@@ -13,11 +13,7 @@ const ENTRY: usize = 16;
 
 /// The old index file name of a queue.
 pub fn index_file(dir: &Path, vhost: &str, name: &str) -> PathBuf {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in vhost.bytes().chain([0u8]).chain(name.bytes()) {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
+    let h = crate::ids::name_hash(vhost, name);
     dir.join(format!("queue.{h:016x}.idx"))
 }
 

@@ -488,12 +488,12 @@ pub fn queue_on_shard(prefix: &str, shard: usize, shards: usize) -> String {
     let shard = shard % shards;
     (0..)
         .map(|i| format!("{prefix}-{i}"))
-        .find(|n| warren::meta::authority::queue_home("/", n, shards).0 == shard)
+        .find(|n| warren::defs::queue_home("/", n, shards).0 == shard)
         .unwrap()
 }
 
 pub fn queue_home(name: &str, shards: usize) -> usize {
-    warren::meta::authority::queue_home("/", name, shards).0
+    warren::defs::queue_home("/", name, shards).0
 }
 
 // ---------------------------------------------------------------------------

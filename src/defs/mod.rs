@@ -1,5 +1,13 @@
-//! Definitions of entities (exchanges, queues, bindings) and the changes the
-//! metadata authority broadcasts to every shard's routing table.
+//! Definitions: the vocabulary of entities (exchanges, queues, bindings,
+//! users, permissions, limits) and of the changes the metadata authority
+//! broadcasts to every shard's routing table.
+//!
+//! Leaf vocabulary: data, validation and pure functions only. Must never
+//! do I/O or name anything above `ids` (routing, the store, queues, the
+//! authority and the management API all build on it).
+
+pub mod limits;
+pub mod users;
 
 use crate::ids::{ConnId, QueueId, ShardId};
 use amq_protocol::types::FieldTable;
@@ -96,11 +104,11 @@ pub enum MetaChange {
     VhostDeleted {
         name: String,
     },
-    UserPut(super::users::UserDef),
+    UserPut(users::UserDef),
     UserDeleted {
         name: String,
     },
-    PermissionSet(super::users::PermissionDef),
+    PermissionSet(users::PermissionDef),
     PermissionCleared {
         user: String,
         vhost: String,
@@ -108,11 +116,43 @@ pub enum MetaChange {
     /// A vhost's limits, all of them (empty = none).
     VhostLimitsSet {
         vhost: String,
-        limits: super::limits::Limits,
+        limits: limits::Limits,
     },
     /// A user's limits, all of them (empty = none).
     UserLimitsSet {
         user: String,
-        limits: super::limits::Limits,
+        limits: limits::Limits,
     },
+}
+
+/// The shard a queue lives on: the vhost-and-name hash modulo the shard
+/// count ([`crate::ids::name_hash`], stable across runs and builds), so a
+/// durable queue finds its messages again after a restart with the same
+/// number of shards.
+pub fn queue_home(vhost: &str, name: &str, shards: usize) -> ShardId {
+    ShardId((crate::ids::name_hash(vhost, name) % shards as u64) as usize)
+}
+
+/// The exchanges every vhost starts with.
+pub fn predeclared(vhost: &str) -> Vec<MetaChange> {
+    [
+        ("amq.direct", ExchangeKind::Direct),
+        ("amq.fanout", ExchangeKind::Fanout),
+        ("amq.topic", ExchangeKind::Topic),
+        ("amq.headers", ExchangeKind::Headers),
+        ("amq.match", ExchangeKind::Headers),
+    ]
+    .into_iter()
+    .map(|(name, kind)| {
+        MetaChange::ExchangeDeclared(ExchangeDef {
+            vhost: vhost.to_string(),
+            name: name.to_string(),
+            kind,
+            durable: true,
+            auto_delete: false,
+            internal: false,
+            args: FieldTable::default(),
+        })
+    })
+    .collect()
 }
