@@ -3,8 +3,8 @@
 
 use amq_protocol::types::FieldTable;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use warren::ids::{QueueId, ShardId};
 use warren::defs::{BindingDef, Dest, ExchangeDef, ExchangeKind, MetaChange, QueueDef};
+use warren::ids::{QueueId, ShardId};
 use warren::routing::topic::TopicTrie;
 use warren::routing::RoutingTable;
 

@@ -3,6 +3,13 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+/// The minimum frame size every peer must accept, in bytes (AMQP 0-9-1
+/// spec 4.2.3): `frame_max` may not be set lower.
+pub const FRAME_MIN_SIZE: u32 = 4096;
+
+/// Default size of a store segment file, in bytes (`segment_size`).
+pub const DEFAULT_SEGMENT_SIZE: usize = 64 * 1024 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub bind: IpAddr,
@@ -59,7 +66,7 @@ impl Default for Config {
             max_connections: None,
             product: "Warren".into(),
             guest_remote: false,
-            segment_size: crate::store::DEFAULT_SEGMENT_SIZE,
+            segment_size: DEFAULT_SEGMENT_SIZE,
             fsync: true,
             flush_interval_ms: 200,
             mgmt_port: Some(15672),
@@ -190,10 +197,10 @@ impl Config {
             return Err(config_error("shards", "must be at least 1"));
         }
         let frame_max = file.frame_max.unwrap_or(d.frame_max);
-        if frame_max < crate::codec::FRAME_MIN_SIZE {
+        if frame_max < FRAME_MIN_SIZE {
             return Err(config_error(
                 "frame_max",
-                format!("must be at least {}", crate::codec::FRAME_MIN_SIZE),
+                format!("must be at least {}", FRAME_MIN_SIZE),
             ));
         }
         let mgmt_enabled = !o.no_mgmt && file.management.enabled.unwrap_or(true);

@@ -8,11 +8,11 @@
 
 use super::handlers::{content_body, content_header, handle_method};
 use super::Conn;
+use super::Cx;
 use crate::codec::{self, check_protocol_header, next_frame, Frame, HeaderCheck};
 use crate::error::{AmqpError, AmqpResult};
 use crate::meta::MetaOp;
 use crate::net::SharedStream;
-use crate::shard::Shard;
 use amq_protocol::protocol::{channel, connection, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use bytes::BytesMut;
@@ -38,7 +38,7 @@ enum Phase {
     Closing,
 }
 
-fn server_properties(shard: &Shard) -> FieldTable {
+fn server_properties(cx: &Cx) -> FieldTable {
     let mut caps = FieldTable::default();
     for c in [
         "publisher_confirms",
@@ -55,7 +55,7 @@ fn server_properties(shard: &Shard) -> FieldTable {
     let s = |v: &str| AMQPValue::LongString(LongString::from(v));
     p.insert("capabilities".into(), AMQPValue::FieldTable(caps));
     // "Warren" unless configured otherwise (`product` in the config file).
-    p.insert("product".into(), s(&shard.config.product));
+    p.insert("product".into(), s(&cx.link.config.product));
     p.insert("version".into(), s(env!("CARGO_PKG_VERSION")));
     p.insert("platform".into(), s("Rust"));
     p.insert("cluster_name".into(), s("warren"));
@@ -64,17 +64,15 @@ fn server_properties(shard: &Shard) -> FieldTable {
         "information".into(),
         s("Licensed under the Apache License 2.0"),
     );
-    p.insert("warren.shard".into(), AMQPValue::LongInt(shard.id.0 as i32));
+    p.insert(
+        "warren.shard".into(),
+        AMQPValue::LongInt(cx.link.id.0 as i32),
+    );
     p
 }
 
 /// Check SASL credentials (PLAIN or AMQPLAIN) against the configured user.
-fn authenticate(
-    shard: &Shard,
-    conn: &Conn,
-    mechanism: &str,
-    response: &[u8],
-) -> AmqpResult<String> {
+fn authenticate(cx: &Cx, conn: &Conn, mechanism: &str, response: &[u8]) -> AmqpResult<String> {
     let refused = || {
         AmqpError::access_refused(format!(
             "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
@@ -114,7 +112,7 @@ fn authenticate(
             )))
         }
     };
-    let ok = shard
+    let ok = cx
         .table()
         .users
         .get(&user)
@@ -132,7 +130,7 @@ fn authenticate(
             .unwrap_or(std::net::IpAddr::V6(v6)),
         v4 => v4,
     };
-    if user == "guest" && !ip.is_loopback() && !shard.config.guest_remote {
+    if user == "guest" && !ip.is_loopback() && !cx.link.config.guest_remote {
         tracing::warn!(peer = %conn.peer, "guest refused from a non-loopback address");
         return Err(refused());
     }
@@ -140,26 +138,26 @@ fn authenticate(
 }
 
 /// Serve one accepted connection until it closes.
-pub async fn serve(shard: Rc<Shard>, stream: SharedStream, peer: std::net::SocketAddr) {
-    let conn = Conn::new(shard.new_conn_id(), peer);
-    shard.conns.borrow_mut().insert(conn.id, conn.clone());
-    let writer = glommio::spawn_local(crate::net::writer_task(
-        shard.clone(),
+pub async fn serve(cx: Cx, stream: SharedStream, peer: std::net::SocketAddr) {
+    let conn = Conn::new(cx.conns.new_conn_id(), peer);
+    cx.conns.conns.borrow_mut().insert(conn.id, conn.clone());
+    let writer = glommio::spawn_local(super::io::writer_task(
+        cx.clone(),
         conn.clone(),
         stream.clone(),
     ));
-    if let Err(e) = run(&shard, &conn, &stream).await {
+    if let Err(e) = run(&cx, &conn, &stream).await {
         tracing::debug!(peer = %peer, "connection ended: {e}");
     }
     conn.closed.set(true);
     conn.out_notify.notify();
     writer.await;
-    cleanup(&shard, &conn);
+    cleanup(&cx, &conn);
 }
 
 /// Release every channel of `conn` (requeue, cancel: fire and forget).
 /// False if it had none.
-fn release_all_channels(shard: &Shard, conn: &Conn) -> bool {
+fn release_all_channels(cx: &Cx, conn: &Conn) -> bool {
     let channels: Vec<_> = conn
         .state
         .borrow_mut()
@@ -169,24 +167,24 @@ fn release_all_channels(shard: &Shard, conn: &Conn) -> bool {
         .collect();
     let any = !channels.is_empty();
     for mut c in channels {
-        conn.release_channel(shard, &mut c);
+        conn.release_channel(cx, &mut c);
     }
     any
 }
 
-fn cleanup(shard: &Rc<Shard>, conn: &Rc<Conn>) {
-    release_all_channels(shard, conn);
-    shard.conns.borrow_mut().remove(&conn.id);
+fn cleanup(cx: &Cx, conn: &Rc<Conn>) {
+    release_all_channels(cx, conn);
+    cx.conns.conns.borrow_mut().remove(&conn.id);
     // Exclusive queues die with their connection.
-    let owns_exclusive = shard
+    let owns_exclusive = cx
         .table()
         .queues
         .values()
         .any(|q| q.exclusive_owner == Some(conn.id));
     if owns_exclusive {
-        drop(shard.send_request(
-            shard.authority(),
-            crate::mailbox::Request::Meta(MetaOp::ConnectionClosed { owner: conn.id }),
+        drop(cx.link.send_request(
+            cx.authority(),
+            crate::bus::Request::Meta(MetaOp::ConnectionClosed { owner: conn.id }),
         ));
     }
 }
@@ -199,17 +197,17 @@ fn cleanup(shard: &Rc<Shard>, conn: &Rc<Conn>) {
 /// `queue.delete if-empty` from another connection sees them). The wait is
 /// a request to each shard queued behind the releases (mailboxes are FIFO
 /// per pair of shards).
-async fn release_channels_before_close_ok(shard: &Rc<Shard>, conn: &Rc<Conn>) {
-    if !release_all_channels(shard, conn) {
+async fn release_channels_before_close_ok(cx: &Cx, conn: &Rc<Conn>) {
+    if !release_all_channels(cx, conn) {
         return;
     }
-    for s in 0..shard.shard_count() {
-        let barrier = crate::mailbox::Request::QueueStats(crate::ids::QueueId(u64::MAX));
-        let _ = shard.call(crate::ids::ShardId(s), barrier).await;
+    for s in 0..cx.shard_count() {
+        let barrier = crate::bus::Request::QueueStats(crate::ids::QueueId(u64::MAX));
+        let _ = cx.call(crate::ids::ShardId(s), barrier).await;
     }
 }
 
-async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::io::Result<()> {
+async fn run(cx: &Cx, conn: &Rc<Conn>, stream: &SharedStream) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(READ_MIN);
     // Protocol header.
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
@@ -246,7 +244,7 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
         AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
             version_major: 0,
             version_minor: 9,
-            server_properties: server_properties(shard),
+            server_properties: server_properties(cx),
             mechanisms: "PLAIN AMQPLAIN".into(),
             locales: "en_US".into(),
         })),
@@ -281,7 +279,7 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
                 }
                 continue;
             }
-            match on_frame(shard, conn, &mut phase, &mut frame_max, frame).await {
+            match on_frame(cx, conn, &mut phase, &mut frame_max, frame).await {
                 Ok(true) => {}
                 Ok(false) => {
                     // Closed cleanly: close-ok is queued. Like RabbitMQ, let
@@ -305,7 +303,7 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
                             return Ok(());
                         }
                     } else {
-                        close_channel_with_error(shard, conn, ch, &e);
+                        close_channel_with_error(cx, conn, ch, &e);
                     }
                 }
             }
@@ -318,11 +316,11 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &SharedStream) -> std::
         // is reaped at the executor's preemption tick: see shard::run.)
         futures_lite::future::yield_now().await;
         // Backpressure: stop reading while others cannot keep up.
-        while shard.outbox.over_high_water() || conn.out_len() > OUT_HIGH_WATER {
+        while cx.link.outbox.over_high_water() || conn.out_len() > OUT_HIGH_WATER {
             if conn.closed.get() {
                 return Ok(());
             }
-            let a = shard.outbox.drained.wait();
+            let a = cx.link.outbox.drained.wait();
             let b = conn.written.wait();
             futures_lite::future::or(a, b).await;
         }
@@ -411,13 +409,13 @@ fn send_connection_close(conn: &Conn, e: &AmqpError) {
     );
 }
 
-fn close_channel_with_error(shard: &Shard, conn: &Conn, ch: u16, e: &AmqpError) {
+fn close_channel_with_error(cx: &Cx, conn: &Conn, ch: u16, e: &AmqpError) {
     tracing::debug!(peer = %conn.peer, channel = ch, "closing channel: {e}");
     {
         let mut st = conn.state.borrow_mut();
         if let Some(c) = st.channels.get_mut(&ch) {
             let mut taken = std::mem::replace(c, super::Channel::new(ch));
-            conn.release_channel(shard, &mut taken);
+            conn.release_channel(cx, &mut taken);
             c.closing = true;
         }
     }
@@ -438,7 +436,7 @@ fn ids(m: &AMQPClass) -> (u16, u16) {
 
 /// Handle one frame. Ok(false) means the connection closed cleanly.
 async fn on_frame(
-    shard: &Rc<Shard>,
+    cx: &Cx,
     conn: &Rc<Conn>,
     phase: &mut Phase,
     frame_max: &mut u32,
@@ -452,7 +450,7 @@ async fn on_frame(
         )),
         Frame::Method(0, m) => {
             let (c, mid) = ids(&m);
-            connection_method(shard, conn, phase, frame_max, *m)
+            connection_method(cx, conn, phase, frame_max, *m)
                 .await
                 .map_err(|e| (0, e.on(c, mid)))
         }
@@ -462,15 +460,15 @@ async fn on_frame(
         )),
         Frame::Method(ch, m) => {
             let (c, mid) = ids(&m);
-            handle_method(conn, shard, ch, *m)
+            handle_method(conn, cx, ch, *m)
                 .await
                 .map(|_| true)
                 .map_err(|e| (ch, e.on(c, mid)))
         }
-        Frame::Publish(ch, p) if ch != 0 => super::handlers::publish_fast(conn, shard, ch, p)
+        Frame::Publish(ch, p) if ch != 0 => super::handlers::publish_fast(conn, cx, ch, p)
             .map(|_| true)
             .map_err(|e| (ch, e.on(60, 40))),
-        Frame::Settle(ch, st) if ch != 0 => super::handlers::settle_fast(conn, shard, ch, st)
+        Frame::Settle(ch, st) if ch != 0 => super::handlers::settle_fast(conn, cx, ch, st)
             .map(|_| true)
             .map_err(|e| (ch, e.on(60, 80))),
         Frame::Header {
@@ -481,11 +479,11 @@ async fn on_frame(
             view,
             headers,
         } if channel != 0 => content_header(
-            conn, shard, channel, class_id, body_size, props_raw, view, headers,
+            conn, cx, channel, class_id, body_size, props_raw, view, headers,
         )
         .map(|_| true)
         .map_err(|e| (channel, e.on(60, 40))),
-        Frame::Body(ch, body) if ch != 0 => content_body(conn, shard, ch, body)
+        Frame::Body(ch, body) if ch != 0 => content_body(conn, cx, ch, body)
             .map(|_| true)
             .map_err(|e| (ch, e.on(60, 40))),
         _ => Err((0, AmqpError::unexpected_frame("content frame on channel 0"))),
@@ -493,13 +491,13 @@ async fn on_frame(
 }
 
 async fn connection_method(
-    shard: &Rc<Shard>,
+    cx: &Cx,
     conn: &Rc<Conn>,
     phase: &mut Phase,
     frame_max: &mut u32,
     m: AMQPClass,
 ) -> AmqpResult<bool> {
-    let cfg = &shard.config;
+    let cfg = &cx.link.config;
     let AMQPClass::Connection(m) = m else {
         return Err(AmqpError::command_invalid(
             "only connection methods are allowed on channel 0",
@@ -507,7 +505,7 @@ async fn connection_method(
     };
     match (*phase, m) {
         (Phase::StartOk, connection::AMQPMethod::StartOk(s)) => {
-            let user = authenticate(shard, conn, s.mechanism.as_str(), s.response.as_bytes())?;
+            let user = authenticate(cx, conn, s.mechanism.as_str(), s.response.as_bytes())?;
             *conn.client_properties.borrow_mut() = s.client_properties.clone();
             let blocked_capable = match s.client_properties.inner().get("capabilities") {
                 Some(AMQPValue::FieldTable(c)) => {
@@ -557,7 +555,7 @@ async fn connection_method(
             };
             conn.state.borrow_mut().channel_max = cm;
             if t.heartbeat > 0 {
-                glommio::spawn_local(crate::net::heartbeat_task(
+                glommio::spawn_local(super::io::heartbeat_task(
                     conn.clone(),
                     Duration::from_secs(t.heartbeat as u64),
                 ))
@@ -570,7 +568,7 @@ async fn connection_method(
             let vhost = o.virtual_host.to_string();
             let user = conn.state.borrow().user.clone();
             {
-                let t = shard.table();
+                let t = cx.table();
                 if !t.vhosts.contains(&vhost) {
                     return Err(AmqpError::not_allowed(format!("vhost {vhost} not found")));
                 }
@@ -581,7 +579,7 @@ async fn connection_method(
                 }
             }
             conn.state.borrow_mut().vhost = vhost.clone();
-            super::limits::admit_connection(shard, conn, &vhost, &user).await?;
+            super::limits::admit_connection(cx, conn, &vhost, &user).await?;
             conn.send_method(
                 0,
                 AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
@@ -591,7 +589,7 @@ async fn connection_method(
             Ok(true)
         }
         (_, connection::AMQPMethod::Close(_)) => {
-            release_channels_before_close_ok(shard, conn).await;
+            release_channels_before_close_ok(cx, conn).await;
             conn.send_method(
                 0,
                 AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),

@@ -5,14 +5,16 @@
 //! (declarations, consume, get) await a mailbox request with no borrow held.
 
 use super::publish::{publish_complete, route_and_send, Header, PendingPublish, Progress};
+use super::table::ConnTable;
 use super::{settle_grouped, Channel, ChannelConsumer, Conn, TxOp, Unacked};
+use super::{ConsumerRoute, Cx};
+use crate::bus::{Request, Response, ShardMsg};
+use crate::defs::users::Access;
 use crate::error::{AmqpError, AmqpResult};
 use crate::ids::{ConsumerId, QueueId, ShardId};
-use crate::mailbox::{ConsumerSpec, Request, Response, Settle, ShardMsg};
 use crate::meta::authority::{locked, no_queue};
-use crate::defs::users::Access;
 use crate::meta::{MetaOp, MetaReply};
-use crate::shard::{ConsumerRoute, Shard};
+use crate::queue::{ConsumerSpec, Settle};
 use amq_protocol::protocol::{basic, channel, confirm, exchange, queue, tx, AMQPClass};
 use bytes::Bytes;
 use std::rc::Rc;
@@ -31,8 +33,8 @@ fn vhost(conn: &Conn) -> String {
     conn.state.borrow().vhost.clone()
 }
 
-async fn meta(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
-    match shard.call(shard.authority(), Request::Meta(op)).await {
+async fn meta(cx: &Cx, op: MetaOp) -> AmqpResult<MetaReply> {
+    match cx.call(cx.authority(), Request::Meta(op)).await {
         Response::Meta(r) => r,
         other => Err(AmqpError::internal_error(format!(
             "unexpected reply {other:?}"
@@ -41,9 +43,9 @@ async fn meta(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
 }
 
 /// Check a permission; 403 with RabbitMQ's text when refused.
-fn check(shard: &Shard, conn: &Conn, access: Access, kind: &str, name: &str) -> AmqpResult<()> {
+fn check(cx: &Cx, conn: &Conn, access: Access, kind: &str, name: &str) -> AmqpResult<()> {
     let st = conn.state.borrow();
-    crate::meta::access::resource(&shard.table(), &st.user, &st.vhost, access, kind, name)
+    crate::meta::access::resource(&cx.table(), &st.user, &st.vhost, access, kind, name)
 }
 
 /// Resolve "" to the channel's last declared queue, as RabbitMQ does.
@@ -57,13 +59,8 @@ fn queue_name(conn: &Conn, ch: u16, name: &str) -> AmqpResult<String> {
 }
 
 /// Look a queue up in this shard's table and check exclusive ownership.
-fn lookup_queue(
-    shard: &Shard,
-    conn: &Conn,
-    vhost: &str,
-    name: &str,
-) -> AmqpResult<(QueueId, ShardId)> {
-    let t = shard.table();
+fn lookup_queue(cx: &Cx, conn: &Conn, vhost: &str, name: &str) -> AmqpResult<(QueueId, ShardId)> {
+    let t = cx.table();
     let q = t.queue(vhost, name).ok_or_else(|| no_queue(name, vhost))?;
     if q.exclusive_owner.is_some_and(|o| o != conn.id) {
         return Err(locked(name, vhost));
@@ -74,7 +71,7 @@ fn lookup_queue(
 #[allow(clippy::too_many_arguments)]
 pub fn content_header(
     conn: &Conn,
-    shard: &Shard,
+    cx: &Cx,
     ch: u16,
     class_id: u16,
     body_size: u64,
@@ -82,7 +79,7 @@ pub fn content_header(
     view: crate::codec::fast::PropsView,
     headers: Option<amq_protocol::types::FieldTable>,
 ) -> AmqpResult<()> {
-    let max = shard.config.max_message_size;
+    let max = cx.link.config.max_message_size;
     let mut st = conn.state.borrow_mut();
     let vhost = st.vhost.clone();
     let user_mismatch = view
@@ -118,7 +115,7 @@ pub fn content_header(
         headers,
     };
     let progress = p.on_header(header, max)?;
-    finish(shard, conn, &vhost, c, progress);
+    finish(cx, conn, &vhost, c, progress);
     Ok(())
 }
 
@@ -146,7 +143,7 @@ pub fn ready_for_method(conn: &Conn, ch: u16) -> AmqpResult<bool> {
 /// basic.publish from the fast path.
 pub fn publish_fast(
     conn: &Conn,
-    shard: &Shard,
+    cx: &Cx,
     ch: u16,
     p: crate::codec::fast::Publish,
 ) -> AmqpResult<()> {
@@ -155,7 +152,7 @@ pub fn publish_fast(
     }
     basic_publish(
         conn,
-        shard,
+        cx,
         ch,
         basic::Publish {
             exchange: p.exchange,
@@ -167,25 +164,20 @@ pub fn publish_fast(
 }
 
 /// basic.ack / nack / reject from the fast path.
-pub fn settle_fast(
-    conn: &Conn,
-    shard: &Shard,
-    ch: u16,
-    s: crate::codec::fast::Settle,
-) -> AmqpResult<()> {
+pub fn settle_fast(conn: &Conn, cx: &Cx, ch: u16, s: crate::codec::fast::Settle) -> AmqpResult<()> {
     use crate::codec::fast::Settle as S;
     if !ready_for_method(conn, ch)? {
         return Ok(());
     }
     match s {
-        S::Ack { tag, multiple } => basic_settle(conn, shard, ch, tag, multiple, Settle::Ack),
+        S::Ack { tag, multiple } => basic_settle(conn, cx, ch, tag, multiple, Settle::Ack),
         S::Nack {
             tag,
             multiple,
             requeue,
         } => basic_settle(
             conn,
-            shard,
+            cx,
             ch,
             tag,
             multiple,
@@ -197,7 +189,7 @@ pub fn settle_fast(
         ),
         S::Reject { tag, requeue } => basic_settle(
             conn,
-            shard,
+            cx,
             ch,
             tag,
             false,
@@ -210,7 +202,7 @@ pub fn settle_fast(
     }
 }
 
-pub fn content_body(conn: &Conn, shard: &Shard, ch: u16, body: Bytes) -> AmqpResult<()> {
+pub fn content_body(conn: &Conn, cx: &Cx, ch: u16, body: Bytes) -> AmqpResult<()> {
     let mut st = conn.state.borrow_mut();
     let vhost = st.vhost.clone();
     let Some(c) = st.channels.get_mut(&ch) else {
@@ -225,24 +217,19 @@ pub fn content_body(conn: &Conn, shard: &Shard, ch: u16, body: Bytes) -> AmqpRes
         ));
     };
     let progress = p.on_body(body)?;
-    finish(shard, conn, &vhost, c, progress);
+    finish(cx, conn, &vhost, c, progress);
     Ok(())
 }
 
-fn finish(shard: &Shard, conn: &Conn, vhost: &str, c: &mut Channel, progress: Progress) {
+fn finish(cx: &Cx, conn: &Conn, vhost: &str, c: &mut Channel, progress: Progress) {
     if let Progress::Done(msg, mandatory, headers) = progress {
         c.publish = None;
-        publish_complete(shard, conn, vhost, c, msg, mandatory, headers);
+        publish_complete(cx, conn, vhost, c, msg, mandatory, headers);
     }
 }
 
 /// Dispatch one method on a non-zero channel.
-pub async fn handle_method(
-    conn: &Rc<Conn>,
-    shard: &Rc<Shard>,
-    ch: u16,
-    method: AMQPClass,
-) -> AmqpResult<()> {
+pub async fn handle_method(conn: &Rc<Conn>, cx: &Cx, ch: u16, method: AMQPClass) -> AmqpResult<()> {
     // Channel lifecycle first.
     let (exists, closing, in_content) = {
         let st = conn.state.borrow();
@@ -273,8 +260,8 @@ pub async fn handle_method(
     }
     if let AMQPClass::Channel(m) = &method {
         match m {
-            channel::AMQPMethod::Open(_) => return channel_open(conn, shard, ch, exists).await,
-            channel::AMQPMethod::Close(_) if exists => return channel_close(conn, shard, ch),
+            channel::AMQPMethod::Open(_) => return channel_open(conn, cx, ch, exists).await,
+            channel::AMQPMethod::Close(_) if exists => return channel_close(conn, cx, ch),
             channel::AMQPMethod::CloseOk(_) if exists && closing => {
                 conn.state.borrow_mut().channels.remove(&ch);
                 return Ok(());
@@ -303,8 +290,8 @@ pub async fn handle_method(
             _ => Err(AmqpError::command_invalid("unexpected channel method")),
         },
         AMQPClass::Exchange(m) => match m {
-            exchange::AMQPMethod::Declare(d) => exchange_declare(conn, shard, ch, d).await,
-            exchange::AMQPMethod::Delete(d) => exchange_delete(conn, shard, ch, d).await,
+            exchange::AMQPMethod::Declare(d) => exchange_declare(conn, cx, ch, d).await,
+            exchange::AMQPMethod::Delete(d) => exchange_delete(conn, cx, ch, d).await,
             exchange::AMQPMethod::Bind(b) => {
                 let dest = b.destination.to_string();
                 let args = BindArgs {
@@ -315,7 +302,7 @@ pub async fn handle_method(
                 };
                 bind(
                     conn,
-                    shard,
+                    cx,
                     ch,
                     b.source.as_str(),
                     b.routing_key.as_str(),
@@ -334,7 +321,7 @@ pub async fn handle_method(
                 };
                 bind(
                     conn,
-                    shard,
+                    cx,
                     ch,
                     b.source.as_str(),
                     b.routing_key.as_str(),
@@ -346,7 +333,7 @@ pub async fn handle_method(
             _ => Err(AmqpError::command_invalid("unexpected exchange method")),
         },
         AMQPClass::Queue(m) => match m {
-            queue::AMQPMethod::Declare(d) => queue_declare(conn, shard, ch, d).await,
+            queue::AMQPMethod::Declare(d) => queue_declare(conn, cx, ch, d).await,
             queue::AMQPMethod::Bind(b) => {
                 let dest = queue_name(conn, ch, b.queue.as_str())?;
                 // RabbitMQ's shortcut: an empty queue name *and* an empty
@@ -363,16 +350,7 @@ pub async fn handle_method(
                     unbind: false,
                     nowait: b.nowait,
                 };
-                bind(
-                    conn,
-                    shard,
-                    ch,
-                    b.exchange.as_str(),
-                    &key,
-                    b.arguments,
-                    args,
-                )
-                .await
+                bind(conn, cx, ch, b.exchange.as_str(), &key, b.arguments, args).await
             }
             queue::AMQPMethod::Unbind(b) => {
                 let dest = queue_name(conn, ch, b.queue.as_str())?;
@@ -384,7 +362,7 @@ pub async fn handle_method(
                 };
                 bind(
                     conn,
-                    shard,
+                    cx,
                     ch,
                     b.exchange.as_str(),
                     b.routing_key.as_str(),
@@ -393,8 +371,8 @@ pub async fn handle_method(
                 )
                 .await
             }
-            queue::AMQPMethod::Purge(p) => queue_purge(conn, shard, ch, p).await,
-            queue::AMQPMethod::Delete(d) => queue_delete(conn, shard, ch, d).await,
+            queue::AMQPMethod::Purge(p) => queue_purge(conn, cx, ch, p).await,
+            queue::AMQPMethod::Delete(d) => queue_delete(conn, cx, ch, d).await,
             _ => Err(AmqpError::command_invalid("unexpected queue method")),
         },
         AMQPClass::Basic(m) => match m {
@@ -410,7 +388,7 @@ pub async fn handle_method(
                     }
                 });
                 conn.release_held(ch);
-                conn.resume_paused(shard, ch);
+                conn.resume_paused(cx, ch);
                 reply(
                     conn,
                     ch,
@@ -418,12 +396,12 @@ pub async fn handle_method(
                 );
                 Ok(())
             }
-            basic::AMQPMethod::Publish(p) => basic_publish(conn, shard, ch, p),
-            basic::AMQPMethod::Consume(c) => basic_consume(conn, shard, ch, c).await,
-            basic::AMQPMethod::Cancel(c) => basic_cancel(conn, shard, ch, c).await,
-            basic::AMQPMethod::Get(g) => basic_get(conn, shard, ch, g).await,
+            basic::AMQPMethod::Publish(p) => basic_publish(conn, cx, ch, p),
+            basic::AMQPMethod::Consume(c) => basic_consume(conn, cx, ch, c).await,
+            basic::AMQPMethod::Cancel(c) => basic_cancel(conn, cx, ch, c).await,
+            basic::AMQPMethod::Get(g) => basic_get(conn, cx, ch, g).await,
             basic::AMQPMethod::Ack(a) => {
-                basic_settle(conn, shard, ch, a.delivery_tag, a.multiple, Settle::Ack)
+                basic_settle(conn, cx, ch, a.delivery_tag, a.multiple, Settle::Ack)
             }
             basic::AMQPMethod::Nack(n) => {
                 let how = if n.requeue {
@@ -431,7 +409,7 @@ pub async fn handle_method(
                 } else {
                     Settle::Discard
                 };
-                basic_settle(conn, shard, ch, n.delivery_tag, n.multiple, how)
+                basic_settle(conn, cx, ch, n.delivery_tag, n.multiple, how)
             }
             basic::AMQPMethod::Reject(r) => {
                 let how = if r.requeue {
@@ -439,7 +417,7 @@ pub async fn handle_method(
                 } else {
                     Settle::Discard
                 };
-                basic_settle(conn, shard, ch, r.delivery_tag, false, how)
+                basic_settle(conn, cx, ch, r.delivery_tag, false, how)
             }
             basic::AMQPMethod::Recover(basic::Recover { requeue: false })
             | basic::AMQPMethod::RecoverAsync(basic::RecoverAsync { requeue: false }) => {
@@ -460,7 +438,7 @@ pub async fn handle_method(
                 .unwrap_or_default();
                 for h in held {
                     let (home, queue, consumer) = h.credit;
-                    shard.outbox.push(
+                    cx.link.outbox.push(
                         home,
                         ShardMsg::Credit {
                             queue,
@@ -469,8 +447,8 @@ pub async fn handle_method(
                         },
                     );
                 }
-                settle_grouped(shard, unacked.into_values(), Settle::Requeue);
-                conn.resume_paused(shard, ch);
+                settle_grouped(cx, unacked.into_values(), Settle::Requeue);
+                conn.resume_paused(cx, ch);
                 if matches!(m, basic::AMQPMethod::Recover(_)) {
                     reply(
                         conn,
@@ -505,14 +483,14 @@ pub async fn handle_method(
             }
             Ok(())
         }
-        AMQPClass::Tx(m) => tx_method(conn, shard, ch, m),
+        AMQPClass::Tx(m) => tx_method(conn, cx, ch, m),
         _ => Err(AmqpError::command_invalid(
             "method not allowed on a channel",
         )),
     }
 }
 
-async fn channel_open(conn: &Conn, shard: &Shard, ch: u16, exists: bool) -> AmqpResult<()> {
+async fn channel_open(conn: &Conn, cx: &Cx, ch: u16, exists: bool) -> AmqpResult<()> {
     if exists {
         return Err(AmqpError::channel_error("second 'channel.open' seen"));
     }
@@ -530,7 +508,7 @@ async fn channel_open(conn: &Conn, shard: &Shard, ch: u16, exists: bool) -> Amqp
         .borrow_mut()
         .channels
         .insert(ch, Channel::new(ch));
-    super::limits::admit_channel(shard, conn, ch).await?;
+    super::limits::admit_channel(cx, conn, ch).await?;
     let vh = vhost(conn);
     with_channel(conn, ch, |c, _| c.stats.vhost = vh);
     reply(
@@ -541,10 +519,10 @@ async fn channel_open(conn: &Conn, shard: &Shard, ch: u16, exists: bool) -> Amqp
     Ok(())
 }
 
-fn channel_close(conn: &Conn, shard: &Shard, ch: u16) -> AmqpResult<()> {
+fn channel_close(conn: &Conn, cx: &Cx, ch: u16) -> AmqpResult<()> {
     let removed = conn.state.borrow_mut().channels.remove(&ch);
     if let Some(mut c) = removed {
-        conn.release_channel(shard, &mut c);
+        conn.release_channel(cx, &mut c);
     }
     reply(
         conn,
@@ -591,21 +569,10 @@ mod test_hooks {
     }
 }
 
-async fn exchange_declare(
-    conn: &Conn,
-    shard: &Rc<Shard>,
-    ch: u16,
-    d: exchange::Declare,
-) -> AmqpResult<()> {
+async fn exchange_declare(conn: &Conn, cx: &Cx, ch: u16, d: exchange::Declare) -> AmqpResult<()> {
     test_hooks::maybe_panic(d.exchange.as_str());
     if !d.passive {
-        check(
-            shard,
-            conn,
-            Access::Configure,
-            "exchange",
-            d.exchange.as_str(),
-        )?;
+        check(cx, conn, Access::Configure, "exchange", d.exchange.as_str())?;
     }
     let nowait = d.nowait;
     let op = MetaOp::ExchangeDeclare {
@@ -618,7 +585,7 @@ async fn exchange_declare(
         internal: d.internal,
         args: d.arguments,
     };
-    meta(shard, op).await?;
+    meta(cx, op).await?;
     if !nowait {
         reply(
             conn,
@@ -629,25 +596,14 @@ async fn exchange_declare(
     Ok(())
 }
 
-async fn exchange_delete(
-    conn: &Conn,
-    shard: &Rc<Shard>,
-    ch: u16,
-    d: exchange::Delete,
-) -> AmqpResult<()> {
-    check(
-        shard,
-        conn,
-        Access::Configure,
-        "exchange",
-        d.exchange.as_str(),
-    )?;
+async fn exchange_delete(conn: &Conn, cx: &Cx, ch: u16, d: exchange::Delete) -> AmqpResult<()> {
+    check(cx, conn, Access::Configure, "exchange", d.exchange.as_str())?;
     let op = MetaOp::ExchangeDelete {
         vhost: vhost(conn),
         name: d.exchange.to_string(),
         if_unused: d.if_unused,
     };
-    meta(shard, op).await?;
+    meta(cx, op).await?;
     if !d.nowait {
         reply(
             conn,
@@ -670,7 +626,7 @@ struct BindArgs {
 /// on the destination, read access on the source, then the authority.
 async fn bind(
     conn: &Conn,
-    shard: &Rc<Shard>,
+    cx: &Cx,
     ch: u16,
     source: &str,
     key: &str,
@@ -678,8 +634,8 @@ async fn bind(
     b: BindArgs,
 ) -> AmqpResult<()> {
     let kind = if b.dest_is_queue { "queue" } else { "exchange" };
-    check(shard, conn, Access::Write, kind, &b.dest)?;
-    check(shard, conn, Access::Read, "exchange", source)?;
+    check(cx, conn, Access::Write, kind, &b.dest)?;
+    check(cx, conn, Access::Read, "exchange", source)?;
     let op = bind_op(
         conn,
         source,
@@ -689,7 +645,7 @@ async fn bind(
         arguments,
         b.unbind,
     );
-    meta(shard, op).await?;
+    meta(cx, op).await?;
     if b.nowait {
         return Ok(());
     }
@@ -724,12 +680,7 @@ fn bind_op(
     }
 }
 
-async fn queue_declare(
-    conn: &Conn,
-    shard: &Rc<Shard>,
-    ch: u16,
-    d: queue::Declare,
-) -> AmqpResult<()> {
+async fn queue_declare(conn: &Conn, cx: &Cx, ch: u16, d: queue::Declare) -> AmqpResult<()> {
     // A server-named queue gets its name here, so the configure permission
     // is checked against the name it will really have (as RabbitMQ does).
     let server_named = d.queue.as_str().is_empty() && !d.passive;
@@ -739,7 +690,7 @@ async fn queue_declare(
         d.queue.to_string()
     };
     if !d.passive {
-        check(shard, conn, Access::Configure, "queue", &name)?;
+        check(cx, conn, Access::Configure, "queue", &name)?;
     }
     let nowait = d.nowait;
     let op = MetaOp::QueueDeclare {
@@ -757,7 +708,7 @@ async fn queue_declare(
         name,
         messages,
         consumers,
-    } = meta(shard, op).await?
+    } = meta(cx, op).await?
     else {
         return Err(AmqpError::internal_error("bad reply to queue.declare"));
     };
@@ -776,12 +727,12 @@ async fn queue_declare(
     Ok(())
 }
 
-async fn queue_purge(conn: &Conn, shard: &Rc<Shard>, ch: u16, p: queue::Purge) -> AmqpResult<()> {
+async fn queue_purge(conn: &Conn, cx: &Cx, ch: u16, p: queue::Purge) -> AmqpResult<()> {
     let name = queue_name(conn, ch, p.queue.as_str())?;
-    check(shard, conn, Access::Read, "queue", &name)?;
+    check(cx, conn, Access::Read, "queue", &name)?;
     let vh = vhost(conn);
-    let (id, home) = lookup_queue(shard, conn, &vh, &name)?;
-    let n = match shard.call(home, Request::Purge(id)).await {
+    let (id, home) = lookup_queue(cx, conn, &vh, &name)?;
+    let n = match cx.call(home, Request::Purge(id)).await {
         Response::Purged(n) => n,
         _ => return Err(no_queue(&name, &vh)),
     };
@@ -797,9 +748,9 @@ async fn queue_purge(conn: &Conn, shard: &Rc<Shard>, ch: u16, p: queue::Purge) -
     Ok(())
 }
 
-async fn queue_delete(conn: &Conn, shard: &Rc<Shard>, ch: u16, d: queue::Delete) -> AmqpResult<()> {
+async fn queue_delete(conn: &Conn, cx: &Cx, ch: u16, d: queue::Delete) -> AmqpResult<()> {
     let name = queue_name(conn, ch, d.queue.as_str())?;
-    check(shard, conn, Access::Configure, "queue", &name)?;
+    check(cx, conn, Access::Configure, "queue", &name)?;
     let op = MetaOp::QueueDelete {
         vhost: vhost(conn),
         name,
@@ -807,7 +758,7 @@ async fn queue_delete(conn: &Conn, shard: &Rc<Shard>, ch: u16, d: queue::Delete)
         if_empty: d.if_empty,
         owner: Some(conn.id),
     };
-    let messages = match meta(shard, op).await? {
+    let messages = match meta(cx, op).await? {
         MetaReply::Deleted { messages } => messages,
         _ => 0,
     };
@@ -823,16 +774,16 @@ async fn queue_delete(conn: &Conn, shard: &Rc<Shard>, ch: u16, d: queue::Delete)
     Ok(())
 }
 
-fn basic_publish(conn: &Conn, shard: &Shard, ch: u16, p: basic::Publish) -> AmqpResult<()> {
+fn basic_publish(conn: &Conn, cx: &Cx, ch: u16, p: basic::Publish) -> AmqpResult<()> {
     if p.immediate {
         return Err(AmqpError::not_implemented("immediate=true"));
     }
-    if !conn.published.replace(true) && shard.blocked.get() {
-        shard.notify_blocked(conn, true);
+    if !conn.published.replace(true) && cx.conns.blocked.get() {
+        ConnTable::notify_blocked(conn, true);
     }
     // Permission check, cached per channel for the last exchange (the
     // common case publishes to one exchange) until permissions change.
-    let epoch = shard.table().permission_epoch;
+    let epoch = cx.table().permission_epoch;
     let cached = with_channel(conn, ch, |c, _| {
         c.publish_allowed.as_ref().is_some_and(|(e, x)| {
             *e == epoch && crate::message::same(x.as_str(), p.exchange.as_str())
@@ -840,14 +791,14 @@ fn basic_publish(conn: &Conn, shard: &Shard, ch: u16, p: basic::Publish) -> Amqp
     })
     .unwrap_or(false);
     if !cached {
-        check(shard, conn, Access::Write, "exchange", p.exchange.as_str())?;
+        check(cx, conn, Access::Write, "exchange", p.exchange.as_str())?;
         with_channel(conn, ch, |c, _| {
             c.publish_allowed = Some((epoch, p.exchange.clone()))
         });
     }
     let vh = vhost(conn);
     if !p.exchange.as_str().is_empty() {
-        let t = shard.table();
+        let t = cx.table();
         match t.exchange(&vh, p.exchange.as_str()) {
             None => {
                 return Err(crate::meta::authority::no_exchange(
@@ -868,16 +819,11 @@ fn basic_publish(conn: &Conn, shard: &Shard, ch: u16, p: basic::Publish) -> Amqp
     Ok(())
 }
 
-async fn basic_consume(
-    conn: &Rc<Conn>,
-    shard: &Rc<Shard>,
-    ch: u16,
-    c: basic::Consume,
-) -> AmqpResult<()> {
+async fn basic_consume(conn: &Rc<Conn>, cx: &Cx, ch: u16, c: basic::Consume) -> AmqpResult<()> {
     let name = queue_name(conn, ch, c.queue.as_str())?;
-    check(shard, conn, Access::Read, "queue", &name)?;
+    check(cx, conn, Access::Read, "queue", &name)?;
     let vh = vhost(conn);
-    let (qid, home) = lookup_queue(shard, conn, &vh, &name)?;
+    let (qid, home) = lookup_queue(cx, conn, &vh, &name)?;
     let tag = if c.consumer_tag.as_str().is_empty() {
         format!("amq.ctag-{}", crate::meta::authority::random_suffix())
     } else {
@@ -895,9 +841,9 @@ async fn basic_consume(
         }
         chan.prefetch
     };
-    let id: ConsumerId = shard.new_consumer_id();
+    let id: ConsumerId = cx.conns.new_consumer_id();
     // Register the route first so deliveries that race the reply land.
-    shard.consumers.borrow_mut().insert(
+    cx.conns.consumers.borrow_mut().insert(
         id,
         ConsumerRoute {
             conn: conn.id,
@@ -933,7 +879,7 @@ async fn basic_consume(
     // deliveries queue up behind our reply in the write buffer only if we
     // write the reply first). So pause flow for this channel until then.
     with_channel(conn, ch, |chan, _| chan.flow_active = false);
-    let result = match shard.call(home, Request::Consume(qid, spec)).await {
+    let result = match cx.call(home, Request::Consume(qid, spec)).await {
         Response::Consumed(r) => r,
         _ => Err(no_queue(&name, &vh)),
     };
@@ -952,7 +898,7 @@ async fn basic_consume(
             resume_flow = true;
         }
         Err(_) => {
-            shard.consumers.borrow_mut().remove(&id);
+            cx.conns.consumers.borrow_mut().remove(&id);
             with_channel(conn, ch, |chan, _| chan.consumers.remove(&tag));
         }
     }
@@ -963,14 +909,13 @@ async fn basic_consume(
     result
 }
 
-async fn basic_cancel(conn: &Conn, shard: &Rc<Shard>, ch: u16, c: basic::Cancel) -> AmqpResult<()> {
+async fn basic_cancel(conn: &Conn, cx: &Cx, ch: u16, c: basic::Cancel) -> AmqpResult<()> {
     let tag = c.consumer_tag.to_string();
     let found = with_channel(conn, ch, |chan, _| chan.consumers.remove(&tag)).flatten();
     if let Some(cons) = found {
-        shard
-            .call(cons.home, Request::Cancel(cons.queue, cons.id))
+        cx.call(cons.home, Request::Cancel(cons.queue, cons.id))
             .await;
-        shard.consumers.borrow_mut().remove(&cons.id);
+        cx.conns.consumers.borrow_mut().remove(&cons.id);
     }
     if !c.nowait {
         reply(
@@ -984,12 +929,12 @@ async fn basic_cancel(conn: &Conn, shard: &Rc<Shard>, ch: u16, c: basic::Cancel)
     Ok(())
 }
 
-async fn basic_get(conn: &Conn, shard: &Rc<Shard>, ch: u16, g: basic::Get) -> AmqpResult<()> {
+async fn basic_get(conn: &Conn, cx: &Cx, ch: u16, g: basic::Get) -> AmqpResult<()> {
     let name = queue_name(conn, ch, g.queue.as_str())?;
-    check(shard, conn, Access::Read, "queue", &name)?;
+    check(cx, conn, Access::Read, "queue", &name)?;
     let vh = vhost(conn);
-    let (qid, home) = lookup_queue(shard, conn, &vh, &name)?;
-    let got = match shard
+    let (qid, home) = lookup_queue(cx, conn, &vh, &name)?;
+    let got = match cx
         .call(
             home,
             Request::Get {
@@ -1030,7 +975,7 @@ async fn basic_get(conn: &Conn, shard: &Rc<Shard>, ch: u16, g: basic::Get) -> Am
         // Channel vanished meanwhile: give the message back.
         if !g.no_ack {
             settle_grouped(
-                shard,
+                cx,
                 [Unacked {
                     queue: qid,
                     home,
@@ -1067,7 +1012,7 @@ async fn basic_get(conn: &Conn, shard: &Rc<Shard>, ch: u16, g: basic::Get) -> Am
 
 fn basic_settle(
     conn: &Conn,
-    shard: &Shard,
+    cx: &Cx,
     ch: u16,
     tag: u64,
     multiple: bool,
@@ -1117,13 +1062,13 @@ fn basic_settle(
         Ok(taken)
     });
     let taken = result.unwrap_or(Ok(Vec::new()))?;
-    settle_grouped(shard, taken.into_iter().map(|(_, u)| u), how);
+    settle_grouped(cx, taken.into_iter().map(|(_, u)| u), how);
     conn.release_held(ch);
-    conn.resume_paused(shard, ch);
+    conn.resume_paused(cx, ch);
     Ok(())
 }
 
-fn tx_method(conn: &Conn, shard: &Shard, ch: u16, m: tx::AMQPMethod) -> AmqpResult<()> {
+fn tx_method(conn: &Conn, cx: &Cx, ch: u16, m: tx::AMQPMethod) -> AmqpResult<()> {
     match m {
         tx::AMQPMethod::Select(_) => {
             let confirm = with_channel(conn, ch, |c, _| {
@@ -1169,11 +1114,9 @@ fn tx_method(conn: &Conn, shard: &Shard, ch: u16, m: tx::AMQPMethod) -> AmqpResu
                         msg,
                         mandatory,
                         headers,
-                    } => {
-                        route_and_send(shard, conn, &vh, c, msg, mandatory, headers.as_ref(), true)
-                    }
+                    } => route_and_send(cx, conn, &vh, c, msg, mandatory, headers.as_ref(), true),
                     TxOp::Settle { tags, how } => {
-                        settle_grouped(shard, tags.into_iter().map(|(_, u)| u), how)
+                        settle_grouped(cx, tags.into_iter().map(|(_, u)| u), how)
                     }
                 }
             }

@@ -10,20 +10,20 @@
 //! exceeded (at worst both are refused). Never on the publish path.
 
 use super::Conn;
+use super::Cx;
+use crate::bus::{ConnectionCounts, Request, Response};
+use crate::defs::limits;
 use crate::error::{AmqpError, AmqpResult};
 use crate::ids::ShardId;
-use crate::mailbox::{ConnectionCounts, Request, Response};
-use crate::defs::limits;
-use crate::shard::Shard;
 
-async fn connection_counts(shard: &Shard, vhost: &str, user: &str) -> ConnectionCounts {
+async fn connection_counts(cx: &Cx, vhost: &str, user: &str) -> ConnectionCounts {
     let mut sum = ConnectionCounts::default();
-    for s in 0..shard.shard_count() {
+    for s in 0..cx.shard_count() {
         let req = Request::ConnectionCounts {
             vhost: vhost.to_string(),
             user: user.to_string(),
         };
-        if let Response::ConnectionCounts(n) = shard.call(ShardId(s), req).await {
+        if let Response::ConnectionCounts(n) = cx.call(ShardId(s), req).await {
             sum.total += n.total;
             sum.vhost += n.vhost;
             sum.user += n.user;
@@ -35,16 +35,11 @@ async fn connection_counts(shard: &Shard, vhost: &str, user: &str) -> Connection
 /// connection.open: admit `conn` (whose vhost and user are set) or refuse
 /// it with 530 NOT_ALLOWED and RabbitMQ's text, checking the node limit,
 /// then the vhost's, then the user's.
-pub async fn admit_connection(
-    shard: &Shard,
-    conn: &Conn,
-    vhost: &str,
-    user: &str,
-) -> AmqpResult<()> {
+pub async fn admit_connection(cx: &Cx, conn: &Conn, vhost: &str, user: &str) -> AmqpResult<()> {
     let (node, per_vhost, per_user) = {
-        let t = shard.table();
+        let t = cx.table();
         (
-            shard.config.max_connections,
+            cx.link.config.max_connections,
             limits::in_force(t.vhost_limits.get(vhost), "max-connections"),
             limits::in_force(t.user_limits.get(user), "max-connections"),
         )
@@ -53,7 +48,7 @@ pub async fn admit_connection(
     if node.is_none() && per_vhost.is_none() && per_user.is_none() {
         return Ok(());
     }
-    let n = connection_counts(shard, vhost, user).await;
+    let n = connection_counts(cx, vhost, user).await;
     let refusal = if let Some(l) = node.filter(|l| n.total > *l) {
         Some(limits::node_connections_reached(l))
     } else if let Some(l) = per_vhost.filter(|l| n.vhost > *l) {
@@ -75,15 +70,15 @@ pub async fn admit_connection(
 /// channel.open, after the channel was added to `conn`: keep it, or take
 /// it out again and refuse with 530 NOT_ALLOWED (a connection error, as in
 /// RabbitMQ) when the user's `max-channels` is exceeded.
-pub async fn admit_channel(shard: &Shard, conn: &Conn, channel: u16) -> AmqpResult<()> {
+pub async fn admit_channel(cx: &Cx, conn: &Conn, channel: u16) -> AmqpResult<()> {
     let user = conn.state.borrow().user.clone();
-    let Some(limit) = limits::in_force(shard.table().user_limits.get(&user), "max-channels") else {
+    let Some(limit) = limits::in_force(cx.table().user_limits.get(&user), "max-channels") else {
         return Ok(());
     };
     let mut open = 0;
-    for s in 0..shard.shard_count() {
+    for s in 0..cx.shard_count() {
         let req = Request::UserChannels { user: user.clone() };
-        if let Response::Count(n) = shard.call(ShardId(s), req).await {
+        if let Response::Count(n) = cx.call(ShardId(s), req).await {
             open += n;
         }
     }

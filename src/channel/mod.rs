@@ -8,14 +8,20 @@
 
 pub mod connection;
 pub mod handlers;
+mod io;
 pub mod limits;
 mod publish;
+pub mod table;
 
+pub use table::{ConnTable, ConsumerRoute, Cx};
+
+use crate::bus::ShardMsg;
 use crate::codec;
 use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
-use crate::mailbox::{Notify, Settle, ShardMsg};
+use crate::mailbox::Notify;
 use crate::message::MsgRef;
-use crate::shard::{ConsumerRoute, Shard};
+use crate::queue::Settle;
+
 use amq_protocol::protocol::{basic, AMQPClass};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -358,7 +364,7 @@ impl Conn {
     /// After acks, `basic.qos`, `basic.recover`: resume the queues paused
     /// by the channel-wide prefetch if the channel is under it now. They are
     /// reached through the outbox (even on this shard), like settlements.
-    pub fn resume_paused(&self, shard: &Shard, channel: u16) {
+    pub fn resume_paused(&self, cx: &Cx, channel: u16) {
         let resume = {
             let mut st = self.state.borrow_mut();
             let Some(ch) = st.channels.get_mut(&channel) else {
@@ -372,7 +378,7 @@ impl Conn {
             std::mem::take(&mut ch.paused)
         };
         for (home, queue, consumer) in resume {
-            shard
+            cx.link
                 .outbox
                 .push(home, ShardMsg::Resume { queue, consumer });
         }
@@ -558,30 +564,32 @@ impl Conn {
 
     /// Release everything a channel holds: requeue its unacked messages and
     /// cancel its consumers at their queues (fire and forget, in FIFO order).
-    pub fn release_channel(&self, shard: &Shard, ch: &mut Channel) {
-        let (p, c) = shard.closed_channel_totals.get();
-        shard
-            .closed_channel_totals
-            .set((p + ch.stats.publish, c + ch.stats.confirm));
+    pub fn release_channel(&self, cx: &Cx, ch: &mut Channel) {
+        let mut totals = cx.conns.closed_channel_totals.get();
+        totals.publish += ch.stats.publish;
+        totals.confirm += ch.stats.confirm;
+        cx.conns.closed_channel_totals.set(totals);
         ch.stats.publish = 0;
         ch.stats.confirm = 0;
         if !ch.stats.exchanges.is_empty() {
             let vhost = ch.stats.vhost.clone();
-            let mut closed = shard.closed_exchange_stats.borrow_mut();
+            let mut closed = cx.conns.closed_exchange_stats.borrow_mut();
             for (x, i, o) in ch.stats.exchanges.drain(..) {
-                crate::mgmt::stats::merge_exchange(&mut closed, &vhost, x.as_str(), i, o);
+                crate::bus::stats::merge_exchange(&mut closed, &vhost, x.as_str(), i, o);
             }
         }
         // Cancel the consumers first: cancels and requeues travel the same
         // FIFO mailbox, so the queue forgets this channel's consumers before
         // it takes the messages back (and does not redeliver them here).
         for (_, c) in ch.consumers.drain() {
-            shard.consumers.borrow_mut().remove(&c.id);
-            let slot = shard.send_request(c.home, crate::mailbox::Request::Cancel(c.queue, c.id));
+            cx.conns.consumers.borrow_mut().remove(&c.id);
+            let slot = cx
+                .link
+                .send_request(c.home, crate::bus::Request::Cancel(c.queue, c.id));
             drop(slot);
         }
         let unacked = std::mem::take(&mut ch.unacked);
-        settle_grouped(shard, unacked.into_values(), Settle::Requeue);
+        settle_grouped(cx, unacked.into_values(), Settle::Requeue);
         // Settlements buffered in an uncommitted transaction are discarded
         // and their deliveries requeued (redelivered), as RabbitMQ does: a
         // channel that ends before tx.commit never strands a message.
@@ -590,10 +598,10 @@ impl Conn {
                 TxOp::Settle { tags, .. } => tags,
                 TxOp::Publish { .. } => Vec::new(),
             });
-            settle_grouped(shard, uncommitted.map(|(_, u)| u), Settle::Requeue);
+            settle_grouped(cx, uncommitted.map(|(_, u)| u), Settle::Requeue);
         }
         for h in std::mem::take(&mut ch.held) {
-            shard.outbox.push(
+            cx.link.outbox.push(
                 h.credit.0,
                 ShardMsg::Credit {
                     queue: h.credit.1,
@@ -609,7 +617,7 @@ impl Conn {
 
 /// Send settlements grouped per (home shard, queue): one mailbox message per
 /// queue, not per delivery tag.
-pub fn settle_grouped(shard: &Shard, items: impl IntoIterator<Item = Unacked>, how: Settle) {
+pub fn settle_grouped(cx: &Cx, items: impl IntoIterator<Item = Unacked>, how: Settle) {
     let mut groups: Vec<(ShardId, QueueId, Vec<u64>)> = Vec::new();
     for u in items {
         match groups.iter_mut().find(|g| g.0 == u.home && g.1 == u.queue) {
@@ -618,7 +626,7 @@ pub fn settle_grouped(shard: &Shard, items: impl IntoIterator<Item = Unacked>, h
         }
     }
     for (home, queue, seqs) in groups {
-        shard
+        cx.link
             .outbox
             .push(home, ShardMsg::Settle { queue, seqs, how });
     }

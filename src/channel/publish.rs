@@ -6,13 +6,13 @@
 //! this shard against its own table; the message then goes to each home
 //! shard's outbox once, whatever the number of queues there.
 
+use super::Cx;
 use super::{Channel, Conn, TxOp};
+use crate::bus::{ConfirmRef, ShardMsg};
 use crate::codec;
 use crate::error::{AmqpError, AmqpResult};
 use crate::ids::{QueueId, ShardId};
-use crate::mailbox::{ConfirmRef, ShardMsg};
 use crate::message::{same, Message, MsgRef};
-use crate::shard::Shard;
 use amq_protocol::protocol::{basic, AMQPClass};
 use amq_protocol::types::ShortString;
 use bytes::{Bytes, BytesMut};
@@ -113,7 +113,7 @@ impl PendingPublish {
 /// connection's own write buffer.
 #[allow(clippy::too_many_arguments)]
 pub fn route_and_send(
-    shard: &Shard,
+    cx: &Cx,
     conn: &Conn,
     vhost: &str,
     ch: &mut Channel,
@@ -123,13 +123,13 @@ pub fn route_and_send(
     confirm: bool,
 ) {
     // Route (or reuse the channel's last decision: no lookup, no alloc).
-    let version = shard.table().version;
+    let version = cx.table().version;
     let mut cache = ch.route_cache.take();
     let hit = matches!(&cache, Some((v, x, k, _))
         if headers.is_none() && *v == version && same(x.as_str(), msg.exchange.as_str()) && same(k.as_str(), msg.routing_key.as_str()));
     if !hit {
         let mut dests: Vec<(QueueId, ShardId)> = Vec::new();
-        shard.table().route(
+        cx.table().route(
             vhost,
             msg.exchange.as_str(),
             msg.routing_key.as_str(),
@@ -146,7 +146,7 @@ pub fn route_and_send(
         ));
     }
     let Some(entry) = cache else { return };
-    route_to(shard, conn, ch, msg, mandatory, confirm, &entry.3);
+    route_to(cx, conn, ch, msg, mandatory, confirm, &entry.3);
     // A headers-dependent decision is not reusable for the next message.
     if headers.is_none() {
         ch.route_cache = Some(entry);
@@ -154,7 +154,7 @@ pub fn route_and_send(
 }
 
 fn route_to(
-    shard: &Shard,
+    cx: &Cx,
     conn: &Conn,
     ch: &mut Channel,
     msg: MsgRef,
@@ -207,7 +207,7 @@ fn route_to(
     let mut i = 0;
     while i < dests.len() {
         let home = dests[i].1;
-        let mut queues = crate::mailbox::QueueList::new();
+        let mut queues = crate::bus::QueueList::new();
         while i < dests.len() && dests[i].1 == home {
             queues.push(dests[i].0);
             i += 1;
@@ -218,7 +218,7 @@ fn route_to(
             channel: ch.id,
             seq,
         });
-        shard.outbox.push(
+        cx.link.outbox.push(
             home,
             ShardMsg::Publish {
                 queues,
@@ -234,7 +234,7 @@ fn route_to(
 
 /// A message is complete on a channel: buffer it (tx) or route it now.
 pub fn publish_complete(
-    shard: &Shard,
+    cx: &Cx,
     conn: &Conn,
     vhost: &str,
     ch: &mut Channel,
@@ -252,7 +252,7 @@ pub fn publish_complete(
     }
     let confirm = ch.confirm;
     route_and_send(
-        shard,
+        cx,
         conn,
         vhost,
         ch,

@@ -22,8 +22,9 @@ pub const FRAME_HEADER: u8 = 2;
 pub const FRAME_BODY: u8 = 3;
 pub const FRAME_HEARTBEAT: u8 = 8;
 pub const FRAME_END: u8 = 0xCE;
-/// The minimum frame size every peer must accept (spec 4.2.3).
-pub const FRAME_MIN_SIZE: u32 = 4096;
+/// The minimum frame size every peer must accept, in bytes (spec 4.2.3;
+/// defined with the configuration, which validates `frame_max` by it).
+pub use crate::config::FRAME_MIN_SIZE;
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 
 /// One decoded inbound frame.

@@ -156,3 +156,14 @@ pub fn predeclared(vhost: &str) -> Vec<MetaChange> {
     })
     .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_home_is_the_pinned_name_hash_modulo_the_shard_count() {
+        assert_eq!(queue_home("/", "orders", 2), ShardId(1));
+        assert_eq!(queue_home("/", "orders", 1), ShardId(0));
+    }
+}

@@ -1,7 +1,12 @@
-//! Mailboxes: the only way shards talk to each other.
+//! Mailboxes: the transport shards talk to each other through, generic over
+//! the message type (the messages themselves are data, in `bus`).
+//!
+//! Owns: per-destination outboxes ([`Outbox`]), one-shot request/response
+//! slots ([`Rpc`]) and the single-threaded wake-up ([`Notify`]). Must
+//! never: lock, block, or know what a message means.
 //!
 //! Between every ordered pair of shards (i -> j) there is one bounded SPSC
-//! glommio `shared_channel` carrying *batches* (`Vec<ShardMsg>`), so one
+//! glommio `shared_channel` carrying *batches* (`Vec<M>`), so one
 //! cross-core wake-up moves many messages. A shard's traffic to itself takes
 //! the same path minus the channel: the local outbox is drained by the same
 //! handler, which keeps one FIFO order per (source, destination) pair for
@@ -28,12 +33,9 @@
 //!
 //! `tests/mailbox_backpressure.rs` saturates both directions at once.
 
-use crate::error::AmqpError;
-use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
-use crate::message::MsgRef;
-use crate::defs::MetaChange;
-use crate::meta::{MetaOp, MetaReply};
+use crate::ids::ShardId;
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -41,170 +43,20 @@ use std::task::{Context, Poll, Waker};
 
 /// Mailbox capacity in batches.
 pub const MAILBOX_BATCHES: usize = 256;
-/// Readers stop reading sockets while an outbox holds more than this.
+/// Readers stop reading sockets while an outbox holds more than this many
+/// messages for one destination.
 pub const OUTBOX_HIGH_WATER: usize = 32 * 1024;
 
-/// Who gets a publisher confirm once a queue has taken the message.
-#[derive(Clone, Copy, Debug)]
-pub struct ConfirmRef {
-    pub conn: ConnId,
-    pub channel: u16,
-    pub seq: u64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Settle {
-    Ack,
-    Requeue,
-    Discard,
-}
-
-/// A consumer as registered at its queue's home shard.
-#[derive(Clone, Debug)]
-pub struct ConsumerSpec {
-    pub id: ConsumerId,
-    pub conn: ConnId,
-    pub channel: u16,
-    pub tag: String,
-    pub no_ack: bool,
-    pub exclusive: bool,
-    pub prefetch: u16,
-}
-
-#[derive(Debug)]
-pub enum Request {
-    Meta(MetaOp),
-    Apply(MetaChange),
-    QueueStats(QueueId),
-    Consume(QueueId, ConsumerSpec),
-    Cancel(QueueId, ConsumerId),
-    Get {
-        queue: QueueId,
-        no_ack: bool,
-    },
-    Purge(QueueId),
-    /// Management: this shard's statistics.
-    Snapshot,
-    /// Management: close a connection by name with 320 CONNECTION_FORCED.
-    CloseConnection(String, String),
-    /// Connection limits: this shard's admitted connections, in all, in
-    /// `vhost`, and of `user`.
-    ConnectionCounts {
-        vhost: String,
-        user: String,
-    },
-    /// Channel limit: channels open on this shard by `user`'s connections.
-    UserChannels {
-        user: String,
-    },
-}
-
-/// One shard's share of the connection counts (`Request::ConnectionCounts`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ConnectionCounts {
-    pub total: u64,
-    pub vhost: u64,
-    pub user: u64,
-}
-
-#[derive(Debug)]
-pub enum Response {
-    Meta(Result<MetaReply, AmqpError>),
-    Applied(u32),
-    Stats {
-        messages: u32,
-        consumers: u32,
-    },
-    Consumed(Result<(), AmqpError>),
-    Cancelled,
-    Got(Option<Got>),
-    Purged(u32),
-    Snapshot(Box<crate::mgmt::stats::ShardSnapshot>),
-    ConnectionCounts(ConnectionCounts),
-    Count(u64),
-    Done,
-    /// The target no longer exists (queue deleted meanwhile).
-    Gone,
-}
-
-#[derive(Debug)]
-pub struct Got {
-    pub msg: MsgRef,
-    pub seq: u64,
-    pub redelivered: bool,
-    pub remaining: u32,
-}
-
-/// Queues on one shard a message goes to; inline up to two (no allocation
-/// for the common cases).
-pub type QueueList = smallvec::SmallVec<[QueueId; 2]>;
-
-#[derive(Debug)]
-pub enum ShardMsg {
-    Request {
-        id: u64,
-        from: ShardId,
-        req: Request,
-    },
-    Response {
-        id: u64,
-        resp: Response,
-    },
-    Publish {
-        queues: QueueList,
-        msg: MsgRef,
-        confirm: Option<ConfirmRef>,
-    },
-    Confirmed(ConfirmRef),
-    /// The home shard could not store the message (disk full).
-    Nacked(ConfirmRef),
-    Deliver {
-        consumer: ConsumerId,
-        queue: QueueId,
-        seq: u64,
-        redelivered: bool,
-        msg: MsgRef,
-    },
-    Settle {
-        queue: QueueId,
-        seqs: Vec<u64>,
-        how: Settle,
-    },
-    Credit {
-        queue: QueueId,
-        consumer: ConsumerId,
-        n: u32,
-    },
-    /// The consumer's channel is at its channel-wide prefetch: the delivery
-    /// goes back to the queue undelivered and the queue pauses the consumer
-    /// (see `channel::Handoff::OverLimit`).
-    Returned {
-        queue: QueueId,
-        consumer: ConsumerId,
-        seq: u64,
-    },
-    /// The channel is under its channel-wide prefetch again: the queue may
-    /// dispatch to the consumer.
-    Resume {
-        queue: QueueId,
-        consumer: ConsumerId,
-    },
-    /// Server-sent basic.cancel: the consumer's queue went away.
-    ConsumerCancelled {
-        consumer: ConsumerId,
-    },
-}
-
 /// Per-destination queues of messages waiting to be flushed.
-pub struct Outbox {
-    pending: RefCell<Vec<Vec<ShardMsg>>>,
+pub struct Outbox<M> {
+    pending: RefCell<Vec<Vec<M>>>,
     /// Wakes the flusher (or the local drain task) for a destination.
     notify: Vec<Notify>,
     /// Wakes readers paused by backpressure.
     pub drained: Notify,
 }
 
-impl Outbox {
+impl<M> Outbox<M> {
     pub fn new(shards: usize) -> Self {
         Outbox {
             pending: RefCell::new((0..shards).map(|_| Vec::new()).collect()),
@@ -214,7 +66,7 @@ impl Outbox {
     }
 
     /// Queue a message for `to`; the flusher is woken once per batch.
-    pub fn push(&self, to: ShardId, msg: ShardMsg) {
+    pub fn push(&self, to: ShardId, msg: M) {
         let mut p = self.pending.borrow_mut();
         let v = &mut p[to.0];
         v.push(msg);
@@ -223,7 +75,7 @@ impl Outbox {
         }
     }
 
-    pub fn take(&self, to: ShardId) -> Vec<ShardMsg> {
+    pub fn take(&self, to: ShardId) -> Vec<M> {
         std::mem::take(&mut self.pending.borrow_mut()[to.0])
     }
 
@@ -290,3 +142,73 @@ impl Future for Wait<'_> {
 
 /// Shared handle type for Rc-held notifies.
 pub type NotifyRef = Rc<Notify>;
+
+/// A one-shot reply slot for a request sent through the mailboxes.
+pub struct Slot<R> {
+    value: RefCell<Option<R>>,
+    ready: Notify,
+}
+
+impl<R> Slot<R> {
+    /// Wait until the response is in, and take it.
+    pub async fn wait(self: Rc<Self>) -> R {
+        loop {
+            let wait = self.ready.wait();
+            if let Some(v) = self.value.borrow_mut().take() {
+                return v;
+            }
+            wait.await;
+        }
+    }
+}
+
+/// Request ids and the slots their responses land in (one per shard;
+/// responses `R` come back through the outboxes like everything else).
+/// Requests are numbered per shard, so an id names one request of this
+/// shard's; the envelope carrying it says which shard asked.
+pub struct Rpc<R> {
+    pending: RefCell<HashMap<u64, Rc<Slot<R>>>>,
+    next: Cell<u64>,
+}
+
+impl<R> Default for Rpc<R> {
+    fn default() -> Self {
+        Rpc {
+            pending: RefCell::new(HashMap::new()),
+            next: Cell::new(1),
+        }
+    }
+}
+
+impl<R> Rpc<R> {
+    /// A new request id and the slot its response will fill.
+    pub fn start(&self) -> (u64, Rc<Slot<R>>) {
+        let id = self.next.get();
+        self.next.set(id + 1);
+        let slot = Rc::new(Slot {
+            value: RefCell::new(None),
+            ready: Notify::default(),
+        });
+        self.pending.borrow_mut().insert(id, slot.clone());
+        (id, slot)
+    }
+
+    /// The response to request `id` arrived (ignored if its wait was
+    /// dropped meanwhile).
+    pub fn answer(&self, id: u64, resp: R) {
+        if let Some(slot) = self.pending.borrow_mut().remove(&id) {
+            *slot.value.borrow_mut() = Some(resp);
+            slot.ready.notify();
+        }
+    }
+
+    /// Forget request `id` (its waiter gave up); a no-op once answered.
+    pub fn forget(&self, id: u64) {
+        self.pending.borrow_mut().remove(&id);
+    }
+
+    /// Requests still waiting for a response.
+    pub fn outstanding(&self) -> usize {
+        self.pending.borrow().len()
+    }
+}

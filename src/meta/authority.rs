@@ -1,16 +1,14 @@
 //! The metadata authority (runs on shard 0): executes declarations one at a
 //! time and broadcasts their effect to every shard before replying.
 
-use crate::defs::{BindingDef, Dest, ExchangeDef, ExchangeKind, MetaChange, QueueDef};
+use super::Cluster;
+use super::{MetaOp, MetaReply};
 use crate::defs::limits;
 use crate::defs::users::{PermissionDef, UserDef};
-use super::{MetaOp, MetaReply};
+use crate::defs::{BindingDef, Dest, ExchangeDef, ExchangeKind, MetaChange, QueueDef};
 use crate::error::{AmqpError, AmqpResult};
 use crate::ids::{ConnId, QueueId};
-use crate::mailbox::{Request, Response};
-use crate::shard::Shard;
 use amq_protocol::types::{AMQPValue, FieldTable};
-use std::rc::Rc;
 
 pub fn locked(name: &str, vhost: &str) -> AmqpError {
     AmqpError::resource_locked(format!(
@@ -156,7 +154,7 @@ fn generated_name() -> String {
     format!("amq.gen-{}", random_suffix())
 }
 
-pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
+pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply> {
     match op {
         MetaOp::ExchangeDeclare {
             vhost,
@@ -168,7 +166,10 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
             internal,
             args,
         } => {
-            let existing = shard.table().exchange(&vhost, &name).map(|e| e.def.clone());
+            let existing = cluster
+                .table()
+                .exchange(&vhost, &name)
+                .map(|e| e.def.clone());
             if passive {
                 return match existing {
                     Some(_) => Ok(MetaReply::Ok),
@@ -244,7 +245,7 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                 internal,
                 args,
             };
-            shard.broadcast(MetaChange::ExchangeDeclared(def)).await?;
+            cluster.broadcast(MetaChange::ExchangeDeclared(def)).await?;
             Ok(MetaReply::Ok)
         }
         MetaOp::ExchangeDelete {
@@ -262,16 +263,16 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                     "operation not permitted on exchange '{name}' in vhost '{vhost}'"
                 )));
             }
-            let in_use = match shard.table().exchange(&vhost, &name) {
+            let in_use = match cluster.table().exchange(&vhost, &name) {
                 None => return Ok(MetaReply::Ok),
-                Some(e) => e.binding_count > 0 || is_bound_destination(shard, &vhost, &name),
+                Some(e) => e.binding_count > 0 || is_bound_destination(cluster, &vhost, &name),
             };
             if if_unused && in_use {
                 return Err(AmqpError::precondition_failed(format!(
                     "exchange '{name}' in vhost '{vhost}' in use"
                 )));
             }
-            shard
+            cluster
                 .broadcast(MetaChange::ExchangeDeleted { vhost, name })
                 .await?;
             Ok(MetaReply::Ok)
@@ -288,7 +289,7 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
             owner,
         } => {
             queue_declare(
-                shard,
+                cluster,
                 vhost,
                 name,
                 server_named,
@@ -308,7 +309,7 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
             if_empty,
             owner,
         } => {
-            let Some(def) = shard.table().queue(&vhost, &name).cloned() else {
+            let Some(def) = cluster.table().queue(&vhost, &name).cloned() else {
                 return Ok(MetaReply::Deleted { messages: 0 });
             };
             if let (Some(o), Some(owner)) = (def.exclusive_owner, owner) {
@@ -317,7 +318,7 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                 }
             }
             if if_unused || if_empty || owner.is_none() {
-                let (messages, consumers) = queue_stats(shard, &def).await;
+                let (messages, consumers) = queue_stats(cluster, &def).await;
                 if (if_unused || owner.is_none()) && consumers > 0 {
                     if owner.is_none() {
                         // Auto-delete raced with a new consumer: keep the queue.
@@ -333,7 +334,7 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                     )));
                 }
             }
-            let messages = delete_queue(shard, def).await?;
+            let messages = delete_queue(cluster, def).await?;
             Ok(MetaReply::Deleted { messages })
         }
         MetaOp::Bind {
@@ -355,7 +356,7 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
             // something already gone answers unbind-ok.
             let gone = |e: AmqpError| if unbind { Ok(MetaReply::Ok) } else { Err(e) };
             let dest_ref = if dest_is_queue {
-                let t = shard.table();
+                let t = cluster.table();
                 let Some(q) = t.queue(&vhost, &dest) else {
                     return gone(no_queue(&dest, &vhost));
                 };
@@ -364,13 +365,13 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                 }
                 Dest::Queue(q.id, q.home)
             } else {
-                if shard.table().exchange(&vhost, &dest).is_none() {
+                if cluster.table().exchange(&vhost, &dest).is_none() {
                     return gone(no_exchange(&dest, &vhost));
                 }
                 Dest::Exchange(dest.clone())
             };
             let exists = {
-                let t = shard.table();
+                let t = cluster.table();
                 let Some(x) = t.exchange(&vhost, &source) else {
                     return gone(no_exchange(&source, &vhost));
                 };
@@ -386,11 +387,11 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
             };
             if unbind {
                 if exists {
-                    shard.broadcast(MetaChange::Unbound(b)).await?;
-                    auto_delete_exchange(shard, &vhost, &source).await;
+                    cluster.broadcast(MetaChange::Unbound(b)).await?;
+                    auto_delete_exchange(cluster, &vhost, &source).await;
                 }
             } else if !exists {
-                shard.broadcast(MetaChange::Bound(b)).await?;
+                cluster.broadcast(MetaChange::Bound(b)).await?;
             }
             Ok(MetaReply::Ok)
         }
@@ -401,9 +402,9 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
         | MetaOp::PermissionSet(_)
         | MetaOp::PermissionClear { .. }
         | MetaOp::VhostLimit { .. }
-        | MetaOp::UserLimit { .. }) => access_control(shard, op).await,
+        | MetaOp::UserLimit { .. }) => access_control(cluster, op).await,
         MetaOp::ConnectionClosed { owner } => {
-            let owned: Vec<QueueDef> = shard
+            let owned: Vec<QueueDef> = cluster
                 .table()
                 .queues
                 .values()
@@ -412,31 +413,31 @@ pub async fn execute(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
                 .collect();
             for def in owned {
                 // Best effort: a queue that cannot be deleted now stays.
-                let _ = delete_queue(shard, def).await;
+                let _ = delete_queue(cluster, def).await;
             }
             Ok(MetaReply::Ok)
         }
     }
 }
 
-fn is_bound_destination(shard: &Rc<Shard>, vhost: &str, name: &str) -> bool {
+fn is_bound_destination(cluster: &impl Cluster, vhost: &str, name: &str) -> bool {
     let dest = Dest::Exchange(name.to_string());
-    shard
+    cluster
         .table()
         .exchanges
         .iter()
         .any(|((v, _), e)| v == vhost && e.bindings().any(|(d, _, _)| *d == dest))
 }
 
-async fn auto_delete_exchange(shard: &Rc<Shard>, vhost: &str, name: &str) {
-    let delete = match shard.table().exchange(vhost, name) {
+async fn auto_delete_exchange(cluster: &impl Cluster, vhost: &str, name: &str) {
+    let delete = match cluster.table().exchange(vhost, name) {
         Some(e) => e.def.auto_delete && e.binding_count == 0,
         None => false,
     };
     if delete {
         // Best effort: an auto-delete exchange that cannot be deleted now
         // (definitions log unwritable) stays until the next unbind.
-        let _ = shard
+        let _ = cluster
             .broadcast(MetaChange::ExchangeDeleted {
                 vhost: vhost.to_string(),
                 name: name.to_string(),
@@ -445,21 +446,18 @@ async fn auto_delete_exchange(shard: &Rc<Shard>, vhost: &str, name: &str) {
     }
 }
 
-async fn queue_stats(shard: &Rc<Shard>, def: &QueueDef) -> (u32, u32) {
-    match shard.call(def.home, Request::QueueStats(def.id)).await {
-        Response::Stats {
-            messages,
-            consumers,
-        } => (messages, consumers),
-        _ => (0, 0),
-    }
+async fn queue_stats(cluster: &impl Cluster, def: &QueueDef) -> (u32, u32) {
+    cluster
+        .queue_stats(def.home, def.id)
+        .await
+        .unwrap_or((0, 0))
 }
 
 /// Delete a queue everywhere; returns the messages it held. Exchanges left
 /// without bindings that are auto-delete go too.
-async fn delete_queue(shard: &Rc<Shard>, def: QueueDef) -> AmqpResult<u32> {
+async fn delete_queue(cluster: &impl Cluster, def: QueueDef) -> AmqpResult<u32> {
     let dest = Dest::Queue(def.id, def.home);
-    let sources: Vec<String> = shard
+    let sources: Vec<String> = cluster
         .table()
         .exchanges
         .iter()
@@ -467,7 +465,7 @@ async fn delete_queue(shard: &Rc<Shard>, def: QueueDef) -> AmqpResult<u32> {
         .map(|((_, n), _)| n.clone())
         .collect();
     let vhost = def.vhost.clone();
-    let values = shard
+    let values = cluster
         .broadcast(MetaChange::QueueDeleted {
             vhost: def.vhost,
             name: def.name,
@@ -475,14 +473,14 @@ async fn delete_queue(shard: &Rc<Shard>, def: QueueDef) -> AmqpResult<u32> {
         })
         .await?;
     for s in sources {
-        auto_delete_exchange(shard, &vhost, &s).await;
+        auto_delete_exchange(cluster, &vhost, &s).await;
     }
     Ok(values.get(def.home.0).copied().unwrap_or(0))
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn queue_declare(
-    shard: &Rc<Shard>,
+    cluster: &impl Cluster,
     vhost: String,
     name: String,
     server_named: bool,
@@ -493,7 +491,7 @@ async fn queue_declare(
     args: FieldTable,
     owner: ConnId,
 ) -> AmqpResult<MetaReply> {
-    let existing = shard.table().queue(&vhost, &name).cloned();
+    let existing = cluster.table().queue(&vhost, &name).cloned();
     if passive || existing.is_some() {
         let Some(cur) = existing else {
             return Err(no_queue(&name, &vhost));
@@ -528,7 +526,7 @@ async fn queue_declare(
             }
             check_args(q, &name, &vhost, &args, &cur.args)?;
         }
-        let (messages, consumers) = queue_stats(shard, &cur).await;
+        let (messages, consumers) = queue_stats(cluster, &cur).await;
         return Ok(MetaReply::QueueDeclared {
             name,
             messages,
@@ -546,7 +544,7 @@ async fn queue_declare(
     };
     {
         // RabbitMQ's vhost `max-queues` (checked for new queues only).
-        let t = shard.table();
+        let t = cluster.table();
         if let Some(limit) = limits::in_force(t.vhost_limits.get(&vhost), "max-queues") {
             let count = t.queues.values().filter(|q| q.vhost == vhost).count() as u64;
             if count >= limit {
@@ -559,10 +557,10 @@ async fn queue_declare(
     let home = if exclusive {
         owner.shard()
     } else {
-        crate::defs::queue_home(&vhost, &name, shard.shard_count())
+        crate::defs::queue_home(&vhost, &name, cluster.shard_count())
     };
     let def = QueueDef {
-        id: QueueId(shard.next_queue_id()),
+        id: QueueId(cluster.next_queue_id()),
         vhost,
         name: name.clone(),
         home,
@@ -571,7 +569,7 @@ async fn queue_declare(
         auto_delete,
         args,
     };
-    shard.broadcast(MetaChange::QueueDeclared(def)).await?;
+    cluster.broadcast(MetaChange::QueueDeclared(def)).await?;
     Ok(MetaReply::QueueDeclared {
         name,
         messages: 0,
@@ -600,19 +598,19 @@ pub fn defaults(config: &crate::config::Config) -> Vec<MetaChange> {
     ]
 }
 
-async fn access_control(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> {
+async fn access_control(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply> {
     match op {
         MetaOp::VhostAdd { name } => {
-            if !shard.table().vhosts.contains(&name) {
-                shard.broadcast(MetaChange::VhostAdded { name }).await?;
+            if !cluster.table().vhosts.contains(&name) {
+                cluster.broadcast(MetaChange::VhostAdded { name }).await?;
             }
             Ok(MetaReply::Ok)
         }
         MetaOp::VhostDelete { name } => {
-            if !shard.table().vhosts.contains(&name) {
+            if !cluster.table().vhosts.contains(&name) {
                 return Err(AmqpError::not_found(format!("no vhost '{name}'")));
             }
-            shard.broadcast(MetaChange::VhostDeleted { name }).await?;
+            cluster.broadcast(MetaChange::VhostDeleted { name }).await?;
             Ok(MetaReply::Ok)
         }
         MetaOp::UserPut {
@@ -621,7 +619,7 @@ async fn access_control(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> 
             password_hash,
             tags,
         } => {
-            let existing = shard.table().users.get(&name).cloned();
+            let existing = cluster.table().users.get(&name).cloned();
             let mut user = match (password, password_hash, existing) {
                 (Some(p), _, _) => UserDef::new(&name, &p, tags.clone()),
                 (None, Some(h), _) => UserDef {
@@ -640,54 +638,54 @@ async fn access_control(shard: &Rc<Shard>, op: MetaOp) -> AmqpResult<MetaReply> 
                 },
             };
             user.tags = tags;
-            shard.broadcast(MetaChange::UserPut(user)).await?;
+            cluster.broadcast(MetaChange::UserPut(user)).await?;
             Ok(MetaReply::Ok)
         }
         MetaOp::UserDelete { name } => {
-            if !shard.table().users.contains_key(&name) {
+            if !cluster.table().users.contains_key(&name) {
                 return Err(AmqpError::not_found(format!("no user '{name}'")));
             }
-            shard.broadcast(MetaChange::UserDeleted { name }).await?;
+            cluster.broadcast(MetaChange::UserDeleted { name }).await?;
             Ok(MetaReply::Ok)
         }
         MetaOp::PermissionSet(p) => {
-            if !shard.table().vhosts.contains(&p.vhost) {
+            if !cluster.table().vhosts.contains(&p.vhost) {
                 return Err(AmqpError::not_found(format!("no vhost '{}'", p.vhost)));
             }
-            if !shard.table().users.contains_key(&p.user) {
+            if !cluster.table().users.contains_key(&p.user) {
                 return Err(AmqpError::not_found(format!("no user '{}'", p.user)));
             }
             crate::defs::users::validate_permission(&p).map_err(AmqpError::precondition_failed)?;
-            shard.broadcast(MetaChange::PermissionSet(p)).await?;
+            cluster.broadcast(MetaChange::PermissionSet(p)).await?;
             Ok(MetaReply::Ok)
         }
         MetaOp::PermissionClear { user, vhost } => {
-            shard
+            cluster
                 .broadcast(MetaChange::PermissionCleared { user, vhost })
                 .await?;
             Ok(MetaReply::Ok)
         }
         MetaOp::VhostLimit { vhost, name, value } => {
             let current = {
-                let t = shard.table();
+                let t = cluster.table();
                 let exists = t.vhosts.contains(&vhost);
                 exists.then(|| t.vhost_limits.get(&vhost).cloned().unwrap_or_default())
             };
             let limits =
                 updated_limits(current, "vhost", &vhost, name, value, &limits::VHOST_LIMITS)?;
-            shard
+            cluster
                 .broadcast(MetaChange::VhostLimitsSet { vhost, limits })
                 .await?;
             Ok(MetaReply::Ok)
         }
         MetaOp::UserLimit { user, name, value } => {
             let current = {
-                let t = shard.table();
+                let t = cluster.table();
                 let exists = t.users.contains_key(&user);
                 exists.then(|| t.user_limits.get(&user).cloned().unwrap_or_default())
             };
             let limits = updated_limits(current, "user", &user, name, value, &limits::USER_LIMITS)?;
-            shard
+            cluster
                 .broadcast(MetaChange::UserLimitsSet { user, limits })
                 .await?;
             Ok(MetaReply::Ok)

@@ -12,8 +12,13 @@ pub mod authority;
 pub mod persist;
 
 use crate::defs::users;
-use crate::ids::ConnId;
+use crate::defs::MetaChange;
+use crate::error::AmqpResult;
+use crate::ids::{ConnId, QueueId, ShardId};
+use crate::routing::RoutingTable;
 use amq_protocol::types::FieldTable;
+use std::cell::Ref;
+use std::future::Future;
 
 #[derive(Debug, Clone)]
 pub enum MetaOp {
@@ -114,4 +119,27 @@ pub enum MetaReply {
     Deleted {
         messages: u32,
     },
+}
+
+/// What the authority needs of the node it runs on: the routing table, the
+/// shard count, queue ids, and two effects it cannot perform itself (it is
+/// sans-IO): making a change durable and applied on every shard, and asking
+/// a queue's home for its counts. Implemented by the shard.
+pub trait Cluster {
+    /// The authority's copy of the routing table.
+    fn table(&self) -> Ref<'_, RoutingTable>;
+    /// How many shards the node runs (queue homes are hashed over them).
+    fn shard_count(&self) -> usize;
+    /// A fresh queue id (never reused, survives restarts).
+    fn next_queue_id(&self) -> u64;
+    /// Persist `change` if it concerns durable entities, then apply it on
+    /// every shard and wait for all; each shard's answer (for a queue
+    /// deletion: the messages it held there).
+    ///
+    /// Errors: 541 INTERNAL_ERROR when the definitions log cannot be
+    /// written; the change is then applied nowhere.
+    fn broadcast(&self, change: MetaChange) -> impl Future<Output = AmqpResult<Vec<u32>>>;
+    /// (messages ready, consumers) of queue `id` on shard `home`; `None`
+    /// if it is gone meanwhile.
+    fn queue_stats(&self, home: ShardId, id: QueueId) -> impl Future<Output = Option<(u32, u32)>>;
 }

@@ -6,9 +6,10 @@ use super::api::{done, list, meta, node_name, visible};
 use super::http::{Request, Response};
 use super::json::{json_to_table, table_to_json};
 use super::Mgmt;
-use crate::mailbox::{Request as ShardReq, Response as ShardResp, Settle, ShardMsg};
+use crate::bus::{Request as ShardReq, Response as ShardResp, ShardMsg};
 use crate::defs::users::{PermissionDef, UserDef, HASHING};
 use crate::meta::MetaOp;
+use crate::queue::Settle;
 use amq_protocol::protocol::basic::AMQPProperties;
 use base64::Engine;
 use serde_json::{json, Value};
@@ -48,18 +49,17 @@ pub async fn route(
 ) -> Response {
     match (meth, s) {
         ("GET", ["vhosts"]) => {
-            let items = m
-                .shard
-                .table()
-                .vhosts
-                .iter()
-                .filter(|v| visible(m, user, v) || user.has_tag("monitoring"))
-                .map(|v| json!({"name": v, "tracing": false, "description": "", "tags": []}))
-                .collect();
+            let items =
+                m.cx.table()
+                    .vhosts
+                    .iter()
+                    .filter(|v| visible(m, user, v) || user.has_tag("monitoring"))
+                    .map(|v| json!({"name": v, "tracing": false, "description": "", "tags": []}))
+                    .collect();
             list(req, items)
         }
         ("GET", ["vhosts", v]) => {
-            if m.shard.table().vhosts.contains(*v) {
+            if m.cx.table().vhosts.contains(*v) {
                 Response::json(
                     200,
                     &json!({"name": v, "tracing": false, "description": "", "tags": []}),
@@ -88,8 +88,8 @@ pub async fn route(
             .await,
             204,
         ),
-        ("GET", ["users"]) => list(req, m.shard.table().users.values().map(user_json).collect()),
-        ("GET", ["users", name]) => match m.shard.table().users.get(*name) {
+        ("GET", ["users"]) => list(req, m.cx.table().users.values().map(user_json).collect()),
+        ("GET", ["users", name]) => match m.cx.table().users.get(*name) {
             Some(u) => Response::json(200, &user_json(u)),
             None => Response::error(404, "Object Not Found", "Not Found"),
         },
@@ -147,7 +147,7 @@ pub async fn route(
             done(meta(m, MetaOp::PermissionSet(p)).await, 201)
         }
         ("DELETE", ["permissions", v, u]) => {
-            if !m.shard.table().has_vhost_access(u, v) {
+            if !m.cx.table().has_vhost_access(u, v) {
                 return Response::error(404, "Object Not Found", "Not Found");
             }
             done(
@@ -181,7 +181,7 @@ pub async fn route(
             // An unresponsive shard is reported like a resource alarm: the
             // node is not healthy (see also `checks/shards`).
             let stalled = stalled_shards(m).await;
-            if m.shard.blocked.get() {
+            if m.cx.conns.blocked.get() {
                 Response::json(
                     503,
                     &json!({"status": "failed", "reason": "resource alarm(s) in effect", "alarms": [{"resource": "disk", "node": node_name()}]}),
@@ -221,7 +221,7 @@ pub async fn route(
         // Warren's per-shard liveness check: every shard must answer a
         // request through its mailbox within 5 s (a stalled shard fails it).
         ("GET", ["health", "checks", "shards"]) => {
-            let n = m.shard.shard_count();
+            let n = m.cx.shard_count();
             let stalled = stalled_shards(m).await;
             if stalled.is_empty() {
                 Response::json(200, &json!({"status": "ok", "shards": n}))
@@ -233,7 +233,7 @@ pub async fn route(
             }
         }
         ("GET", ["aliveness-test", v]) => {
-            if m.shard.table().vhosts.contains(*v) {
+            if m.cx.table().vhosts.contains(*v) {
                 Response::json(200, &json!({"status": "ok"}))
             } else {
                 Response::error(404, "Object Not Found", "vhost not found")
@@ -244,13 +244,12 @@ pub async fn route(
 }
 
 fn perms(m: &Mgmt) -> Vec<Value> {
-    let mut v: Vec<Value> = m
-        .shard
-        .table()
-        .permissions
-        .values()
-        .map(|p| perm_json(&p.def))
-        .collect();
+    let mut v: Vec<Value> =
+        m.cx.table()
+            .permissions
+            .values()
+            .map(|p| perm_json(&p.def))
+            .collect();
     v.sort_by_key(|p| p.to_string());
     v
 }
@@ -259,9 +258,9 @@ fn perms(m: &Mgmt) -> Vec<Value> {
 /// liveness check). All shards are asked at once; an unanswered request's
 /// slot is released when its wait is dropped (`Shard::call`).
 async fn stalled_shards(m: &Mgmt) -> Vec<usize> {
-    let n = m.shard.shard_count();
+    let n = m.cx.shard_count();
     let asks = (0..n).map(|s| {
-        m.shard.call(
+        m.cx.call(
             crate::ids::ShardId(s),
             ShardReq::QueueStats(crate::ids::QueueId(u64::MAX)),
         )
@@ -282,7 +281,7 @@ async fn stalled_shards(m: &Mgmt) -> Vec<usize> {
 
 /// Definitions in RabbitMQ's export format.
 pub fn export(m: &Mgmt, vhost: Option<&str>) -> Value {
-    let t = m.shard.table();
+    let t = m.cx.table();
     let exchanges: Vec<Value> = {
         let mut xs: Vec<_> = t
             .exchanges
@@ -308,7 +307,7 @@ pub fn export(m: &Mgmt, vhost: Option<&str>) -> Value {
         .map(|b| json!({"source": b["source"], "vhost": b["vhost"], "destination": b["destination"],
             "destination_type": b["destination_type"], "routing_key": b["routing_key"], "arguments": b["arguments"]}))
         .collect();
-    let t = m.shard.table();
+    let t = m.cx.table();
     // Vhost limits travel as runtime parameters, as in RabbitMQ's export.
     let mut parameters: Vec<Value> = t
         .vhost_limits
@@ -493,7 +492,7 @@ pub fn publish(m: &Mgmt, req: &Request, vhost: &str, exchange: &str) -> Response
     if p["headers"].is_object() {
         props = props.with_headers(json_to_table(&p["headers"]));
     }
-    if !exchange.is_empty() && m.shard.table().exchange(vhost, exchange).is_none() {
+    if !exchange.is_empty() && m.cx.table().exchange(vhost, exchange).is_none() {
         return Response::error(404, "Object Not Found", "Not Found");
     }
     let msg = Arc::new(crate::message::Message {
@@ -504,13 +503,12 @@ pub fn publish(m: &Mgmt, req: &Request, vhost: &str, exchange: &str) -> Response
         persistent: *props.delivery_mode() == Some(2),
     });
     let mut dests = Vec::new();
-    m.shard
-        .table()
+    m.cx.table()
         .route(vhost, exchange, &key, props.headers().as_ref(), &mut dests);
     dests.sort_unstable_by_key(|d| d.1);
     let routed = !dests.is_empty();
     for (qid, home) in dests {
-        m.shard.outbox.push(
+        m.cx.link.outbox.push(
             home,
             ShardMsg::Publish {
                 queues: smallvec::smallvec![qid],
@@ -529,11 +527,10 @@ pub async fn get_messages(m: &Mgmt, req: &Request, vhost: &str, name: &str) -> R
     let requeue = b["ackmode"].as_str().unwrap_or("ack_requeue_true") != "ack_requeue_false";
     let truncate = b["truncate"].as_u64().map(|t| t as usize);
     let base64_out = b["encoding"].as_str() == Some("base64");
-    let target = m
-        .shard
-        .table()
-        .queue(vhost, name)
-        .map(|q| (q.id, q.home, q.exclusive_owner.is_some()));
+    let target =
+        m.cx.table()
+            .queue(vhost, name)
+            .map(|q| (q.id, q.home, q.exclusive_owner.is_some()));
     let Some((id, home, _)) = target else {
         return Response::error(404, "Object Not Found", "Not Found");
     };
@@ -541,7 +538,7 @@ pub async fn get_messages(m: &Mgmt, req: &Request, vhost: &str, name: &str) -> R
     let mut taken = Vec::new();
     for _ in 0..count {
         let got = match m
-            .shard
+            .cx
             .call(
                 home,
                 ShardReq::Get {
@@ -589,7 +586,7 @@ pub async fn get_messages(m: &Mgmt, req: &Request, vhost: &str, name: &str) -> R
         taken.push(got.seq);
     }
     if requeue && !taken.is_empty() {
-        m.shard.outbox.push(
+        m.cx.link.outbox.push(
             home,
             ShardMsg::Settle {
                 queue: id,

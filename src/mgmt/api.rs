@@ -7,11 +7,11 @@ use super::http::{decode_path_segment, Request, Response};
 use super::json::{json_to_table, table_to_json};
 use super::stats::ShardSnapshot;
 use super::{admin, gather, metrics, Mgmt};
+use crate::bus::{Request as ShardReq, Response as ShardResp};
+use crate::defs::users::UserDef;
+use crate::defs::Dest;
 use crate::error::AmqpError;
 use crate::ids::ConnId;
-use crate::mailbox::{Request as ShardReq, Response as ShardResp};
-use crate::defs::Dest;
-use crate::defs::users::UserDef;
 use crate::meta::{MetaOp, MetaReply};
 use serde_json::{json, Value};
 use std::rc::Rc;
@@ -50,7 +50,7 @@ pub fn done(r: Result<MetaReply, Response>, status: u16) -> Response {
 }
 
 pub async fn meta(m: &Mgmt, op: MetaOp) -> Result<MetaReply, Response> {
-    match m.shard.call(m.shard.authority(), ShardReq::Meta(op)).await {
+    match m.cx.call(m.cx.authority(), ShardReq::Meta(op)).await {
         ShardResp::Meta(Ok(r)) => Ok(r),
         ShardResp::Meta(Err(e)) => Err(amqp_error(&e)),
         _ => Err(Response::error(500, "internal_error", "unexpected reply")),
@@ -145,7 +145,7 @@ fn project(v: &Value, cols: &[&str]) -> Value {
 
 /// May `user` see objects of `vhost` in listings? (The gate's rule.)
 pub fn visible(m: &Mgmt, user: &UserDef, vhost: &str) -> bool {
-    crate::meta::access::vhost(&m.shard.table(), user, vhost)
+    crate::meta::access::vhost(&m.cx.table(), user, vhost)
 }
 
 fn queue_json(m: &Mgmt, q: &super::stats::QueueInfo, node: &str) -> Value {
@@ -177,11 +177,17 @@ fn exchanges_json(
     vhost: Option<&str>,
     user: &UserDef,
 ) -> Vec<Value> {
-    let t = m.shard.table();
-    let mut stats: Vec<(String, String, u64, u64)> = Vec::new();
+    let t = m.cx.table();
+    let mut stats: Vec<super::stats::ExchangeCounts> = Vec::new();
     for s in snaps {
-        for (v, x, i, o) in &s.exchanges {
-            super::stats::merge_exchange(&mut stats, v, x, *i, *o);
+        for e in &s.exchanges {
+            super::stats::merge_exchange(
+                &mut stats,
+                &e.vhost,
+                &e.name,
+                e.publish_in,
+                e.publish_out,
+            );
         }
     }
     let mut out: Vec<Value> = Vec::new();
@@ -206,8 +212,8 @@ fn exchanges_json(
         };
         let (i, o) = stats
             .iter()
-            .find(|s| s.0 == v && s.1 == n)
-            .map(|s| (s.2, s.3))
+            .find(|s| s.vhost == v && s.name == n)
+            .map(|s| (s.publish_in, s.publish_out))
             .unwrap_or((0, 0));
         let prefix = format!("exchange|{v}|{n}|");
         out.push(json!({
@@ -243,7 +249,7 @@ pub fn properties_key(key: &str, args: &Value) -> String {
 }
 
 pub fn bindings_json(m: &Mgmt, vhost: Option<&str>) -> Vec<Value> {
-    let t = m.shard.table();
+    let t = m.cx.table();
     let mut out = Vec::new();
     // The implicit default-exchange binding of every queue comes first.
     let mut queues: Vec<_> = t
@@ -319,12 +325,12 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             *kind,
             "queues" | "exchanges" | "bindings" | "consumers" | "definitions" | "permissions"
         ) || (*kind == "vhosts" && !rest.is_empty());
-        if scoped && !m.shard.table().vhosts.contains(*v) {
+        if scoped && !m.cx.table().vhosts.contains(*v) {
             return Response::error(404, "Object Not Found", "Not Found");
         }
     }
     // The one authorisation gate, before any route runs.
-    if let Err(r) = super::gate::authorize(&m.shard.table(), &user, meth, &s[1..]) {
+    if let Err(r) = super::gate::authorize(&m.cx.table(), &user, meth, &s[1..]) {
         return r;
     }
     match (meth, &s[1..]) {
@@ -333,7 +339,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         ("GET", ["nodes", _]) => Response::json(200, &node_json(m).await),
         ("GET", ["whoami"]) => Response::json(200, &json!({"name": user.name, "tags": user.tags})),
         ("GET", ["connections"]) => {
-            let snaps = gather(&m.shard).await;
+            let snaps = gather(&m.cx).await;
             let items = snaps
                 .iter()
                 .flat_map(|s| s.connections.iter())
@@ -343,7 +349,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             list(req, items)
         }
         ("GET", ["connections", name]) => {
-            let snaps = gather(&m.shard).await;
+            let snaps = gather(&m.cx).await;
             match snaps
                 .iter()
                 .flat_map(|s| s.connections.iter())
@@ -354,7 +360,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             }
         }
         ("DELETE", ["connections", name]) => {
-            let snaps = gather(&m.shard).await;
+            let snaps = gather(&m.cx).await;
             let Some(c) = snaps
                 .iter()
                 .flat_map(|s| s.connections.iter())
@@ -366,16 +372,15 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
                 .header("x-reason")
                 .or_else(|| q(req, "reason"))
                 .unwrap_or_else(|| "Closed via management plugin".into());
-            m.shard
-                .call(
-                    crate::ids::ShardId(c.shard),
-                    ShardReq::CloseConnection(c.name.clone(), reason),
-                )
-                .await;
+            m.cx.call(
+                crate::ids::ShardId(c.shard),
+                ShardReq::CloseConnection(c.name.clone(), reason),
+            )
+            .await;
             Response::no_content()
         }
         ("GET", ["channels"]) => {
-            let snaps = gather(&m.shard).await;
+            let snaps = gather(&m.cx).await;
             let items = snaps.iter().flat_map(|s| s.channels.iter()).filter(|c| crate::meta::access::connection(&user, &c.user)).map(|c| {
                 let prefix = format!("channel|{}|{} ({})|", c.vhost, c.connection, c.number);
                 json!({"name": format!("{} ({})", c.connection, c.number), "number": c.number, "vhost": c.vhost,
@@ -389,7 +394,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         }
         ("GET", ["consumers"]) | ("GET", ["consumers", _]) => {
             let vh = s.get(2).copied();
-            let snaps = gather(&m.shard).await;
+            let snaps = gather(&m.cx).await;
             let items = snaps
                 .iter()
                 .flat_map(|s| s.consumers.iter())
@@ -403,15 +408,12 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
                 .collect();
             list(req, items)
         }
-        ("GET", ["exchanges"]) => {
-            list(req, exchanges_json(m, &gather(&m.shard).await, None, &user))
+        ("GET", ["exchanges"]) => list(req, exchanges_json(m, &gather(&m.cx).await, None, &user)),
+        ("GET", ["exchanges", v]) => {
+            list(req, exchanges_json(m, &gather(&m.cx).await, Some(v), &user))
         }
-        ("GET", ["exchanges", v]) => list(
-            req,
-            exchanges_json(m, &gather(&m.shard).await, Some(v), &user),
-        ),
         ("GET", ["exchanges", v, n]) => {
-            let all = exchanges_json(m, &gather(&m.shard).await, Some(v), &user);
+            let all = exchanges_json(m, &gather(&m.cx).await, Some(v), &user);
             match all.into_iter().find(|x| x["name"] == *n) {
                 Some(x) => Response::json(200, &x),
                 None => Response::error(404, "Object Not Found", "Not Found"),
@@ -442,7 +444,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             done(meta(m, op).await, 201)
         }
         ("DELETE", ["exchanges", v, n]) => {
-            if m.shard.table().exchange(v, n).is_none() {
+            if m.cx.table().exchange(v, n).is_none() {
                 return Response::error(404, "Object Not Found", "Not Found");
             }
             let op = MetaOp::ExchangeDelete {
@@ -469,7 +471,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         }
         ("GET", ["queues"]) | ("GET", ["queues", _]) => {
             let vh = s.get(2).copied();
-            let snaps = gather(&m.shard).await;
+            let snaps = gather(&m.cx).await;
             let node = node_name();
             let mut items: Vec<Value> = snaps
                 .iter()
@@ -484,7 +486,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             list(req, items)
         }
         ("GET", ["queues", v, n]) => {
-            let snaps = gather(&m.shard).await;
+            let snaps = gather(&m.cx).await;
             match snaps
                 .iter()
                 .flat_map(|s| s.queues.iter())
@@ -519,7 +521,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             done(meta(m, op).await, 201)
         }
         ("DELETE", ["queues", v, n]) => {
-            if m.shard.table().queue(v, n).is_none() {
+            if m.cx.table().queue(v, n).is_none() {
                 return Response::error(404, "Object Not Found", "Not Found");
             }
             let op = MetaOp::QueueDelete {
@@ -532,11 +534,11 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             done(meta(m, op).await, 204)
         }
         ("DELETE", ["queues", v, n, "contents"]) => {
-            let target = m.shard.table().queue(v, n).map(|q| (q.id, q.home));
+            let target = m.cx.table().queue(v, n).map(|q| (q.id, q.home));
             let Some((id, home)) = target else {
                 return Response::error(404, "Object Not Found", "Not Found");
             };
-            m.shard.call(home, ShardReq::Purge(id)).await;
+            m.cx.call(home, ShardReq::Purge(id)).await;
             Response::no_content()
         }
         ("POST", ["queues", v, n, "get"]) => admin::get_messages(m, req, v, n).await,
@@ -622,14 +624,14 @@ fn conn_json(m: &Mgmt, c: &super::stats::ConnInfo) -> Value {
 
 async fn node_json(m: &Mgmt) -> Value {
     json!({"name": node_name(), "type": "disc", "running": true, "mem_used": metrics::rss_bytes(),
-        "uptime": m.started.elapsed().as_millis() as u64, "processors": m.shard.shard_count(),
+        "uptime": m.started.elapsed().as_millis() as u64, "processors": m.cx.shard_count(),
         "fd_used": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
-        "disk_free_alarm": m.shard.blocked.get(), "mem_alarm": false})
+        "disk_free_alarm": m.cx.conns.blocked.get(), "mem_alarm": false})
 }
 
 async fn overview(m: &Mgmt, _req: &Request) -> Response {
-    let snaps = gather(&m.shard).await;
-    let t = m.shard.table();
+    let snaps = gather(&m.cx).await;
+    let t = m.cx.table();
     let (mut ready, mut unacked, mut queues, mut consumers) = (0u64, 0u64, 0u64, 0u64);
     for s in &snaps {
         for q in &s.queues {
@@ -656,7 +658,7 @@ async fn overview(m: &Mgmt, _req: &Request) -> Response {
                 ("ack", get("all|||ack")), ("confirm", get("all|||confirm"))]),
             "listeners": [{"node": node_name(), "protocol": "amqp", "ip_address": "::", "port": m.amqp_port},
                           {"node": node_name(), "protocol": "http", "ip_address": "::", "port": m.http_port}],
-            "shards": m.shard.shard_count(),
+            "shards": m.cx.shard_count(),
         }),
     )
 }

@@ -11,8 +11,8 @@
 //! regular expressions as over AMQP).
 
 use super::http::Response;
-use crate::meta::access;
 use crate::defs::users::{Access, UserDef};
+use crate::meta::access;
 use crate::routing::RoutingTable;
 
 /// What one route needs.

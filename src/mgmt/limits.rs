@@ -48,11 +48,11 @@ fn unrecognised(name: &str, value: i64, what: &str) -> Response {
 pub async fn route(m: &Mgmt, req: &Request, meth: &str, s: &[&str]) -> Option<Response> {
     Some(match (meth, s) {
         ("GET", ["vhost-limits"]) => {
-            let all = m.shard.table().vhost_limits.clone().into_iter().collect();
+            let all = m.cx.table().vhost_limits.clone().into_iter().collect();
             list(req, entries("vhost", all))
         }
         ("GET", ["vhost-limits", v]) => {
-            let t = m.shard.table();
+            let t = m.cx.table();
             if !t.vhosts.contains(*v) {
                 return Some(Response::error(404, "Object Not Found", "Not Found"));
             }
@@ -65,7 +65,7 @@ pub async fn route(m: &Mgmt, req: &Request, meth: &str, s: &[&str]) -> Option<Re
                 Ok(n) => n,
                 Err(r) => return Some(r),
             };
-            if !m.shard.table().vhosts.contains(*v) {
+            if !m.cx.table().vhosts.contains(*v) {
                 return Some(Response::error(404, "not_found", "vhost_not_found"));
             }
             if !VHOST_LIMITS.contains(name) {
@@ -79,7 +79,7 @@ pub async fn route(m: &Mgmt, req: &Request, meth: &str, s: &[&str]) -> Option<Re
             done(meta(m, op).await, 204)
         }
         ("DELETE", ["vhost-limits", v, name]) => {
-            if !m.shard.table().vhosts.contains(*v) {
+            if !m.cx.table().vhosts.contains(*v) {
                 return Some(Response::error(404, "not_found", "vhost_not_found"));
             }
             if !VHOST_LIMITS.contains(name) {
@@ -93,11 +93,11 @@ pub async fn route(m: &Mgmt, req: &Request, meth: &str, s: &[&str]) -> Option<Re
             done(meta(m, op).await, 204)
         }
         ("GET", ["user-limits"]) => {
-            let all = m.shard.table().user_limits.clone().into_iter().collect();
+            let all = m.cx.table().user_limits.clone().into_iter().collect();
             list(req, entries("user", all))
         }
         ("GET", ["user-limits", u]) => {
-            let t = m.shard.table();
+            let t = m.cx.table();
             if !t.users.contains_key(*u) {
                 return Some(Response::error(404, "Object Not Found", "Not Found"));
             }
@@ -110,7 +110,7 @@ pub async fn route(m: &Mgmt, req: &Request, meth: &str, s: &[&str]) -> Option<Re
                 Ok(n) => n,
                 Err(r) => return Some(r),
             };
-            if !m.shard.table().users.contains_key(*u) {
+            if !m.cx.table().users.contains_key(*u) {
                 return Some(Response::json(
                     400,
                     &json!({"error": "bad_request", "reason": ["no_such_user", u]}),
@@ -131,7 +131,7 @@ pub async fn route(m: &Mgmt, req: &Request, meth: &str, s: &[&str]) -> Option<Re
             done(meta(m, op).await, 204)
         }
         ("DELETE", ["user-limits", u, name]) => {
-            if !m.shard.table().users.contains_key(*u) || !USER_LIMITS.contains(name) {
+            if !m.cx.table().users.contains_key(*u) || !USER_LIMITS.contains(name) {
                 // RabbitMQ answers 500 for a missing user; nothing to clear.
                 return Some(Response::no_content());
             }

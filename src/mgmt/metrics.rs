@@ -45,7 +45,7 @@ impl Out {
 }
 
 pub async fn render(m: &Mgmt) -> Response {
-    let snaps = gather(&m.shard).await;
+    let snaps = gather(&m.cx).await;
     let mut o = Out(String::new());
     type QueueField = fn(&super::stats::QueueInfo) -> u64;
     let queue_gauges: [(&str, &str, QueueField); 3] = [
@@ -183,6 +183,6 @@ pub async fn render(m: &Mgmt) -> Response {
         "gauge",
         "1 while persistent publishes are refused for lack of disk",
     );
-    o.sample("warren_disk_alarm", &[], m.shard.blocked.get() as u8);
+    o.sample("warren_disk_alarm", &[], m.cx.conns.blocked.get() as u8);
     Response::text(200, "text/plain; version=0.0.4; charset=utf-8", o.0)
 }

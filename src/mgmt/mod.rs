@@ -3,7 +3,7 @@
 //!
 //! Owns: the HTTP listener (on shard 0) and the rate sampler. Statistics
 //! come from every shard's own counters through mailbox requests
-//! ([`stats::snapshot`] runs on each shard); nothing here reads another
+//! (`shard::snapshot` runs on each shard); nothing here reads another
 //! shard's memory or takes a lock, and nothing here is on the data path.
 
 pub mod admin;
@@ -14,12 +14,12 @@ pub mod http;
 pub mod json;
 pub mod limits;
 pub mod metrics;
-pub mod stats;
+pub use crate::bus::stats;
 
-use crate::mailbox::{Request, Response};
+use crate::bus::{Request, Response};
+use crate::channel::Cx;
 use crate::defs::users::UserDef;
 use crate::net::SharedStream;
-use crate::shard::Shard;
 use bytes::BytesMut;
 use serde_json::{json, Map, Value};
 use stats::ShardSnapshot;
@@ -37,7 +37,7 @@ pub struct Rates {
 }
 
 pub struct Mgmt {
-    pub shard: Rc<Shard>,
+    pub cx: Cx,
     pub rates: RefCell<Rates>,
     pub started: Instant,
     pub amqp_port: u16,
@@ -45,13 +45,16 @@ pub struct Mgmt {
 }
 
 /// Ask every shard for its snapshot (requests go out together).
-pub async fn gather(shard: &Rc<Shard>) -> Vec<ShardSnapshot> {
-    let slots: Vec<_> = (0..shard.shard_count())
-        .map(|s| shard.send_request(crate::ids::ShardId(s), Request::Snapshot))
+pub async fn gather(cx: &Cx) -> Vec<ShardSnapshot> {
+    let slots: Vec<_> = (0..cx.shard_count())
+        .map(|s| {
+            cx.link
+                .send_request(crate::ids::ShardId(s), Request::Snapshot)
+        })
         .collect();
     let mut out = Vec::new();
     for s in slots {
-        if let Response::Snapshot(snap) = Shard::wait_slot(s).await {
+        if let Response::Snapshot(snap) = s.wait().await {
             out.push(*snap);
         }
     }
@@ -71,9 +74,10 @@ pub fn counters(snaps: &[ShardSnapshot]) -> HashMap<String, u64> {
             add("all|||deliver_get".into(), q.stats.deliver + q.stats.get);
             add("all|||ack".into(), q.stats.ack);
         }
-        for (v, x, i, o) in &s.exchanges {
-            add(format!("exchange|{v}|{x}|publish_in"), *i);
-            add(format!("exchange|{v}|{x}|publish_out"), *o);
+        for e in &s.exchanges {
+            let (v, x) = (&e.vhost, &e.name);
+            add(format!("exchange|{v}|{x}|publish_in"), e.publish_in);
+            add(format!("exchange|{v}|{x}|publish_out"), e.publish_out);
         }
         for c in &s.channels {
             let k = format!("channel|{}|{} ({})|", c.vhost, c.connection, c.number);
@@ -115,7 +119,7 @@ impl Mgmt {
         let Some((user, pass)) = &req.auth else {
             return Err(http::Response::error(401, "not_authorised", "Login failed"));
         };
-        let u = self.shard.table().users.get(user).cloned();
+        let u = self.cx.table().users.get(user).cloned();
         match u {
             Some(u) if u.check_password(pass) => {
                 if ["administrator", "management", "monitoring", "policymaker"]
@@ -139,7 +143,7 @@ impl Mgmt {
 /// Sample counters every few seconds to compute rates.
 async fn sampler(m: Rc<Mgmt>) {
     loop {
-        let snaps = gather(&m.shard).await;
+        let snaps = gather(&m.cx).await;
         let cur = counters(&snaps);
         let now = Instant::now();
         {
@@ -164,14 +168,9 @@ async fn sampler(m: Rc<Mgmt>) {
 }
 
 /// Start the management listener on this shard (shard 0).
-pub fn start(
-    shard: Rc<Shard>,
-    listener: glommio::net::TcpListener,
-    amqp_port: u16,
-    http_port: u16,
-) {
+pub fn start(cx: Cx, listener: glommio::net::TcpListener, amqp_port: u16, http_port: u16) {
     let m = Rc::new(Mgmt {
-        shard,
+        cx,
         rates: RefCell::new(Rates::default()),
         started: Instant::now(),
         amqp_port,
@@ -188,7 +187,7 @@ pub fn start(
             glommio::spawn_local(async move {
                 let stream = SharedStream::new(stream);
                 let mut buf = BytesMut::with_capacity(16 * 1024);
-                let idle = Duration::from_millis(m.shard.config.mgmt_idle_timeout_ms);
+                let idle = Duration::from_millis(m.cx.link.config.mgmt_idle_timeout_ms);
                 loop {
                     let req = match http::read_request_within(&stream, &mut buf, idle).await {
                         http::Read::Request(r) => r,

@@ -10,12 +10,41 @@
 //! slow consumer's write buffer or its shard's outbox: the consumer's shard
 //! returns credit after each socket write.
 
-use crate::ids::{ConsumerId, QueueId, ShardId};
-use crate::mailbox::{ConsumerSpec, Got, Settle};
-use crate::message::MsgRef;
 use crate::defs::QueueDef;
+use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
+use crate::message::MsgRef;
 use crate::store::{Position, Store};
 use std::collections::{HashMap, VecDeque};
+
+/// How a settled delivery leaves the queue (`basic.ack`, `basic.reject` /
+/// `basic.nack` with or without `requeue`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settle {
+    Ack,
+    Requeue,
+    Discard,
+}
+
+/// A consumer as registered at its queue's home shard.
+#[derive(Clone, Debug)]
+pub struct ConsumerSpec {
+    pub id: ConsumerId,
+    pub conn: ConnId,
+    pub channel: u16,
+    pub tag: String,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    pub prefetch: u16,
+}
+
+/// A message taken by `basic.get` (AMQP 0-9-1 basic.get-ok fields).
+#[derive(Debug)]
+pub struct Got {
+    pub msg: MsgRef,
+    pub seq: u64,
+    pub redelivered: bool,
+    pub remaining: u32,
+}
 
 /// Deliveries in flight to one consumer's socket before credit comes back.
 pub const SEND_WINDOW: u32 = 2048;

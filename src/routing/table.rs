@@ -6,9 +6,9 @@
 //! no lock and allocates only the small output vector.
 
 use super::{direct::DirectIndex, fanout::FanoutIndex, headers::headers_match, topic::TopicTrie};
-use crate::ids::{QueueId, ShardId};
-use crate::defs::{Dest, ExchangeDef, ExchangeKind, MetaChange, QueueDef};
 use crate::defs::users::{Access, CompiledPermission, UserDef};
+use crate::defs::{Dest, ExchangeDef, ExchangeKind, MetaChange, QueueDef};
+use crate::ids::{QueueId, ShardId};
 use amq_protocol::types::FieldTable;
 use std::collections::HashMap;
 

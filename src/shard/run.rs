@@ -2,9 +2,11 @@
 //! flusher tasks, the authority task (shard 0) and the listener.
 
 use super::Shard;
+use crate::bus::ShardMsg;
+use crate::channel::Cx;
 use crate::config::Config;
 use crate::ids::{QueueId, ShardId};
-use crate::mailbox::ShardMsg;
+use crate::net::SharedStream;
 use crate::store::SyncBatch;
 use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
 use glommio::{LocalExecutorBuilder, Placement};
@@ -140,10 +142,10 @@ async fn shard_main(boot: ShardBoot) {
         glommio::spawn_local(async move {
             let tx = sender.connect().await;
             loop {
-                let batch = sh.outbox.take(dest);
+                let batch = sh.link.outbox.take(dest);
                 if batch.is_empty() {
-                    let wait = sh.outbox.wait(dest);
-                    if sh.outbox.len(dest) == 0 {
+                    let wait = sh.link.outbox.wait(dest);
+                    if sh.link.outbox.len(dest) == 0 {
                         wait.await;
                     }
                     continue;
@@ -152,7 +154,7 @@ async fn shard_main(boot: ShardBoot) {
                 if tx.send(batch).await.is_err() {
                     return;
                 }
-                sh.outbox.drained.notify();
+                sh.link.outbox.drained.notify();
             }
         })
         .detach();
@@ -175,36 +177,36 @@ async fn shard_main(boot: ShardBoot) {
         let sh = shard.clone();
         glommio::spawn_local(async move {
             loop {
-                let batch = sh.outbox.take(sh.id);
+                let batch = sh.link.outbox.take(sh.id());
                 if batch.is_empty() {
-                    let wait = sh.outbox.wait(sh.id);
-                    if sh.outbox.len(sh.id) == 0 {
+                    let wait = sh.link.outbox.wait(sh.id());
+                    if sh.link.outbox.len(sh.id()) == 0 {
                         wait.await;
                     }
                     continue;
                 }
                 for m in batch {
-                    sh.handle(sh.id, m);
+                    sh.handle(sh.id(), m);
                 }
                 sh.flush_dirty();
-                sh.outbox.drained.notify();
+                sh.link.outbox.drained.notify();
                 // Let sockets and writers run between large batches.
                 futures_lite::future::yield_now().await;
             }
         })
         .detach();
     }
-    if id == shard.authority() {
+    if id == shard.link.authority() {
         let sh = shard.clone();
         glommio::spawn_local(async move {
             loop {
-                let wait = sh.meta_ready.wait();
-                let Some((from, req, op)) = sh.take_meta() else {
+                let wait = sh.authority.ready.wait();
+                let Some(crate::shard::MetaRequest { from, id, op }) = sh.take_meta() else {
                     wait.await;
                     continue;
                 };
-                let r = crate::meta::authority::execute(&sh, op).await;
-                sh.respond(from, req, crate::mailbox::Response::Meta(r));
+                let r = crate::meta::authority::execute(&*sh, op).await;
+                sh.link.respond(from, id, crate::bus::Response::Meta(r));
             }
         })
         .detach();
@@ -222,16 +224,16 @@ async fn shard_main(boot: ShardBoot) {
         }
     };
     let bound = listener.local_addr().map(|a| a.port()).unwrap_or(port);
-    shard.listen_port.set(bound);
+    shard.conns.listen_port.set(bound);
     let mut mgmt_port = None;
     if id.0 == 0 {
-        if let Some(p) = shard.config.mgmt_port {
-            let addr = std::net::SocketAddr::new(shard.config.mgmt_bind, p);
+        if let Some(p) = shard.config().mgmt_port {
+            let addr = std::net::SocketAddr::new(shard.config().mgmt_bind, p);
             match glommio::net::TcpListener::bind(addr) {
                 Ok(l) => {
                     let mp = l.local_addr().map(|a| a.port()).unwrap_or(p);
                     mgmt_port = Some(mp);
-                    crate::mgmt::start(shard.clone(), l, bound, mp);
+                    crate::mgmt::start(shard.cx(), l, bound, mp);
                 }
                 Err(e) => {
                     let _ = ready.send(Err(format!("cannot listen for management on {addr}: {e}")));
@@ -241,23 +243,23 @@ async fn shard_main(boot: ShardBoot) {
         }
     }
     let _ = ready.send(Ok((bound, mgmt_port)));
-    crate::net::accept_loop(shard, listener).await;
+    accept_loop(shard.cx(), listener).await;
 }
 
 /// Replay durable definitions into this shard's table; queues homed here
 /// recover their messages from this shard's store (every shard does this in
 /// parallel, each on its own files).
 fn recover(shard: &Rc<Shard>) -> Result<(), String> {
-    let data_dir = shard.config.data_dir.clone();
+    let data_dir = shard.config().data_dir.clone();
     let mut changes = crate::meta::persist::load(&data_dir);
-    crate::meta::persist::rehome(&mut changes, shard.shard_count());
+    crate::meta::persist::rehome(&mut changes, shard.link.shard_count());
     let mut max_id = 0;
     if !changes
         .iter()
         .any(|c| matches!(c, crate::defs::MetaChange::VhostAdded { .. }))
     {
         // First boot (or every vhost was deleted): the default vhost and user.
-        changes.splice(0..0, crate::meta::authority::defaults(&shard.config));
+        changes.splice(0..0, crate::meta::authority::defaults(shard.config()));
     }
     for c in changes {
         if let crate::defs::MetaChange::QueueDeclared(q) = &c {
@@ -269,24 +271,26 @@ fn recover(shard: &Rc<Shard>) -> Result<(), String> {
     // entries of deleted queues can never be claimed by a later one.
     let live = durable_positions(shard);
     shard
+        .home
         .store
         .borrow_mut()
         .finish_recovery(live.iter().map(|(q, l)| (*q, &l[..])))
         .map_err(|e| format!("cannot rewrite the queue journal: {e}"))?;
-    if shard.id == shard.authority() {
+    if shard.id() == shard.link.authority() {
         shard.set_next_queue_id(max_id + 1);
-        let snap = crate::meta::persist::snapshot(&shard.table());
+        let snap = crate::meta::persist::snapshot(&shard.link.table());
         let log = crate::meta::persist::DefinitionsLog::rewrite(&data_dir, &snap)
             .map_err(|e| e.to_string())?;
-        *shard.defs_log.borrow_mut() = Some(log);
+        *shard.authority.defs_log.borrow_mut() = Some(log);
     }
     Ok(())
 }
 
 /// Every durable queue's live messages on this shard (journal snapshot).
 fn durable_positions(shard: &Shard) -> Vec<(QueueId, crate::store::journal::Live)> {
-    let st = shard.store.borrow();
+    let st = shard.home.store.borrow();
     shard
+        .home
         .queues
         .borrow()
         .values()
@@ -299,12 +303,12 @@ fn durable_positions(shard: &Shard) -> Vec<(QueueId, crate::store::journal::Live
 /// since the previous sync, then all the confirms waiting on it go out.
 /// The fsync runs on glommio's blocking pool so the shard keeps serving.
 async fn sync_task(shard: Rc<Shard>) {
-    let interval = Duration::from_millis(shard.config.flush_interval_ms.max(1));
+    let interval = Duration::from_millis(shard.config().flush_interval_ms.max(1));
     let mut last_compaction = std::time::Instant::now();
     let mut last_shed = std::time::Instant::now();
     loop {
-        let wait = shard.sync_needed.wait();
-        let urgent = !shard.store.borrow().waiting.is_empty();
+        let wait = shard.home.sync_needed.wait();
+        let urgent = shard.home.sync_is_urgent();
         if !urgent {
             let _ = glommio::timer::timeout(interval, async {
                 wait.await;
@@ -312,21 +316,21 @@ async fn sync_task(shard: Rc<Shard>) {
             })
             .await;
         }
-        if shard.blocked.get() && shard.store.borrow().has_room() {
-            shard.store.borrow_mut().disk_full = false;
-            shard.set_blocked(false);
+        if shard.conns.blocked.get() && shard.home.store.borrow().has_room() {
+            shard.home.store.borrow_mut().disk_full = false;
+            shard.conns.set_blocked(false);
         }
         if last_shed.elapsed() > Duration::from_secs(5) {
             last_shed = std::time::Instant::now();
-            shard.store.borrow().shed_cold();
+            shard.home.store.borrow().shed_cold();
         }
-        if !shard.store.borrow().needs_sync() {
+        if !shard.home.store.borrow().needs_sync() {
             continue;
         }
-        let batch = shard.store.borrow_mut().prepare_sync();
+        let batch = shard.home.store.borrow_mut().prepare_sync();
         let SyncBatch {
             files,
-            confirms,
+            generation,
             wrote,
         } = batch;
         let synced = if files.is_empty() {
@@ -336,13 +340,14 @@ async fn sync_task(shard: Rc<Shard>) {
                 .spawn_blocking(move || files.iter().all(|f| f.sync().is_ok()))
                 .await
         };
-        sync_done(&shard, confirms, synced && wrote);
+        sync_done(&shard, generation, synced && wrote);
         if last_compaction.elapsed() > Duration::from_secs(5)
-            && shard.store.borrow().needs_compaction()
+            && shard.home.store.borrow().needs_compaction()
         {
             last_compaction = std::time::Instant::now();
             let live = durable_positions(&shard);
             let job = shard
+                .home
                 .store
                 .borrow_mut()
                 .begin_compaction(live.iter().map(|(q, l)| (*q, &l[..])));
@@ -361,6 +366,7 @@ async fn sync_task(shard: Rc<Shard>) {
                     .spawn_blocking(move || crate::store::journal::write_new(&path, &bytes))
                     .await;
                 shard
+                    .home
                     .store
                     .borrow_mut()
                     .finish_compaction(len, entries, live, result);
@@ -371,15 +377,9 @@ async fn sync_task(shard: Rc<Shard>) {
 
 /// A group commit finished: free released segments, then confirm what it
 /// made durable (or nack it all if the write or the sync failed).
-fn sync_done(shard: &Shard, confirms: Vec<crate::mailbox::ConfirmRef>, ok: bool) {
-    shard.store.borrow_mut().finish_sync();
-    for c in confirms {
-        if ok {
-            shard.confirm(c);
-        } else {
-            shard.nack(c);
-        }
-    }
+fn sync_done(shard: &Shard, generation: u64, ok: bool) {
+    shard.home.store.borrow_mut().finish_sync();
+    shard.home.synced(generation, ok);
     shard.flush_dirty();
 }
 
@@ -393,13 +393,42 @@ async fn shutdown_watch(shard: Rc<Shard>, flag: Arc<AtomicBool>, stopped: mpsc::
             glommio::timer::sleep(Duration::from_millis(100)).await;
             let SyncBatch {
                 files,
-                confirms,
+                generation,
                 wrote,
-            } = shard.store.borrow_mut().prepare_sync();
+            } = shard.home.store.borrow_mut().prepare_sync();
             let synced = files.iter().all(|f| f.sync().is_ok());
-            sync_done(&shard, confirms, synced && wrote);
-            let _ = stopped.send(shard.id);
+            sync_done(&shard, generation, synced && wrote);
+            let _ = stopped.send(shard.id());
             return;
+        }
+    }
+}
+
+/// Accept connections on this shard's SO_REUSEPORT listener forever, one
+/// task per connection. Every shard binds the same port with SO_REUSEPORT
+/// (glommio's `TcpListener::bind` sets it), so the kernel spreads accepted
+/// connections across shards with no shared accept queue or lock.
+async fn accept_loop(cx: Cx, listener: glommio::net::TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                let peer = match stream.peer_addr() {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                };
+                let sh = cx.clone();
+                glommio::spawn_local(crate::channel::connection::serve(
+                    sh,
+                    SharedStream::new(stream),
+                    peer,
+                ))
+                .detach();
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
         }
     }
 }

@@ -9,8 +9,11 @@
 //! once no queue references it any more.
 //!
 //! Group commit: appends go to the mapping / journal buffer immediately;
-//! publisher confirms (and tx commit-oks) wait in [`Store::waiting`] until
-//! the shard's sync task has made everything appended so far durable with
+//! whoever must wait for durability (the shard, for publisher confirms and
+//! tx commit-oks) takes a sync generation from [`Store::await_sync`] and
+//! acts once a [`SyncBatch`] of that generation has finished: the store
+//! knows nothing of who waits. The shard's sync task makes everything
+//! appended so far durable with
 //! one `fdatasync` per dirty file, run off the executor thread
 //! (`spawn_blocking`), so one flush covers every publisher. Must never:
 //! block the executor on `fsync`, keep a durable backlog in RAM beyond the
@@ -22,7 +25,6 @@ pub mod segment;
 
 use crate::error::InfraError;
 use crate::ids::{QueueId, SegmentId};
-use crate::mailbox::ConfirmRef;
 use crate::message::{Message, MsgRef};
 use bytes::Bytes;
 use journal::{Journal, Live};
@@ -39,7 +41,7 @@ pub struct Position {
     pub off: u32,
 }
 
-pub const DEFAULT_SEGMENT_SIZE: usize = 64 * 1024 * 1024;
+pub use crate::config::DEFAULT_SEGMENT_SIZE;
 
 /// A file to make durable at the next group commit.
 pub enum SyncFile {
@@ -59,8 +61,10 @@ impl SyncFile {
 /// What [`Store::prepare_sync`] hands the sync task.
 pub struct SyncBatch {
     pub files: Vec<SyncFile>,
-    /// Acknowledgements to give once `files` are synced.
-    pub confirms: Vec<ConfirmRef>,
+    /// The sync generation this batch completes: every
+    /// [`Store::await_sync`] that returned a generation up to this one is
+    /// durable once `files` are synced.
+    pub generation: u64,
     /// False if buffered journal entries could not be written (they stay
     /// buffered for the next attempt; the confirms must be nacked).
     pub wrote: bool,
@@ -98,8 +102,10 @@ pub struct Store {
     deleting: Vec<SegmentId>,
     /// Delivered-flag entries not yet written to the journal.
     unwritten_deliveries: bool,
-    /// Confirms to send once the next sync completes.
-    pub waiting: Vec<ConfirmRef>,
+    /// Someone waits for the next sync ([`Store::await_sync`]).
+    waiters: bool,
+    /// The generation the next [`Store::prepare_sync`] completes.
+    next_generation: u64,
     /// Set while segment allocation fails (disk full).
     pub disk_full: bool,
     pub fsync: bool,
@@ -195,7 +201,8 @@ impl Store {
             releasable: Vec::new(),
             deleting: Vec::new(),
             unwritten_deliveries: false,
-            waiting: Vec::new(),
+            waiters: false,
+            next_generation: 1,
             disk_full: false,
             fsync,
         })
@@ -400,8 +407,20 @@ impl Store {
         self.durable.contains_key(&q)
     }
 
+    /// Wait for durability of everything appended so far: returns the
+    /// sync generation that covers it and asks for that sync to come soon.
+    pub fn await_sync(&mut self) -> u64 {
+        self.waiters = true;
+        self.next_generation
+    }
+
+    /// Someone waits for the next sync (it should not wait for the timer).
+    pub fn has_waiters(&self) -> bool {
+        self.waiters
+    }
+
     pub fn needs_sync(&self) -> bool {
-        !self.waiting.is_empty()
+        self.waiters
             || !self.dirty_segments.is_empty()
             || self.journal.has_pending()
             || !self.releasable.is_empty()
@@ -453,9 +472,12 @@ impl Store {
             // recovery skips (they had been acked).
             self.finish_sync();
         }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.waiters = false;
         SyncBatch {
             files,
-            confirms: std::mem::take(&mut self.waiting),
+            generation,
             wrote,
         }
     }

@@ -1,0 +1,82 @@
+//! The connection's socket tasks: the writer (one write per batch of
+//! replies, deliveries and confirms, then delivery credit back to the
+//! queues) and the heartbeat.
+//!
+//! Must never: hold a `RefCell` borrow across an `.await`, or write one
+//! syscall per delivery.
+
+use super::{Conn, Cx};
+use crate::bus::ShardMsg;
+use crate::net::SharedStream;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Flush `Conn::out` to the socket: one write for everything appended since
+/// the last one (replies, deliveries, confirms), then return delivery credit
+/// to the queues whose messages were in it.
+pub async fn writer_task(cx: Cx, conn: Rc<Conn>, stream: SharedStream) {
+    // Grows with use; an idle connection keeps no large buffer around.
+    let mut spare: Vec<u8> = Vec::new();
+    loop {
+        let wait = conn.out_notify.wait();
+        let has_data = !conn.out.borrow().is_empty();
+        if !has_data {
+            if conn.closed.get() {
+                break;
+            }
+            wait.await;
+            continue;
+        }
+        std::mem::swap(&mut spare, &mut *conn.out.borrow_mut());
+        let credits = std::mem::take(&mut *conn.credits.borrow_mut());
+        let r = stream.write_all(&spare).await;
+        conn.send_oct.set(conn.send_oct.get() + spare.len() as u64);
+        conn.last_sent.set(Instant::now());
+        // Keep a modest buffer around; drop a huge one.
+        spare.clear();
+        if spare.capacity() > 4 * 1024 * 1024 {
+            spare = Vec::new();
+        }
+        for (home, queue, consumer, n) in credits {
+            cx.link
+                .outbox
+                .push(home, ShardMsg::Credit { queue, consumer, n });
+        }
+        conn.written.notify();
+        if r.is_err() {
+            conn.closed.set(true);
+            conn.closed_notify.notify();
+            break;
+        }
+    }
+    // Whatever is still owed goes back so queues do not stall.
+    for (home, queue, consumer, n) in std::mem::take(&mut *conn.credits.borrow_mut()) {
+        cx.link
+            .outbox
+            .push(home, ShardMsg::Credit { queue, consumer, n });
+    }
+    conn.written.notify();
+    stream.shutdown().await;
+}
+
+/// Send heartbeats when idle and drop a peer silent for two intervals.
+pub async fn heartbeat_task(conn: Rc<Conn>, interval: Duration) {
+    let tick = (interval / 2).max(Duration::from_millis(200));
+    loop {
+        glommio::timer::sleep(tick).await;
+        if conn.closed.get() {
+            return;
+        }
+        if conn.last_recv.get().elapsed() > interval * 2 {
+            tracing::info!(peer = %conn.peer, "missed heartbeats from client, closing");
+            conn.closed.set(true);
+            conn.out_notify.notify();
+            conn.closed_notify.notify();
+            return;
+        }
+        if conn.last_sent.get().elapsed() >= tick {
+            crate::codec::write_heartbeat(&mut conn.out.borrow_mut());
+            conn.out_notify.notify();
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The connection table: every connection and consumer on this shard, and
+//! the fan-outs that reach them (deliveries, confirms, connection.blocked).
+//!
+//! Owns: connections by id, consumer routes, the list of connections with
+//! confirms or writes to flush at the end of a batch, the disk-alarm
+//! `blocked` flag, and the counters of closed channels kept for the
+//! management API. Must never: await, lock, or touch a queue (queues are
+//! reached through the outbox).
+
+use super::{Conn, Handoff};
+use crate::bus::stats::ExchangeCounts;
+use crate::bus::{ConfirmRef, Link};
+use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
+use crate::message::MsgRef;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Where a consumer on this shard lives.
+#[derive(Clone, Debug)]
+pub struct ConsumerRoute {
+    pub conn: ConnId,
+    pub channel: u16,
+    pub tag: Rc<str>,
+    pub no_ack: bool,
+}
+
+/// Messages published and confirmed by channels that have closed, kept so
+/// the management API's totals never go backwards (messages).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClosedTotals {
+    pub publish: u64,
+    pub confirm: u64,
+}
+
+/// Every connection and consumer on one shard (see the module docs).
+pub struct ConnTable {
+    shard: ShardId,
+    /// Open (and closing) connections by id.
+    pub conns: RefCell<HashMap<ConnId, Rc<Conn>>>,
+    /// Consumers whose channels are on this shard.
+    pub consumers: RefCell<HashMap<ConsumerId, ConsumerRoute>>,
+    /// Connections with confirms or writes to flush at the end of a batch.
+    dirty: RefCell<Vec<Rc<Conn>>>,
+    next_conn: Cell<u64>,
+    next_consumer: Cell<u64>,
+    /// Publishers are told connection.blocked while the store cannot
+    /// allocate (disk full).
+    pub blocked: Cell<bool>,
+    /// The AMQP port (for connection names in listings).
+    pub listen_port: Cell<u16>,
+    /// Exchange counters of closed channels, kept for the management API.
+    pub closed_exchange_stats: RefCell<Vec<ExchangeCounts>>,
+    /// Counted by channels that have since closed.
+    pub closed_channel_totals: Cell<ClosedTotals>,
+}
+
+impl ConnTable {
+    /// An empty table for shard `shard`.
+    pub fn new(shard: ShardId) -> Self {
+        ConnTable {
+            shard,
+            conns: RefCell::new(HashMap::new()),
+            consumers: RefCell::new(HashMap::new()),
+            dirty: RefCell::new(Vec::new()),
+            next_conn: Cell::new(1),
+            next_consumer: Cell::new(1),
+            blocked: Cell::new(false),
+            listen_port: Cell::new(0),
+            closed_exchange_stats: RefCell::new(Vec::new()),
+            closed_channel_totals: Cell::new(ClosedTotals::default()),
+        }
+    }
+
+    /// A connection id unique on this node (the shard is part of it).
+    pub fn new_conn_id(&self) -> ConnId {
+        let n = self.next_conn.get();
+        self.next_conn.set(n + 1);
+        ConnId::new(self.shard, n)
+    }
+
+    /// A consumer id unique on this node (the shard is part of it).
+    pub fn new_consumer_id(&self) -> ConsumerId {
+        let n = self.next_consumer.get();
+        self.next_consumer.set(n + 1);
+        ConsumerId::new(self.shard, n)
+    }
+
+    /// The connection has confirms or writes to flush at the end of this
+    /// batch (each connection is listed once).
+    pub fn mark_dirty(&self, conn: &Rc<Conn>) {
+        if !conn.dirty.replace(true) {
+            self.dirty.borrow_mut().push(conn.clone());
+        }
+    }
+
+    /// End of a batch: emit coalesced confirms (one `basic.ack multiple`
+    /// per channel where possible) and wake the writers.
+    pub fn flush_dirty(&self) {
+        let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+        for c in dirty {
+            c.dirty.set(false);
+            if let Some(e) = c.flush_confirms() {
+                c.close_with_error(&e);
+            }
+        }
+    }
+
+    /// Hand a delivery to a consumer on this shard (see [`Handoff`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn deliver(
+        &self,
+        consumer: ConsumerId,
+        queue: QueueId,
+        home: ShardId,
+        seq: u64,
+        redelivered: bool,
+        msg: MsgRef,
+    ) -> Handoff {
+        let Some(route) = self.consumers.borrow().get(&consumer).cloned() else {
+            return Handoff::Gone;
+        };
+        let Some(conn) = self.conns.borrow().get(&route.conn).cloned() else {
+            return Handoff::Gone;
+        };
+        conn.deliver(&route, consumer, queue, home, seq, redelivered, msg)
+    }
+
+    /// A publisher confirm (`nack` false) or nack for a channel on this
+    /// shard; sent coalesced at [`ConnTable::flush_dirty`].
+    pub fn confirm(&self, c: ConfirmRef, nack: bool) {
+        let conn = self.conns.borrow().get(&c.conn).cloned();
+        if let Some(conn) = conn {
+            if conn.confirm_one(c.channel, c.seq, nack) && !conn.dirty.replace(true) {
+                self.dirty.borrow_mut().push(conn);
+            }
+        }
+    }
+
+    /// Server-sent `basic.cancel`: the consumer's queue went away.
+    pub fn consumer_cancelled(&self, consumer: ConsumerId) {
+        let route = self.consumers.borrow_mut().remove(&consumer);
+        if let Some(r) = route {
+            let conn = self.conns.borrow().get(&r.conn).cloned();
+            if let Some(conn) = conn {
+                conn.server_cancel(r.channel, &r.tag);
+            }
+        }
+    }
+
+    /// Enter or leave the disk alarm: tell every capable publishing client
+    /// on this shard with `connection.blocked` (reason "low on disk", as
+    /// RabbitMQ words it) / `connection.unblocked`.
+    pub fn set_blocked(&self, on: bool) {
+        if self.blocked.replace(on) == on {
+            return;
+        }
+        if on {
+            tracing::warn!(
+                shard = self.shard.0,
+                "disk alarm: persistent publishes are nacked until space frees up"
+            );
+        } else {
+            tracing::info!(shard = self.shard.0, "disk alarm cleared");
+        }
+        let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
+        for c in conns {
+            // Like RabbitMQ, only connections that publish are blocked.
+            if c.published.get() || c.blocked_sent.get() {
+                Self::notify_blocked(&c, on);
+            }
+        }
+    }
+
+    /// Send `connection.blocked` / `unblocked` to one connection if it
+    /// advertised the capability and its state changes.
+    pub fn notify_blocked(c: &Conn, on: bool) {
+        use amq_protocol::protocol::{connection, AMQPClass};
+        if !c.state.borrow().blocked_capable || !c.open.get() || c.blocked_sent.get() == on {
+            return;
+        }
+        c.blocked_sent.set(on);
+        let m = if on {
+            connection::AMQPMethod::Blocked(connection::Blocked {
+                reason: "low on disk".into(),
+            })
+        } else {
+            connection::AMQPMethod::Unblocked(connection::Unblocked {})
+        };
+        c.send_method(0, AMQPClass::Connection(m));
+    }
+}
+
+/// What the channel layer (and the management API) needs of its shard: the
+/// bus link and the connection table. Cloning is two reference counts.
+#[derive(Clone)]
+pub struct Cx {
+    pub link: Rc<Link>,
+    pub conns: Rc<ConnTable>,
+}
+
+impl Cx {
+    /// This shard's routing table (never hold across an `.await`).
+    pub fn table(&self) -> std::cell::Ref<'_, crate::routing::RoutingTable> {
+        self.link.table()
+    }
+
+    /// How many shards the node runs.
+    pub fn shard_count(&self) -> usize {
+        self.link.shard_count()
+    }
+
+    /// The metadata authority's shard.
+    pub fn authority(&self) -> ShardId {
+        self.link.authority()
+    }
+
+    /// Ask shard `to` and wait for its answer ([`Link::call`]).
+    pub fn call(
+        &self,
+        to: ShardId,
+        req: crate::bus::Request,
+    ) -> impl std::future::Future<Output = crate::bus::Response> + '_ {
+        self.link.call(to, req)
+    }
+}

@@ -1,0 +1,299 @@
+//! The queue home: the queues homed on this shard and the store that keeps
+//! their persistent messages.
+//!
+//! Owns: those queues, the store, the group-commit wake-up and the confirms
+//! waiting for a sync. Publishes, settlements and credit arrive here from
+//! the mailboxes; deliveries leave through the connection table (consumer
+//! on this shard) or the outbox (elsewhere). Must never: await, lock, or
+//! copy a message body (messages are shared `Arc`s).
+
+use crate::bus::{ConfirmRef, Link, QueueList, ShardMsg};
+use crate::channel::{ConnTable, Handoff};
+use crate::ids::{ConsumerId, QueueId, ShardId};
+use crate::mailbox::Notify;
+use crate::message::MsgRef;
+use crate::queue::{Delivery, Queue, Settle};
+use crate::store::Store;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+/// The queues homed on one shard and their store (see the module docs).
+pub struct QueueHome {
+    link: Rc<Link>,
+    conns: Rc<ConnTable>,
+    /// Queues homed here, by id.
+    pub queues: RefCell<HashMap<QueueId, Queue>>,
+    /// This shard's message store (segments and the queue journal).
+    pub store: RefCell<Store>,
+    /// Wakes the group-commit sync task.
+    pub sync_needed: Notify,
+    /// Confirms owed once the store's sync of that generation finishes
+    /// ([`Store::await_sync`]), oldest first.
+    awaiting: RefCell<VecDeque<(u64, ConfirmRef)>>,
+}
+
+impl QueueHome {
+    /// A home with no queues yet over `store`.
+    pub fn new(link: Rc<Link>, conns: Rc<ConnTable>, store: Store) -> Self {
+        QueueHome {
+            link,
+            conns,
+            queues: RefCell::new(HashMap::new()),
+            store: RefCell::new(store),
+            sync_needed: Notify::default(),
+            awaiting: RefCell::new(VecDeque::new()),
+        }
+    }
+
+    /// Confirms are waiting for the next sync (it should not wait for the
+    /// flush interval).
+    pub fn sync_is_urgent(&self) -> bool {
+        !self.awaiting.borrow().is_empty()
+    }
+
+    /// A sync of `generation` finished: confirm what it made durable (or
+    /// nack it all if the write or the fsync failed).
+    pub fn synced(&self, generation: u64, ok: bool) {
+        loop {
+            let next = {
+                let mut a = self.awaiting.borrow_mut();
+                match a.front() {
+                    Some((g, _)) if *g <= generation => a.pop_front().map(|(_, c)| c),
+                    _ => None,
+                }
+            };
+            let Some(c) = next else { break };
+            if ok {
+                self.confirm(c);
+            } else {
+                self.nack(c);
+            }
+        }
+    }
+
+    /// A message arrived for queues homed here: store it once if any of
+    /// them is durable and it is persistent, enqueue it, and confirm it
+    /// (after the next group commit when it was stored). A store that
+    /// cannot take it (disk full) raises the disk alarm and nacks it.
+    pub fn publish(&self, queues: QueueList, msg: MsgRef, confirm: Option<ConfirmRef>) {
+        let mut stored = None;
+        let mut failed = false;
+        {
+            let mut st = self.store.borrow_mut();
+            if msg.persistent && queues.iter().any(|q| st.is_durable(*q)) {
+                match st.append_message(&msg) {
+                    Ok(p) => stored = Some(p),
+                    Err(e) => {
+                        tracing::error!("cannot store message: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            if !failed {
+                let mut qs = self.queues.borrow_mut();
+                for qid in &queues {
+                    if let Some(q) = qs.get_mut(qid) {
+                        let pos = stored.filter(|_| st.is_durable(*qid));
+                        if let Some(p) = pos {
+                            st.enqueue(*qid, p);
+                        }
+                        q.publish(msg.clone(), pos);
+                    }
+                }
+            }
+            if let (Some(c), Some(_)) = (confirm, stored) {
+                let generation = st.await_sync();
+                self.awaiting.borrow_mut().push_back((generation, c));
+                self.sync_needed.notify();
+            }
+        }
+        if failed {
+            self.conns.set_blocked(true);
+        }
+        if let Some(c) = confirm {
+            if failed {
+                self.nack(c);
+            } else if stored.is_none() {
+                self.confirm(c);
+            }
+        }
+        if !failed {
+            for qid in &queues {
+                self.drain_queue(*qid);
+            }
+        }
+    }
+
+    /// Settle deliveries of `queue` (ack, requeue or discard).
+    pub fn settle(&self, queue: QueueId, seqs: &[u64], how: Settle) {
+        if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
+            q.settle(seqs, how, &mut self.store.borrow_mut());
+        }
+        self.drain_queue(queue);
+    }
+
+    /// Delivery credit back from a consumer's shard.
+    pub fn credit(&self, queue: QueueId, consumer: ConsumerId, n: u32) {
+        if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
+            q.credit(consumer, n);
+        }
+        self.drain_queue(queue);
+    }
+
+    /// A delivery came back undelivered (channel-wide prefetch reached).
+    pub fn returned(&self, queue: QueueId, consumer: ConsumerId, seq: u64) {
+        if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
+            q.returned(consumer, seq);
+        }
+        self.drain_queue(queue);
+    }
+
+    /// The consumer's channel is under its channel-wide prefetch again.
+    pub fn resume(&self, queue: QueueId, consumer: ConsumerId) {
+        if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
+            q.resume(consumer);
+        }
+        self.drain_queue(queue);
+    }
+
+    /// Dispatch every delivery the queue's consumers have credit for.
+    pub fn drain_queue(&self, qid: QueueId) {
+        let me = self.link.id;
+        loop {
+            let d = match self.queues.borrow_mut().get_mut(&qid) {
+                Some(q) => q.next_delivery(&mut self.store.borrow_mut()),
+                None => None,
+            };
+            let Some(d) = d else { return };
+            if d.shard == me {
+                let Delivery {
+                    consumer,
+                    seq,
+                    redelivered,
+                    ref msg,
+                    ..
+                } = d;
+                match self
+                    .conns
+                    .deliver(consumer, qid, me, seq, redelivered, msg.clone())
+                {
+                    Handoff::Taken => {}
+                    Handoff::Gone => {
+                        if let Some(q) = self.queues.borrow_mut().get_mut(&qid) {
+                            q.undeliverable(d);
+                        }
+                    }
+                    // The consumer is paused now, so the loop moves on.
+                    Handoff::OverLimit => {
+                        if let Some(q) = self.queues.borrow_mut().get_mut(&qid) {
+                            q.returned(consumer, seq);
+                        }
+                    }
+                }
+            } else {
+                // Batched: the outbox wakes the flusher once per batch.
+                self.link.outbox.push(
+                    d.shard,
+                    ShardMsg::Deliver {
+                        consumer: d.consumer,
+                        queue: qid,
+                        seq: d.seq,
+                        redelivered: d.redelivered,
+                        msg: d.msg,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A delivery from queue `queue` on shard `home` for a consumer on this
+    /// shard: hand it over, or send it back if the consumer is gone or its
+    /// channel is at its channel-wide prefetch.
+    pub fn deliver_from(
+        &self,
+        home: ShardId,
+        consumer: ConsumerId,
+        queue: QueueId,
+        seq: u64,
+        redelivered: bool,
+        msg: MsgRef,
+    ) {
+        let outbox = &self.link.outbox;
+        match self
+            .conns
+            .deliver(consumer, queue, home, seq, redelivered, msg)
+        {
+            Handoff::Taken => {}
+            Handoff::OverLimit => outbox.push(
+                home,
+                ShardMsg::Returned {
+                    queue,
+                    consumer,
+                    seq,
+                },
+            ),
+            Handoff::Gone => {
+                // The consumer is gone: hand the message back.
+                outbox.push(
+                    home,
+                    ShardMsg::Settle {
+                        queue,
+                        seqs: vec![seq],
+                        how: Settle::Requeue,
+                    },
+                );
+                outbox.push(
+                    home,
+                    ShardMsg::Credit {
+                        queue,
+                        consumer,
+                        n: 1,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A queue on this shard took a message that wants a confirm.
+    pub fn confirm(&self, c: ConfirmRef) {
+        let shard = c.conn.shard();
+        if shard == self.link.id {
+            self.conns.confirm(c, false);
+        } else {
+            self.link.outbox.push(shard, ShardMsg::Confirmed(c));
+        }
+    }
+
+    /// The broker could not take responsibility for a message.
+    pub fn nack(&self, c: ConfirmRef) {
+        let shard = c.conn.shard();
+        if shard == self.link.id {
+            self.conns.confirm(c, true);
+        } else {
+            self.link.outbox.push(shard, ShardMsg::Nacked(c));
+        }
+    }
+
+    /// Remove a queue (deleted, or its vhost was); its stored messages are
+    /// released and its consumers told with a server-sent basic.cancel.
+    /// Returns the messages it held.
+    pub fn remove(&self, id: QueueId) -> u32 {
+        let removed = self.queues.borrow_mut().remove(&id);
+        let Some(mut q) = removed else { return 0 };
+        let value = q.message_count();
+        let positions = q.all_positions();
+        {
+            let mut st = self.store.borrow_mut();
+            if st.is_durable(id) {
+                st.drop_queue(id, positions);
+            }
+        }
+        for c in q.take_consumers() {
+            self.link
+                .outbox
+                .push(c.id.shard(), ShardMsg::ConsumerCancelled { consumer: c.id });
+        }
+        value
+    }
+}
