@@ -1,0 +1,126 @@
+//! Content frames: the content header and body frames that follow a
+//! `basic.publish` (spec 4.2.6), and the fast paths for publish and
+//! settlement frames decoded without the generic parser.
+
+use super::*;
+
+#[allow(clippy::too_many_arguments)]
+pub fn content_header(
+    conn: &Conn,
+    cx: &Cx,
+    ch: u16,
+    class_id: u16,
+    body_size: u64,
+    props_raw: Bytes,
+    view: crate::codec::fast::PropsView,
+    headers: Option<amq_protocol::types::FieldTable>,
+) -> AmqpResult<()> {
+    let max = cx.link.config.max_message_size;
+    let mut st = conn.state.borrow_mut();
+    let vhost = st.vhost.clone();
+    let user_mismatch = view
+        .user_id
+        .as_ref()
+        .filter(|uid| **uid != st.user)
+        .map(|uid| (uid.clone(), st.user.clone()));
+    let Some(c) = st.channels.get_mut(&ch) else {
+        return Err(AmqpError::channel_error("expected 'channel.open'"));
+    };
+    if c.closing {
+        return Ok(());
+    }
+    let Some(p) = c.publish.as_mut() else {
+        return Err(AmqpError::unexpected_frame(
+            "expected method frame, got non method frame instead",
+        ));
+    };
+    if class_id != 60 || p.header.is_some() {
+        return Err(AmqpError::unexpected_frame(
+            "expected content body, got content header",
+        ));
+    }
+    if let Some((uid, user)) = user_mismatch {
+        return Err(AmqpError::precondition_failed(format!(
+            "user_id property set to '{uid}' but authenticated user was '{user}'"
+        )));
+    }
+    let header = Header {
+        body_size,
+        props_raw,
+        delivery_mode: view.delivery_mode,
+        headers,
+    };
+    let progress = p.on_header(header, max)?;
+    finish(cx, conn, &vhost, c, progress);
+    Ok(())
+}
+
+/// Checks every method on a channel needs first. Ok(false): the channel is
+/// closing and the frame is dropped, as the spec asks.
+pub fn ready_for_method(conn: &Conn, ch: u16) -> AmqpResult<bool> {
+    let st = conn.state.borrow();
+    let Some(c) = st.channels.get(&ch) else {
+        return Err(AmqpError::channel_error("expected 'channel.open'"));
+    };
+    if c.closing {
+        return Ok(false);
+    }
+    match c.publish.as_ref().map(|p| p.header.is_some()) {
+        Some(false) => Err(AmqpError::unexpected_frame(
+            "expected content header for class 60, got non content header frame instead",
+        )),
+        Some(true) => Err(AmqpError::unexpected_frame(
+            "expected content body, got non content body frame instead",
+        )),
+        None => Ok(true),
+    }
+}
+
+/// basic.publish from the fast path.
+pub fn publish_fast(
+    conn: &Conn,
+    cx: &Cx,
+    ch: u16,
+    p: crate::codec::fast::Publish,
+) -> AmqpResult<()> {
+    if !ready_for_method(conn, ch)? {
+        return Ok(());
+    }
+    basic_publish(
+        conn,
+        cx,
+        ch,
+        basic::Publish {
+            exchange: p.exchange,
+            routing_key: p.routing_key,
+            mandatory: p.mandatory,
+            immediate: p.immediate,
+        },
+    )
+}
+
+pub fn content_body(conn: &Conn, cx: &Cx, ch: u16, body: Bytes) -> AmqpResult<()> {
+    let mut st = conn.state.borrow_mut();
+    let vhost = st.vhost.clone();
+    let Some(c) = st.channels.get_mut(&ch) else {
+        return Err(AmqpError::channel_error("expected 'channel.open'"));
+    };
+    if c.closing {
+        return Ok(());
+    }
+    let Some(p) = c.publish.as_mut() else {
+        return Err(AmqpError::unexpected_frame(
+            "expected method frame, got non method frame instead",
+        ));
+    };
+    let progress = p.on_body(body)?;
+    finish(cx, conn, &vhost, c, progress);
+    Ok(())
+}
+
+pub(super) fn finish(cx: &Cx, conn: &Conn, vhost: &str, c: &mut Channel, progress: Progress) {
+    if let Progress::Done(msg, mandatory, headers) = progress {
+        c.publish = None;
+        publish_complete(cx, conn, vhost, c, msg, mandatory, headers);
+    }
+}
