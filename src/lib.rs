@@ -1,35 +1,60 @@
 //! Warren: a thread-per-core AMQP 0-9-1 broker.
 //!
-//! # Modules and the data path
+//! # Layers (dependencies point down only; `tests/linters.rs` fails on a cycle)
 //!
 //! ```text
-//!  publish:  socket ─► net ─► codec ─► channel ─► routing ─► mailbox ─► shard::publish ─► store ─► queue
-//!            (io_uring (read  (frames,  (publish   (this shard's (SPSC to    (home shard of  (segment  (ready list,
-//!             glommio)  into   zero-copy assembly,  table copy)   the queue's  the queue)      record +  positions
-//!                       BytesMut) bodies) tx/confirm)             home shard)                  journal)  only beyond
-//!                                                                                                       read-ahead)
-//!  deliver:  queue ─► shard::drain_queue ─► mailbox (if the consumer is elsewhere) ─► channel ─► conn.out ─► writer task
-//!  confirm:  store group commit (fdatasync off the executor) ─► shard::confirm ─► mailbox ─► channel
-//!            (basic.ack, or tx.commit-ok once all of a commit's publishes are confirmed)
-//!  ack:      channel ─► mailbox ─► queue::settle ─► store journal (written at the next sync)
-//!  global prefetch: channel (at the limit) ─► mailbox ─► queue::returned (ready again, consumer
-//!            paused) ... acks ─► channel::resume_paused ─► mailbox ─► queue::resume
+//!  shard                       owns and wires everything: Link, ConnTable, QueueHome, authority
+//!    mgmt                      HTTP API and metrics (shard 0), one authorisation gate
+//!      channel                 connections, channels, handlers per AMQP class, ConnTable, Cx
+//!        bus                   ShardMsg/Request/Response (data), Link, stats records
+//!          meta                the authority's rules (sans-IO: effects through meta::Cluster)
+//!            codec net routing store queue mailbox
+//!              ids error message config defs     leaf vocabulary
 //! ```
 //!
-//! * [`net`]: SO_REUSEPORT listener per shard, reader/writer/heartbeat tasks.
-//! * [`codec`]: frame envelope; methods and properties via `amq-protocol`.
-//! * [`channel`]: connection and channel state machines, method handlers,
-//!   connection/channel limits (counted across shards on open only).
-//! * [`routing`]: exchange types and the per-shard routing table replica.
-//! * [`mailbox`]: batched bounded SPSC channels between shards, outboxes,
-//!   and why they cannot deadlock.
-//! * [`queue`]: queues homed on a shard: ready/unacked messages, consumers.
-//! * [`meta`]: declarations, users, permissions, vhost/user limits; the
-//!   authority on shard 0 logs each durable change (fsync) and then
-//!   broadcasts it before replying.
+//! # The data path and who owns what
+//!
+//! ```text
+//!  publish:  socket ─► channel::connection (reader task) ─► codec (frames, zero-copy bodies)
+//!            ─► channel::handlers::content (assembly, tx, confirm seq) ─► routing (this shard's
+//!            table copy; route cache) ─► Link.outbox (one batch per home shard) ─► mailbox
+//!            (bounded SPSC) ─► shard::handle ─► QueueHome::publish ─► store (segment record +
+//!            journal entry, once per shard) ─► queue (ready list; positions only beyond the
+//!            read-ahead)
+//!  deliver:  QueueHome::drain_queue ─► ConnTable::deliver (consumer here) or outbox ─► mailbox
+//!            ─► QueueHome::deliver_from ─► Conn::deliver (conn.out) ─► channel::io writer task
+//!            (one write per batch) ─► credit back to the queue through the outbox
+//!  confirm:  store group commit: QueueHome::publish takes a sync generation (Store::await_sync);
+//!            the sync task fdatasyncs off the executor, then QueueHome::synced ─► outbox ─►
+//!            ConnTable::confirm ─► coalesced basic.ack at ConnTable::flush_dirty (or tx.commit-ok
+//!            once all of a commit's publishes are confirmed)
+//!  ack:      channel ─► settle_grouped ─► outbox ─► QueueHome::settle ─► queue::settle ─► store
+//!            journal (written at the next sync)
+//!  global prefetch: Conn::deliver returns OverLimit ─► queue::returned (ready again, consumer
+//!            paused) ... acks ─► Conn::resume_paused ─► outbox ─► queue::resume
+//!  metadata: channel/mgmt ─► Request::Meta to shard 0 ─► meta::authority::execute (one at a
+//!            time) ─► Cluster::broadcast: definitions log fsync, then Request::Apply to every
+//!            shard's table and queue home, then the *-ok
+//! ```
+//!
+//! * [`ids`], [`error`], [`message`], [`config`], [`defs`]: leaf vocabulary
+//!   (ids, `AmqpError` with reply codes, the shared message, configuration,
+//!   entity definitions, users, limits and metadata changes).
+//! * [`codec`]: frame envelope; methods and properties via `amq-protocol`,
+//!   fast paths for publish/deliver/ack.
+//! * [`net`]: the socket shared by a connection's reader and writer.
+//! * [`routing`]: exchange types (one file each) and the routing table.
+//! * [`store`]: per-shard segment files and the queue journal; group commit
+//!   by sync generation.
+//! * [`queue`]: one queue: ready/unacked messages, consumers, credit.
+//! * [`mailbox`]: generic batched outboxes, request slots, `Notify`, and why
+//!   the mailboxes cannot deadlock.
+//! * [`meta`]: declaration rules, the authority, the definitions log.
+//! * [`bus`]: what shards say to each other and this shard's [`bus::Link`].
+//! * [`channel`]: connection and channel state machines, method handlers
+//!   per AMQP class, connection/channel limits, the connection table.
 //! * [`mgmt`]: the management HTTP API (shard 0), behind one authorisation
-//!   gate.
-//! * [`store`]: per-shard segment files and the queue journal; group commit.
+//!   gate; Prometheus metrics.
 //! * [`shard`]: one pinned executor owning all of the above for its core;
 //!   every shard recovers before any of them listens.
 //!

@@ -30,6 +30,9 @@ use std::time::Instant;
 
 pub use publish::PendingPublish;
 
+#[cfg(test)]
+mod tests;
+
 #[derive(Clone, Copy, Debug)]
 pub struct Unacked {
     pub queue: QueueId,

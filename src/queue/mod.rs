@@ -13,7 +13,7 @@
 use crate::defs::QueueDef;
 use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
 use crate::message::MsgRef;
-use crate::store::{Position, Store};
+use crate::store::Position;
 use std::collections::{HashMap, VecDeque};
 
 /// How a settled delivery leaves the queue (`basic.ack`, `basic.reject` /
@@ -110,6 +110,21 @@ pub struct Queue {
     had_consumer: bool,
     /// Counters for the management API (monotonic).
     pub stats: QueueStats,
+    /// Journal effects decided but not yet applied by the queue home
+    /// ([`Queue::take_store_ops`]); empty for queues without stored
+    /// messages.
+    store_ops: Vec<StoreOp>,
+}
+
+/// A journal effect the queue decided for one of its stored messages; the
+/// queue home applies it to the store (the queue itself does no I/O).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    /// The message left the queue for good (acked, delivered no-ack,
+    /// purged, or unreadable).
+    Ack(Position),
+    /// The message was delivered once: redelivered after a crash.
+    Delivered(Position),
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -132,7 +147,13 @@ impl Queue {
             next_seq: 1,
             had_consumer: false,
             stats: QueueStats::default(),
+            store_ops: Vec::new(),
         }
+    }
+
+    /// The journal effects decided since the last call, in order.
+    pub fn take_store_ops(&mut self) -> std::vec::Drain<'_, StoreOp> {
+        self.store_ops.drain(..)
     }
 
     pub fn id(&self) -> QueueId {
@@ -251,7 +272,10 @@ impl Queue {
         }
     }
 
-    pub fn settle(&mut self, seqs: &[u64], how: Settle, store: &mut Store) {
+    /// Settle deliveries by their queue sequence numbers: ack/discard
+    /// journals an ack for stored messages; requeue puts them back in
+    /// their original place, redelivered.
+    pub fn settle(&mut self, seqs: &[u64], how: Settle) {
         let mut requeue = Vec::new();
         for seq in seqs {
             let Some(u) = self.unacked.remove(seq) else {
@@ -261,7 +285,7 @@ impl Queue {
                 self.stats.ack += 1;
             }
             if let (Some(p), false) = (u.pos, how == Settle::Requeue) {
-                store.ack(self.def.id, p);
+                self.store_ops.push(StoreOp::Ack(p));
             }
             if let Some(cid) = u.consumer {
                 if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == cid) {
@@ -285,11 +309,12 @@ impl Queue {
         }
     }
 
-    pub fn purge(&mut self, store: &mut Store) -> u32 {
+    /// queue.purge: drop every ready message; returns how many.
+    pub fn purge(&mut self) -> u32 {
         let n = self.ready.len() as u32;
         for e in self.ready.drain(..) {
             if let Some(p) = e.pos {
-                store.ack(self.def.id, p);
+                self.store_ops.push(StoreOp::Ack(p));
             }
         }
         n
@@ -297,11 +322,11 @@ impl Queue {
 
     /// The message of an entry, from memory or from the store. None (and
     /// the entry is dropped as acked) if the record cannot be read.
-    fn materialise(&self, e: &Entry, store: &Store) -> Option<MsgRef> {
+    fn materialise(&self, e: &Entry, load: &impl Fn(Position) -> Option<MsgRef>) -> Option<MsgRef> {
         if let Some(m) = &e.msg {
             return Some(m.clone());
         }
-        let m = e.pos.and_then(|p| store.load(p));
+        let m = e.pos.and_then(load);
         if m.is_none() {
             tracing::warn!(queue = %self.def.name, pos = ?e.pos, "stored message unreadable; dropped");
         }
@@ -309,7 +334,7 @@ impl Queue {
     }
 
     /// Pop the head entry with its message loaded.
-    fn pop_ready(&mut self, store: &mut Store) -> Option<(Entry, MsgRef)> {
+    fn pop_ready(&mut self, load: &impl Fn(Position) -> Option<MsgRef>) -> Option<(Entry, MsgRef)> {
         loop {
             let Some(e) = self.ready.pop_front() else {
                 // A drained backlog should not keep its peak capacity.
@@ -321,27 +346,28 @@ impl Queue {
                 }
                 return None;
             };
-            match self.materialise(&e, store) {
+            match self.materialise(&e, load) {
                 Some(m) => return Some((e, m)),
                 None => {
                     if let Some(p) = e.pos {
-                        store.ack(self.def.id, p);
+                        self.store_ops.push(StoreOp::Ack(p));
                     }
                 }
             }
         }
     }
 
-    /// basic.get: take the head message.
-    pub fn get(&mut self, no_ack: bool, store: &mut Store) -> Option<Got> {
-        let (e, msg) = self.pop_ready(store)?;
+    /// basic.get: take the head message (`load` reads a stored body
+    /// beyond the read-ahead).
+    pub fn get(&mut self, no_ack: bool, load: impl Fn(Position) -> Option<MsgRef>) -> Option<Got> {
+        let (e, msg) = self.pop_ready(&load)?;
         self.stats.get += 1;
         if let Some(p) = e.pos {
-            if no_ack {
-                store.ack(self.def.id, p);
+            self.store_ops.push(if no_ack {
+                StoreOp::Ack(p)
             } else {
-                store.delivered(self.def.id, p);
-            }
+                StoreOp::Delivered(p)
+            });
         }
         if !no_ack {
             self.unacked.insert(
@@ -362,8 +388,10 @@ impl Queue {
         })
     }
 
-    /// Hand out as many messages as consumers have credit for, round-robin.
-    pub fn next_delivery(&mut self, store: &mut Store) -> Option<Delivery> {
+    /// The next delivery for the next consumer with credit, round-robin
+    /// (`load` reads a stored body beyond the read-ahead); None when no
+    /// message is ready or no consumer has credit.
+    pub fn next_delivery(&mut self, load: impl Fn(Position) -> Option<MsgRef>) -> Option<Delivery> {
         if self.ready.is_empty() || self.consumers.is_empty() {
             return None;
         }
@@ -372,22 +400,21 @@ impl Queue {
             let idx = (self.rr + i) % n;
             if self.consumers[idx].has_capacity() {
                 self.rr = (idx + 1) % n;
-                let (e, msg) = self.pop_ready(store)?;
+                let (e, msg) = self.pop_ready(&load)?;
                 self.stats.deliver += 1;
                 if e.redelivered {
                     self.stats.redeliver += 1;
                 }
-                let id = self.def.id;
                 let c = &mut self.consumers[idx];
                 c.unsent += 1;
                 if c.spec.no_ack {
                     if let Some(p) = e.pos {
-                        store.ack(id, p);
+                        self.store_ops.push(StoreOp::Ack(p));
                     }
                 } else {
                     c.unacked += 1;
                     if let Some(p) = e.pos {
-                        store.delivered(id, p);
+                        self.store_ops.push(StoreOp::Delivered(p));
                     }
                     self.unacked.insert(
                         e.seq,
@@ -506,6 +533,16 @@ mod tests {
             persistent: false,
         })
     }
+    /// Transient messages are all in memory: nothing is ever loaded.
+    fn no_store(_: Position) -> Option<MsgRef> {
+        None
+    }
+    fn pos(off: u32) -> Position {
+        Position {
+            seg: crate::ids::SegmentId(1),
+            off,
+        }
+    }
     fn consumer(id: u64, prefetch: u16) -> ConsumerSpec {
         ConsumerSpec {
             id: ConsumerId(id),
@@ -520,58 +557,52 @@ mod tests {
 
     #[test]
     fn prefetch_limits_unacked_and_round_robin_alternates() {
-        let dir = tempfile::tempdir().unwrap();
-        let st = &mut Store::open(dir.path().to_path_buf(), 4096, false).unwrap();
         let mut q = q();
         for b in ["a", "b", "c", "d", "e"] {
             q.publish(msg(b), None);
         }
         q.consume(consumer(1, 1)).unwrap();
         q.consume(consumer(2, 1)).unwrap();
-        let d1 = q.next_delivery(st).unwrap();
-        let d2 = q.next_delivery(st).unwrap();
+        let d1 = q.next_delivery(no_store).unwrap();
+        let d2 = q.next_delivery(no_store).unwrap();
         assert_eq!((d1.consumer, d2.consumer), (ConsumerId(1), ConsumerId(2)));
-        assert!(q.next_delivery(st).is_none());
-        q.settle(&[d1.seq], Settle::Ack, st);
-        assert_eq!(q.next_delivery(st).unwrap().consumer, ConsumerId(1));
+        assert!(q.next_delivery(no_store).is_none());
+        q.settle(&[d1.seq], Settle::Ack);
+        assert_eq!(q.next_delivery(no_store).unwrap().consumer, ConsumerId(1));
     }
 
     #[test]
     fn requeue_restores_original_order_with_redelivered_flag() {
-        let dir = tempfile::tempdir().unwrap();
-        let st = &mut Store::open(dir.path().to_path_buf(), 4096, false).unwrap();
         let mut q = q();
         for b in ["a", "b", "c"] {
             q.publish(msg(b), None);
         }
-        let a = q.get(false, st).unwrap();
-        let b = q.get(false, st).unwrap();
-        q.settle(&[b.seq, a.seq], Settle::Requeue, st);
-        let first = q.get(true, st).unwrap();
+        let a = q.get(false, no_store).unwrap();
+        let b = q.get(false, no_store).unwrap();
+        q.settle(&[b.seq, a.seq], Settle::Requeue);
+        let first = q.get(true, no_store).unwrap();
         assert_eq!(&first.msg.body[..], b"a");
         assert!(first.redelivered);
-        assert_eq!(&q.get(true, st).unwrap().msg.body[..], b"b");
-        assert!(!q.get(true, st).unwrap().redelivered);
+        assert_eq!(&q.get(true, no_store).unwrap().msg.body[..], b"b");
+        assert!(!q.get(true, no_store).unwrap().redelivered);
     }
 
     #[test]
     fn returned_delivery_goes_back_in_place_unmarked_and_pauses_the_consumer() {
-        let dir = tempfile::tempdir().unwrap();
-        let st = &mut Store::open(dir.path().to_path_buf(), 4096, false).unwrap();
         let mut q = q();
         for b in ["a", "b"] {
             q.publish(msg(b), None);
         }
         q.consume(consumer(1, 0)).unwrap();
-        let d = q.next_delivery(st).unwrap();
+        let d = q.next_delivery(no_store).unwrap();
         q.returned(d.consumer, d.seq);
         assert_eq!((q.message_count(), q.unacked_count()), (2, 0));
         assert!(
-            q.next_delivery(st).is_none(),
+            q.next_delivery(no_store).is_none(),
             "a paused consumer gets nothing"
         );
         q.resume(ConsumerId(1));
-        let again = q.next_delivery(st).unwrap();
+        let again = q.next_delivery(no_store).unwrap();
         assert_eq!((&again.msg.body[..], again.redelivered), (&b"a"[..], false));
         assert_eq!(q.stats.deliver, 1);
     }
@@ -583,5 +614,45 @@ mod tests {
         c.exclusive = true;
         q.consume(c).unwrap();
         assert_eq!(q.consume(consumer(2, 0)).unwrap_err().code, 403);
+    }
+
+    #[test]
+    fn stored_messages_journal_delivered_then_ack_and_nothing_for_requeue() {
+        let mut q = q();
+        q.publish(msg("a"), Some(pos(8)));
+        q.publish(msg("b"), Some(pos(16)));
+        q.consume(consumer(1, 0)).unwrap();
+        let a = q.next_delivery(no_store).unwrap();
+        let b = q.next_delivery(no_store).unwrap();
+        assert_eq!(
+            q.take_store_ops().collect::<Vec<_>>(),
+            [StoreOp::Delivered(pos(8)), StoreOp::Delivered(pos(16))]
+        );
+        q.settle(&[a.seq], Settle::Ack);
+        q.settle(&[b.seq], Settle::Requeue);
+        assert_eq!(
+            q.take_store_ops().collect::<Vec<_>>(),
+            [StoreOp::Ack(pos(8))]
+        );
+        assert_eq!(q.purge(), 1);
+        assert_eq!(
+            q.take_store_ops().collect::<Vec<_>>(),
+            [StoreOp::Ack(pos(16))]
+        );
+    }
+
+    #[test]
+    fn an_unreadable_stored_message_is_dropped_as_acked_and_the_next_one_served() {
+        let mut q = q();
+        q.recover(vec![(pos(8), false), (pos(16), true)]);
+        let body = msg("b");
+        let got = q
+            .get(true, |p| (p == pos(16)).then(|| body.clone()))
+            .unwrap();
+        assert_eq!((&got.msg.body[..], got.redelivered), (&b"b"[..], true));
+        assert_eq!(
+            q.take_store_ops().collect::<Vec<_>>(),
+            [StoreOp::Ack(pos(8)), StoreOp::Ack(pos(16))]
+        );
     }
 }

@@ -12,7 +12,7 @@ use crate::channel::{ConnTable, Handoff};
 use crate::ids::{ConsumerId, QueueId, ShardId};
 use crate::mailbox::Notify;
 use crate::message::MsgRef;
-use crate::queue::{Delivery, Queue, Settle};
+use crate::queue::{Delivery, Queue, Settle, StoreOp};
 use crate::store::Store;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -128,7 +128,8 @@ impl QueueHome {
     /// Settle deliveries of `queue` (ack, requeue or discard).
     pub fn settle(&self, queue: QueueId, seqs: &[u64], how: Settle) {
         if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
-            q.settle(seqs, how, &mut self.store.borrow_mut());
+            q.settle(seqs, how);
+            apply_store_ops(&mut self.store.borrow_mut(), q);
         }
         self.drain_queue(queue);
     }
@@ -162,7 +163,12 @@ impl QueueHome {
         let me = self.link.id;
         loop {
             let d = match self.queues.borrow_mut().get_mut(&qid) {
-                Some(q) => q.next_delivery(&mut self.store.borrow_mut()),
+                Some(q) => {
+                    let mut st = self.store.borrow_mut();
+                    let d = q.next_delivery(|p| st.load(p));
+                    apply_store_ops(&mut st, q);
+                    d
+                }
                 None => None,
             };
             let Some(d) = d else { return };
@@ -255,6 +261,27 @@ impl QueueHome {
         }
     }
 
+    /// basic.get on queue `queue`: None if it is gone, else the head
+    /// message if any.
+    pub fn get(&self, queue: QueueId, no_ack: bool) -> Option<Option<crate::queue::Got>> {
+        let mut qs = self.queues.borrow_mut();
+        let q = qs.get_mut(&queue)?;
+        let mut st = self.store.borrow_mut();
+        let got = q.get(no_ack, |p| st.load(p));
+        apply_store_ops(&mut st, q);
+        Some(got)
+    }
+
+    /// queue.purge on queue `queue`: None if it is gone, else how many
+    /// ready messages it dropped.
+    pub fn purge(&self, queue: QueueId) -> Option<u32> {
+        let mut qs = self.queues.borrow_mut();
+        let q = qs.get_mut(&queue)?;
+        let n = q.purge();
+        apply_store_ops(&mut self.store.borrow_mut(), q);
+        Some(n)
+    }
+
     /// A queue on this shard took a message that wants a confirm.
     pub fn confirm(&self, c: ConfirmRef) {
         let shard = c.conn.shard();
@@ -295,5 +322,17 @@ impl QueueHome {
                 .push(c.id.shard(), ShardMsg::ConsumerCancelled { consumer: c.id });
         }
         value
+    }
+}
+
+/// Perform the journal effects `q` decided (the queue is sans-IO; the
+/// home does its store calls), in the order decided.
+fn apply_store_ops(store: &mut Store, q: &mut Queue) {
+    let id = q.id();
+    for op in q.take_store_ops() {
+        match op {
+            StoreOp::Ack(p) => store.ack(id, p),
+            StoreOp::Delivered(p) => store.delivered(id, p),
+        }
     }
 }

@@ -197,8 +197,8 @@ impl Shard {
                 self.home.drain_queue(qid);
                 Response::Cancelled
             }
-            Request::Get { queue, no_ack } => match self.home.queues.borrow_mut().get_mut(&queue) {
-                Some(q) => Response::Got(q.get(no_ack, &mut self.home.store.borrow_mut())),
+            Request::Get { queue, no_ack } => match self.home.get(queue, no_ack) {
+                Some(got) => Response::Got(got),
                 None => Response::Gone,
             },
             Request::Snapshot => Response::Snapshot(Box::new(snapshot::snapshot(self))),
@@ -216,8 +216,8 @@ impl Shard {
                 }
                 Response::Done
             }
-            Request::Purge(queue) => match self.home.queues.borrow_mut().get_mut(&queue) {
-                Some(q) => Response::Purged(q.purge(&mut self.home.store.borrow_mut())),
+            Request::Purge(queue) => match self.home.purge(queue) {
+                Some(n) => Response::Purged(n),
                 None => Response::Gone,
             },
             Request::ConnectionCounts { vhost, user } => {
