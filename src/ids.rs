@@ -11,18 +11,6 @@ use std::fmt;
 )]
 pub struct ShardId(pub usize);
 
-/// AMQP channel number within one connection.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct ChannelId(pub u16);
-
-/// Per-channel delivery tag, as seen by the client.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct DeliveryTag(pub u64);
-
 /// Broker-wide connection id: the owning shard is encoded in the top bits.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,

@@ -207,6 +207,138 @@ async fn release_channels_before_close_ok(cx: &Cx, conn: &Rc<Conn>) {
     }
 }
 
+/// What [`Session::on_buffered`] leaves the connection to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Read more bytes.
+    More,
+    /// The client closed the connection and close-ok is queued.
+    CloseOk,
+    /// Stop reading: framing is lost, the handshake was refused, or a
+    /// close handshake finished.
+    Stop,
+}
+
+/// The connection's protocol state machine after the protocol header:
+/// handshake phase, negotiated frame size, and the close handshake. It
+/// consumes frames from a byte buffer and answers by appending to
+/// `Conn::out`, so it runs the same with a socket (`run`) or without one
+/// (the `session` fuzz target feeds it bytes in process).
+pub struct Session {
+    phase: Phase,
+    /// Until tune-ok, frames are limited to the spec's minimum (4096
+    /// bytes, as RabbitMQ does before authentication), so an
+    /// unauthenticated peer cannot make the broker buffer a large frame.
+    frame_max: u32,
+    /// After we sent connection.close: when to give up waiting for
+    /// close-ok.
+    close_deadline: Option<Instant>,
+}
+
+impl Session {
+    /// The protocol header was accepted: send connection.start.
+    pub fn start(cx: &Cx, conn: &Conn) -> Session {
+        conn.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
+                version_major: 0,
+                version_minor: 9,
+                server_properties: server_properties(cx),
+                mechanisms: "PLAIN AMQPLAIN".into(),
+                locales: "en_US".into(),
+            })),
+        );
+        Session {
+            phase: Phase::StartOk,
+            frame_max: codec::FRAME_MIN_SIZE,
+            close_deadline: None,
+        }
+    }
+
+    /// Past the handshake (connection.open-ok sent, not closing).
+    pub fn is_open(&self) -> bool {
+        self.phase == Phase::Running
+    }
+
+    /// Handle every complete frame in `buf` (a partial frame stays there),
+    /// then emit the confirms they settled.
+    pub async fn on_buffered(&mut self, cx: &Cx, conn: &Rc<Conn>, buf: &mut BytesMut) -> Progress {
+        loop {
+            let frame = match next_frame(buf, self.frame_max) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    // Framing is lost: close the connection, read no further.
+                    send_connection_close(conn, &e);
+                    return Progress::Stop;
+                }
+            };
+            if self.phase == Phase::Closing || conn.server_closing.get() {
+                if let Frame::Method(0, m) = &frame {
+                    if matches!(
+                        **m,
+                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))
+                            | AMQPClass::Connection(connection::AMQPMethod::Close(_))
+                    ) {
+                        return Progress::Stop;
+                    }
+                }
+                continue;
+            }
+            match on_frame(cx, conn, &mut self.phase, &mut self.frame_max, frame).await {
+                Ok(true) => {}
+                Ok(false) => return Progress::CloseOk,
+                Err((ch, e)) => {
+                    if e.is_connection_error() || ch == 0 {
+                        send_connection_close(conn, &e);
+                        self.phase = Phase::Closing;
+                        self.close_deadline = Some(Instant::now() + Duration::from_secs(3));
+                        if matches!(
+                            e.code,
+                            crate::error::ACCESS_REFUSED | crate::error::NOT_ALLOWED
+                        ) && ch == 0
+                        {
+                            // Handshake refusals: close right after the reply.
+                            return Progress::Stop;
+                        }
+                    } else {
+                        close_channel_with_error(cx, conn, ch, &e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = conn.flush_confirms() {
+            conn.close_with_error(&e);
+        }
+        Progress::More
+    }
+}
+
+/// Drive one client connection in process, without a socket: `input` is
+/// everything the client sends after the 8-byte protocol header. Frames are
+/// fed to the state machine in pieces of at most `chunk` bytes (as reads
+/// would deliver them); the connection ends as if the socket closed (its
+/// channels released, its exclusive queues deleted). Returns what the
+/// broker wrote. Every await inside is bounded only by the node's own
+/// tasks, so a call that never returns is a hang in the broker.
+pub async fn run_in_process(cx: &Cx, input: &[u8], chunk: usize) -> Vec<u8> {
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+    let conn = Conn::new(cx.conns.new_conn_id(), peer);
+    cx.conns.conns.borrow_mut().insert(conn.id, conn.clone());
+    let mut session = Session::start(cx, &conn);
+    let mut buf = BytesMut::new();
+    for piece in input.chunks(chunk.max(1)) {
+        buf.extend_from_slice(piece);
+        if session.on_buffered(cx, &conn, &mut buf).await != Progress::More {
+            break;
+        }
+    }
+    conn.closed.set(true);
+    cleanup(cx, &conn);
+    let out = std::mem::take(&mut *conn.out.borrow_mut());
+    out
+}
+
 async fn run(cx: &Cx, conn: &Rc<Conn>, stream: &SharedStream) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(READ_MIN);
     // Protocol header.
@@ -239,77 +371,19 @@ async fn run(cx: &Cx, conn: &Rc<Conn>, stream: &SharedStream) -> std::io::Result
         }
     }
     let _ = buf.split_to(8);
-    conn.send_method(
-        0,
-        AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
-            version_major: 0,
-            version_minor: 9,
-            server_properties: server_properties(cx),
-            mechanisms: "PLAIN AMQPLAIN".into(),
-            locales: "en_US".into(),
-        })),
-    );
-    let mut phase = Phase::StartOk;
-    // Until tune-ok, frames are limited to the spec's minimum (4096 bytes,
-    // as RabbitMQ does before authentication), so an unauthenticated peer
-    // cannot make the broker buffer a large frame.
-    let mut frame_max = codec::FRAME_MIN_SIZE;
-    let mut close_deadline: Option<Instant> = None;
+    let mut session = Session::start(cx, conn);
     loop {
-        // Parse and handle every complete frame already buffered.
-        loop {
-            let frame = match next_frame(&mut buf, frame_max) {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) => {
-                    // Framing is lost: close the connection, read no further.
-                    send_connection_close(conn, &e);
-                    return Ok(());
-                }
-            };
-            if phase == Phase::Closing || conn.server_closing.get() {
-                if let Frame::Method(0, m) = &frame {
-                    if matches!(
-                        **m,
-                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))
-                            | AMQPClass::Connection(connection::AMQPMethod::Close(_))
-                    ) {
-                        return Ok(());
-                    }
-                }
-                continue;
+        match session.on_buffered(cx, conn, &mut buf).await {
+            Progress::More => {}
+            Progress::CloseOk => {
+                // Closed cleanly: close-ok is queued. Like RabbitMQ, let
+                // the client close the socket first (a client that reads
+                // close-ok and EOF together may report an error), and
+                // force it shut only after a grace period.
+                linger(conn, stream, &mut buf).await;
+                return Ok(());
             }
-            match on_frame(cx, conn, &mut phase, &mut frame_max, frame).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    // Closed cleanly: close-ok is queued. Like RabbitMQ, let
-                    // the client close the socket first (a client that reads
-                    // close-ok and EOF together may report an error), and
-                    // force it shut only after a grace period.
-                    linger(conn, stream, &mut buf).await;
-                    return Ok(());
-                }
-                Err((ch, e)) => {
-                    if e.is_connection_error() || ch == 0 {
-                        send_connection_close(conn, &e);
-                        phase = Phase::Closing;
-                        close_deadline = Some(Instant::now() + Duration::from_secs(3));
-                        if matches!(
-                            e.code,
-                            crate::error::ACCESS_REFUSED | crate::error::NOT_ALLOWED
-                        ) && ch == 0
-                        {
-                            // Handshake refusals: close right after the reply.
-                            return Ok(());
-                        }
-                    } else {
-                        close_channel_with_error(cx, conn, ch, &e);
-                    }
-                }
-            }
-        }
-        if let Some(e) = conn.flush_confirms() {
-            conn.close_with_error(&e);
+            Progress::Stop => return Ok(()),
         }
         // Fairness: one read batch per turn, so the drain and writer tasks
         // (deliveries) run between a busy publisher's batches. (I/O itself
@@ -329,7 +403,7 @@ async fn run(cx: &Cx, conn: &Rc<Conn>, stream: &SharedStream) -> std::io::Result
         }
         // RabbitMQ's handshake timeout: from accept to connection.open-ok
         // (10 s); a peer that stalls before that is disconnected.
-        let deadline = match (close_deadline, phase != Phase::Running) {
+        let deadline = match (session.close_deadline, session.phase != Phase::Running) {
             (Some(d), true) => Some(d.min(deadline)),
             (Some(d), false) => Some(d),
             (None, true) => Some(deadline),

@@ -37,7 +37,8 @@ pub async fn writer_task(cx: Cx, conn: Rc<Conn>, stream: SharedStream) {
         if spare.capacity() > 4 * 1024 * 1024 {
             spare = Vec::new();
         }
-        for (home, queue, consumer, n) in credits {
+        for super::CreditRec { to, n } in credits {
+            let (home, queue, consumer) = (to.home, to.queue, to.consumer);
             cx.link
                 .outbox
                 .push(home, ShardMsg::Credit { queue, consumer, n });
@@ -50,7 +51,8 @@ pub async fn writer_task(cx: Cx, conn: Rc<Conn>, stream: SharedStream) {
         }
     }
     // Whatever is still owed goes back so queues do not stall.
-    for (home, queue, consumer, n) in std::mem::take(&mut *conn.credits.borrow_mut()) {
+    for super::CreditRec { to, n } in std::mem::take(&mut *conn.credits.borrow_mut()) {
+        let (home, queue, consumer) = (to.home, to.queue, to.consumer);
         cx.link
             .outbox
             .push(home, ShardMsg::Credit { queue, consumer, n });

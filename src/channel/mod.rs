@@ -74,7 +74,7 @@ pub struct Held {
     pub delivery_tag: u64,
     pub redelivered: bool,
     pub msg: MsgRef,
-    pub credit: (ShardId, QueueId, ConsumerId),
+    pub credit: QueueConsumer,
 }
 
 /// One transactional operation, applied at tx.commit.
@@ -117,9 +117,9 @@ pub struct Channel {
     /// a whole (0 = no limit); per-consumer limits still apply.
     pub global_prefetch: u16,
     /// Consumers whose queues stopped dispatching to them because the
-    /// channel-wide prefetch was reached: (home shard, queue, consumer).
-    /// Each gets a `ShardMsg::Resume` once acks bring the channel under it.
-    pub paused: Vec<(ShardId, QueueId, ConsumerId)>,
+    /// channel-wide prefetch was reached. Each gets a `ShardMsg::Resume`
+    /// once acks bring the channel under it.
+    pub paused: Vec<QueueConsumer>,
     pub last_queue: Option<String>,
     /// (permission epoch, exchange) last allowed for basic.publish.
     pub publish_allowed: Option<(u64, amq_protocol::types::ShortString)>,
@@ -130,13 +130,15 @@ pub struct Channel {
     pub route_cache: Option<RouteCache>,
 }
 
-/// (table version, exchange, routing key, destination queues by shard).
-pub type RouteCache = (
-    u64,
-    amq_protocol::types::ShortString,
-    amq_protocol::types::ShortString,
-    Vec<(QueueId, ShardId)>,
-);
+/// A channel's last routing decision (see `Channel::route_cache`).
+pub struct RouteCache {
+    /// The routing table's version it was made with.
+    pub version: u64,
+    pub exchange: amq_protocol::types::ShortString,
+    pub routing_key: amq_protocol::types::ShortString,
+    /// Destination queues with their home shards, grouped by shard.
+    pub queues: Vec<(QueueId, ShardId)>,
+}
 
 /// Channel counters for the management API.
 #[derive(Default, Clone, Debug)]
@@ -172,8 +174,24 @@ pub struct ConnState {
     pub blocked_capable: bool,
 }
 
-/// Credit owed to a queue once the bytes carrying its deliveries are written.
-pub type CreditRec = (ShardId, QueueId, ConsumerId, u32);
+/// A consumer as its queue knows it: where its credit, settlements and
+/// resumes go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueConsumer {
+    /// The queue's home shard.
+    pub home: ShardId,
+    pub queue: QueueId,
+    pub consumer: ConsumerId,
+}
+
+/// Credit owed to a queue once the bytes carrying its deliveries are
+/// written: `n` deliveries to `to`.
+#[derive(Clone, Copy, Debug)]
+pub struct CreditRec {
+    pub to: QueueConsumer,
+    /// Deliveries written, in messages.
+    pub n: u32,
+}
 
 pub struct Conn {
     pub id: ConnId,
@@ -266,7 +284,7 @@ impl Conn {
         delivery_tag: u64,
         redelivered: bool,
         msg: &MsgRef,
-        credit: (ShardId, QueueId, ConsumerId),
+        credit: QueueConsumer,
     ) {
         {
             let mut out = self.out.borrow_mut();
@@ -291,8 +309,8 @@ impl Conn {
         }
         let mut credits = self.credits.borrow_mut();
         match credits.last_mut() {
-            Some(last) if (last.0, last.1, last.2) == credit => last.3 += 1,
-            _ => credits.push((credit.0, credit.1, credit.2, 1)),
+            Some(last) if last.to == credit => last.n += 1,
+            _ => credits.push(CreditRec { to: credit, n: 1 }),
         }
         drop(credits);
         self.out_notify.notify();
@@ -322,7 +340,11 @@ impl Conn {
         if ch.closing || !ch.consumers.contains_key(&*route.tag) {
             return Handoff::Gone;
         }
-        let credit = (home, queue, consumer);
+        let credit = QueueConsumer {
+            home,
+            queue,
+            consumer,
+        };
         if !route.no_ack
             && ch.global_prefetch > 0
             && ch.unacked.len() >= ch.global_prefetch as usize
@@ -380,10 +402,14 @@ impl Conn {
             }
             std::mem::take(&mut ch.paused)
         };
-        for (home, queue, consumer) in resume {
-            cx.link
-                .outbox
-                .push(home, ShardMsg::Resume { queue, consumer });
+        for p in resume {
+            cx.link.outbox.push(
+                p.home,
+                ShardMsg::Resume {
+                    queue: p.queue,
+                    consumer: p.consumer,
+                },
+            );
         }
     }
 
@@ -605,10 +631,10 @@ impl Conn {
         }
         for h in std::mem::take(&mut ch.held) {
             cx.link.outbox.push(
-                h.credit.0,
+                h.credit.home,
                 ShardMsg::Credit {
-                    queue: h.credit.1,
-                    consumer: h.credit.2,
+                    queue: h.credit.queue,
+                    consumer: h.credit.consumer,
                     n: 1,
                 },
             );

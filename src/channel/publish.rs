@@ -125,8 +125,8 @@ pub fn route_and_send(
     // Route (or reuse the channel's last decision: no lookup, no alloc).
     let version = cx.table().version;
     let mut cache = ch.route_cache.take();
-    let hit = matches!(&cache, Some((v, x, k, _))
-        if headers.is_none() && *v == version && same(x.as_str(), msg.exchange.as_str()) && same(k.as_str(), msg.routing_key.as_str()));
+    let hit = matches!(&cache, Some(c)
+        if headers.is_none() && c.version == version && same(c.exchange.as_str(), msg.exchange.as_str()) && same(c.routing_key.as_str(), msg.routing_key.as_str()));
     if !hit {
         let mut dests: Vec<(QueueId, ShardId)> = Vec::new();
         cx.table().route(
@@ -138,15 +138,15 @@ pub fn route_and_send(
         );
         // Grouped by home shard: one outbox message per shard.
         dests.sort_unstable_by_key(|d| d.1);
-        cache = Some((
+        cache = Some(super::RouteCache {
             version,
-            msg.exchange.clone(),
-            msg.routing_key.clone(),
-            dests,
-        ));
+            exchange: msg.exchange.clone(),
+            routing_key: msg.routing_key.clone(),
+            queues: dests,
+        });
     }
     let Some(entry) = cache else { return };
-    route_to(cx, conn, ch, msg, mandatory, confirm, &entry.3);
+    route_to(cx, conn, ch, msg, mandatory, confirm, &entry.queues);
     // A headers-dependent decision is not reusable for the next message.
     if headers.is_none() {
         ch.route_cache = Some(entry);

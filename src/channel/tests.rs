@@ -196,7 +196,14 @@ fn the_channel_wide_prefetch_hands_deliveries_back_and_pauses_the_consumer() {
     let st = c.state.borrow();
     let ch = &st.channels[&1];
     assert_eq!(ch.unacked.len(), 2);
-    assert_eq!(ch.paused, [(ShardId(0), QueueId(3), ConsumerId(7))]);
+    assert_eq!(
+        ch.paused,
+        [QueueConsumer {
+            home: ShardId(0),
+            queue: QueueId(3),
+            consumer: ConsumerId(7)
+        }]
+    );
 }
 
 #[test]

@@ -15,7 +15,7 @@ mod run;
 mod snapshot;
 
 pub use home::QueueHome;
-pub use run::{start_shard, ShardBoot};
+pub use run::{start_shard, InProcessNode, ShardBoot};
 
 use crate::bus::{Link, Request, Response, ShardMsg};
 use crate::channel::{ConnTable, Cx};

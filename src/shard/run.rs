@@ -172,47 +172,9 @@ async fn shard_main(boot: ShardBoot) {
         })
         .detach();
     }
-    // Local drain: this shard's traffic to itself, same handler, same order.
-    {
-        let sh = shard.clone();
-        glommio::spawn_local(async move {
-            loop {
-                let batch = sh.link.outbox.take(sh.id());
-                if batch.is_empty() {
-                    let wait = sh.link.outbox.wait(sh.id());
-                    if sh.link.outbox.len(sh.id()) == 0 {
-                        wait.await;
-                    }
-                    continue;
-                }
-                for m in batch {
-                    sh.handle(sh.id(), m);
-                }
-                sh.flush_dirty();
-                sh.link.outbox.drained.notify();
-                // Let sockets and writers run between large batches.
-                futures_lite::future::yield_now().await;
-            }
-        })
-        .detach();
+    for t in local_tasks(&shard) {
+        t.detach();
     }
-    if id == shard.link.authority() {
-        let sh = shard.clone();
-        glommio::spawn_local(async move {
-            loop {
-                let wait = sh.authority.ready.wait();
-                let Some(crate::shard::MetaRequest { from, id, op }) = sh.take_meta() else {
-                    wait.await;
-                    continue;
-                };
-                let r = crate::meta::authority::execute(&*sh, op).await;
-                sh.link.respond(from, id, crate::bus::Response::Meta(r));
-            }
-        })
-        .detach();
-    }
-
-    glommio::spawn_local(sync_task(shard.clone())).detach();
     glommio::spawn_local(shutdown_watch(shard.clone(), shutdown, stopped)).detach();
 
     let addr = std::net::SocketAddr::new(bind, port);
@@ -244,6 +206,83 @@ async fn shard_main(boot: ShardBoot) {
     }
     let _ = ready.send(Ok((bound, mgmt_port)));
     accept_loop(shard.cx(), listener).await;
+}
+
+/// The tasks every shard runs besides its mailbox ends and listener: the
+/// local drain (this shard's traffic to itself, same handler, same order),
+/// the authority (shard 0) and the group-commit sync task. Dropping a
+/// returned task cancels it.
+fn local_tasks(shard: &Rc<Shard>) -> Vec<glommio::Task<()>> {
+    let mut tasks = Vec::new();
+    let sh = shard.clone();
+    tasks.push(glommio::spawn_local(async move {
+        loop {
+            let batch = sh.link.outbox.take(sh.id());
+            if batch.is_empty() {
+                let wait = sh.link.outbox.wait(sh.id());
+                if sh.link.outbox.len(sh.id()) == 0 {
+                    wait.await;
+                }
+                continue;
+            }
+            for m in batch {
+                sh.handle(sh.id(), m);
+            }
+            sh.flush_dirty();
+            sh.link.outbox.drained.notify();
+            // Let sockets and writers run between large batches.
+            futures_lite::future::yield_now().await;
+        }
+    }));
+    if shard.id() == shard.link.authority() {
+        let sh = shard.clone();
+        tasks.push(glommio::spawn_local(async move {
+            loop {
+                let wait = sh.authority.ready.wait();
+                let Some(crate::shard::MetaRequest { from, id, op }) = sh.take_meta() else {
+                    wait.await;
+                    continue;
+                };
+                let r = crate::meta::authority::execute(&*sh, op).await;
+                sh.link.respond(from, id, crate::bus::Response::Meta(r));
+            }
+        }));
+    }
+    tasks.push(glommio::spawn_local(sync_task(shard.clone())));
+    tasks
+}
+
+/// A one-shard node inside the calling glommio executor, without sockets
+/// or signal handling: the store in `config.data_dir`, recovery, and the
+/// shard's local tasks. Connections are driven through
+/// `channel::connection::run_in_process`. Used by the `session` fuzz
+/// target; [`InProcessNode::stop`] ends it.
+pub struct InProcessNode {
+    pub shard: Rc<Shard>,
+    tasks: Vec<glommio::Task<()>>,
+}
+
+impl InProcessNode {
+    /// Start it (inside a glommio executor). Errors: the store cannot be
+    /// opened or recovery failed, as at a normal start.
+    pub fn start(config: Config) -> Result<InProcessNode, String> {
+        let dir = config.data_dir.join("shard-0");
+        let store = crate::store::Store::open(dir, config.segment_size, config.fsync)
+            .map_err(|e| format!("cannot open store: {e}"))?;
+        let shard = Shard::new(ShardId(0), 1, Rc::new(config), store);
+        recover(&shard)?;
+        let tasks = local_tasks(&shard);
+        Ok(InProcessNode { shard, tasks })
+    }
+}
+
+impl InProcessNode {
+    /// Cancel the node's tasks and wait until each has dropped its state.
+    pub async fn stop(mut self) {
+        for t in self.tasks.drain(..) {
+            t.cancel().await;
+        }
+    }
 }
 
 /// Replay durable definitions into this shard's table; queues homed here

@@ -296,12 +296,11 @@ pub async fn handle_method(conn: &Rc<Conn>, cx: &Cx, ch: u16, method: AMQPClass)
                 })
                 .unwrap_or_default();
                 for h in held {
-                    let (home, queue, consumer) = h.credit;
                     cx.link.outbox.push(
-                        home,
+                        h.credit.home,
                         ShardMsg::Credit {
-                            queue,
-                            consumer,
+                            queue: h.credit.queue,
+                            consumer: h.credit.consumer,
                             n: 1,
                         },
                     );
