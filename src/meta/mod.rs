@@ -138,6 +138,10 @@ pub trait Cluster {
     ///
     /// Errors: 541 INTERNAL_ERROR when the definitions log cannot be
     /// written; the change is then applied nowhere.
+    ///
+    /// The log append and the apply requests happen when this is called,
+    /// not when the future is first polled: a caller that drops the
+    /// future still made the change (the authority always awaits it).
     fn broadcast(&self, change: MetaChange) -> impl Future<Output = AmqpResult<Vec<u32>>>;
     /// (messages ready, consumers) of queue `id` on shard `home`; `None`
     /// if it is gone meanwhile.

@@ -53,17 +53,26 @@ impl QueueHome {
     }
 
     /// A sync of `generation` finished: confirm what it made durable (or
-    /// nack it all if the write or the fsync failed).
+    /// nack it all if the write or the fsync failed). Only that
+    /// generation's confirms: at shutdown the final sync can finish while
+    /// the previous generation's fsync is still running, and those
+    /// confirms wait for their own fsync.
     pub fn synced(&self, generation: u64, ok: bool) {
-        loop {
-            let next = {
-                let mut a = self.awaiting.borrow_mut();
-                match a.front() {
-                    Some((g, _)) if *g <= generation => a.pop_front().map(|(_, c)| c),
-                    _ => None,
-                }
-            };
-            let Some(c) = next else { break };
+        let done: Vec<ConfirmRef> = {
+            let mut a = self.awaiting.borrow_mut();
+            if a.front().is_some_and(|(g, _)| *g == generation) {
+                // The usual case: syncs finish in order, so this
+                // generation's confirms are the front of the queue.
+                let n = a.iter().take_while(|(g, _)| *g == generation).count();
+                a.drain(..n).map(|(_, c)| c).collect()
+            } else {
+                let (done, keep): (VecDeque<_>, VecDeque<_>) =
+                    a.drain(..).partition(|(g, _)| *g == generation);
+                *a = keep;
+                done.into_iter().map(|(_, c)| c).collect()
+            }
+        };
+        for c in done {
             if ok {
                 self.confirm(c);
             } else {
@@ -334,5 +343,41 @@ fn apply_store_ops(store: &mut Store, q: &mut Queue) {
             StoreOp::Ack(p) => store.ack(id, p),
             StoreOp::Delivered(p) => store.delivered(id, p),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::ids::ConnId;
+
+    fn confirm_to_shard_1(seq: u64) -> ConfirmRef {
+        ConfirmRef {
+            conn: ConnId::new(ShardId(1), 1),
+            channel: 1,
+            seq,
+        }
+    }
+
+    #[test]
+    fn a_finished_sync_confirms_only_its_own_generation_even_out_of_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_path_buf(), 4096, false).unwrap();
+        let link = Rc::new(Link::new(ShardId(0), 2, Rc::new(Config::default())));
+        let conns = Rc::new(ConnTable::new(ShardId(0)));
+        let home = QueueHome::new(link.clone(), conns, store);
+        home.awaiting
+            .borrow_mut()
+            .extend([(1, confirm_to_shard_1(1)), (2, confirm_to_shard_1(2))]);
+        // The shutdown sync (generation 2) ends before generation 1's fsync.
+        home.synced(2, true);
+        let sent = link.outbox.take(ShardId(1));
+        assert!(matches!(&sent[..], [ShardMsg::Confirmed(c)] if c.seq == 2));
+        assert!(home.sync_is_urgent(), "generation 1 still waits");
+        home.synced(1, false);
+        let sent = link.outbox.take(ShardId(1));
+        assert!(matches!(&sent[..], [ShardMsg::Nacked(c)] if c.seq == 1));
+        assert!(!home.sync_is_urgent());
     }
 }

@@ -414,11 +414,6 @@ impl Store {
         self.next_generation
     }
 
-    /// Someone waits for the next sync (it should not wait for the timer).
-    pub fn has_waiters(&self) -> bool {
-        self.waiters
-    }
-
     pub fn needs_sync(&self) -> bool {
         self.waiters
             || !self.dirty_segments.is_empty()
