@@ -18,6 +18,7 @@ fn msg(size: usize) -> Message {
         props: Bytes::from_static(&[0x10, 0x00, 2]),
         body: Bytes::from(vec![7u8; size]),
         persistent: true,
+        expiration_ms: None,
     }
 }
 

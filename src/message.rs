@@ -8,7 +8,7 @@ use amq_protocol::types::ShortString;
 use bytes::Bytes;
 use std::sync::Arc;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Message {
     pub exchange: ShortString,
     pub routing_key: ShortString,
@@ -17,6 +17,37 @@ pub struct Message {
     pub body: Bytes,
     /// delivery-mode 2.
     pub persistent: bool,
+    /// Per-message TTL from the `expiration` property, in ms (parsed and
+    /// validated once at publish by [`parse_expiration`]).
+    pub expiration_ms: Option<u64>,
+}
+
+/// The `expiration` property as RabbitMQ reads it: an optional sign and
+/// decimal digits, nothing else, not negative; no upper bound. The error is
+/// RabbitMQ's reason term, for `406 PRECONDITION_FAILED - invalid
+/// expiration '<value>': <reason>` (recorded from RabbitMQ 3.10).
+pub fn parse_expiration(s: &str) -> Result<u64, String> {
+    let (neg, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let end = digits
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    if end == 0 {
+        return Err("no_integer".into());
+    }
+    if end < digits.len() {
+        return Err(format!("{{leftover_string,\"{}\"}}", &digits[end..]));
+    }
+    // Overlong digit strings saturate: RabbitMQ has no upper bound.
+    let n: u64 = digits.parse().unwrap_or(u64::MAX);
+    if neg && n != 0 {
+        return Err(format!("{{value_negative,-{digits}}}"));
+    }
+    Ok(n)
 }
 
 pub type MsgRef = Arc<Message>;

@@ -286,7 +286,7 @@ async fn warren_export_round_trips() {
             a.expect(
                 "PUT",
                 "/api/queues/app-vhost/made.q",
-                Some(&json!({"durable": true, "arguments": {"x-max-length": 5}})),
+                Some(&json!({"durable": true, "arguments": {"x-message-ttl": 5}})),
                 &[201, 204],
             );
             a.expect(
@@ -331,7 +331,7 @@ async fn warren_export_round_trips() {
                 (
                     "queues",
                     json!({"name": "made.q", "vhost": "app-vhost", "durable": true,
-                        "auto_delete": false, "arguments": {"x-max-length": 5}}),
+                        "auto_delete": false, "arguments": {"x-message-ttl": 5}}),
                 ),
                 (
                     "bindings",

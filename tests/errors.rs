@@ -138,7 +138,7 @@ async fn inequivalent_redeclare_fails_406() {
 
         let ch = open_channel(&conn).await;
         let mut args = FieldTable::default();
-        args.insert("x-max-length".into(), AMQPValue::LongInt(10));
+        args.insert("x-message-ttl".into(), AMQPValue::LongInt(10));
         let r = within(
             "redeclare args",
             ch.queue_declare("plain", QueueDeclareOptions::default(), args),

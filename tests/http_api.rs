@@ -116,7 +116,7 @@ fn queues_can_be_declared_inspected_and_deleted() {
             let name = format!("http.q{i}");
             let path = format!("/api/queues/%2F/{name}");
             let body = json!({"durable": true, "auto_delete": false,
-                "arguments": {"x-message-ttl": 60000, "x-max-length": 10}});
+                "arguments": {"x-message-ttl": 60000, "x-custom": 10}});
             api.expect("PUT", &path, Some(&body), &[201, 204]);
             let q = api.get_ok(&path);
             assert_fields(
@@ -143,7 +143,7 @@ fn queues_can_be_declared_inspected_and_deleted() {
             assert_eq!(q["durable"], json!(true));
             assert_eq!(q["exclusive"], json!(false));
             assert_eq!(q["arguments"]["x-message-ttl"], json!(60000));
-            assert_eq!(q["arguments"]["x-max-length"], json!(10));
+            assert_eq!(q["arguments"]["x-custom"], json!(10));
             assert_eq!(q["messages"], json!(0));
             // Redeclaring with the same properties is fine; with different
             // ones it is a 400 (PRECONDITION_FAILED: inequivalent arg).

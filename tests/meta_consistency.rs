@@ -169,7 +169,7 @@ async fn concurrent_declarations_from_every_shard_agree_on_one_queue() {
             let ch = open_channel(conn).await;
             tasks.push(tokio::spawn(async move {
                 let mut args = FieldTable::default();
-                args.insert("x-max-length".into(), AMQPValue::LongInt(i as i32 + 1));
+                args.insert("x-message-ttl".into(), AMQPValue::LongInt(i as i32 + 1));
                 match ch
                     .queue_declare("conflict", QueueDeclareOptions::default(), args)
                     .await

@@ -31,6 +31,8 @@ pub struct Header {
     pub body_size: u64,
     pub props_raw: Bytes,
     pub delivery_mode: Option<u8>,
+    /// Validated `expiration` property, in ms.
+    pub expiration_ms: Option<u64>,
     pub headers: Option<amq_protocol::types::FieldTable>,
 }
 
@@ -74,6 +76,7 @@ impl PendingPublish {
             props: h.props_raw,
             body,
             persistent,
+            expiration_ms: h.expiration_ms,
         });
         Progress::Done(msg, self.mandatory, headers)
     }

@@ -150,6 +150,7 @@ fn msg() -> MsgRef {
         props: Bytes::from_static(&[0, 0]),
         body: Bytes::from_static(b"x"),
         persistent: false,
+        expiration_ms: None,
     })
 }
 

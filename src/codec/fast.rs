@@ -110,6 +110,8 @@ pub struct PropsView {
     pub delivery_mode: Option<u8>,
     pub has_headers: bool,
     pub user_id: Option<String>,
+    /// The `expiration` property, unparsed (only allocated when present).
+    pub expiration: Option<String>,
 }
 
 /// Content header: (class id, body size, raw properties, scanned view).
@@ -146,6 +148,11 @@ pub fn scan_properties(raw: &[u8]) -> Option<PropsView> {
             }
             11 => at + 1,
             6 => at + 8,
+            8 => {
+                let (s, next) = shortstr(raw, at)?;
+                v.expiration = Some(s.to_string());
+                next
+            }
             4 => {
                 let (s, next) = shortstr(raw, at)?;
                 v.user_id = Some(s.to_string());

@@ -169,6 +169,7 @@ pub fn next_frame(buf: &mut BytesMut, frame_max: u32) -> AmqpResult<Option<Frame
                 delivery_mode: *p.delivery_mode(),
                 has_headers: p.headers().is_some(),
                 user_id: p.user_id().as_ref().map(|u| u.to_string()),
+                expiration: p.expiration().as_ref().map(|e| e.to_string()),
             };
             Ok(Some(Frame::Header {
                 channel,

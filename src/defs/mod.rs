@@ -157,6 +157,29 @@ pub fn predeclared(vhost: &str) -> Vec<MetaChange> {
     .collect()
 }
 
+/// An integer queue argument's value (RabbitMQ accepts every AMQP integer
+/// type for its integer arguments); None for any other type.
+pub fn arg_integer(v: &amq_protocol::types::AMQPValue) -> Option<i64> {
+    use amq_protocol::types::AMQPValue;
+    Some(match v {
+        AMQPValue::ShortShortInt(n) => i64::from(*n),
+        AMQPValue::ShortShortUInt(n) => i64::from(*n),
+        AMQPValue::ShortInt(n) => i64::from(*n),
+        AMQPValue::ShortUInt(n) => i64::from(*n),
+        AMQPValue::LongInt(n) => i64::from(*n),
+        AMQPValue::LongUInt(n) => i64::from(*n),
+        AMQPValue::LongLongInt(n) => *n,
+        _ => return None,
+    })
+}
+
+/// A queue's `x-message-ttl` in ms (validated at declare:
+/// `meta::queue_args`); None when absent.
+pub fn message_ttl(args: &FieldTable) -> Option<u64> {
+    let v = arg_integer(args.inner().get("x-message-ttl")?)?;
+    u64::try_from(v).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

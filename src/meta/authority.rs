@@ -68,6 +68,12 @@ const QUEUE_EQUIVALENCE_ARGS: &[&str] = &[
     "x-stream-filter-size-bytes",
 ];
 
+/// True for a queue argument RabbitMQ gives a meaning (one of
+/// [`QUEUE_EQUIVALENCE_ARGS`]).
+pub fn is_equivalence_arg(key: &str) -> bool {
+    QUEUE_EQUIVALENCE_ARGS.contains(&key)
+}
+
 /// Exchange arguments that take part in equivalence (RabbitMQ: only this).
 const EXCHANGE_EQUIVALENCE_ARGS: &[&str] = &["alternate-exchange"];
 
@@ -491,6 +497,12 @@ async fn queue_declare(
     args: FieldTable,
     owner: ConnId,
 ) -> AmqpResult<MetaReply> {
+    let server_named = server_named || (name.is_empty() && !passive);
+    let name = if name.is_empty() && !passive {
+        generated_name()
+    } else {
+        name
+    };
     let existing = cluster.table().queue(&vhost, &name).cloned();
     if passive || existing.is_some() {
         let Some(cur) = existing else {
@@ -533,15 +545,16 @@ async fn queue_declare(
             consumers,
         });
     }
-    let name = if name.is_empty() {
-        generated_name()
-    } else if name.starts_with("amq.") && !server_named {
+    let name = if name.starts_with("amq.") && !server_named {
         return Err(AmqpError::access_refused(format!(
             "queue name '{name}' contains reserved prefix 'amq.*'"
         )));
     } else {
         name
     };
+    // A new queue's arguments are checked (an existing queue's are only
+    // compared for equivalence, as RabbitMQ does).
+    super::queue_args::validate(&name, &vhost, &args, durable)?;
     {
         // RabbitMQ's vhost `max-queues` (checked for new queues only).
         let t = cluster.table();

@@ -10,6 +10,7 @@
 pub mod access;
 pub mod authority;
 pub mod persist;
+pub mod queue_args;
 
 use crate::defs::users;
 use crate::defs::MetaChange;

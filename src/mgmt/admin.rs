@@ -492,6 +492,20 @@ pub fn publish(m: &Mgmt, req: &Request, vhost: &str, exchange: &str) -> Response
     if p["headers"].is_object() {
         props = props.with_headers(json_to_table(&p["headers"]));
     }
+    let mut expiration_ms = None;
+    if let Some(e) = p["expiration"].as_str() {
+        match crate::message::parse_expiration(e) {
+            Ok(ms) => expiration_ms = Some(ms),
+            Err(why) => {
+                return Response::error(
+                    400,
+                    "bad_request",
+                    format!("invalid expiration '{e}': {why}"),
+                )
+            }
+        }
+        props = props.with_expiration(e.into());
+    }
     if !exchange.is_empty() && m.cx.table().exchange(vhost, exchange).is_none() {
         return Response::error(404, "Object Not Found", "Not Found");
     }
@@ -501,6 +515,7 @@ pub fn publish(m: &Mgmt, req: &Request, vhost: &str, exchange: &str) -> Response
         props: crate::codec::encode_properties(&props),
         body: body.into(),
         persistent: *props.delivery_mode() == Some(2),
+        expiration_ms,
     });
     let mut dests = Vec::new();
     m.cx.table()

@@ -59,6 +59,8 @@ pub struct Entry {
     pub msg: Option<MsgRef>,
     pub pos: Option<Position>,
     pub redelivered: bool,
+    /// When it expires, in ms since the Unix epoch; 0 = never (no TTL).
+    pub expires: u64,
 }
 
 #[derive(Debug)]
@@ -88,6 +90,8 @@ struct Unacked {
     pos: Option<Position>,
     /// The flag it was delivered with (kept for [`Queue::returned`]).
     redelivered: bool,
+    /// Kept across a requeue (RabbitMQ keeps a message's expiry).
+    expires: u64,
 }
 
 /// A delivery the queue decided on; the shard routes it to the consumer.
@@ -97,6 +101,9 @@ pub struct Delivery {
     pub seq: u64,
     pub redelivered: bool,
     pub msg: MsgRef,
+    /// The entry's expiry (ms since the epoch, 0 = never), for a delivery
+    /// that comes back undelivered.
+    pub expires: u64,
 }
 
 #[derive(Debug)]
@@ -110,6 +117,11 @@ pub struct Queue {
     had_consumer: bool,
     /// Counters for the management API (monotonic).
     pub stats: QueueStats,
+    /// `x-message-ttl`, in ms (validated at declare).
+    ttl: Option<u64>,
+    /// Ready entries with an expiry (so the home's expiry tick can skip
+    /// queues where nothing expires).
+    expiring: usize,
     /// Journal effects decided but not yet applied by the queue home
     /// ([`Queue::take_store_ops`]); empty for queues without stored
     /// messages.
@@ -129,6 +141,8 @@ pub enum StoreOp {
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct QueueStats {
+    /// Messages dropped because their TTL passed.
+    pub expired: u64,
     pub publish: u64,
     pub deliver: u64,
     pub get: u64,
@@ -139,6 +153,7 @@ pub struct QueueStats {
 impl Queue {
     pub fn new(def: QueueDef) -> Self {
         Queue {
+            ttl: crate::defs::message_ttl(&def.args),
             def,
             ready: VecDeque::new(),
             unacked: HashMap::new(),
@@ -147,6 +162,7 @@ impl Queue {
             next_seq: 1,
             had_consumer: false,
             stats: QueueStats::default(),
+            expiring: 0,
             store_ops: Vec::new(),
         }
     }
@@ -173,30 +189,107 @@ impl Queue {
     }
 
     /// Enqueue a message; `pos` is set when it is stored for this queue.
-    pub fn publish(&mut self, msg: MsgRef, pos: Option<Position>) {
+    /// Enqueue a message (`pos`: where it is stored, for a persistent
+    /// message in a durable queue) at `now` (ms since the Unix epoch), which
+    /// starts its TTL: the lower of the queue's `x-message-ttl` and the
+    /// message's `expiration`, as RabbitMQ applies them.
+    pub fn publish(&mut self, msg: MsgRef, pos: Option<Position>, now: u64) {
         self.stats.publish += 1;
         let seq = self.next_seq;
         self.next_seq += 1;
+        let expires = self.expiry(msg.expiration_ms, now);
         // Beyond the read-ahead a stored message lives only on disk.
         let keep = pos.is_none() || self.ready.len() < READ_AHEAD;
-        self.ready.push_back(Entry {
+        self.push_ready(Entry {
             seq,
             msg: keep.then_some(msg),
             pos,
             redelivered: false,
+            expires,
         });
     }
 
-    /// Recovered messages, in their original order.
-    pub fn recover(&mut self, items: Vec<(Position, bool)>) {
+    /// When a message enqueued at `now` expires (ms since the epoch), or 0
+    /// for never. Costs one branch when neither TTL is set.
+    fn expiry(&self, message_ttl: Option<u64>, now: u64) -> u64 {
+        let ttl = match (self.ttl, message_ttl) {
+            (None, None) => return 0,
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(0),
+        };
+        // 0 means "never": a TTL of 0 at time 0 must still expire.
+        now.saturating_add(ttl).max(1)
+    }
+
+    /// Expired at `now`: strictly after its expiry, so a TTL of 0 still
+    /// lets a consumer that can take the message now have it (RabbitMQ).
+    fn is_expired(e: &Entry, now: u64) -> bool {
+        e.expires != 0 && now > e.expires
+    }
+
+    fn push_ready(&mut self, e: Entry) {
+        if e.expires != 0 {
+            self.expiring += 1;
+        }
+        self.ready.push_back(e);
+    }
+
+    fn insert_ready(&mut self, e: Entry) {
+        if e.expires != 0 {
+            self.expiring += 1;
+        }
+        let at = self.ready.partition_point(|x| x.seq < e.seq);
+        self.ready.insert(at, e);
+    }
+
+    fn left_ready(&mut self, e: &Entry) {
+        if e.expires != 0 {
+            self.expiring -= 1;
+        }
+    }
+
+    /// Some ready message has a TTL (the home's expiry tick looks at this
+    /// queue's head).
+    pub fn has_expiring(&self) -> bool {
+        self.expiring > 0
+    }
+
+    /// Drop the expired messages at the head of the queue (RabbitMQ
+    /// expires from the head: a message with a longer per-message TTL ahead
+    /// of a shorter one keeps it waiting). Returns how many.
+    pub fn expire(&mut self, now: u64) -> u32 {
+        let mut n = 0;
+        while self.ready.front().is_some_and(|e| Self::is_expired(e, now)) {
+            if let Some(e) = self.ready.pop_front() {
+                self.left_ready(&e);
+                self.dropped_expired(&e);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn dropped_expired(&mut self, e: &Entry) {
+        self.stats.expired += 1;
+        if let Some(p) = e.pos {
+            self.store_ops.push(StoreOp::Ack(p));
+        }
+    }
+
+    /// Recovered messages, in their original order, at `now`. Their
+    /// original enqueue times are not stored: the queue's TTL restarts from
+    /// recovery (a message's own `expiration` is not applied again).
+    pub fn recover(&mut self, items: Vec<(Position, bool)>, now: u64) {
+        let expires = self.expiry(None, now);
         for (pos, delivered) in items {
             let seq = self.next_seq;
             self.next_seq += 1;
-            self.ready.push_back(Entry {
+            self.push_ready(Entry {
                 seq,
                 msg: None,
                 pos: Some(pos),
                 redelivered: delivered,
+                expires,
             });
         }
     }
@@ -298,20 +391,22 @@ impl Queue {
                     msg: Some(u.msg),
                     pos: u.pos,
                     redelivered: true,
+                    expires: u.expires,
                 });
             }
         }
-        // Requeued messages go back to their original position (by seq).
+        // Requeued messages go back to their original position (by seq),
+        // keeping their expiry.
         requeue.sort_by_key(|e| e.seq);
         for e in requeue.into_iter().rev() {
-            let pos = self.ready.partition_point(|x| x.seq < e.seq);
-            self.ready.insert(pos, e);
+            self.insert_ready(e);
         }
     }
 
     /// queue.purge: drop every ready message; returns how many.
     pub fn purge(&mut self) -> u32 {
         let n = self.ready.len() as u32;
+        self.expiring = 0;
         for e in self.ready.drain(..) {
             if let Some(p) = e.pos {
                 self.store_ops.push(StoreOp::Ack(p));
@@ -334,7 +429,11 @@ impl Queue {
     }
 
     /// Pop the head entry with its message loaded.
-    fn pop_ready(&mut self, load: &impl Fn(Position) -> Option<MsgRef>) -> Option<(Entry, MsgRef)> {
+    fn pop_ready(
+        &mut self,
+        now: u64,
+        load: &impl Fn(Position) -> Option<MsgRef>,
+    ) -> Option<(Entry, MsgRef)> {
         loop {
             let Some(e) = self.ready.pop_front() else {
                 // A drained backlog should not keep its peak capacity.
@@ -346,6 +445,11 @@ impl Queue {
                 }
                 return None;
             };
+            self.left_ready(&e);
+            if Self::is_expired(&e, now) {
+                self.dropped_expired(&e);
+                continue;
+            }
             match self.materialise(&e, load) {
                 Some(m) => return Some((e, m)),
                 None => {
@@ -359,8 +463,13 @@ impl Queue {
 
     /// basic.get: take the head message (`load` reads a stored body
     /// beyond the read-ahead).
-    pub fn get(&mut self, no_ack: bool, load: impl Fn(Position) -> Option<MsgRef>) -> Option<Got> {
-        let (e, msg) = self.pop_ready(&load)?;
+    pub fn get(
+        &mut self,
+        no_ack: bool,
+        now: u64,
+        load: impl Fn(Position) -> Option<MsgRef>,
+    ) -> Option<Got> {
+        let (e, msg) = self.pop_ready(now, &load)?;
         self.stats.get += 1;
         if let Some(p) = e.pos {
             self.store_ops.push(if no_ack {
@@ -377,6 +486,7 @@ impl Queue {
                     consumer: None,
                     pos: e.pos,
                     redelivered: e.redelivered,
+                    expires: e.expires,
                 },
             );
         }
@@ -391,7 +501,11 @@ impl Queue {
     /// The next delivery for the next consumer with credit, round-robin
     /// (`load` reads a stored body beyond the read-ahead); None when no
     /// message is ready or no consumer has credit.
-    pub fn next_delivery(&mut self, load: impl Fn(Position) -> Option<MsgRef>) -> Option<Delivery> {
+    pub fn next_delivery(
+        &mut self,
+        now: u64,
+        load: impl Fn(Position) -> Option<MsgRef>,
+    ) -> Option<Delivery> {
         if self.ready.is_empty() || self.consumers.is_empty() {
             return None;
         }
@@ -400,7 +514,7 @@ impl Queue {
             let idx = (self.rr + i) % n;
             if self.consumers[idx].has_capacity() {
                 self.rr = (idx + 1) % n;
-                let (e, msg) = self.pop_ready(&load)?;
+                let (e, msg) = self.pop_ready(now, &load)?;
                 self.stats.deliver += 1;
                 if e.redelivered {
                     self.stats.redeliver += 1;
@@ -423,6 +537,7 @@ impl Queue {
                             consumer: Some(c.spec.id),
                             pos: e.pos,
                             redelivered: e.redelivered,
+                            expires: e.expires,
                         },
                     );
                 }
@@ -432,6 +547,7 @@ impl Queue {
                     seq: e.seq,
                     redelivered: e.redelivered,
                     msg,
+                    expires: e.expires,
                 });
             }
         }
@@ -446,16 +562,13 @@ impl Queue {
         // saw it, so it goes back to the queue. (A no-ack delivery was
         // already released from the store: it comes back in memory only.)
         let stored = self.unacked.remove(&d.seq).and_then(|u| u.pos);
-        let at = self.ready.partition_point(|x| x.seq < d.seq);
-        self.ready.insert(
-            at,
-            Entry {
-                seq: d.seq,
-                msg: Some(d.msg),
-                pos: stored,
-                redelivered: d.redelivered,
-            },
-        );
+        self.insert_ready(Entry {
+            seq: d.seq,
+            msg: Some(d.msg),
+            pos: stored,
+            redelivered: d.redelivered,
+            expires: d.expires,
+        });
     }
 
     /// The consumer's channel is at its channel-wide prefetch and handed
@@ -478,16 +591,13 @@ impl Queue {
         if redelivered {
             self.stats.redeliver = self.stats.redeliver.saturating_sub(1);
         }
-        let at = self.ready.partition_point(|x| x.seq < seq);
-        self.ready.insert(
-            at,
-            Entry {
-                seq,
-                msg: Some(u.msg),
-                pos: u.pos,
-                redelivered,
-            },
-        );
+        self.insert_ready(Entry {
+            seq,
+            msg: Some(u.msg),
+            pos: u.pos,
+            redelivered,
+            expires: u.expires,
+        });
     }
 
     /// The consumer's channel is under its channel-wide prefetch again.
@@ -531,6 +641,7 @@ mod tests {
             props: Bytes::from_static(&[0, 0]),
             body: Bytes::from_static(b.as_bytes()),
             persistent: false,
+            expiration_ms: None,
         })
     }
     /// Transient messages are all in memory: nothing is ever loaded.
@@ -559,50 +670,53 @@ mod tests {
     fn prefetch_limits_unacked_and_round_robin_alternates() {
         let mut q = q();
         for b in ["a", "b", "c", "d", "e"] {
-            q.publish(msg(b), None);
+            q.publish(msg(b), None, 0);
         }
         q.consume(consumer(1, 1)).unwrap();
         q.consume(consumer(2, 1)).unwrap();
-        let d1 = q.next_delivery(no_store).unwrap();
-        let d2 = q.next_delivery(no_store).unwrap();
+        let d1 = q.next_delivery(0, no_store).unwrap();
+        let d2 = q.next_delivery(0, no_store).unwrap();
         assert_eq!((d1.consumer, d2.consumer), (ConsumerId(1), ConsumerId(2)));
-        assert!(q.next_delivery(no_store).is_none());
+        assert!(q.next_delivery(0, no_store).is_none());
         q.settle(&[d1.seq], Settle::Ack);
-        assert_eq!(q.next_delivery(no_store).unwrap().consumer, ConsumerId(1));
+        assert_eq!(
+            q.next_delivery(0, no_store).unwrap().consumer,
+            ConsumerId(1)
+        );
     }
 
     #[test]
     fn requeue_restores_original_order_with_redelivered_flag() {
         let mut q = q();
         for b in ["a", "b", "c"] {
-            q.publish(msg(b), None);
+            q.publish(msg(b), None, 0);
         }
-        let a = q.get(false, no_store).unwrap();
-        let b = q.get(false, no_store).unwrap();
+        let a = q.get(false, 0, no_store).unwrap();
+        let b = q.get(false, 0, no_store).unwrap();
         q.settle(&[b.seq, a.seq], Settle::Requeue);
-        let first = q.get(true, no_store).unwrap();
+        let first = q.get(true, 0, no_store).unwrap();
         assert_eq!(&first.msg.body[..], b"a");
         assert!(first.redelivered);
-        assert_eq!(&q.get(true, no_store).unwrap().msg.body[..], b"b");
-        assert!(!q.get(true, no_store).unwrap().redelivered);
+        assert_eq!(&q.get(true, 0, no_store).unwrap().msg.body[..], b"b");
+        assert!(!q.get(true, 0, no_store).unwrap().redelivered);
     }
 
     #[test]
     fn returned_delivery_goes_back_in_place_unmarked_and_pauses_the_consumer() {
         let mut q = q();
         for b in ["a", "b"] {
-            q.publish(msg(b), None);
+            q.publish(msg(b), None, 0);
         }
         q.consume(consumer(1, 0)).unwrap();
-        let d = q.next_delivery(no_store).unwrap();
+        let d = q.next_delivery(0, no_store).unwrap();
         q.returned(d.consumer, d.seq);
         assert_eq!((q.message_count(), q.unacked_count()), (2, 0));
         assert!(
-            q.next_delivery(no_store).is_none(),
+            q.next_delivery(0, no_store).is_none(),
             "a paused consumer gets nothing"
         );
         q.resume(ConsumerId(1));
-        let again = q.next_delivery(no_store).unwrap();
+        let again = q.next_delivery(0, no_store).unwrap();
         assert_eq!((&again.msg.body[..], again.redelivered), (&b"a"[..], false));
         assert_eq!(q.stats.deliver, 1);
     }
@@ -619,11 +733,11 @@ mod tests {
     #[test]
     fn stored_messages_journal_delivered_then_ack_and_nothing_for_requeue() {
         let mut q = q();
-        q.publish(msg("a"), Some(pos(8)));
-        q.publish(msg("b"), Some(pos(16)));
+        q.publish(msg("a"), Some(pos(8)), 0);
+        q.publish(msg("b"), Some(pos(16)), 0);
         q.consume(consumer(1, 0)).unwrap();
-        let a = q.next_delivery(no_store).unwrap();
-        let b = q.next_delivery(no_store).unwrap();
+        let a = q.next_delivery(0, no_store).unwrap();
+        let b = q.next_delivery(0, no_store).unwrap();
         assert_eq!(
             q.take_store_ops().collect::<Vec<_>>(),
             [StoreOp::Delivered(pos(8)), StoreOp::Delivered(pos(16))]
@@ -644,15 +758,85 @@ mod tests {
     #[test]
     fn an_unreadable_stored_message_is_dropped_as_acked_and_the_next_one_served() {
         let mut q = q();
-        q.recover(vec![(pos(8), false), (pos(16), true)]);
+        q.recover(vec![(pos(8), false), (pos(16), true)], 0);
         let body = msg("b");
         let got = q
-            .get(true, |p| (p == pos(16)).then(|| body.clone()))
+            .get(true, 0, |p| (p == pos(16)).then(|| body.clone()))
             .unwrap();
         assert_eq!((&got.msg.body[..], got.redelivered), (&b"b"[..], true));
         assert_eq!(
             q.take_store_ops().collect::<Vec<_>>(),
             [StoreOp::Ack(pos(8)), StoreOp::Ack(pos(16))]
         );
+    }
+
+    fn ttl_queue(ttl: i64) -> Queue {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-message-ttl".into(),
+            amq_protocol::types::AMQPValue::LongLongInt(ttl),
+        );
+        let mut q = q();
+        q.def.args = args;
+        Queue::new(q.def)
+    }
+    fn msg_with_expiration(b: &'static str, ms: u64) -> MsgRef {
+        let mut m = (*msg(b)).clone();
+        m.expiration_ms = Some(ms);
+        Arc::new(m)
+    }
+
+    #[test]
+    fn expired_messages_are_never_delivered_nor_counted() {
+        let mut q = ttl_queue(100);
+        q.publish(msg("old"), Some(pos(8)), 1_000);
+        q.publish(msg("new"), None, 1_050);
+        assert_eq!(q.expire(1_100), 0, "not past its expiry yet");
+        assert_eq!(q.expire(1_101), 1);
+        assert_eq!(q.message_count(), 1);
+        assert_eq!(
+            q.take_store_ops().collect::<Vec<_>>(),
+            [StoreOp::Ack(pos(8))]
+        );
+        assert!(q.get(true, 1_151, no_store).is_none(), "expired by now");
+        assert_eq!(q.stats.expired, 2);
+        assert!(!q.has_expiring());
+    }
+
+    #[test]
+    fn the_lower_of_queue_and_message_ttl_wins_and_ttl_zero_delivers_only_at_once() {
+        let mut q = ttl_queue(1_000);
+        q.publish(msg_with_expiration("short", 10), None, 0);
+        assert!(q.get(true, 11, no_store).is_none());
+        let mut q = ttl_queue(0);
+        q.publish(msg("now"), None, 500);
+        q.consume(consumer(1, 0)).unwrap();
+        assert!(
+            q.next_delivery(500, no_store).is_some(),
+            "a consumer can take it now"
+        );
+        q.publish(msg("later"), None, 500);
+        assert!(
+            q.get(true, 501, no_store).is_none(),
+            "nobody took it in time"
+        );
+    }
+
+    #[test]
+    fn a_requeued_message_keeps_its_original_expiry() {
+        let mut q = ttl_queue(100);
+        q.publish(msg("a"), None, 0);
+        let got = q.get(false, 50, no_store).unwrap();
+        q.settle(&[got.seq], Settle::Requeue);
+        assert!(q.has_expiring());
+        assert!(q.get(true, 101, no_store).is_none());
+    }
+
+    #[test]
+    fn without_ttls_nothing_is_tracked_for_expiry() {
+        let mut q = q();
+        q.publish(msg("a"), None, 0);
+        assert!(!q.has_expiring());
+        assert_eq!(q.expire(u64::MAX), 0);
     }
 }

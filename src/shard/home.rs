@@ -31,6 +31,18 @@ pub struct QueueHome {
     /// Confirms owed once the store's sync of that generation finishes
     /// ([`Store::await_sync`]), oldest first.
     awaiting: RefCell<VecDeque<(u64, ConfirmRef)>>,
+    /// Queues with messages that have a TTL: the expiry tick
+    /// ([`QueueHome::expire_due`]) looks at their heads only.
+    expiring: RefCell<std::collections::HashSet<QueueId>>,
+}
+
+/// Wall-clock time in ms since the Unix epoch (message TTLs are wall-clock
+/// durations, as RabbitMQ's are).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl QueueHome {
@@ -43,6 +55,43 @@ impl QueueHome {
             store: RefCell::new(store),
             sync_needed: Notify::default(),
             awaiting: RefCell::new(VecDeque::new()),
+            expiring: RefCell::new(std::collections::HashSet::new()),
+        }
+    }
+
+    /// Drop expired messages at the heads of queues with TTLs (called by
+    /// the shard's expiry tick, and before counts are reported). Costs
+    /// nothing while no message has a TTL.
+    pub fn expire_due(&self) {
+        if self.expiring.borrow().is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let ids: Vec<QueueId> = self.expiring.borrow().iter().copied().collect();
+        for id in ids {
+            let mut qs = self.queues.borrow_mut();
+            let Some(q) = qs.get_mut(&id) else {
+                self.expiring.borrow_mut().remove(&id);
+                continue;
+            };
+            if q.expire(now) > 0 {
+                apply_store_ops(&mut self.store.borrow_mut(), q);
+            }
+            if !q.has_expiring() {
+                self.expiring.borrow_mut().remove(&id);
+            }
+        }
+    }
+
+    /// Queue `id` (just recovered) holds messages with a TTL.
+    pub fn expire_due_later(&self, id: QueueId) {
+        self.expiring.borrow_mut().insert(id);
+    }
+
+    /// Note that queue `id` may hold messages with a TTL.
+    fn track_expiring(&self, q: &Queue) {
+        if q.has_expiring() {
+            self.expiring.borrow_mut().insert(q.id());
         }
     }
 
@@ -88,6 +137,7 @@ impl QueueHome {
     pub fn publish(&self, queues: QueueList, msg: MsgRef, confirm: Option<ConfirmRef>) {
         let mut stored = None;
         let mut failed = false;
+        let now = now_ms();
         {
             let mut st = self.store.borrow_mut();
             if msg.persistent && queues.iter().any(|q| st.is_durable(*q)) {
@@ -107,7 +157,8 @@ impl QueueHome {
                         if let Some(p) = pos {
                             st.enqueue(*qid, p);
                         }
-                        q.publish(msg.clone(), pos);
+                        q.publish(msg.clone(), pos, now);
+                        self.track_expiring(q);
                     }
                 }
             }
@@ -130,7 +181,19 @@ impl QueueHome {
         if !failed {
             for qid in &queues {
                 self.drain_queue(*qid);
+                self.drop_due(*qid, now);
             }
+        }
+    }
+
+    /// After a publish was dispatched: messages already due (a TTL of 0
+    /// that no consumer could take at once) are dropped now, as RabbitMQ
+    /// does, rather than at the next tick.
+    fn drop_due(&self, qid: QueueId, now: u64) {
+        let mut qs = self.queues.borrow_mut();
+        let Some(q) = qs.get_mut(&qid) else { return };
+        if q.has_expiring() && q.expire(now.saturating_add(1)) > 0 {
+            apply_store_ops(&mut self.store.borrow_mut(), q);
         }
     }
 
@@ -139,6 +202,7 @@ impl QueueHome {
         if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
             q.settle(seqs, how);
             apply_store_ops(&mut self.store.borrow_mut(), q);
+            self.track_expiring(q);
         }
         self.drain_queue(queue);
     }
@@ -155,6 +219,7 @@ impl QueueHome {
     pub fn returned(&self, queue: QueueId, consumer: ConsumerId, seq: u64) {
         if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
             q.returned(consumer, seq);
+            self.track_expiring(q);
         }
         self.drain_queue(queue);
     }
@@ -170,11 +235,12 @@ impl QueueHome {
     /// Dispatch every delivery the queue's consumers have credit for.
     pub fn drain_queue(&self, qid: QueueId) {
         let me = self.link.id;
+        let now = now_ms();
         loop {
             let d = match self.queues.borrow_mut().get_mut(&qid) {
                 Some(q) => {
                     let mut st = self.store.borrow_mut();
-                    let d = q.next_delivery(|p| st.load(p));
+                    let d = q.next_delivery(now, |p| st.load(p));
                     apply_store_ops(&mut st, q);
                     d
                 }
@@ -197,12 +263,14 @@ impl QueueHome {
                     Handoff::Gone => {
                         if let Some(q) = self.queues.borrow_mut().get_mut(&qid) {
                             q.undeliverable(d);
+                            self.track_expiring(q);
                         }
                     }
                     // The consumer is paused now, so the loop moves on.
                     Handoff::OverLimit => {
                         if let Some(q) = self.queues.borrow_mut().get_mut(&qid) {
                             q.returned(consumer, seq);
+                            self.track_expiring(q);
                         }
                     }
                 }
@@ -276,7 +344,7 @@ impl QueueHome {
         let mut qs = self.queues.borrow_mut();
         let q = qs.get_mut(&queue)?;
         let mut st = self.store.borrow_mut();
-        let got = q.get(no_ack, |p| st.load(p));
+        let got = q.get(no_ack, now_ms(), |p| st.load(p));
         apply_store_ops(&mut st, q);
         Some(got)
     }

@@ -167,7 +167,14 @@ impl Shard {
                 return;
             }
             Request::Apply(change) => Response::Applied(self.apply(change)),
-            Request::QueueStats(q) => match self.home.queues.borrow().get(&q) {
+            Request::QueueStats(q) => match {
+                // Counts exclude expired messages (RabbitMQ drops them
+                // from the head before answering).
+                self.home.expire_due();
+                self.home.queues.borrow()
+            }
+            .get(&q)
+            {
                 Some(q) => Response::Stats {
                     messages: q.message_count(),
                     consumers: q.consumer_count(),
@@ -201,7 +208,10 @@ impl Shard {
                 Some(got) => Response::Got(got),
                 None => Response::Gone,
             },
-            Request::Snapshot => Response::Snapshot(Box::new(snapshot::snapshot(self))),
+            Request::Snapshot => {
+                self.home.expire_due();
+                Response::Snapshot(Box::new(snapshot::snapshot(self)))
+            }
             Request::CloseConnection(name, reason) => {
                 let port = self.conns.listen_port.get();
                 let conn = self
@@ -288,9 +298,13 @@ impl Shard {
                     if !items.is_empty() {
                         tracing::info!(queue = %def.name, messages = items.len(), "recovered");
                     }
-                    q.recover(items);
+                    q.recover(items, home::now_ms());
                 }
+                let expiring = q.has_expiring();
                 self.home.queues.borrow_mut().insert(def.id, q);
+                if expiring {
+                    self.home.expire_due_later(def.id);
+                }
             }
             MetaChange::VhostDeleted { name } => {
                 let ids: Vec<QueueId> = self

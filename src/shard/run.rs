@@ -249,7 +249,21 @@ fn local_tasks(shard: &Rc<Shard>) -> Vec<glommio::Task<()>> {
         }));
     }
     tasks.push(glommio::spawn_local(sync_task(shard.clone())));
+    tasks.push(glommio::spawn_local(expiry_tick(shard.clone())));
     tasks
+}
+
+/// How often expired messages are dropped from the heads of queues with
+/// TTLs when nothing else touches them (deliveries and `basic.get` never
+/// hand out an expired message, whatever this interval).
+const EXPIRY_TICK: Duration = Duration::from_millis(20);
+
+/// Drop expired messages (queues with TTLs only; nothing to do otherwise).
+async fn expiry_tick(shard: Rc<Shard>) {
+    loop {
+        glommio::timer::sleep(EXPIRY_TICK).await;
+        shard.home.expire_due();
+    }
 }
 
 /// A one-shard node inside the calling glommio executor, without sockets

@@ -146,6 +146,8 @@ pub fn decode_message(rec: &Bytes) -> Option<Message> {
     Some(Message {
         exchange: exchange.into(),
         routing_key: routing_key.into(),
+        // The queue keeps each entry's expiry; a loaded body needs none.
+        expiration_ms: None,
         props,
         body,
         persistent: true,
@@ -570,6 +572,7 @@ mod tests {
             props: Bytes::from_static(&[0x10, 0, 2]),
             body: Bytes::from_static(body),
             persistent: true,
+            expiration_ms: None,
         }
     }
 

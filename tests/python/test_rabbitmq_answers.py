@@ -13,33 +13,33 @@ from helpers import channel_error, connection_error, get_message
 
 def test_only_rabbitmq_equivalence_arguments_must_match_on_redeclare(ch, names):
     q = names.queue()
-    ch.queue_declare(q, arguments={"x-max-length": 5})
+    ch.queue_declare(q, arguments={"x-message-ttl": 5})
     # Arguments outside RabbitMQ's list may differ.
-    ch.queue_declare(q, arguments={"x-max-length": 5, "x-custom": 1, "foo": "bar"})
+    ch.queue_declare(q, arguments={"x-message-ttl": 5, "x-custom": 1, "foo": "bar"})
 
 
 @pytest.mark.parametrize("args, text", [
-    ({"x-max-length": 10}, "received '10' but current is '5'"),
+    ({"x-message-ttl": 10}, "received '10' but current is '5'"),
     ({}, "received none but current is the value '5' of type 'signedint'"),
-    ({"x-max-length": "abc"}, "received 'abc' but current is '5'"),
+    ({"x-message-ttl": "abc"}, "received 'abc' but current is '5'"),
 ])
 def test_inequivalent_queue_argument_text_is_rabbitmqs(conn, names, args, text):
     q = names.queue()
     ch = conn.channel()
-    ch.queue_declare(q, arguments={"x-max-length": 5})
+    ch.queue_declare(q, arguments={"x-message-ttl": 5})
     e = channel_error(conn, ch, lambda: ch.queue_declare(q, arguments=args))
     assert e.reply_code == 406
     assert e.reply_text == (
-        "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue '%s' in vhost '/': %s"
+        "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue '%s' in vhost '/': %s"
         % (q, text))
 
 
 def test_missing_argument_on_the_existing_side_names_the_received_type(conn, names):
     q = names.queue()
     ch = conn.channel()
-    ch.queue_declare(q, arguments={"x-max-length": 5})
+    ch.queue_declare(q, arguments={"x-message-ttl": 5})
     e = channel_error(conn, ch, lambda: ch.queue_declare(
-        q, arguments={"x-max-length": 5, "x-dead-letter-exchange": "dlx"}))
+        q, arguments={"x-message-ttl": 5, "x-dead-letter-exchange": "dlx"}))
     assert e.reply_text == (
         "PRECONDITION_FAILED - inequivalent arg 'x-dead-letter-exchange' for queue '%s' in vhost "
         "'/': received the value 'dlx' of type 'longstr' but current is none" % q)

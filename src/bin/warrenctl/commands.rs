@@ -265,6 +265,87 @@ fn tags_list(tags: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// A `list_*` command: the management API resource it reads and the
+/// columns shown when none are asked for (rabbitmqctl's defaults where it
+/// has the command).
+struct ListSpec {
+    resource: &'static str,
+    columns: &'static [&'static str],
+}
+
+const QUEUES: ListSpec = ListSpec {
+    resource: "queues",
+    columns: &[
+        "name",
+        "messages_ready",
+        "messages_unacknowledged",
+        "messages",
+        "consumers",
+    ],
+};
+const EXCHANGES: ListSpec = ListSpec {
+    resource: "exchanges",
+    columns: &["name", "type", "durable", "auto_delete", "internal"],
+};
+const BINDINGS: ListSpec = ListSpec {
+    resource: "bindings",
+    columns: &[
+        "source",
+        "destination",
+        "destination_type",
+        "routing_key",
+        "arguments",
+    ],
+};
+const CONSUMERS: ListSpec = ListSpec {
+    resource: "consumers",
+    columns: &[
+        "queue.name",
+        "consumer_tag",
+        "channel_details.name",
+        "ack_required",
+        "exclusive",
+        "prefetch_count",
+    ],
+};
+const CONNECTIONS: ListSpec = ListSpec {
+    resource: "connections",
+    columns: &[
+        "name",
+        "user",
+        "vhost",
+        "peer_host",
+        "peer_port",
+        "channels",
+        "state",
+    ],
+};
+const CHANNELS: ListSpec = ListSpec {
+    resource: "channels",
+    columns: &[
+        "name",
+        "user",
+        "vhost",
+        "number",
+        "consumer_count",
+        "messages_unacknowledged",
+        "prefetch_count",
+        "confirm",
+    ],
+};
+const USERS: ListSpec = ListSpec {
+    resource: "users",
+    columns: &["name", "tags"],
+};
+const PERMISSIONS: ListSpec = ListSpec {
+    resource: "permissions",
+    columns: &["user", "vhost", "configure", "write", "read"],
+};
+const VHOSTS: ListSpec = ListSpec {
+    resource: "vhosts",
+    columns: &["name"],
+};
+
 pub fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
     let c = &ctx.client;
     let vh = ctx.vh();
@@ -277,94 +358,47 @@ pub fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         Cmd::SetUserLimits { name, definition } => limits::set_user_limits(ctx, &name, &definition),
         Cmd::ClearUserLimits { name, limit } => limits::clear_user_limits(ctx, &name, &limit),
         Cmd::ListUserLimits { user } => limits::list_user_limits(ctx, user.as_deref()),
-        Cmd::ListQueues(a) => ctx.list(
-            &ctx.scoped("queues", &a),
-            &a.columns,
-            &[
-                "name",
-                "messages_ready",
-                "messages_unacknowledged",
-                "messages",
-                "consumers",
-            ],
-        ),
+        Cmd::ListQueues(a) => {
+            ctx.list(&ctx.scoped(QUEUES.resource, &a), &a.columns, QUEUES.columns)
+        }
         Cmd::ListExchanges(a) => ctx.list(
-            &ctx.scoped("exchanges", &a),
+            &ctx.scoped(EXCHANGES.resource, &a),
             &a.columns,
-            &["name", "type", "durable", "auto_delete", "internal"],
+            EXCHANGES.columns,
         ),
         Cmd::ListBindings(a) => ctx.list(
-            &ctx.scoped("bindings", &a),
+            &ctx.scoped(BINDINGS.resource, &a),
             &a.columns,
-            &[
-                "source",
-                "destination",
-                "destination_type",
-                "routing_key",
-                "arguments",
-            ],
-        ),
-        Cmd::ListConnections(Columns { columns }) => ctx.list(
-            "connections",
-            &columns,
-            &[
-                "name",
-                "user",
-                "vhost",
-                "peer_host",
-                "peer_port",
-                "channels",
-                "state",
-            ],
-        ),
-        Cmd::ListChannels(Columns { columns }) => ctx.list(
-            "channels",
-            &columns,
-            &[
-                "name",
-                "user",
-                "vhost",
-                "number",
-                "consumer_count",
-                "messages_unacknowledged",
-                "prefetch_count",
-                "confirm",
-            ],
+            BINDINGS.columns,
         ),
         Cmd::ListConsumers(a) => ctx.list(
-            &ctx.scoped("consumers", &a),
+            &ctx.scoped(CONSUMERS.resource, &a),
             &a.columns,
-            &[
-                "queue.name",
-                "consumer_tag",
-                "channel_details.name",
-                "ack_required",
-                "exclusive",
-                "prefetch_count",
-            ],
+            CONSUMERS.columns,
         ),
-        Cmd::ListUsers(Columns { columns }) => ctx.list("users", &columns, &["name", "tags"]),
+        Cmd::ListConnections(Columns { columns }) => {
+            ctx.list(CONNECTIONS.resource, &columns, CONNECTIONS.columns)
+        }
+        Cmd::ListChannels(Columns { columns }) => {
+            ctx.list(CHANNELS.resource, &columns, CHANNELS.columns)
+        }
+        Cmd::ListUsers(Columns { columns }) => ctx.list(USERS.resource, &columns, USERS.columns),
         Cmd::ListPermissions(a) => {
             let path = if a.all_vhosts {
-                "permissions".to_string()
+                PERMISSIONS.resource.to_string()
             } else {
                 format!("vhosts/{vh}/permissions")
             };
-            ctx.on(
-                ctx.list(
-                    &path,
-                    &a.columns,
-                    &["user", "vhost", "configure", "write", "read"],
-                ),
-                || format!("vhost '{vhost}'"),
-            )
+            ctx.on(ctx.list(&path, &a.columns, PERMISSIONS.columns), || {
+                format!("vhost '{vhost}'")
+            })
         }
         Cmd::ListUserPermissions { name, columns } => ctx.list(
             &format!("{}/permissions", user_path(&name)),
             &columns.columns,
-            &["user", "vhost", "configure", "write", "read"],
+            PERMISSIONS.columns,
         ),
-        Cmd::ListVhosts(Columns { columns }) => ctx.list("vhosts", &columns, &["name"]),
+        Cmd::ListVhosts(Columns { columns }) => ctx.list(VHOSTS.resource, &columns, VHOSTS.columns),
         Cmd::AddUser {
             name,
             new_password: password,

@@ -44,10 +44,17 @@ pub fn content_header(
             "user_id property set to '{uid}' but authenticated user was '{user}'"
         )));
     }
+    let expiration_ms = match &view.expiration {
+        None => None,
+        Some(e) => Some(crate::message::parse_expiration(e).map_err(|why| {
+            AmqpError::precondition_failed(format!("invalid expiration '{e}': {why}"))
+        })?),
+    };
     let header = Header {
         body_size,
         props_raw,
         delivery_mode: view.delivery_mode,
+        expiration_ms,
         headers,
     };
     let progress = p.on_header(header, max)?;
