@@ -21,7 +21,11 @@ pub const MAX_EXPIRY_MS: i64 = 4_294_967_295;
 const ACCEPTED_HINTS: &[&str] = &["x-queue-mode", "x-queue-version"];
 
 /// Arguments of features Warren implements.
-const IMPLEMENTED: &[&str] = &["x-message-ttl"];
+const IMPLEMENTED: &[&str] = &[
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+];
 
 /// RabbitMQ's AMQP type name of a field value (as in its error texts).
 pub fn type_name(v: &AMQPValue) -> &'static str {
@@ -117,13 +121,11 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable, durable: bool) -> A
             "x-dead-letter-exchange" | "x-dead-letter-routing-key" => {
                 text(v).ok_or_else(|| wrong_type(key, v))?;
             }
-            "x-single-active-consumer" => {
-                if !matches!(v, AMQPValue::Boolean(_)) {
-                    return Err(invalid(
-                        key,
-                        format!("{{unacceptable_type,{}}}", type_name(v)),
-                    ));
-                }
+            "x-single-active-consumer" if !matches!(v, AMQPValue::Boolean(_)) => {
+                return Err(invalid(
+                    key,
+                    format!("{{unacceptable_type,{}}}", type_name(v)),
+                ));
             }
             "x-queue-type" => {
                 let s = text(v).ok_or_else(|| wrong_type(key, v))?;

@@ -11,6 +11,10 @@
 //! returns credit after each socket write.
 
 use crate::defs::QueueDef;
+pub mod dead_letter;
+
+pub use dead_letter::{DeadLetter, DeadLetterTarget, DeathReason};
+
 use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
 use crate::message::MsgRef;
 use crate::store::Position;
@@ -122,6 +126,11 @@ pub struct Queue {
     /// Ready entries with an expiry (so the home's expiry tick can skip
     /// queues where nothing expires).
     expiring: usize,
+    /// `x-dead-letter-exchange` (and routing key), if set.
+    dead_letter: Option<DeadLetterTarget>,
+    /// Messages that died since the last [`Queue::take_dead_letters`]
+    /// (only collected with a dead-letter exchange).
+    dead_letters: Vec<DeadLetter>,
     /// Journal effects decided but not yet applied by the queue home
     /// ([`Queue::take_store_ops`]); empty for queues without stored
     /// messages.
@@ -154,6 +163,8 @@ impl Queue {
     pub fn new(def: QueueDef) -> Self {
         Queue {
             ttl: crate::defs::message_ttl(&def.args),
+            dead_letter: DeadLetterTarget::from_args(&def.args),
+            dead_letters: Vec::new(),
             def,
             ready: VecDeque::new(),
             unacked: HashMap::new(),
@@ -165,6 +176,17 @@ impl Queue {
             expiring: 0,
             store_ops: Vec::new(),
         }
+    }
+
+    /// Where this queue's dead letters go, if anywhere.
+    pub fn dead_letter_target(&self) -> Option<&DeadLetterTarget> {
+        self.dead_letter.as_ref()
+    }
+
+    /// The messages that died since the last call, in order (the home
+    /// re-publishes them to the dead-letter exchange).
+    pub fn take_dead_letters(&mut self) -> std::vec::Drain<'_, DeadLetter> {
+        self.dead_letters.drain(..)
     }
 
     /// The journal effects decided since the last call, in order.
@@ -257,20 +279,29 @@ impl Queue {
     /// Drop the expired messages at the head of the queue (RabbitMQ
     /// expires from the head: a message with a longer per-message TTL ahead
     /// of a shorter one keeps it waiting). Returns how many.
-    pub fn expire(&mut self, now: u64) -> u32 {
+    /// `load` reads a stored body a dead letter needs.
+    pub fn expire(&mut self, now: u64, load: impl Fn(Position) -> Option<MsgRef>) -> u32 {
         let mut n = 0;
         while self.ready.front().is_some_and(|e| Self::is_expired(e, now)) {
             if let Some(e) = self.ready.pop_front() {
                 self.left_ready(&e);
-                self.dropped_expired(&e);
+                self.dropped_expired(&e, &load);
                 n += 1;
             }
         }
         n
     }
 
-    fn dropped_expired(&mut self, e: &Entry) {
+    fn dropped_expired(&mut self, e: &Entry, load: &impl Fn(Position) -> Option<MsgRef>) {
         self.stats.expired += 1;
+        if self.dead_letter.is_some() {
+            if let Some(msg) = self.materialise(e, load) {
+                self.dead_letters.push(DeadLetter {
+                    msg,
+                    reason: DeathReason::Expired,
+                });
+            }
+        }
         if let Some(p) = e.pos {
             self.store_ops.push(StoreOp::Ack(p));
         }
@@ -377,6 +408,12 @@ impl Queue {
             if how != Settle::Requeue {
                 self.stats.ack += 1;
             }
+            if how == Settle::Discard && self.dead_letter.is_some() {
+                self.dead_letters.push(DeadLetter {
+                    msg: u.msg.clone(),
+                    reason: DeathReason::Rejected,
+                });
+            }
             if let (Some(p), false) = (u.pos, how == Settle::Requeue) {
                 self.store_ops.push(StoreOp::Ack(p));
             }
@@ -447,7 +484,7 @@ impl Queue {
             };
             self.left_ready(&e);
             if Self::is_expired(&e, now) {
-                self.dropped_expired(&e);
+                self.dropped_expired(&e, load);
                 continue;
             }
             match self.materialise(&e, load) {
@@ -614,229 +651,4 @@ impl Queue {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ids::ConnId;
-    use crate::message::Message;
-    use amq_protocol::types::FieldTable;
-    use bytes::Bytes;
-    use std::sync::Arc;
-
-    fn q() -> Queue {
-        Queue::new(QueueDef {
-            id: QueueId(1),
-            vhost: "/".into(),
-            name: "q".into(),
-            home: ShardId(0),
-            durable: false,
-            exclusive_owner: None,
-            auto_delete: false,
-            args: FieldTable::default(),
-        })
-    }
-    fn msg(b: &'static str) -> MsgRef {
-        Arc::new(Message {
-            exchange: "".into(),
-            routing_key: "q".into(),
-            props: Bytes::from_static(&[0, 0]),
-            body: Bytes::from_static(b.as_bytes()),
-            persistent: false,
-            expiration_ms: None,
-        })
-    }
-    /// Transient messages are all in memory: nothing is ever loaded.
-    fn no_store(_: Position) -> Option<MsgRef> {
-        None
-    }
-    fn pos(off: u32) -> Position {
-        Position {
-            seg: crate::ids::SegmentId(1),
-            off,
-        }
-    }
-    fn consumer(id: u64, prefetch: u16) -> ConsumerSpec {
-        ConsumerSpec {
-            id: ConsumerId(id),
-            conn: ConnId(0),
-            channel: 1,
-            tag: format!("c{id}"),
-            no_ack: false,
-            exclusive: false,
-            prefetch,
-        }
-    }
-
-    #[test]
-    fn prefetch_limits_unacked_and_round_robin_alternates() {
-        let mut q = q();
-        for b in ["a", "b", "c", "d", "e"] {
-            q.publish(msg(b), None, 0);
-        }
-        q.consume(consumer(1, 1)).unwrap();
-        q.consume(consumer(2, 1)).unwrap();
-        let d1 = q.next_delivery(0, no_store).unwrap();
-        let d2 = q.next_delivery(0, no_store).unwrap();
-        assert_eq!((d1.consumer, d2.consumer), (ConsumerId(1), ConsumerId(2)));
-        assert!(q.next_delivery(0, no_store).is_none());
-        q.settle(&[d1.seq], Settle::Ack);
-        assert_eq!(
-            q.next_delivery(0, no_store).unwrap().consumer,
-            ConsumerId(1)
-        );
-    }
-
-    #[test]
-    fn requeue_restores_original_order_with_redelivered_flag() {
-        let mut q = q();
-        for b in ["a", "b", "c"] {
-            q.publish(msg(b), None, 0);
-        }
-        let a = q.get(false, 0, no_store).unwrap();
-        let b = q.get(false, 0, no_store).unwrap();
-        q.settle(&[b.seq, a.seq], Settle::Requeue);
-        let first = q.get(true, 0, no_store).unwrap();
-        assert_eq!(&first.msg.body[..], b"a");
-        assert!(first.redelivered);
-        assert_eq!(&q.get(true, 0, no_store).unwrap().msg.body[..], b"b");
-        assert!(!q.get(true, 0, no_store).unwrap().redelivered);
-    }
-
-    #[test]
-    fn returned_delivery_goes_back_in_place_unmarked_and_pauses_the_consumer() {
-        let mut q = q();
-        for b in ["a", "b"] {
-            q.publish(msg(b), None, 0);
-        }
-        q.consume(consumer(1, 0)).unwrap();
-        let d = q.next_delivery(0, no_store).unwrap();
-        q.returned(d.consumer, d.seq);
-        assert_eq!((q.message_count(), q.unacked_count()), (2, 0));
-        assert!(
-            q.next_delivery(0, no_store).is_none(),
-            "a paused consumer gets nothing"
-        );
-        q.resume(ConsumerId(1));
-        let again = q.next_delivery(0, no_store).unwrap();
-        assert_eq!((&again.msg.body[..], again.redelivered), (&b"a"[..], false));
-        assert_eq!(q.stats.deliver, 1);
-    }
-
-    #[test]
-    fn exclusive_consumer_refuses_others() {
-        let mut q = q();
-        let mut c = consumer(1, 0);
-        c.exclusive = true;
-        q.consume(c).unwrap();
-        assert_eq!(q.consume(consumer(2, 0)).unwrap_err().code, 403);
-    }
-
-    #[test]
-    fn stored_messages_journal_delivered_then_ack_and_nothing_for_requeue() {
-        let mut q = q();
-        q.publish(msg("a"), Some(pos(8)), 0);
-        q.publish(msg("b"), Some(pos(16)), 0);
-        q.consume(consumer(1, 0)).unwrap();
-        let a = q.next_delivery(0, no_store).unwrap();
-        let b = q.next_delivery(0, no_store).unwrap();
-        assert_eq!(
-            q.take_store_ops().collect::<Vec<_>>(),
-            [StoreOp::Delivered(pos(8)), StoreOp::Delivered(pos(16))]
-        );
-        q.settle(&[a.seq], Settle::Ack);
-        q.settle(&[b.seq], Settle::Requeue);
-        assert_eq!(
-            q.take_store_ops().collect::<Vec<_>>(),
-            [StoreOp::Ack(pos(8))]
-        );
-        assert_eq!(q.purge(), 1);
-        assert_eq!(
-            q.take_store_ops().collect::<Vec<_>>(),
-            [StoreOp::Ack(pos(16))]
-        );
-    }
-
-    #[test]
-    fn an_unreadable_stored_message_is_dropped_as_acked_and_the_next_one_served() {
-        let mut q = q();
-        q.recover(vec![(pos(8), false), (pos(16), true)], 0);
-        let body = msg("b");
-        let got = q
-            .get(true, 0, |p| (p == pos(16)).then(|| body.clone()))
-            .unwrap();
-        assert_eq!((&got.msg.body[..], got.redelivered), (&b"b"[..], true));
-        assert_eq!(
-            q.take_store_ops().collect::<Vec<_>>(),
-            [StoreOp::Ack(pos(8)), StoreOp::Ack(pos(16))]
-        );
-    }
-
-    fn ttl_queue(ttl: i64) -> Queue {
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-message-ttl".into(),
-            amq_protocol::types::AMQPValue::LongLongInt(ttl),
-        );
-        let mut q = q();
-        q.def.args = args;
-        Queue::new(q.def)
-    }
-    fn msg_with_expiration(b: &'static str, ms: u64) -> MsgRef {
-        let mut m = (*msg(b)).clone();
-        m.expiration_ms = Some(ms);
-        Arc::new(m)
-    }
-
-    #[test]
-    fn expired_messages_are_never_delivered_nor_counted() {
-        let mut q = ttl_queue(100);
-        q.publish(msg("old"), Some(pos(8)), 1_000);
-        q.publish(msg("new"), None, 1_050);
-        assert_eq!(q.expire(1_100), 0, "not past its expiry yet");
-        assert_eq!(q.expire(1_101), 1);
-        assert_eq!(q.message_count(), 1);
-        assert_eq!(
-            q.take_store_ops().collect::<Vec<_>>(),
-            [StoreOp::Ack(pos(8))]
-        );
-        assert!(q.get(true, 1_151, no_store).is_none(), "expired by now");
-        assert_eq!(q.stats.expired, 2);
-        assert!(!q.has_expiring());
-    }
-
-    #[test]
-    fn the_lower_of_queue_and_message_ttl_wins_and_ttl_zero_delivers_only_at_once() {
-        let mut q = ttl_queue(1_000);
-        q.publish(msg_with_expiration("short", 10), None, 0);
-        assert!(q.get(true, 11, no_store).is_none());
-        let mut q = ttl_queue(0);
-        q.publish(msg("now"), None, 500);
-        q.consume(consumer(1, 0)).unwrap();
-        assert!(
-            q.next_delivery(500, no_store).is_some(),
-            "a consumer can take it now"
-        );
-        q.publish(msg("later"), None, 500);
-        assert!(
-            q.get(true, 501, no_store).is_none(),
-            "nobody took it in time"
-        );
-    }
-
-    #[test]
-    fn a_requeued_message_keeps_its_original_expiry() {
-        let mut q = ttl_queue(100);
-        q.publish(msg("a"), None, 0);
-        let got = q.get(false, 50, no_store).unwrap();
-        q.settle(&[got.seq], Settle::Requeue);
-        assert!(q.has_expiring());
-        assert!(q.get(true, 101, no_store).is_none());
-    }
-
-    #[test]
-    fn without_ttls_nothing_is_tracked_for_expiry() {
-        let mut q = q();
-        q.publish(msg("a"), None, 0);
-        assert!(!q.has_expiring());
-        assert_eq!(q.expire(u64::MAX), 0);
-    }
-}
+mod tests;

@@ -12,7 +12,7 @@ use crate::channel::{ConnTable, Handoff};
 use crate::ids::{ConsumerId, QueueId, ShardId};
 use crate::mailbox::Notify;
 use crate::message::MsgRef;
-use crate::queue::{Delivery, Queue, Settle, StoreOp};
+use crate::queue::{DeadLetter, DeadLetterTarget, Delivery, Queue, Settle, StoreOp};
 use crate::store::Store;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -34,6 +34,17 @@ pub struct QueueHome {
     /// Queues with messages that have a TTL: the expiry tick
     /// ([`QueueHome::expire_due`]) looks at their heads only.
     expiring: RefCell<std::collections::HashSet<QueueId>>,
+    /// Messages that died in queues with a dead-letter exchange, waiting
+    /// to be re-published ([`QueueHome::send_dead_letters`]).
+    dead: RefCell<Vec<PendingDeadLetter>>,
+}
+
+/// A dead letter with the queue it died in.
+struct PendingDeadLetter {
+    vhost: String,
+    queue: String,
+    target: DeadLetterTarget,
+    letter: DeadLetter,
 }
 
 /// Wall-clock time in ms since the Unix epoch (message TTLs are wall-clock
@@ -56,6 +67,83 @@ impl QueueHome {
             sync_needed: Notify::default(),
             awaiting: RefCell::new(VecDeque::new()),
             expiring: RefCell::new(std::collections::HashSet::new()),
+            dead: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Re-publish the dead letters collected so far through this shard's
+    /// routing table to their dead-letter exchanges (unconfirmed, as
+    /// RabbitMQ's at-most-once dead-lettering). Each goes through the
+    /// outbox, to this shard too, so a dead letter never re-enters a queue
+    /// in the middle of another queue's operation. Called at the end of
+    /// every batch. A missing dead-letter exchange drops the message, as in
+    /// RabbitMQ.
+    pub fn send_dead_letters(&self) {
+        if self.dead.borrow().is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut *self.dead.borrow_mut());
+        let now_secs = now_ms() / 1000;
+        let table = self.link.table();
+        let mut dests = Vec::new();
+        for p in pending {
+            let out = crate::queue::dead_letter::dead_letter(
+                &p.letter.msg,
+                p.letter.reason,
+                &p.queue,
+                &p.target,
+                now_secs,
+            );
+            dests.clear();
+            table.route(
+                &p.vhost,
+                &p.target.exchange,
+                out.msg.routing_key.as_str(),
+                Some(&out.headers),
+                &mut dests,
+            );
+            dests.retain(|(qid, _)| {
+                table
+                    .queue_by_id(*qid)
+                    .is_some_and(|q| out.may_enter(&q.name))
+            });
+            dests.sort_unstable_by_key(|d| d.1);
+            let mut i = 0;
+            while i < dests.len() {
+                let shard = dests[i].1;
+                let mut queues = QueueList::new();
+                while i < dests.len() && dests[i].1 == shard {
+                    queues.push(dests[i].0);
+                    i += 1;
+                }
+                self.link.outbox.push(
+                    shard,
+                    ShardMsg::Publish {
+                        queues,
+                        msg: out.msg.clone(),
+                        confirm: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Perform the journal effects `q` decided, and collect its dead
+    /// letters for [`QueueHome::send_dead_letters`].
+    fn effects(&self, store: &mut Store, q: &mut Queue) {
+        apply_store_ops(store, q);
+        let Some(target) = q.dead_letter_target().cloned() else {
+            return;
+        };
+        let (vhost, queue) = (q.def.vhost.clone(), q.def.name.clone());
+        let mut dead = self.dead.borrow_mut();
+        for letter in q.take_dead_letters() {
+            dead.push(PendingDeadLetter {
+                vhost: vhost.clone(),
+                queue: queue.clone(),
+                target: target.clone(),
+                letter,
+            });
         }
     }
 
@@ -74,8 +162,9 @@ impl QueueHome {
                 self.expiring.borrow_mut().remove(&id);
                 continue;
             };
-            if q.expire(now) > 0 {
-                apply_store_ops(&mut self.store.borrow_mut(), q);
+            let mut st = self.store.borrow_mut();
+            if q.expire(now, |p| st.load(p)) > 0 {
+                self.effects(&mut st, q);
             }
             if !q.has_expiring() {
                 self.expiring.borrow_mut().remove(&id);
@@ -192,8 +281,9 @@ impl QueueHome {
     fn drop_due(&self, qid: QueueId, now: u64) {
         let mut qs = self.queues.borrow_mut();
         let Some(q) = qs.get_mut(&qid) else { return };
-        if q.has_expiring() && q.expire(now.saturating_add(1)) > 0 {
-            apply_store_ops(&mut self.store.borrow_mut(), q);
+        let mut st = self.store.borrow_mut();
+        if q.has_expiring() && q.expire(now.saturating_add(1), |p| st.load(p)) > 0 {
+            self.effects(&mut st, q);
         }
     }
 
@@ -201,7 +291,7 @@ impl QueueHome {
     pub fn settle(&self, queue: QueueId, seqs: &[u64], how: Settle) {
         if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
             q.settle(seqs, how);
-            apply_store_ops(&mut self.store.borrow_mut(), q);
+            self.effects(&mut self.store.borrow_mut(), q);
             self.track_expiring(q);
         }
         self.drain_queue(queue);
@@ -241,7 +331,7 @@ impl QueueHome {
                 Some(q) => {
                     let mut st = self.store.borrow_mut();
                     let d = q.next_delivery(now, |p| st.load(p));
-                    apply_store_ops(&mut st, q);
+                    self.effects(&mut st, q);
                     d
                 }
                 None => None,
@@ -345,7 +435,7 @@ impl QueueHome {
         let q = qs.get_mut(&queue)?;
         let mut st = self.store.borrow_mut();
         let got = q.get(no_ack, now_ms(), |p| st.load(p));
-        apply_store_ops(&mut st, q);
+        self.effects(&mut st, q);
         Some(got)
     }
 
@@ -355,7 +445,7 @@ impl QueueHome {
         let mut qs = self.queues.borrow_mut();
         let q = qs.get_mut(&queue)?;
         let n = q.purge();
-        apply_store_ops(&mut self.store.borrow_mut(), q);
+        self.effects(&mut self.store.borrow_mut(), q);
         Some(n)
     }
 

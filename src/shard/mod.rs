@@ -114,6 +114,7 @@ impl Shard {
         // run after this task yields): its redelivered flag is in the page
         // cache, so it survives a process crash.
         self.home.store.borrow_mut().write_deliveries();
+        self.home.send_dead_letters();
         self.conns.flush_dirty();
     }
 

@@ -263,6 +263,7 @@ async fn expiry_tick(shard: Rc<Shard>) {
     loop {
         glommio::timer::sleep(EXPIRY_TICK).await;
         shard.home.expire_due();
+        shard.home.send_dead_letters();
     }
 }
 

@@ -141,7 +141,7 @@ def test_ttl_is_an_equivalence_argument(conn, names):
 
 @pytest.mark.parametrize("args", [
     {"x-max-length": 10},
-    {"x-dead-letter-exchange": "dlx"},
+    {"x-overflow": "drop-head"},
     {"x-expires": 1000},
     {"x-max-priority": 5},
     {"x-single-active-consumer": True},
