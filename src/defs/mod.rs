@@ -173,6 +173,12 @@ pub fn arg_integer(v: &amq_protocol::types::AMQPValue) -> Option<i64> {
     })
 }
 
+/// A queue's `x-expires` in ms (validated at declare); None when absent.
+pub fn queue_expires(args: &FieldTable) -> Option<u64> {
+    let v = arg_integer(args.inner().get("x-expires")?)?;
+    u64::try_from(v).ok()
+}
+
 /// A queue's `x-message-ttl` in ms (validated at declare:
 /// `meta::queue_args`); None when absent.
 pub fn message_ttl(args: &FieldTable) -> Option<u64> {

@@ -23,6 +23,10 @@ const ACCEPTED_HINTS: &[&str] = &["x-queue-mode", "x-queue-version"];
 /// Arguments of features Warren implements.
 const IMPLEMENTED: &[&str] = &[
     "x-message-ttl",
+    "x-expires",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-overflow",
     "x-dead-letter-exchange",
     "x-dead-letter-routing-key",
 ];
@@ -213,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn ttl_is_implemented_and_hints_are_accepted_but_other_features_are_refused() {
+    fn implemented_arguments_and_hints_are_accepted_but_other_features_are_refused() {
         assert!(validate(
             "q",
             "/",
@@ -232,7 +236,7 @@ mod tests {
         let e = validate(
             "q",
             "/",
-            &args("x-max-length", AMQPValue::LongInt(10)),
+            &args("x-max-priority", AMQPValue::LongInt(10)),
             false,
         )
         .unwrap_err();

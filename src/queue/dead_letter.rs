@@ -19,6 +19,8 @@ pub enum DeathReason {
     Rejected,
     /// Its TTL passed.
     Expired,
+    /// Dropped or refused at the queue's length limit.
+    MaxLen,
 }
 
 impl DeathReason {
@@ -27,6 +29,7 @@ impl DeathReason {
         match self {
             DeathReason::Rejected => "rejected",
             DeathReason::Expired => "expired",
+            DeathReason::MaxLen => "maxlen",
         }
     }
 }

@@ -12,8 +12,10 @@
 
 use crate::defs::QueueDef;
 pub mod dead_letter;
+pub mod limits;
 
 pub use dead_letter::{DeadLetter, DeadLetterTarget, DeathReason};
+pub use limits::{LengthLimits, Overflow};
 
 use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
 use crate::message::MsgRef;
@@ -65,6 +67,8 @@ pub struct Entry {
     pub redelivered: bool,
     /// When it expires, in ms since the Unix epoch; 0 = never (no TTL).
     pub expires: u64,
+    /// Body size, in bytes (for `x-max-length-bytes`).
+    pub size: u32,
 }
 
 #[derive(Debug)]
@@ -98,6 +102,11 @@ struct Unacked {
     expires: u64,
 }
 
+/// A message's body size for `x-max-length-bytes`, in bytes.
+fn body_size(m: &MsgRef) -> u32 {
+    u32::try_from(m.body.len()).unwrap_or(u32::MAX)
+}
+
 /// A delivery the queue decided on; the shard routes it to the consumer.
 pub struct Delivery {
     pub consumer: ConsumerId,
@@ -126,6 +135,15 @@ pub struct Queue {
     /// Ready entries with an expiry (so the home's expiry tick can skip
     /// queues where nothing expires).
     expiring: usize,
+    /// `x-max-length` (ready messages) and `x-max-length-bytes` (bytes of
+    /// ready bodies), and what happens beyond them (`x-overflow`).
+    limits: LengthLimits,
+    /// Body bytes of the ready messages.
+    ready_bytes: u64,
+    /// `x-expires`: the queue is deleted after this many ms unused.
+    idle_expiry: Option<u64>,
+    /// Last use (consume, cancel, get, declare), ms since the epoch.
+    last_used: u64,
     /// `x-dead-letter-exchange` (and routing key), if set.
     dead_letter: Option<DeadLetterTarget>,
     /// Messages that died since the last [`Queue::take_dead_letters`]
@@ -164,6 +182,10 @@ impl Queue {
         Queue {
             ttl: crate::defs::message_ttl(&def.args),
             dead_letter: DeadLetterTarget::from_args(&def.args),
+            limits: LengthLimits::from_args(&def.args),
+            ready_bytes: 0,
+            idle_expiry: crate::defs::queue_expires(&def.args),
+            last_used: 0,
             dead_letters: Vec::new(),
             def,
             ready: VecDeque::new(),
@@ -222,12 +244,14 @@ impl Queue {
         let expires = self.expiry(msg.expiration_ms, now);
         // Beyond the read-ahead a stored message lives only on disk.
         let keep = pos.is_none() || self.ready.len() < READ_AHEAD;
+        let size = body_size(&msg);
         self.push_ready(Entry {
             seq,
             msg: keep.then_some(msg),
             pos,
             redelivered: false,
             expires,
+            size,
         });
     }
 
@@ -253,6 +277,7 @@ impl Queue {
         if e.expires != 0 {
             self.expiring += 1;
         }
+        self.ready_bytes += u64::from(e.size);
         self.ready.push_back(e);
     }
 
@@ -260,6 +285,7 @@ impl Queue {
         if e.expires != 0 {
             self.expiring += 1;
         }
+        self.ready_bytes += u64::from(e.size);
         let at = self.ready.partition_point(|x| x.seq < e.seq);
         self.ready.insert(at, e);
     }
@@ -268,6 +294,80 @@ impl Queue {
         if e.expires != 0 {
             self.expiring -= 1;
         }
+        self.ready_bytes -= u64::from(e.size);
+    }
+
+    /// Over `x-max-length` / `x-max-length-bytes` with `extra` more
+    /// messages of `extra_bytes`.
+    fn over_limits(&self, extra: u64, extra_bytes: u64) -> bool {
+        self.limits
+            .max_length
+            .is_some_and(|m| self.ready.len() as u64 + extra > m)
+            || self
+                .limits
+                .max_length_bytes
+                .is_some_and(|m| self.ready_bytes + extra_bytes > m)
+    }
+
+    /// Whether a new message of `size` bytes may be enqueued: false only
+    /// for `x-overflow: reject-publish` / `reject-publish-dlx` queues at a
+    /// limit (the publisher's confirm is then a `basic.nack`, as RabbitMQ).
+    pub fn admits(&self, size: usize) -> bool {
+        self.limits.overflow == Overflow::DropHead || !self.over_limits(1, size as u64)
+    }
+
+    /// A publish this queue refused ([`Queue::admits`]): with
+    /// `reject-publish-dlx` it is dead-lettered (reason `maxlen`).
+    pub fn refused(&mut self, msg: MsgRef) {
+        if self.limits.overflow == Overflow::RejectPublishDlx && self.dead_letter.is_some() {
+            self.dead_letters.push(DeadLetter {
+                msg,
+                reason: DeathReason::MaxLen,
+            });
+        }
+    }
+
+    /// `x-overflow: drop-head` (the default): drop (and dead-letter,
+    /// reason `maxlen`) messages from the head until the queue is within
+    /// its limits. Returns how many.
+    pub fn enforce_limits(&mut self, load: impl Fn(Position) -> Option<MsgRef>) -> u32 {
+        let mut n = 0;
+        while self.limits.overflow == Overflow::DropHead && self.over_limits(0, 0) {
+            let Some(e) = self.ready.pop_front() else {
+                break;
+            };
+            self.left_ready(&e);
+            if self.dead_letter.is_some() {
+                if let Some(msg) = self.materialise(&e, &load) {
+                    self.dead_letters.push(DeadLetter {
+                        msg,
+                        reason: DeathReason::MaxLen,
+                    });
+                }
+            }
+            if let Some(p) = e.pos {
+                self.store_ops.push(StoreOp::Ack(p));
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// The queue was used (consume, cancel, basic.get, declare) at `now`:
+    /// its `x-expires` period starts again.
+    pub fn touch(&mut self, now: u64) {
+        self.last_used = now;
+    }
+
+    /// Has `x-expires`.
+    pub fn has_idle_expiry(&self) -> bool {
+        self.idle_expiry.is_some()
+    }
+
+    /// Unused (no consumers) for its whole `x-expires` period at `now`.
+    pub fn idle_expired(&self, now: u64) -> bool {
+        self.idle_expiry
+            .is_some_and(|x| self.consumers.is_empty() && now >= self.last_used.saturating_add(x))
     }
 
     /// Some ready message has a TTL (the home's expiry tick looks at this
@@ -310,6 +410,8 @@ impl Queue {
     /// Recovered messages, in their original order, at `now`. Their
     /// original enqueue times are not stored: the queue's TTL restarts from
     /// recovery (a message's own `expiration` is not applied again).
+    /// (Body sizes of recovered messages are not known until they are
+    /// loaded: they count 0 bytes towards `x-max-length-bytes`.)
     pub fn recover(&mut self, items: Vec<(Position, bool)>, now: u64) {
         let expires = self.expiry(None, now);
         for (pos, delivered) in items {
@@ -321,6 +423,7 @@ impl Queue {
                 pos: Some(pos),
                 redelivered: delivered,
                 expires,
+                size: 0,
             });
         }
     }
@@ -425,6 +528,7 @@ impl Queue {
             if how == Settle::Requeue {
                 requeue.push(Entry {
                     seq: *seq,
+                    size: body_size(&u.msg),
                     msg: Some(u.msg),
                     pos: u.pos,
                     redelivered: true,
@@ -444,6 +548,7 @@ impl Queue {
     pub fn purge(&mut self) -> u32 {
         let n = self.ready.len() as u32;
         self.expiring = 0;
+        self.ready_bytes = 0;
         for e in self.ready.drain(..) {
             if let Some(p) = e.pos {
                 self.store_ops.push(StoreOp::Ack(p));
@@ -601,6 +706,7 @@ impl Queue {
         let stored = self.unacked.remove(&d.seq).and_then(|u| u.pos);
         self.insert_ready(Entry {
             seq: d.seq,
+            size: body_size(&d.msg),
             msg: Some(d.msg),
             pos: stored,
             redelivered: d.redelivered,
@@ -630,6 +736,7 @@ impl Queue {
         }
         self.insert_ready(Entry {
             seq,
+            size: body_size(&u.msg),
             msg: Some(u.msg),
             pos: u.pos,
             redelivered,

@@ -297,3 +297,55 @@ fn x_death_counts_a_second_death_and_an_expiry_cycle_is_refused() {
         "a rejection on the way breaks the cycle"
     );
 }
+
+fn limited(args: &[(&str, amq_protocol::types::AMQPValue)]) -> Queue {
+    let mut t = FieldTable::default();
+    for (k, v) in args {
+        t.insert((*k).into(), v.clone());
+    }
+    let mut q = q();
+    q.def.args = t;
+    Queue::new(q.def)
+}
+
+#[test]
+fn drop_head_keeps_the_newest_within_both_limits() {
+    use amq_protocol::types::AMQPValue::LongLongInt;
+    let mut q = limited(&[
+        ("x-max-length", LongLongInt(2)),
+        ("x-max-length-bytes", LongLongInt(10)),
+    ]);
+    for b in ["12345", "123456", "1"] {
+        assert!(q.admits(b.len()));
+        q.publish(msg(b), None, 0);
+        q.enforce_limits(no_store);
+    }
+    assert_eq!(q.message_count(), 2);
+    assert_eq!(&q.get(true, 0, no_store).unwrap().msg.body[..], b"123456");
+}
+
+#[test]
+fn reject_publish_refuses_at_the_limit_and_unacked_messages_do_not_count() {
+    use amq_protocol::types::AMQPValue::{LongLongInt, LongString};
+    let mut q = limited(&[
+        ("x-max-length", LongLongInt(1)),
+        ("x-overflow", LongString("reject-publish".into())),
+    ]);
+    q.publish(msg("a"), None, 0);
+    assert!(!q.admits(1));
+    let got = q.get(false, 0, no_store).unwrap();
+    assert!(q.admits(1), "the unacked message is not ready");
+    q.settle(&[got.seq], Settle::Requeue);
+    assert!(!q.admits(1));
+}
+
+#[test]
+fn x_expires_counts_from_the_last_use_and_never_with_a_consumer() {
+    use amq_protocol::types::AMQPValue::LongLongInt;
+    let mut q = limited(&[("x-expires", LongLongInt(100))]);
+    q.touch(1_000);
+    assert!(!q.idle_expired(1_099));
+    assert!(q.idle_expired(1_100));
+    q.consume(consumer(1, 0)).unwrap();
+    assert!(!q.idle_expired(5_000));
+}

@@ -34,6 +34,9 @@ pub struct QueueHome {
     /// Queues with messages that have a TTL: the expiry tick
     /// ([`QueueHome::expire_due`]) looks at their heads only.
     expiring: RefCell<std::collections::HashSet<QueueId>>,
+    /// Queues with `x-expires`, and those whose deletion is requested.
+    idle_expiring: RefCell<std::collections::HashSet<QueueId>>,
+    idle_deleting: Rc<RefCell<std::collections::HashSet<QueueId>>>,
     /// Messages that died in queues with a dead-letter exchange, waiting
     /// to be re-published ([`QueueHome::send_dead_letters`]).
     dead: RefCell<Vec<PendingDeadLetter>>,
@@ -68,6 +71,71 @@ impl QueueHome {
             awaiting: RefCell::new(VecDeque::new()),
             expiring: RefCell::new(std::collections::HashSet::new()),
             dead: RefCell::new(Vec::new()),
+            idle_expiring: RefCell::new(std::collections::HashSet::new()),
+            idle_deleting: Rc::new(RefCell::new(std::collections::HashSet::new())),
+        }
+    }
+
+    /// A queue homed here was declared or recovered at `now`: its
+    /// `x-expires` period starts (after a restart it starts again).
+    pub fn added(&self, q: &mut Queue, now: u64) {
+        q.touch(now);
+        if q.has_idle_expiry() {
+            self.idle_expiring.borrow_mut().insert(q.id());
+        }
+        if q.has_expiring() {
+            self.expiring.borrow_mut().insert(q.id());
+        }
+    }
+
+    /// Queue `id` was used (consume, cancel, basic.get, declare).
+    pub fn touch(&self, id: QueueId) {
+        if let Some(q) = self.queues.borrow_mut().get_mut(&id) {
+            q.touch(now_ms());
+        }
+    }
+
+    /// `x-expires`: ask the authority to delete every queue unused for its
+    /// whole period (RabbitMQ deletes it with its messages, not
+    /// dead-lettered). `if_unused` makes a consumer that arrived meanwhile
+    /// win; the queue is then used again and its period restarts.
+    pub fn delete_idle_queues(&self) {
+        if self.idle_expiring.borrow().is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let mut due = Vec::new();
+        {
+            let qs = self.queues.borrow();
+            self.idle_expiring
+                .borrow_mut()
+                .retain(|id| match qs.get(id) {
+                    None => false,
+                    Some(q) => {
+                        if q.idle_expired(now) && !self.idle_deleting.borrow().contains(id) {
+                            due.push((*id, q.def.vhost.clone(), q.def.name.clone()));
+                        }
+                        true
+                    }
+                });
+        }
+        for (id, vhost, name) in due {
+            self.idle_deleting.borrow_mut().insert(id);
+            let link = self.link.clone();
+            let deleting = self.idle_deleting.clone();
+            glommio::spawn_local(async move {
+                let op = crate::meta::MetaOp::QueueDelete {
+                    vhost,
+                    name,
+                    if_unused: true,
+                    if_empty: false,
+                    owner: None,
+                };
+                link.call(link.authority(), crate::bus::Request::Meta(op))
+                    .await;
+                deleting.borrow_mut().remove(&id);
+            })
+            .detach();
         }
     }
 
@@ -172,11 +240,6 @@ impl QueueHome {
         }
     }
 
-    /// Queue `id` (just recovered) holds messages with a TTL.
-    pub fn expire_due_later(&self, id: QueueId) {
-        self.expiring.borrow_mut().insert(id);
-    }
-
     /// Note that queue `id` may hold messages with a TTL.
     fn track_expiring(&self, q: &Queue) {
         if q.has_expiring() {
@@ -227,9 +290,29 @@ impl QueueHome {
         let mut stored = None;
         let mut failed = false;
         let now = now_ms();
+        // Queues at a `reject-publish` length limit refuse it first (and
+        // the confirm becomes a nack, as RabbitMQ's).
+        let mut rejected = false;
+        let admitted: QueueList = {
+            let mut qs = self.queues.borrow_mut();
+            let mut st = self.store.borrow_mut();
+            queues
+                .iter()
+                .copied()
+                .filter(|qid| match qs.get_mut(qid) {
+                    Some(q) if !q.admits(msg.body.len()) => {
+                        rejected = true;
+                        q.refused(msg.clone());
+                        self.effects(&mut st, q);
+                        false
+                    }
+                    _ => true,
+                })
+                .collect()
+        };
         {
             let mut st = self.store.borrow_mut();
-            if msg.persistent && queues.iter().any(|q| st.is_durable(*q)) {
+            if msg.persistent && admitted.iter().any(|q| st.is_durable(*q)) {
                 match st.append_message(&msg) {
                     Ok(p) => stored = Some(p),
                     Err(e) => {
@@ -240,18 +323,21 @@ impl QueueHome {
             }
             if !failed {
                 let mut qs = self.queues.borrow_mut();
-                for qid in &queues {
+                for qid in &admitted {
                     if let Some(q) = qs.get_mut(qid) {
                         let pos = stored.filter(|_| st.is_durable(*qid));
                         if let Some(p) = pos {
                             st.enqueue(*qid, p);
                         }
                         q.publish(msg.clone(), pos, now);
+                        if q.enforce_limits(|p| st.load(p)) > 0 {
+                            self.effects(&mut st, q);
+                        }
                         self.track_expiring(q);
                     }
                 }
             }
-            if let (Some(c), Some(_)) = (confirm, stored) {
+            if let (Some(c), Some(_), false) = (confirm, stored, rejected) {
                 let generation = st.await_sync();
                 self.awaiting.borrow_mut().push_back((generation, c));
                 self.sync_needed.notify();
@@ -261,14 +347,14 @@ impl QueueHome {
             self.conns.set_blocked(true);
         }
         if let Some(c) = confirm {
-            if failed {
+            if failed || rejected {
                 self.nack(c);
             } else if stored.is_none() {
                 self.confirm(c);
             }
         }
         if !failed {
-            for qid in &queues {
+            for qid in &admitted {
                 self.drain_queue(*qid);
                 self.drop_due(*qid, now);
             }
@@ -434,7 +520,9 @@ impl QueueHome {
         let mut qs = self.queues.borrow_mut();
         let q = qs.get_mut(&queue)?;
         let mut st = self.store.borrow_mut();
-        let got = q.get(no_ack, now_ms(), |p| st.load(p));
+        let now = now_ms();
+        q.touch(now);
+        let got = q.get(no_ack, now, |p| st.load(p));
         self.effects(&mut st, q);
         Some(got)
     }

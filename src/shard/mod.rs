@@ -172,6 +172,7 @@ impl Shard {
                 // Counts exclude expired messages (RabbitMQ drops them
                 // from the head before answering).
                 self.home.expire_due();
+                self.home.touch(q);
                 self.home.queues.borrow()
             }
             .get(&q)
@@ -183,6 +184,7 @@ impl Shard {
                 None => Response::Gone,
             },
             Request::Consume(qid, spec) => {
+                self.home.touch(qid);
                 let r = match self.home.queues.borrow_mut().get_mut(&qid) {
                     Some(q) => Response::Consumed(q.consume(spec)),
                     None => Response::Gone,
@@ -191,6 +193,8 @@ impl Shard {
                 r
             }
             Request::Cancel(qid, consumer) => {
+                // The x-expires period runs from the last consumer's cancel.
+                self.home.touch(qid);
                 let auto_delete = match self.home.queues.borrow_mut().get_mut(&qid) {
                     Some(q) => {
                         q.cancel(consumer);
@@ -301,11 +305,8 @@ impl Shard {
                     }
                     q.recover(items, home::now_ms());
                 }
-                let expiring = q.has_expiring();
+                self.home.added(&mut q, home::now_ms());
                 self.home.queues.borrow_mut().insert(def.id, q);
-                if expiring {
-                    self.home.expire_due_later(def.id);
-                }
             }
             MetaChange::VhostDeleted { name } => {
                 let ids: Vec<QueueId> = self

@@ -264,6 +264,7 @@ async fn expiry_tick(shard: Rc<Shard>) {
         glommio::timer::sleep(EXPIRY_TICK).await;
         shard.home.expire_due();
         shard.home.send_dead_letters();
+        shard.home.delete_idle_queues();
     }
 }
 

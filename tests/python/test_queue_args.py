@@ -140,11 +140,10 @@ def test_ttl_is_an_equivalence_argument(conn, names):
 
 
 @pytest.mark.parametrize("args", [
-    {"x-max-length": 10},
-    {"x-overflow": "drop-head"},
-    {"x-expires": 1000},
     {"x-max-priority": 5},
     {"x-single-active-consumer": True},
+    {"x-delivery-limit": 3},
+    {"x-dead-letter-strategy": "at-least-once"},
 ])
 def test_arguments_of_features_warren_lacks_are_refused_not_ignored(broker, names, args):
     if broker.external:
