@@ -443,6 +443,17 @@ impl Conn {
         durable: bool,
         passive: bool,
     ) -> io::Result<(String, u32)> {
+        self.queue_declare_with(name, durable, passive, FieldTable::default())
+    }
+
+    /// [`Conn::queue_declare`] with queue arguments.
+    pub fn queue_declare_with(
+        &mut self,
+        name: &str,
+        durable: bool,
+        passive: bool,
+        arguments: FieldTable,
+    ) -> io::Result<(String, u32)> {
         match self.rpc(
             1,
             AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
@@ -452,7 +463,7 @@ impl Conn {
                 exclusive: false,
                 auto_delete: false,
                 nowait: false,
-                arguments: FieldTable::default(),
+                arguments,
             })),
         )? {
             AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok)) => {

@@ -94,6 +94,10 @@ pub struct Opts {
     /// Queue names; `%d` is replaced by the queue index.
     #[arg(long, default_value = "loadgen-%d")]
     pub queue_pattern: String,
+    /// Declare the queues with `x-message-ttl` (ms), to measure what a
+    /// queue TTL costs (messages must not expire during the run).
+    #[arg(long)]
+    pub message_ttl: Option<u32>,
     /// Fanout: every message goes to every queue.
     #[arg(long)]
     pub fanout: bool,

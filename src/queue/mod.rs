@@ -370,6 +370,11 @@ impl Queue {
             .is_some_and(|x| self.consumers.is_empty() && now >= self.last_used.saturating_add(x))
     }
 
+    /// The queue has `x-message-ttl`.
+    pub fn has_ttl(&self) -> bool {
+        self.ttl.is_some()
+    }
+
     /// Some ready message has a TTL (the home's expiry tick looks at this
     /// queue's head).
     pub fn has_expiring(&self) -> bool {

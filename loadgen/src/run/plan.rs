@@ -114,7 +114,14 @@ impl Setup {
         for q in &self.queues {
             // Start from empty queues so leftovers never look like duplicates.
             c.queue_delete_if_exists(q)?;
-            c.queue_declare(q, o.persistent, false)?;
+            let mut args = amq_protocol::types::FieldTable::default();
+            if let Some(ttl) = o.message_ttl {
+                args.insert(
+                    "x-message-ttl".into(),
+                    amq_protocol::types::AMQPValue::LongUInt(ttl),
+                );
+            }
+            c.queue_declare_with(q, o.persistent, false, args)?;
         }
         if self.exchange.is_empty() {
             return Ok(());

@@ -1,0 +1,175 @@
+//! Message and queue lifecycle over lapin: dead letters crossing shards,
+//! and TTL and dead-lettering state of durable queues across a `kill -9`.
+//! (Exact RabbitMQ answers are checked by the pika suite:
+//! tests/python/test_dead_letter.py, test_queue_args.py,
+//! test_queue_limits.py.)
+
+mod common;
+
+use common::*;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use std::time::Duration;
+
+fn dlx_args(dead_letter_queue: &str, ttl_ms: Option<i64>) -> FieldTable {
+    let mut a = FieldTable::default();
+    a.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    a.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(dead_letter_queue.into()),
+    );
+    if let Some(t) = ttl_ms {
+        a.insert("x-message-ttl".into(), AMQPValue::LongLongInt(t));
+    }
+    a
+}
+
+fn death_reason(d: &lapin::message::Delivery) -> String {
+    let headers = d.properties.headers().clone().unwrap_or_default();
+    match headers.inner().get("x-death") {
+        Some(AMQPValue::FieldArray(a)) => match a.as_slice().first() {
+            Some(AMQPValue::FieldTable(t)) => match t.inner().get("reason") {
+                Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into(),
+                other => format!("{other:?}"),
+            },
+            other => format!("{other:?}"),
+        },
+        other => format!("{other:?}"),
+    }
+}
+
+/// Rejected and expired messages of a queue homed on one shard arrive in a
+/// dead-letter queue homed on the other (with 1 shard: the same one).
+async fn dead_letters_reach_a_queue_homed_on_another_shard(shards: usize) {
+    let b = start_broker(shards).await;
+    let conn = connect(&b).await;
+    let ch = open_channel(&conn).await;
+    let src = queue_on_shard("dl-src", 0, shards);
+    let dlq = queue_on_shard("dl-target", 1, shards);
+    declare_queue(&ch, &dlq).await;
+    within(
+        "declare source",
+        ch.queue_declare(
+            &src,
+            QueueDeclareOptions::default(),
+            dlx_args(&dlq, Some(300)),
+        ),
+    )
+    .await
+    .unwrap();
+    within("publish", publish(&ch, "", &src, b"rejected").await)
+        .await
+        .unwrap();
+    let got = within("get", ch.basic_get(&src, BasicGetOptions::default()))
+        .await
+        .unwrap()
+        .expect("the message");
+    within(
+        "reject",
+        got.delivery.reject(BasicRejectOptions { requeue: false }),
+    )
+    .await
+    .unwrap();
+    within("publish", publish(&ch, "", &src, b"expired").await)
+        .await
+        .unwrap();
+    let mut c = within(
+        "consume",
+        ch.basic_consume(
+            &dlq,
+            "dl",
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    let first = next_delivery(&mut c, "the rejected message").await;
+    assert_eq!(
+        (first.data.as_slice(), death_reason(&first).as_str()),
+        (&b"rejected"[..], "rejected")
+    );
+    let second = next_delivery(&mut c, "the expired message").await;
+    assert_eq!(
+        (second.data.as_slice(), death_reason(&second).as_str()),
+        (&b"expired"[..], "expired")
+    );
+    assert_eq!(ready_count(&conn, &src).await, 0);
+}
+
+/// Persistent messages in a durable queue with a TTL and a dead-letter
+/// queue: after a `kill -9` they come back, and still expire into the
+/// dead-letter queue (the TTL restarts from recovery).
+async fn a_durable_ttl_queue_still_expires_and_dead_letters_after_a_crash(shards: usize) {
+    let mut b = start_broker(shards).await;
+    let (src, dlq) = (
+        queue_on_shard("ttl-src", 0, shards),
+        queue_on_shard("ttl-dlq", 1, shards),
+    );
+    {
+        let conn = connect(&b).await;
+        let ch = confirm_channel(&conn).await;
+        declare_durable(&ch, &dlq).await;
+        within(
+            "declare durable source",
+            ch.queue_declare(
+                &src,
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                dlx_args(&dlq, Some(1500)),
+            ),
+        )
+        .await
+        .unwrap();
+        for i in 0..3u8 {
+            let c = publish_with(&ch, "", &src, &[i], persistent()).await;
+            within("confirm", c).await.unwrap();
+        }
+    }
+    b.restart();
+    let conn = connect(&b).await;
+    assert_eq!(
+        ready_count(&conn, &src).await,
+        3,
+        "confirmed messages survive"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ready_count(&conn, &dlq).await < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the recovered messages never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(ready_count(&conn, &src).await, 0);
+    let ch = open_channel(&conn).await;
+    let mut c = within(
+        "consume",
+        ch.basic_consume(
+            &dlq,
+            "t",
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    let d = next_delivery(&mut c, "a dead letter").await;
+    assert_eq!(death_reason(&d), "expired");
+}
+
+shard_tests!(
+    dead_letters_reach_a_queue_homed_on_another_shard,
+    a_durable_ttl_queue_still_expires_and_dead_letters_after_a_crash
+);
