@@ -30,6 +30,10 @@
 //!            once all of a commit's publishes are confirmed)
 //!  ack:      channel ─► settle_grouped ─► outbox ─► QueueHome::settle ─► queue::settle ─► store
 //!            journal (written at the next sync)
+//!  lifecycle: the queue decides expiry (TTL, at the head), length limits and dead letters
+//!            (sans-IO: StoreOps and DeadLetters); QueueHome applies the store effects at once
+//!            and re-publishes dead letters through the routing table and the outbox at the end
+//!            of the batch (any shard); a 20 ms tick visits only queues with a TTL or x-expires
 //!  global prefetch: Conn::deliver returns OverLimit ─► queue::returned (ready again, consumer
 //!            paused) ... acks ─► Conn::resume_paused ─► outbox ─► queue::resume
 //!  metadata: channel/mgmt ─► Request::Meta to shard 0 ─► meta::authority::execute (one at a
