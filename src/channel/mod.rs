@@ -77,6 +77,20 @@ pub struct Held {
     pub credit: QueueConsumer,
 }
 
+impl Held {
+    /// The delivery will never be written: give its queue the credit back.
+    pub fn return_credit(&self, cx: &Cx) {
+        cx.link.outbox.push(
+            self.credit.home,
+            ShardMsg::Credit {
+                queue: self.credit.queue,
+                consumer: self.credit.consumer,
+                n: 1,
+            },
+        );
+    }
+}
+
 /// One transactional operation, applied at tx.commit.
 pub enum TxOp {
     Publish {
@@ -630,14 +644,7 @@ impl Conn {
             settle_grouped(cx, uncommitted.map(|(_, u)| u), Settle::Requeue);
         }
         for h in std::mem::take(&mut ch.held) {
-            cx.link.outbox.push(
-                h.credit.home,
-                ShardMsg::Credit {
-                    queue: h.credit.queue,
-                    consumer: h.credit.consumer,
-                    n: 1,
-                },
-            );
+            h.return_credit(cx);
         }
         ch.publish = None;
         ch.tx = None;

@@ -71,7 +71,7 @@ pub async fn render(m: &Mgmt) -> Response {
             }
         }
     }
-    let queue_counters: [(&str, &str, QueueField); 3] = [
+    let queue_counters: [(&str, &str, QueueField); 5] = [
         (
             "warren_queue_messages_published_total",
             "Messages enqueued",
@@ -86,6 +86,16 @@ pub async fn render(m: &Mgmt) -> Response {
             "warren_queue_messages_acked_total",
             "Messages acknowledged",
             |q| q.stats.ack,
+        ),
+        (
+            "warren_queue_messages_expired_total",
+            "Messages dropped because their TTL passed",
+            |q| q.stats.expired,
+        ),
+        (
+            "warren_queue_messages_dead_lettered_total",
+            "Messages handed to the queue's dead-letter exchange (rejected, expired or over the length limit)",
+            |q| q.stats.dead_lettered,
         ),
     ];
     for (name, help, f) in queue_counters {

@@ -170,6 +170,8 @@ pub enum StoreOp {
 pub struct QueueStats {
     /// Messages dropped because their TTL passed.
     pub expired: u64,
+    /// Messages handed to the dead-letter exchange (any reason).
+    pub dead_lettered: u64,
     pub publish: u64,
     pub deliver: u64,
     pub get: u64,
@@ -198,6 +200,12 @@ impl Queue {
             expiring: 0,
             store_ops: Vec::new(),
         }
+    }
+
+    /// Record a dead letter (the home re-publishes it).
+    fn dead_letter_push(&mut self, msg: MsgRef, reason: DeathReason) {
+        self.stats.dead_lettered += 1;
+        self.dead_letters.push(DeadLetter { msg, reason });
     }
 
     /// Where this queue's dead letters go, if anywhere.
@@ -320,10 +328,7 @@ impl Queue {
     /// `reject-publish-dlx` it is dead-lettered (reason `maxlen`).
     pub fn refused(&mut self, msg: MsgRef) {
         if self.limits.overflow == Overflow::RejectPublishDlx && self.dead_letter.is_some() {
-            self.dead_letters.push(DeadLetter {
-                msg,
-                reason: DeathReason::MaxLen,
-            });
+            self.dead_letter_push(msg, DeathReason::MaxLen);
         }
     }
 
@@ -339,10 +344,7 @@ impl Queue {
             self.left_ready(&e);
             if self.dead_letter.is_some() {
                 if let Some(msg) = self.materialise(&e, &load) {
-                    self.dead_letters.push(DeadLetter {
-                        msg,
-                        reason: DeathReason::MaxLen,
-                    });
+                    self.dead_letter_push(msg, DeathReason::MaxLen);
                 }
             }
             if let Some(p) = e.pos {
@@ -401,10 +403,7 @@ impl Queue {
         self.stats.expired += 1;
         if self.dead_letter.is_some() {
             if let Some(msg) = self.materialise(e, load) {
-                self.dead_letters.push(DeadLetter {
-                    msg,
-                    reason: DeathReason::Expired,
-                });
+                self.dead_letter_push(msg, DeathReason::Expired);
             }
         }
         if let Some(p) = e.pos {
@@ -517,10 +516,7 @@ impl Queue {
                 self.stats.ack += 1;
             }
             if how == Settle::Discard && self.dead_letter.is_some() {
-                self.dead_letters.push(DeadLetter {
-                    msg: u.msg.clone(),
-                    reason: DeathReason::Rejected,
-                });
+                self.dead_letter_push(u.msg.clone(), DeathReason::Rejected);
             }
             if let (Some(p), false) = (u.pos, how == Settle::Requeue) {
                 self.store_ops.push(StoreOp::Ack(p));

@@ -33,6 +33,8 @@ EXPECTED = {
     "warren_queue_messages_published": ("counter", {"vhost", "queue"}),
     "warren_queue_messages_delivered": ("counter", {"vhost", "queue"}),
     "warren_queue_messages_acked": ("counter", {"vhost", "queue"}),
+    "warren_queue_messages_expired": ("counter", {"vhost", "queue"}),
+    "warren_queue_messages_dead_lettered": ("counter", {"vhost", "queue"}),
     "warren_connections": ("gauge", set()),
     "warren_channels": ("gauge", set()),
     "warren_consumers": ("gauge", set()),
@@ -201,3 +203,30 @@ def test_values_follow_the_broker(warren):
     assert sample(fams, "warren_queue_messages_unacked", vhost="/", queue="prom.q0") == 0
     # Counters never go down.
     assert sample(fams, "warren_messages_published") == 3 * len(queues)
+
+
+def test_expired_and_dead_lettered_messages_are_counted(warren):
+    conn = warren.connect()
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.queue_declare("prom.dlq")
+    ch.queue_declare("prom.ttl", arguments={"x-message-ttl": 50, "x-dead-letter-exchange": "",
+                                            "x-dead-letter-routing-key": "prom.dlq"})
+    ch.queue_declare("prom.rej", arguments={"x-dead-letter-exchange": "",
+                                            "x-dead-letter-routing-key": "prom.dlq"})
+    ch.basic_publish("", "prom.ttl", b"expires")
+    ch.basic_publish("", "prom.rej", b"rejected")
+    m = ch.basic_get("prom.rej")
+    ch.basic_reject(m[0].delivery_tag, requeue=False)
+
+    def counted():
+        _, fams = warren.families()
+        ok = (sample(fams, "warren_queue_messages_expired", vhost="/", queue="prom.ttl") == 1
+              and sample(fams, "warren_queue_messages_dead_lettered", vhost="/", queue="prom.ttl") == 1
+              and sample(fams, "warren_queue_messages_dead_lettered", vhost="/", queue="prom.rej") == 1
+              and sample(fams, "warren_queue_messages_ready", vhost="/", queue="prom.dlq") == 2)
+        return fams if ok else None
+
+    fams = eventually("expired and dead-lettered counts", counted)
+    assert sample(fams, "warren_queue_messages_expired", vhost="/", queue="prom.rej") == 0
+    conn.close()

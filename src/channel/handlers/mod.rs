@@ -12,7 +12,7 @@ use super::publish::{publish_complete, route_and_send, Header, PendingPublish, P
 use super::table::ConnTable;
 use super::{settle_grouped, Channel, ChannelConsumer, Conn, TxOp, Unacked};
 use super::{ConsumerRoute, Cx};
-use crate::bus::{Request, Response, ShardMsg};
+use crate::bus::{Request, Response};
 use crate::defs::users::Access;
 use crate::error::{AmqpError, AmqpResult};
 use crate::ids::{ConsumerId, QueueId, ShardId};
@@ -296,14 +296,7 @@ pub async fn handle_method(conn: &Rc<Conn>, cx: &Cx, ch: u16, method: AMQPClass)
                 })
                 .unwrap_or_default();
                 for h in held {
-                    cx.link.outbox.push(
-                        h.credit.home,
-                        ShardMsg::Credit {
-                            queue: h.credit.queue,
-                            consumer: h.credit.consumer,
-                            n: 1,
-                        },
-                    );
+                    h.return_credit(cx);
                 }
                 settle_grouped(cx, unacked.into_values(), Settle::Requeue);
                 conn.resume_paused(cx, ch);
