@@ -173,6 +173,17 @@ pub fn arg_integer(v: &amq_protocol::types::AMQPValue) -> Option<i64> {
     })
 }
 
+/// A string queue argument's value (long or short string); None for any
+/// other type.
+pub fn arg_text(v: &amq_protocol::types::AMQPValue) -> Option<String> {
+    use amq_protocol::types::AMQPValue;
+    match v {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
+
 /// A queue's `x-expires` in ms (validated at declare); None when absent.
 pub fn queue_expires(args: &FieldTable) -> Option<u64> {
     let v = arg_integer(args.inner().get("x-expires")?)?;

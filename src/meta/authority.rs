@@ -80,29 +80,26 @@ const EXCHANGE_EQUIVALENCE_ARGS: &[&str] = &["alternate-exchange"];
 /// A field value as RabbitMQ prints it in an inequivalence text: the bare
 /// value, and its AMQP type name.
 fn value_and_type(v: &AMQPValue) -> (String, &'static str) {
-    match v {
-        AMQPValue::Boolean(b) => (b.to_string(), "bool"),
-        AMQPValue::ShortShortInt(n) => (n.to_string(), "byte"),
-        AMQPValue::ShortShortUInt(n) => (n.to_string(), "unsignedbyte"),
-        AMQPValue::ShortInt(n) => (n.to_string(), "short"),
-        AMQPValue::ShortUInt(n) => (n.to_string(), "unsignedshort"),
-        AMQPValue::LongInt(n) => (n.to_string(), "signedint"),
-        AMQPValue::LongUInt(n) => (n.to_string(), "unsignedint"),
-        AMQPValue::LongLongInt(n) => (n.to_string(), "long"),
-        AMQPValue::Float(n) => (n.to_string(), "float"),
-        AMQPValue::Double(n) => (n.to_string(), "double"),
-        AMQPValue::DecimalValue(d) => (format!("{}e-{}", d.value, d.scale), "decimal"),
-        AMQPValue::ShortString(s) => (s.as_str().to_string(), "shortstr"),
-        AMQPValue::LongString(s) => (
-            String::from_utf8_lossy(s.as_bytes()).into_owned(),
-            "longstr",
-        ),
-        AMQPValue::Timestamp(t) => (t.to_string(), "timestamp"),
-        AMQPValue::FieldArray(_) => ("[...]".into(), "array"),
-        AMQPValue::FieldTable(_) => ("[...]".into(), "table"),
-        AMQPValue::ByteArray(_) => ("<<...>>".into(), "binary"),
-        AMQPValue::Void => ("void".into(), "void"),
-    }
+    let text = match v {
+        AMQPValue::Boolean(b) => b.to_string(),
+        AMQPValue::ShortShortInt(n) => n.to_string(),
+        AMQPValue::ShortShortUInt(n) => n.to_string(),
+        AMQPValue::ShortInt(n) => n.to_string(),
+        AMQPValue::ShortUInt(n) => n.to_string(),
+        AMQPValue::LongInt(n) => n.to_string(),
+        AMQPValue::LongUInt(n) => n.to_string(),
+        AMQPValue::LongLongInt(n) => n.to_string(),
+        AMQPValue::Float(n) => n.to_string(),
+        AMQPValue::Double(n) => n.to_string(),
+        AMQPValue::DecimalValue(d) => format!("{}e-{}", d.value, d.scale),
+        AMQPValue::ShortString(s) => s.as_str().to_string(),
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::Timestamp(t) => t.to_string(),
+        AMQPValue::FieldArray(_) | AMQPValue::FieldTable(_) => "[...]".into(),
+        AMQPValue::ByteArray(_) => "<<...>>".into(),
+        AMQPValue::Void => "void".into(),
+    };
+    (text, super::queue_args::type_name(v))
 }
 
 /// Compare the arguments RabbitMQ treats as part of a queue's (or an

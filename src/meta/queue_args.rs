@@ -9,6 +9,7 @@
 //! relying on it learns at declare time. Pure functions: no I/O, no state.
 
 use crate::defs::arg_integer as integer;
+use crate::defs::arg_text as text;
 use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::types::{AMQPValue, FieldTable};
 
@@ -18,7 +19,26 @@ pub const MAX_EXPIRY_MS: i64 = 4_294_967_295;
 /// Arguments that are accepted with no effect on behaviour Warren can
 /// show: storage hints (every Warren queue keeps its backlog on disk when
 /// durable) and the explicit default queue type.
-const ACCEPTED_HINTS: &[&str] = &["x-queue-mode", "x-queue-version"];
+const ACCEPTED_HINTS: &[&str] = &[
+    "x-queue-mode",
+    "x-queue-version",
+    "x-queue-master-locator",
+    "x-stream-filter-size-bytes",
+];
+
+/// Quorum and stream arguments RabbitMQ refuses on a classic queue (every
+/// Warren queue is one) with `... of queue type rabbit_classic_queue`.
+const NOT_FOR_CLASSIC: &[&str] = &[
+    "x-delivery-limit",
+    "x-dead-letter-strategy",
+    "x-quorum-initial-group-size",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-queue-leader-locator",
+    "x-initial-cluster-size",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+];
 
 /// Arguments of features Warren implements.
 const IMPLEMENTED: &[&str] = &[
@@ -55,12 +75,13 @@ pub fn type_name(v: &AMQPValue) -> &'static str {
     }
 }
 
-fn text(v: &AMQPValue) -> Option<String> {
-    match v {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
-        _ => None,
-    }
+/// `x-queue-type` names a quorum or stream queue (the quorum and stream
+/// arguments are then not refused as classic-only mistakes).
+fn inner_is_other_type(args: &FieldTable) -> bool {
+    args.inner()
+        .get("x-queue-type")
+        .and_then(text)
+        .is_some_and(|t| t == "quorum" || t == "stream")
 }
 
 /// Check the arguments of a new or redeclared queue, as RabbitMQ does
@@ -75,12 +96,17 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable, durable: bool) -> A
             "invalid arg '{arg}' for queue '{queue}' in vhost '{vhost}': {why}"
         ))
     };
-    let wrong_type = |arg: &str, v: &AMQPValue| {
+    // Only the dead-letter exchange's type error has this wording; the
+    // other string arguments answer `{unacceptable_type,<type>}`.
+    let wrong_dlx_type = |v: &AMQPValue| {
         AmqpError::precondition_failed(format!(
-            "invalid type '{}' for arg '{arg}' in queue '{queue}' in vhost '{vhost}'",
+            "invalid type '{}' for arg 'x-dead-letter-exchange' in queue '{queue}' in vhost '{vhost}'",
             type_name(v)
         ))
     };
+    let unacceptable =
+        |arg: &str, v: &AMQPValue| invalid(arg, format!("{{unacceptable_type,{}}}", type_name(v)));
+    let classic = !inner_is_other_type(args);
     let int = |arg: &str, v: &AMQPValue| {
         integer(v)
             .ok_or_else(|| invalid(arg, format!("\"expected integer, got {}\"", type_name(v))))
@@ -88,6 +114,11 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable, durable: bool) -> A
     let inner = args.inner();
     for (key, v) in inner.iter() {
         let key = key.as_str();
+        if classic && NOT_FOR_CLASSIC.contains(&key) {
+            return Err(AmqpError::precondition_failed(format!(
+                "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type rabbit_classic_queue"
+            )));
+        }
         match key {
             "x-message-ttl" | "x-expires" => {
                 let n = int(key, v)?;
@@ -117,22 +148,28 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable, durable: bool) -> A
                 }
             }
             "x-overflow" => {
-                let s = text(v).ok_or_else(|| wrong_type(key, v))?;
+                let s = text(v).ok_or_else(|| unacceptable(key, v))?;
                 if !["drop-head", "reject-publish", "reject-publish-dlx"].contains(&s.as_str()) {
                     return Err(invalid(key, "invalid_overflow".into()));
                 }
             }
-            "x-dead-letter-exchange" | "x-dead-letter-routing-key" => {
-                text(v).ok_or_else(|| wrong_type(key, v))?;
+            "x-dead-letter-exchange" => {
+                text(v).ok_or_else(|| wrong_dlx_type(v))?;
+            }
+            "x-dead-letter-routing-key" => {
+                text(v).ok_or_else(|| unacceptable(key, v))?;
             }
             "x-single-active-consumer" if !matches!(v, AMQPValue::Boolean(_)) => {
-                return Err(invalid(
-                    key,
-                    format!("{{unacceptable_type,{}}}", type_name(v)),
-                ));
+                return Err(unacceptable(key, v));
+            }
+            "x-queue-version" => {
+                let n = int(key, v)?;
+                if n != 1 && n != 2 {
+                    return Err(invalid(key, format!("\"unsupported queue version '{n}'\"")));
+                }
             }
             "x-queue-type" => {
-                let s = text(v).ok_or_else(|| wrong_type(key, v))?;
+                let s = text(v).ok_or_else(|| unacceptable(key, v))?;
                 if !["classic", "quorum", "stream"].contains(&s.as_str()) {
                     return Err(invalid(key, format!("\"unsupported queue type '{s}'\"")));
                 }
@@ -143,7 +180,7 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable, durable: bool) -> A
                 }
             }
             "x-queue-mode" => {
-                let s = text(v).ok_or_else(|| wrong_type(key, v))?;
+                let s = text(v).ok_or_else(|| unacceptable(key, v))?;
                 if !["default", "lazy"].contains(&s.as_str()) {
                     return Err(invalid(key, format!("\"unsupported queue mode '{s}'\"")));
                 }

@@ -8,6 +8,7 @@
 //! `x-first-death-*` triple. Recorded from RabbitMQ 3.10; see
 //! `tests/python/test_dead_letter.py`. Pure functions: no I/O.
 
+use crate::defs::arg_text as text;
 use crate::message::{Message, MsgRef};
 use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString};
@@ -47,14 +48,6 @@ pub struct DeadLetter {
 pub struct DeadLetterTarget {
     pub exchange: String,
     pub routing_key: Option<String>,
-}
-
-fn text(v: &AMQPValue) -> Option<String> {
-    match v {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
-        _ => None,
-    }
 }
 
 impl DeadLetterTarget {

@@ -208,6 +208,11 @@ impl Queue {
         self.dead_letters.push(DeadLetter { msg, reason });
     }
 
+    /// Messages died since the last [`Queue::take_dead_letters`].
+    pub fn has_dead_letters(&self) -> bool {
+        !self.dead_letters.is_empty()
+    }
+
     /// Where this queue's dead letters go, if anywhere.
     pub fn dead_letter_target(&self) -> Option<&DeadLetterTarget> {
         self.dead_letter.as_ref()

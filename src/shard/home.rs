@@ -200,6 +200,10 @@ impl QueueHome {
     /// letters for [`QueueHome::send_dead_letters`].
     fn effects(&self, store: &mut Store, q: &mut Queue) {
         apply_store_ops(store, q);
+        // Nothing to copy on the delivery path unless something died.
+        if !q.has_dead_letters() {
+            return;
+        }
         let Some(target) = q.dead_letter_target().cloned() else {
             return;
         };
@@ -225,18 +229,28 @@ impl QueueHome {
         let now = now_ms();
         let ids: Vec<QueueId> = self.expiring.borrow().iter().copied().collect();
         for id in ids {
-            let mut qs = self.queues.borrow_mut();
-            let Some(q) = qs.get_mut(&id) else {
-                self.expiring.borrow_mut().remove(&id);
-                continue;
-            };
-            let mut st = self.store.borrow_mut();
-            if q.expire(now, |p| st.load(p)) > 0 {
-                self.effects(&mut st, q);
-            }
-            if !q.has_expiring() {
-                self.expiring.borrow_mut().remove(&id);
-            }
+            self.expire_queue(id, now);
+        }
+    }
+
+    /// Drop the expired messages at the head of queue `id` at `now` (and
+    /// forget it as expiring once nothing in it has a TTL).
+    pub fn expire_queue(&self, id: QueueId, now: u64) {
+        let mut qs = self.queues.borrow_mut();
+        let Some(q) = qs.get_mut(&id) else {
+            self.expiring.borrow_mut().remove(&id);
+            return;
+        };
+        if !q.has_expiring() {
+            self.expiring.borrow_mut().remove(&id);
+            return;
+        }
+        let mut st = self.store.borrow_mut();
+        if q.expire(now, |p| st.load(p)) > 0 {
+            self.effects(&mut st, q);
+        }
+        if !q.has_expiring() {
+            self.expiring.borrow_mut().remove(&id);
         }
     }
 
@@ -289,16 +303,12 @@ impl QueueHome {
     pub fn publish(&self, queues: QueueList, msg: MsgRef, confirm: Option<ConfirmRef>) {
         let mut stored = None;
         let mut failed = false;
-        // The clock is read only when a TTL can apply (a vDSO call per
-        // publish is measurable at a million messages a second).
-        let now = if msg.expiration_ms.is_some() || self.any_ttl(&queues) {
-            now_ms()
-        } else {
-            0
-        };
         // Queues at a `reject-publish` length limit refuse it first (and
-        // the confirm becomes a nack, as RabbitMQ's).
+        // the confirm becomes a nack, as RabbitMQ's). The same pass notes
+        // whether a TTL can apply: the clock is read only then (a vDSO call
+        // per publish is measurable at a million messages a second).
         let mut rejected = false;
+        let mut ttl = msg.expiration_ms.is_some();
         let admitted: QueueList = {
             let mut qs = self.queues.borrow_mut();
             let mut st = self.store.borrow_mut();
@@ -312,10 +322,15 @@ impl QueueHome {
                         self.effects(&mut st, q);
                         false
                     }
-                    _ => true,
+                    Some(q) => {
+                        ttl |= q.has_ttl();
+                        true
+                    }
+                    None => true,
                 })
                 .collect()
         };
+        let now = if ttl { now_ms() } else { 0 };
         {
             let mut st = self.store.borrow_mut();
             if msg.persistent && admitted.iter().any(|q| st.is_durable(*q)) {
@@ -367,23 +382,13 @@ impl QueueHome {
         }
     }
 
-    /// Some of `queues` has a queue TTL.
-    fn any_ttl(&self, queues: &QueueList) -> bool {
-        let qs = self.queues.borrow();
-        queues
-            .iter()
-            .any(|q| qs.get(q).is_some_and(|q| q.has_ttl()))
-    }
-
     /// After a publish was dispatched: messages already due (a TTL of 0
     /// that no consumer could take at once) are dropped now, as RabbitMQ
     /// does, rather than at the next tick.
     fn drop_due(&self, qid: QueueId, now: u64) {
-        let mut qs = self.queues.borrow_mut();
-        let Some(q) = qs.get_mut(&qid) else { return };
-        let mut st = self.store.borrow_mut();
-        if now != 0 && q.has_expiring() && q.expire(now.saturating_add(1), |p| st.load(p)) > 0 {
-            self.effects(&mut st, q);
+        // now == 0: no TTL applied to this publish (see `publish`).
+        if now != 0 {
+            self.expire_queue(qid, now.saturating_add(1));
         }
     }
 

@@ -168,21 +168,19 @@ impl Shard {
                 return;
             }
             Request::Apply(change) => Response::Applied(self.apply(change)),
-            Request::QueueStats(q) => match {
+            Request::QueueStats(q) => {
                 // Counts exclude expired messages (RabbitMQ drops them
-                // from the head before answering).
-                self.home.expire_due();
+                // from the head before answering); a declare is a use.
+                self.home.expire_queue(q, home::now_ms());
                 self.home.touch(q);
-                self.home.queues.borrow()
+                match self.home.queues.borrow().get(&q) {
+                    Some(q) => Response::Stats {
+                        messages: q.message_count(),
+                        consumers: q.consumer_count(),
+                    },
+                    None => Response::Gone,
+                }
             }
-            .get(&q)
-            {
-                Some(q) => Response::Stats {
-                    messages: q.message_count(),
-                    consumers: q.consumer_count(),
-                },
-                None => Response::Gone,
-            },
             Request::Consume(qid, spec) => {
                 self.home.touch(qid);
                 let r = match self.home.queues.borrow_mut().get_mut(&qid) {

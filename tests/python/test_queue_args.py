@@ -30,6 +30,17 @@ from helpers import channel_error, connection_error, message_count
     ({"x-single-active-consumer": "yes"}, "invalid arg 'x-single-active-consumer' for queue '{q}' in vhost '/': {{unacceptable_type,longstr}}"),
     ({"x-queue-mode": "bad"}, "invalid arg 'x-queue-mode' for queue '{q}' in vhost '/': \"unsupported queue mode 'bad'\""),
     ({"x-queue-type": "quorum"}, "invalid property 'non-durable' for queue '{q}' in vhost '/'"),
+    ({"x-overflow": 5}, "invalid arg 'x-overflow' for queue '{q}' in vhost '/': {{unacceptable_type,signedint}}"),
+    ({"x-queue-mode": 5}, "invalid arg 'x-queue-mode' for queue '{q}' in vhost '/': {{unacceptable_type,signedint}}"),
+    ({"x-queue-type": 5}, "invalid arg 'x-queue-type' for queue '{q}' in vhost '/': {{unacceptable_type,signedint}}"),
+    ({"x-dead-letter-exchange": "d", "x-dead-letter-routing-key": 5}, "invalid arg 'x-dead-letter-routing-key' for queue '{q}' in vhost '/': {{unacceptable_type,signedint}}"),
+    ({"x-max-priority": -1}, "invalid arg 'x-max-priority' for queue '{q}' in vhost '/': {{value_negative,-1}}"),
+    ({"x-expires": 2 ** 40}, "invalid arg 'x-expires' for queue '{q}' in vhost '/': {{value_too_large,1099511627776}}"),
+    ({"x-queue-version": 3}, "invalid arg 'x-queue-version' for queue '{q}' in vhost '/': \"unsupported queue version '3'\""),
+    ({"x-queue-version": "2"}, "invalid arg 'x-queue-version' for queue '{q}' in vhost '/': \"expected integer, got longstr\""),
+    ({"x-delivery-limit": 3}, "invalid arg 'x-delivery-limit' for queue '{q}' in vhost '/' of queue type rabbit_classic_queue"),
+    ({"x-dead-letter-strategy": "at-least-once"}, "invalid arg 'x-dead-letter-strategy' for queue '{q}' in vhost '/' of queue type rabbit_classic_queue"),
+    ({"x-max-age": "1D"}, "invalid arg 'x-max-age' for queue '{q}' in vhost '/' of queue type rabbit_classic_queue"),
 ])
 def test_invalid_queue_arguments_get_rabbitmqs_406_texts(conn, names, args, reason):
     q = names.queue()
@@ -142,8 +153,6 @@ def test_ttl_is_an_equivalence_argument(conn, names):
 @pytest.mark.parametrize("args", [
     {"x-max-priority": 5},
     {"x-single-active-consumer": True},
-    {"x-delivery-limit": 3},
-    {"x-dead-letter-strategy": "at-least-once"},
 ])
 def test_arguments_of_features_warren_lacks_are_refused_not_ignored(broker, names, args):
     if broker.external:
@@ -161,4 +170,5 @@ def test_arguments_of_features_warren_lacks_are_refused_not_ignored(broker, name
 def test_storage_hints_and_custom_arguments_are_accepted(ch, names):
     ch.queue_declare(names.queue(), arguments={
         "x-queue-mode": "lazy", "x-queue-version": 2, "x-queue-type": "classic",
+        "x-queue-master-locator": "min-masters",
         "x-single-active-consumer": False, "x-custom": 1, "plain": "v"})
