@@ -106,6 +106,12 @@ start_rabbitmq() {
   : >"$d/rabbitmq-env.conf"
   printf 'loopback_users = none\nlisteners.tcp.default = 127.0.0.1:%s\n' "$RABBIT_PORT" >"$d/rabbitmq.conf"
   echo '[].' >"$d/enabled_plugins"; echo '[].' >"$d/advanced.config"
+  # RABBIT_MGMT_PORT=15682 also starts the management plugin there, to ask
+  # the reference what the HTTP API answers.
+  if [ -n "${RABBIT_MGMT_PORT:-}" ]; then
+    echo '[rabbitmq_management].' >"$d/enabled_plugins"
+    printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' "$RABBIT_MGMT_PORT" >>"$d/rabbitmq.conf"
+  fi
   ( rabbit_env; /usr/lib/rabbitmq/bin/rabbitmq-server >"$d/out.log" 2>&1 & echo $! >"$d/launcher.pid" )
   ( rabbit_env; timeout 90 /usr/lib/rabbitmq/bin/rabbitmqctl -q wait "$d/pid" >/dev/null 2>&1 ) || {
     log "rabbitmq did not start"; tail -20 "$d/out.log" >&2; return 1; }

@@ -57,8 +57,9 @@
 //! * [`bus`]: what shards say to each other and this shard's [`bus::Link`].
 //! * [`channel`]: connection and channel state machines, method handlers
 //!   per AMQP class, connection/channel limits, the connection table.
-//! * [`mgmt`]: the management HTTP API (shard 0), behind one authorisation
-//!   gate; Prometheus metrics.
+//! * [`mgmt`]: the management HTTP API (hyper's HTTP/1 server as tasks
+//!   on shard 0), one file per resource behind one authorisation gate,
+//!   request bodies parsed into typed structs; Prometheus metrics.
 //! * [`shard`]: one pinned executor owning all of the above for its core;
 //!   every shard recovers before any of them listens.
 //!

@@ -16,8 +16,17 @@ use std::collections::BTreeSet;
 
 const FIXTURE: &str = include_str!("fixtures/rabbitmq-definitions.json");
 
-fn fixture() -> Value {
+/// The RabbitMQ export as it was recorded, policy included.
+fn full_fixture() -> Value {
     serde_json::from_str(FIXTURE).expect("fixture is JSON")
+}
+
+/// The RabbitMQ export without its policy: Warren has no policies yet and
+/// refuses a file that has one (never accepted and ignored).
+fn fixture() -> Value {
+    let mut f = full_fixture();
+    f["policies"] = serde_json::json!([]);
+    f
 }
 
 fn import(api: &Api, defs: &Value) {
@@ -218,6 +227,15 @@ async fn rabbitmq_export_imports_into_warren() {
         let port = b.mgmt_port;
         tokio::task::spawn_blocking(move || {
             let api = Api::new(port);
+            // A file with a policy is refused before anything is created.
+            let a = api.call("POST", "/api/definitions", Some(&full_fixture()));
+            assert_eq!(a.status, 400, "{}", a.text);
+            assert_eq!(
+                a.json["reason"], "policies are not supported by Warren",
+                "{}",
+                a.text
+            );
+            assert_eq!(api.get("/api/vhosts/app-vhost").status, 404);
             import(&api, &fixture());
             check_imported(&api);
             // Importing again changes nothing (and does not fail).

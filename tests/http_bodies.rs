@@ -78,3 +78,173 @@ fn a_plus_in_a_path_names_the_object_with_the_plus() {
     );
     assert_eq!(api.get("/api/queues/%2F/orders%2Beu").status, 404);
 }
+
+#[test]
+fn missing_keys_and_bad_values_get_rabbitmqs_400s() {
+    let b = Broker::start(1);
+    let api = Api::new(b.mgmt_port);
+    api.expect("PUT", "/api/queues/%2F/k", Some(&json!({})), &[201]);
+    // Texts recorded from RabbitMQ 3.10.
+    for (path, body, reason) in [
+        (
+            "/api/exchanges/%2F/amq.default/publish",
+            json!({}),
+            json!("[{key_missing,routing_key},\n {key_missing,properties},\n {key_missing,payload},\n {key_missing,payload_encoding}]"),
+        ),
+        (
+            "/api/exchanges/%2F/amq.default/publish",
+            json!({"routing_key": "k", "payload": "x"}),
+            json!("[{key_missing,properties},{key_missing,payload_encoding}]"),
+        ),
+        (
+            "/api/exchanges/%2F/amq.default/publish",
+            json!({"routing_key": "k", "payload": "x", "payload_encoding": "foo", "properties": {}}),
+            json!(["unsupported_encoding", "foo"]),
+        ),
+        (
+            "/api/exchanges/%2F/amq.default/publish",
+            json!({"routing_key": "k", "payload": "x", "payload_encoding": "string",
+                   "properties": {"delivery_mode": "2"}}),
+            json!(["not_int", "delivery_mode"]),
+        ),
+        (
+            "/api/exchanges/%2F/amq.default/publish",
+            json!({"routing_key": "k", "payload": "x", "payload_encoding": "string",
+                   "properties": {"user_id": "bob"}}),
+            json!("406 PRECONDITION_FAILED - user_id property set to 'bob' but authenticated user was 'guest'"),
+        ),
+        (
+            "/api/exchanges/%2F/amq.default/publish",
+            json!({"routing_key": "k", "payload": "x", "payload_encoding": "string",
+                   "properties": {"expiration": "abc"}}),
+            json!("406 PRECONDITION_FAILED - invalid expiration 'abc': no_integer"),
+        ),
+        (
+            "/api/queues/%2F/k/get",
+            json!({}),
+            json!("[{key_missing,ackmode},{key_missing,count},{key_missing,encoding}]"),
+        ),
+    ] {
+        let a = api.post(path, &body);
+        assert_eq!(a.status, 400, "{body}: {}", a.text);
+        assert_eq!(a.json["reason"], reason, "{body}");
+    }
+    let a = api.call(
+        "PUT",
+        "/api/permissions/%2F/guest",
+        Some(&json!({"configure": ".*"})),
+    );
+    assert_eq!(a.status, 400, "{}", a.text);
+    assert_eq!(
+        a.json["reason"],
+        json!("[{key_missing,write},{key_missing,read}]")
+    );
+    assert_eq!(
+        api.get_queue("/", "k")["messages"],
+        json!(0),
+        "nothing published"
+    );
+}
+
+#[test]
+fn every_published_property_comes_back_and_get_ackmodes_do_what_they_say() {
+    let b = Broker::start(1);
+    let api = Api::new(b.mgmt_port);
+    api.expect("PUT", "/api/queues/%2F/dead", Some(&json!({})), &[201]);
+    let args =
+        json!({"arguments": {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead"}});
+    api.expect("PUT", "/api/queues/%2F/p", Some(&args), &[201]);
+    let props = json!({"app_id": "a", "type": "t", "timestamp": 5, "message_id": "m",
+        "expiration": "60000", "reply_to": "r", "correlation_id": "c", "priority": 3,
+        "headers": {"h": 1}, "content_encoding": "gz", "content_type": "text/plain",
+        "delivery_mode": 2, "user_id": "guest"});
+    for payload in ["one", "two"] {
+        let a = api.post(
+            "/api/exchanges/%2F/amq.default/publish",
+            &json!({"routing_key": 5, "payload": payload, "payload_encoding": "string",
+                    "properties": props}),
+        );
+        assert_eq!(a.json, json!({"routed": false}), "key 5 is the text \"5\"");
+        let a = api.post(
+            "/api/exchanges/%2F/amq.default/publish",
+            &json!({"routing_key": "p", "payload": payload, "payload_encoding": "string",
+                    "properties": props}),
+        );
+        assert_eq!(a.json, json!({"routed": true}));
+    }
+    api.wait_queue_field("/", "p", "messages_ready", 2);
+    // reject_requeue_true puts it back, redelivered.
+    let got = api.post(
+        "/api/queues/%2F/p/get",
+        &json!({"count": "1", "ackmode": "reject_requeue_true", "encoding": "auto"}),
+    );
+    assert_eq!(got.json[0]["properties"], props, "{}", got.text);
+    api.wait_queue_field("/", "p", "messages_ready", 2);
+    // reject_requeue_false rejects without requeue: dead-lettered.
+    let got = api.post(
+        "/api/queues/%2F/p/get",
+        &json!({"count": 1, "ackmode": "reject_requeue_false", "encoding": "auto"}),
+    );
+    assert_eq!(got.json[0]["redelivered"], json!(true), "{}", got.text);
+    api.wait_queue_field("/", "p", "messages_ready", 1);
+    api.wait_queue_field("/", "dead", "messages_ready", 1);
+    // ack_requeue_false removes it.
+    let got = api.post(
+        "/api/queues/%2F/p/get",
+        &json!({"count": 5, "ackmode": "ack_requeue_false", "encoding": "base64"}),
+    );
+    assert_eq!(got.json.as_array().unwrap().len(), 1, "{}", got.text);
+    assert_eq!(got.json[0]["payload_encoding"], json!("base64"));
+    api.wait_queue_field("/", "p", "messages_ready", 0);
+}
+
+#[test]
+fn a_binding_answers_201_with_its_location_and_head_answers_like_get() {
+    let b = Broker::start(1);
+    let api = Api::new(b.mgmt_port);
+    api.expect("PUT", "/api/queues/%2F/bq", Some(&json!({})), &[201]);
+    // As RabbitMQ 3.10 answers: the location is relative to the request.
+    let a = api.post("/api/bindings/%2F/e/amq.direct/q/bq", &json!({}));
+    assert_eq!(a.status, 201);
+    assert_eq!(a.location.as_deref(), Some("bq/~"));
+    let a = api.post(
+        "/api/bindings/%2F/e/amq.direct/q/bq",
+        &json!({"routing_key": "a b"}),
+    );
+    assert_eq!(a.location.as_deref(), Some("bq/a+b"));
+    let head = api.call("HEAD", "/api/queues/%2F/bq", None);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.text, "", "HEAD has no body");
+    let announced: usize = head.content_length.unwrap().parse().unwrap();
+    assert!(announced > 0, "HEAD announces the GET body's length");
+    assert_eq!(api.call("HEAD", "/api/queues/%2F/nope", None).status, 404);
+}
+
+#[test]
+fn a_per_vhost_definitions_import_lands_in_the_paths_vhost() {
+    let b = Broker::start(1);
+    let api = Api::new(b.mgmt_port);
+    api.expect("PUT", "/api/vhosts/other", None, &[201, 204]);
+    let defs = json!({"queues": [{"name": "imported", "durable": true, "auto_delete": false,
+        "arguments": {}}], "exchanges": [{"name": "ix", "type": "fanout", "durable": true,
+        "auto_delete": false, "internal": false, "arguments": {}}],
+        "bindings": [{"source": "ix", "destination": "imported", "destination_type": "queue",
+        "routing_key": "", "arguments": {}}]});
+    api.expect("POST", "/api/definitions/other", Some(&defs), &[204]);
+    assert_eq!(api.get_queue("other", "imported")["durable"], json!(true));
+    assert_eq!(
+        api.get("/api/exchanges/other/ix").json["type"],
+        json!("fanout")
+    );
+    assert!(api.publish("other", "ix", "", "via the imported binding"));
+    // A full import without a vhost is refused as RabbitMQ refuses it.
+    let a = api.post("/api/definitions", &json!({"queues": [{"name": "nv"}]}));
+    assert_eq!(a.status, 400);
+    assert_eq!(a.json["reason"], json!(["no_such_vhost", "undefined"]));
+    // Users are not per-vhost.
+    let a = api.post(
+        "/api/definitions/other",
+        &json!({"users": [{"name": "u", "password": "p", "tags": ""}]}),
+    );
+    assert_eq!(a.status, 400, "{}", a.text);
+}

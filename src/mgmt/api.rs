@@ -2,9 +2,10 @@
 //! consumers, exchanges, queues, bindings (same paths and JSON field names
 //! as RabbitMQ's management plugin).
 
-use super::body;
+use super::body::{self, flag};
 use super::http::{decode_path_segment, Request, Response};
-use super::json::{json_to_table, table_to_json};
+use super::json::{args_to_table, json_to_table, table_to_json};
+use super::requests::{BindingBody, ExchangeBody, QueueBody};
 use super::stats::ShardSnapshot;
 use super::{admin, gather, metrics, Mgmt};
 use crate::bus::{Request as ShardReq, Response as ShardResp};
@@ -318,7 +319,11 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         Ok(u) => u,
         Err(r) => return r,
     };
-    let meth = req.method.as_str();
+    // HEAD is answered as GET; hyper leaves the body out.
+    let meth = match req.method.as_str() {
+        "HEAD" => "GET",
+        other => other,
+    };
     // RabbitMQ answers 404 for anything under a vhost that does not exist.
     if let [kind, v, rest @ ..] = &s[1..] {
         let scoped = matches!(
@@ -421,25 +426,19 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         }
         ("PUT", ["exchanges", v, n]) => {
             // RabbitMQ 3.10: a missing `durable` is false.
-            let fields = body::object(req).and_then(|b| {
-                let d = body::boolean(&b, "durable", false)?;
-                let a = body::boolean(&b, "auto_delete", false)?;
-                let i = body::boolean(&b, "internal", false)?;
-                Ok((b, d, a, i))
-            });
-            let (b, durable, auto_delete, internal) = match fields {
-                Ok(f) => f,
+            let b: ExchangeBody = match body::parse(req) {
+                Ok(b) => b,
                 Err(r) => return r,
             };
             let op = MetaOp::ExchangeDeclare {
                 vhost: v.to_string(),
                 name: n.to_string(),
-                kind: b["type"].as_str().unwrap_or("direct").to_string(),
+                kind: b.kind.unwrap_or_else(|| "direct".into()),
                 passive: false,
-                durable,
-                auto_delete,
-                internal,
-                args: json_to_table(&b["arguments"]),
+                durable: flag(b.durable, false),
+                auto_delete: flag(b.auto_delete, false),
+                internal: flag(b.internal, false),
+                args: args_to_table(b.arguments),
             };
             done(meta(m, op).await, 201)
         }
@@ -454,7 +453,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             };
             done(meta(m, op).await, 204)
         }
-        ("POST", ["exchanges", v, n, "publish"]) => admin::publish(m, req, v, n),
+        ("POST", ["exchanges", v, n, "publish"]) => super::messages::publish(m, req, &user, v, n),
         ("GET", ["exchanges", v, n, "bindings", dir]) => {
             let key = if *dir == "source" {
                 "source"
@@ -498,13 +497,8 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         }
         ("PUT", ["queues", v, n]) => {
             // RabbitMQ 3.10: a missing `durable` is false.
-            let fields = body::object(req).and_then(|b| {
-                let d = body::boolean(&b, "durable", false)?;
-                let a = body::boolean(&b, "auto_delete", false)?;
-                Ok((b, d, a))
-            });
-            let (b, durable, auto_delete) = match fields {
-                Ok(f) => f,
+            let b: QueueBody = match body::parse(req) {
+                Ok(b) => b,
                 Err(r) => return r,
             };
             let op = MetaOp::QueueDeclare {
@@ -512,10 +506,10 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
                 name: n.to_string(),
                 server_named: false,
                 passive: false,
-                durable,
+                durable: flag(b.durable, false),
                 exclusive: false,
-                auto_delete,
-                args: json_to_table(&b["arguments"]),
+                auto_delete: flag(b.auto_delete, false),
+                args: args_to_table(b.arguments),
                 owner: ConnId(0),
             };
             done(meta(m, op).await, 201)
@@ -541,7 +535,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             m.cx.call(home, ShardReq::Purge(id)).await;
             Response::no_content()
         }
-        ("POST", ["queues", v, n, "get"]) => admin::get_messages(m, req, v, n).await,
+        ("POST", ["queues", v, n, "get"]) => super::messages::get_messages(m, req, v, n).await,
         ("GET", ["queues", v, n, "bindings"]) => {
             let items = bindings_json(m, Some(v))
                 .into_iter()
@@ -564,7 +558,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             list(req, items)
         }
         ("POST", ["bindings", v, "e", src, kind, dst]) => {
-            let b = match body::object(req) {
+            let b: BindingBody = match body::parse(req) {
                 Ok(b) => b,
                 Err(r) => return r,
             };
@@ -573,12 +567,20 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
                 source: src.to_string(),
                 dest: dst.to_string(),
                 dest_is_queue: *kind == "q",
-                key: b["routing_key"].as_str().unwrap_or("").to_string(),
-                args: json_to_table(&b["arguments"]),
+                key: b.routing_key.0.clone(),
+                args: args_to_table(b.arguments.clone()),
                 owner: ConnId(0),
                 unbind: false,
             };
-            done(meta(m, op).await, 201)
+            // RabbitMQ answers 201 with the new binding's address relative
+            // to the request (`{destination}/{properties_key}`), which
+            // terraform keeps as the binding's id.
+            let props = properties_key(&b.routing_key.0, &json!(b.arguments.unwrap_or_default()));
+            let dest_raw = req.path.rsplit('/').next().unwrap_or_default();
+            match done(meta(m, op).await, 201) {
+                r if r.status == 201 => r.with_header("Location", format!("{dest_raw}/{props}")),
+                refused => refused,
+            }
         }
         ("DELETE", ["bindings", v, "e", src, kind, dst, props]) => {
             let dtype = if *kind == "q" { "queue" } else { "exchange" };

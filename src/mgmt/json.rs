@@ -68,6 +68,12 @@ pub fn json_to_table(v: &Value) -> FieldTable {
     t
 }
 
+/// The field table of an optional JSON object of arguments (none: empty).
+pub fn args_to_table(args: Option<Map<String, Value>>) -> FieldTable {
+    args.map(|m| json_to_table(&Value::Object(m)))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 
 use super::api::{done, list, meta};
 use super::http::{Request, Response};
+use super::requests::LimitBody;
 use super::Mgmt;
 use crate::defs::limits::{Limits, USER_LIMITS, VHOST_LIMITS};
 use crate::meta::MetaOp;
@@ -23,17 +24,17 @@ fn entries(key: &str, all: Vec<(String, Limits)>) -> Vec<Value> {
 
 /// The `{"value": n}` body of a PUT, or RabbitMQ's 400.
 fn value(req: &Request, name: &str) -> Result<i64, Response> {
-    let b = super::body::object(req)?;
-    match b.get("value") {
-        None => Err(Response::error(400, "bad_request", "[{key_missing,value}]")),
-        Some(v) => v.as_i64().ok_or_else(|| {
-            Response::error(
-                400,
-                "bad_request",
-                format!("Validation failed\n\n{name} should be a number, actually was {v}\n"),
-            )
-        }),
-    }
+    let b: LimitBody = super::body::parse(req)?;
+    b.value.as_i64().ok_or_else(|| {
+        Response::error(
+            400,
+            "bad_request",
+            format!(
+                "Validation failed\n\n{name} should be a number, actually was {}\n",
+                b.value
+            ),
+        )
+    })
 }
 
 fn unrecognised(name: &str, value: i64, what: &str) -> Response {

@@ -9,18 +9,19 @@
 pub mod admin;
 pub mod api;
 pub mod body;
+pub mod definitions;
 pub mod gate;
 pub mod http;
 pub mod json;
 pub mod limits;
+pub mod messages;
 pub mod metrics;
+pub mod requests;
 pub use crate::bus::stats;
 
 use crate::bus::{Request, Response};
 use crate::channel::Cx;
 use crate::defs::users::UserDef;
-use crate::net::SharedStream;
-use bytes::BytesMut;
 use serde_json::{json, Map, Value};
 use stats::ShardSnapshot;
 use std::cell::RefCell;
@@ -116,8 +117,11 @@ impl Mgmt {
 
     /// Authenticate an HTTP request; returns the user if it may use the API.
     pub fn authenticate(&self, req: &http::Request) -> Result<UserDef, http::Response> {
+        // RabbitMQ 3.10's answers (recorded): no credentials, an empty
+        // 401 with the Basic challenge; wrong ones, `not_authorized` (US
+        // spelling, unlike its authorisation refusals) "Login failed".
         let Some((user, pass)) = &req.auth else {
-            return Err(http::Response::error(401, "not_authorised", "Login failed"));
+            return Err(http::Response::text(401, "text/plain", String::new()));
         };
         let u = self.cx.table().users.get(user).cloned();
         match u {
@@ -135,7 +139,7 @@ impl Mgmt {
                     ))
                 }
             }
-            _ => Err(http::Response::error(401, "not_authorised", "Login failed")),
+            _ => Err(http::Response::error(401, "not_authorized", "Login failed")),
         }
     }
 }
@@ -185,71 +189,15 @@ pub fn start(cx: Cx, listener: glommio::net::TcpListener, amqp_port: u16, http_p
             };
             let m = m.clone();
             glommio::spawn_local(async move {
-                let stream = SharedStream::new(stream);
-                let mut buf = BytesMut::with_capacity(16 * 1024);
                 let idle = Duration::from_millis(m.cx.link.config.mgmt_idle_timeout_ms);
-                loop {
-                    let req = match http::read_request_within(&stream, &mut buf, idle).await {
-                        http::Read::Request(r) => r,
-                        http::Read::Closed => break,
-                        http::Read::HeadTooLarge => {
-                            let r = http::Response::error(
-                                431,
-                                "bad_request",
-                                "request headers too large",
-                            );
-                            refuse(&stream, &mut buf, &r).await;
-                            break;
-                        }
-                        http::Read::Malformed => {
-                            let r =
-                                http::Response::error(400, "bad_request", "malformed HTTP request");
-                            refuse(&stream, &mut buf, &r).await;
-                            break;
-                        }
-                        http::Read::BodyTooLarge => {
-                            let r =
-                                http::Response::error(413, "bad_request", "request body too large");
-                            refuse(&stream, &mut buf, &r).await;
-                            break;
-                        }
-                    };
-                    let resp = api::route(&m, &req).await;
-                    if http::write_response(&stream, &resp, req.keep_alive)
-                        .await
-                        .is_err()
-                        || !req.keep_alive
-                    {
-                        break;
-                    }
-                }
-                stream.shutdown().await;
+                http::serve(stream, idle, move |req| {
+                    let m = m.clone();
+                    async move { api::route(&m, &req).await }
+                })
+                .await;
             })
             .detach();
         }
     })
     .detach();
-}
-
-/// Answer a request that is refused before it was read in full, then
-/// discard what the peer still sends (at most 1 MiB, for at most 1 s)
-/// before closing: closing with unread bytes would make the kernel reset
-/// the connection, and the peer could lose the answer.
-async fn refuse(stream: &SharedStream, buf: &mut BytesMut, r: &http::Response) {
-    if http::write_response(stream, r, false).await.is_err() {
-        return;
-    }
-    stream.shutdown_write();
-    let drain = async {
-        let mut seen = 0usize;
-        while seen < 1 << 20 {
-            buf.clear();
-            match stream.read_into(buf, 64 * 1024).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => seen += n,
-            }
-        }
-        Ok(())
-    };
-    let _ = glommio::timer::timeout(Duration::from_secs(1), drain).await;
 }

@@ -29,6 +29,10 @@ pub struct Answer {
     pub text: String,
     pub content_type: String,
     pub www_authenticate: Option<String>,
+    /// The `Location` header (201 of a binding).
+    pub location: Option<String>,
+    /// The `Content-Length` header.
+    pub content_length: Option<String>,
 }
 
 pub struct Api {
@@ -90,6 +94,8 @@ impl Api {
         let status = resp.status();
         let content_type = resp.header("Content-Type").unwrap_or("").to_string();
         let www_authenticate = resp.header("WWW-Authenticate").map(String::from);
+        let location = resp.header("Location").map(String::from);
+        let content_length = resp.header("Content-Length").map(String::from);
         let mut text = String::new();
         resp.into_reader()
             .read_to_string(&mut text)
@@ -101,6 +107,8 @@ impl Api {
             text,
             content_type,
             www_authenticate,
+            location,
+            content_length,
         }
     }
 

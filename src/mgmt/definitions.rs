@@ -1,0 +1,248 @@
+//! `/api/definitions`: export and import of a broker's (or one vhost's)
+//! definitions in RabbitMQ's format, so state moves between RabbitMQ and
+//! Warren both ways. Import is typed ([`Definitions`]); a section Warren
+//! has nothing for (policies, topic permissions, unknown runtime
+//! parameters) is refused with 400 rather than accepted and ignored.
+
+use super::admin::{perms, user_json};
+use super::api::meta;
+use super::body::flag;
+use super::http::Response;
+use super::json::{args_to_table, table_to_json};
+use super::requests::Definitions;
+use super::Mgmt;
+use crate::defs::users::HASHING;
+use crate::meta::MetaOp;
+use serde_json::{json, Value};
+
+/// Definitions in RabbitMQ's export format.
+pub fn export(m: &Mgmt, vhost: Option<&str>) -> Value {
+    let t = m.cx.table();
+    let exchanges: Vec<Value> = {
+        let mut xs: Vec<_> = t
+            .exchanges
+            .values()
+            .filter(|e| e.def.durable && !e.def.name.starts_with("amq.") && vhost.is_none_or(|v| v == e.def.vhost))
+            .map(|e| json!({"name": e.def.name, "vhost": e.def.vhost, "type": e.def.kind.as_str(), "durable": e.def.durable,
+                "auto_delete": e.def.auto_delete, "internal": e.def.internal, "arguments": table_to_json(&e.def.args)}))
+            .collect();
+        xs.sort_by_key(|x| x.to_string());
+        xs
+    };
+    let mut queues: Vec<Value> = t
+        .queues
+        .values()
+        .filter(|q| q.durable && q.exclusive_owner.is_none() && vhost.is_none_or(|v| v == q.vhost))
+        .map(|q| json!({"name": q.name, "vhost": q.vhost, "durable": true, "auto_delete": q.auto_delete, "arguments": table_to_json(&q.args)}))
+        .collect();
+    queues.sort_by_key(|x| x.to_string());
+    drop(t);
+    let bindings: Vec<Value> = super::api::bindings_json(m, vhost)
+        .into_iter()
+        .filter(|b| b["source"] != "")
+        .map(|b| json!({"source": b["source"], "vhost": b["vhost"], "destination": b["destination"],
+            "destination_type": b["destination_type"], "routing_key": b["routing_key"], "arguments": b["arguments"]}))
+        .collect();
+    let t = m.cx.table();
+    // Vhost limits travel as runtime parameters, as in RabbitMQ's export.
+    let mut parameters: Vec<Value> = t
+        .vhost_limits
+        .iter()
+        .filter(|(v, _)| vhost.is_none_or(|only| only == v.as_str()))
+        .map(
+            |(v, l)| json!({"vhost": v, "component": "vhost-limits", "name": "limits", "value": l}),
+        )
+        .collect();
+    parameters.sort_by_key(|x| x.to_string());
+    let mut out = json!({
+        "rabbit_version": "3.13.0", "rabbitmq_version": "3.13.0", "product_name": "Warren",
+        "product_version": env!("CARGO_PKG_VERSION"),
+        "queues": queues, "exchanges": exchanges, "bindings": bindings, "policies": [], "parameters": parameters,
+    });
+    if vhost.is_none() {
+        let users = t.users.values().map(|u| {
+            let mut j = user_json(u);
+            j["limits"] = json!(t.user_limits.get(&u.name).cloned().unwrap_or_default());
+            j
+        });
+        out["users"] = Value::Array(users.collect());
+        out["vhosts"] = Value::Array(t.vhosts.iter().map(|v| json!({"name": v, "limits": [], "metadata": {"description": "", "tags": []}})).collect());
+        out["permissions"] = Value::Array(perms(m));
+        out["topic_permissions"] = json!([]);
+        out["global_parameters"] = json!([]);
+    }
+    out
+}
+
+/// A limit's value from a definitions file: an integer, or RabbitMQ's 400.
+fn limit_value(name: &str, v: &Value) -> Result<i64, Response> {
+    v.as_i64().ok_or_else(|| {
+        Response::error(
+            400,
+            "bad_request",
+            format!("Validation failed\n\n{name} should be a number, actually was {v}\n"),
+        )
+    })
+}
+
+/// A hashing algorithm other than Warren's (RabbitMQ's SHA-256 one) is
+/// refused: the hash could not be checked at login.
+pub fn hashing(algorithm: Option<&str>, user: &str) -> Result<(), Response> {
+    match algorithm {
+        None => Ok(()),
+        Some(a) if a == HASHING => Ok(()),
+        Some(a) => Err(Response::error(
+            400,
+            "bad_request",
+            format!("unsupported hashing algorithm {a} for user {user}"),
+        )),
+    }
+}
+
+fn unsupported(what: &str) -> Response {
+    Response::error(
+        400,
+        "bad_request",
+        format!("{what} are not supported by Warren"),
+    )
+}
+
+/// The vhost of an entry: the path's for a per-vhost import, else the
+/// entry's own (RabbitMQ's `["no_such_vhost","undefined"]` when missing).
+fn vhost_of(only: Option<&str>, own: Option<String>) -> Result<String, Response> {
+    match (only, own) {
+        (Some(v), _) => Ok(v.to_string()),
+        (None, Some(v)) => Ok(v),
+        (None, None) => Err(Response::json(
+            400,
+            &json!({"error": "bad_request", "reason": ["no_such_vhost", "undefined"]}),
+        )),
+    }
+}
+
+/// Import definitions in RabbitMQ's format (users keep their hashes).
+/// `only`: the vhost of `POST /api/definitions/{vhost}`, which takes
+/// exchanges, queues, bindings and vhost limits into that vhost (users,
+/// vhosts and permissions are refused there: they are not per-vhost).
+/// Objects are created in dependency order; the first refusal stops the
+/// import with its answer (what was created before it stays, as in
+/// RabbitMQ).
+pub async fn import(m: &Mgmt, d: Definitions, only: Option<&str>) -> Result<(), Response> {
+    if !d.policies.is_empty() {
+        return Err(unsupported("policies"));
+    }
+    if !d.topic_permissions.is_empty() {
+        return Err(unsupported("topic permissions"));
+    }
+    let identity = ["cluster_name", "internal_cluster_id"];
+    if let Some(g) = d
+        .global_parameters
+        .iter()
+        .find(|g| !identity.contains(&g.name.as_str()))
+    {
+        return Err(unsupported(&format!("global parameters ('{}')", g.name)));
+    }
+    if only.is_some() && !(d.users.is_empty() && d.vhosts.is_empty() && d.permissions.is_empty()) {
+        return Err(Response::error(
+            400,
+            "bad_request",
+            "users, vhosts and permissions are imported with POST /api/definitions, not per vhost",
+        ));
+    }
+    for v in d.vhosts {
+        meta(m, MetaOp::VhostAdd { name: v.name }).await?;
+    }
+    for u in d.users {
+        hashing(u.hashing_algorithm.as_deref(), &u.name)?;
+        let op = MetaOp::UserPut {
+            name: u.name.clone(),
+            password: u.password,
+            password_hash: u.password_hash,
+            tags: u.tags.0,
+        };
+        meta(m, op).await?;
+        for (limit, value) in &u.limits {
+            let op = MetaOp::UserLimit {
+                user: u.name.clone(),
+                name: limit.clone(),
+                value: Some(limit_value(limit, value)?),
+            };
+            meta(m, op).await?;
+        }
+    }
+    for p in d.parameters {
+        if p.component != "vhost-limits" {
+            // Never accepted and ignored: Warren has no other components.
+            return Err(Response::error(
+                400,
+                "bad_request",
+                format!(
+                    "runtime parameters of component '{}' are not supported",
+                    p.component
+                ),
+            ));
+        }
+        let vhost = vhost_of(only, p.vhost)?;
+        for (limit, value) in &p.value {
+            let op = MetaOp::VhostLimit {
+                vhost: vhost.clone(),
+                name: limit.clone(),
+                value: Some(limit_value(limit, value)?),
+            };
+            meta(m, op).await?;
+        }
+    }
+    for p in d.permissions {
+        let def = crate::defs::users::PermissionDef {
+            user: p.user,
+            vhost: p.vhost,
+            configure: p.configure,
+            write: p.write,
+            read: p.read,
+        };
+        meta(m, MetaOp::PermissionSet(def)).await?;
+    }
+    for x in d.exchanges {
+        let op = MetaOp::ExchangeDeclare {
+            vhost: vhost_of(only, x.vhost)?,
+            name: x.name,
+            kind: x.kind.unwrap_or_else(|| "direct".into()),
+            passive: false,
+            durable: flag(x.durable, true),
+            auto_delete: flag(x.auto_delete, false),
+            internal: flag(x.internal, false),
+            args: args_to_table(x.arguments),
+        };
+        meta(m, op).await?;
+    }
+    for q in d.queues {
+        let op = MetaOp::QueueDeclare {
+            vhost: vhost_of(only, q.vhost)?,
+            name: q.name,
+            server_named: false,
+            passive: false,
+            durable: flag(q.durable, true),
+            exclusive: false,
+            auto_delete: flag(q.auto_delete, false),
+            args: args_to_table(q.arguments),
+            owner: crate::ids::ConnId(0),
+        };
+        meta(m, op).await?;
+    }
+    // Exchange-to-exchange bindings may refer to each other: any order works
+    // since every exchange exists by now.
+    for b in d.bindings {
+        let op = MetaOp::Bind {
+            vhost: vhost_of(only, b.vhost)?,
+            source: b.source,
+            dest: b.destination,
+            dest_is_queue: b.destination_type.as_deref() != Some("exchange"),
+            key: b.routing_key.0,
+            args: args_to_table(b.arguments),
+            owner: crate::ids::ConnId(0),
+            unbind: false,
+        };
+        meta(m, op).await?;
+    }
+    Ok(())
+}
