@@ -10,17 +10,37 @@ pub const FRAME_MIN_SIZE: u32 = 4096;
 /// Default size of a store segment file, in bytes (`segment_size`).
 pub const DEFAULT_SEGMENT_SIZE: usize = 64 * 1024 * 1024;
 
+/// The resolved broker configuration (see [`Config::resolve`]); each shard
+/// holds it read-only (`Link::config`).
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// Address the AMQP listener binds (default 0.0.0.0).
     pub bind: IpAddr,
+    /// AMQP port (default 5672); 0 lets the OS pick one, which shard 0 reports.
     pub port: u16,
+    /// Number of shards, one thread each, pinned to a core unless `--no-pin`
+    /// (default: one per available core).
     pub shards: usize,
+    /// The one directory Warren writes: store segments, journals, definitions log,
+    /// `warren.lock` (default `./warren-data`).
     pub data_dir: PathBuf,
+    /// User created on first start, tag administrator, full permissions on vhost
+    /// `/` (default `guest`, as RabbitMQ does).
     pub default_user: String,
+    /// Password of [`Config::default_user`] on first start (default `guest`).
     pub default_pass: String,
+    /// Heartbeat interval proposed in connection.tune, in seconds (default 60); the
+    /// client's tune-ok value is used, 0 = no heartbeats.
     pub heartbeat: u16,
+    /// Largest frame proposed in connection.tune, in bytes, frame header and end
+    /// octet included (default 131072, at least [`FRAME_MIN_SIZE`]); a tune-ok
+    /// value outside `FRAME_MIN_SIZE..=frame_max` is refused with 530 NOT_ALLOWED.
     pub frame_max: u32,
+    /// Most channels per connection proposed in connection.tune (default 2047); the
+    /// lower of this and the client's value bounds channel.open (530 beyond it).
     pub channel_max: u16,
+    /// Largest message body accepted, in bytes (default 128 MiB, RabbitMQ's
+    /// `max_message_size`); a larger body-size gets 406 PRECONDITION_FAILED.
     pub max_message_size: u64,
     /// Node-wide limit on open AMQP connections; None = no limit. Beyond
     /// it connection.open is refused with 530 NOT_ALLOWED (see
@@ -30,20 +50,23 @@ pub struct Config {
     /// default; set "RabbitMQ" for clients (and client test suites) that
     /// enable RabbitMQ-only behaviour only when the broker says RabbitMQ.
     pub product: String,
-    /// Allow the default user from non-loopback addresses (RabbitMQ's
-    /// loopback_users = none).
+    /// Allow the user named `guest` to log in from non-loopback addresses
+    /// (RabbitMQ's `loopback_users = none`); by default guest is refused with
+    /// 403 ACCESS_REFUSED unless it connects over loopback.
     pub guest_remote: bool,
-    /// Size of each message segment file.
+    /// Size of each message segment file, in bytes (configured in MiB).
     pub segment_size: usize,
     /// fdatasync before confirming persistent messages (the safe default).
     /// Off, a confirmed message survives a process crash (it is in the page
     /// cache) but not a power loss.
     pub fsync: bool,
-    /// Longest time an ack or delivery record waits in memory before it is
-    /// written to its queue index (confirms never wait for this).
+    /// Longest time, in ms, between group-commit passes: an ack or delivery
+    /// record may wait this long before it reaches the store's journal.
+    /// Confirms never wait for it (a pending confirm starts a pass at once).
     pub flush_interval_ms: u64,
     /// Management HTTP API port (None: disabled).
     pub mgmt_port: Option<u16>,
+    /// Address the management HTTP API binds (default: the AMQP `bind` address).
     pub mgmt_bind: IpAddr,
     /// Management HTTP: longest wait for the next request on a connection,
     /// idle time included, ms (RabbitMQ's `management.tcp.idle_timeout`).
@@ -81,40 +104,67 @@ impl Default for Config {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// `bind`: AMQP listen address ([`Config::bind`]).
     pub bind: Option<IpAddr>,
+    /// `port`: AMQP port ([`Config::port`]).
     pub port: Option<u16>,
+    /// `shards`: number of shards, at least 1 ([`Config::shards`]).
     pub shards: Option<usize>,
+    /// `data_dir`: the data directory ([`Config::data_dir`]).
     pub data_dir: Option<PathBuf>,
+    /// `default_user`: created on first start ([`Config::default_user`]).
     pub default_user: Option<String>,
+    /// `default_pass`: the default user's password on first start.
     pub default_pass: Option<String>,
+    /// `heartbeat`: seconds proposed in connection.tune ([`Config::heartbeat`]).
     pub heartbeat: Option<u16>,
+    /// `frame_max`: bytes, at least [`FRAME_MIN_SIZE`] ([`Config::frame_max`]); file only.
     pub frame_max: Option<u32>,
+    /// `channel_max`: channels per connection ([`Config::channel_max`]); file only.
     pub channel_max: Option<u16>,
+    /// `max_message_size`: bytes ([`Config::max_message_size`]); file only.
     pub max_message_size: Option<u64>,
+    /// `max_connections`: node-wide connection limit ([`Config::max_connections`]);
+    /// file only.
     pub max_connections: Option<u64>,
+    /// `product`: connection.start `product` property ([`Config::product`]); file only.
     pub product: Option<String>,
+    /// `guest_remote`: let guest log in remotely ([`Config::guest_remote`]); file only.
     pub guest_remote: Option<bool>,
+    /// `pin_cores`: pin each shard's thread to its own core (default true;
+    /// `--no-pin` turns it off).
     pub pin_cores: Option<bool>,
+    /// The `[store]` table.
     #[serde(default)]
     pub store: StoreSection,
+    /// The `[management]` table.
     #[serde(default)]
     pub management: MgmtSection,
 }
 
+/// The `[store]` table of the configuration file.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
+    /// `segment_mb`: segment file size in MiB, at least 1 (default 64).
     pub segment_mb: Option<usize>,
+    /// `fsync`: fdatasync before confirming ([`Config::fsync`]; default true).
     pub fsync: Option<bool>,
+    /// `flush_interval_ms`: ms between group-commit passes ([`Config::flush_interval_ms`]).
     pub flush_interval_ms: Option<u64>,
 }
 
+/// The `[management]` table of the configuration file (the HTTP API).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MgmtSection {
+    /// `enabled`: start the management HTTP API (default true).
     pub enabled: Option<bool>,
+    /// `port`: HTTP port (default 15672; 0 lets the OS pick one).
     pub port: Option<u16>,
+    /// `bind`: HTTP listen address (default: the AMQP `bind`).
     pub bind: Option<IpAddr>,
+    /// `idle_timeout_ms`: ms ([`Config::mgmt_idle_timeout_ms`]; default 120000, at least 1).
     pub idle_timeout_ms: Option<u64>,
 }
 
@@ -132,6 +182,9 @@ pub fn load_file(path: &std::path::Path) -> Result<FileConfig, crate::error::Inf
     parse_file(&text)
 }
 
+/// Parse configuration-file text (TOML; unknown keys are refused). The error is
+/// [`InfraError::Config`](crate::error::InfraError::Config) naming the key, taken
+/// from the message or from the line the parser points at.
 pub fn parse_file(text: &str) -> Result<FileConfig, crate::error::InfraError> {
     toml::from_str::<FileConfig>(text).map_err(|e| {
         let msg = e.message().to_string();
@@ -161,24 +214,43 @@ pub fn parse_file(text: &str) -> Result<FileConfig, crate::error::InfraError> {
 /// Values given on the command line or in the environment.
 #[derive(Debug, Default)]
 pub struct Overrides {
+    /// `--bind` / `WARREN_BIND`.
     pub bind: Option<IpAddr>,
+    /// `--port` / `WARREN_PORT`.
     pub port: Option<u16>,
+    /// `--shards` / `WARREN_SHARDS`.
     pub shards: Option<usize>,
+    /// `--data-dir` / `WARREN_DATA_DIR`.
     pub data_dir: Option<PathBuf>,
+    /// `--default-user` / `WARREN_DEFAULT_USER`.
     pub default_user: Option<String>,
+    /// `--default-pass` / `WARREN_DEFAULT_PASS`.
     pub default_pass: Option<String>,
+    /// `--heartbeat` / `WARREN_HEARTBEAT`, seconds.
     pub heartbeat: Option<u16>,
+    /// `--no-pin` / `WARREN_NO_PIN`: do not pin shards to cores (wins over `pin_cores`).
     pub no_pin: bool,
+    /// `--segment-mb` / `WARREN_SEGMENT_MB`, MiB.
     pub segment_mb: Option<usize>,
+    /// `--no-fsync` / `WARREN_NO_FSYNC`: confirm without fdatasync (wins over
+    /// `store.fsync`).
     pub no_fsync: bool,
+    /// `--flush-interval-ms` / `WARREN_FLUSH_INTERVAL_MS`, ms.
     pub flush_interval_ms: Option<u64>,
+    /// `--mgmt-port` / `WARREN_MGMT_PORT`.
     pub mgmt_port: Option<u16>,
+    /// `--mgmt-bind` / `WARREN_MGMT_BIND`.
     pub mgmt_bind: Option<IpAddr>,
+    /// `--no-mgmt` / `WARREN_NO_MGMT`: no management HTTP API (wins over
+    /// `management.enabled`).
     pub no_mgmt: bool,
 }
 
 impl Config {
-    /// Merge defaults < file < flags/environment and validate.
+    /// Merge defaults < file < flags/environment and validate (`segment_mb` and
+    /// `shards` at least 1, `frame_max` at least [`FRAME_MIN_SIZE`]). `cores`
+    /// is the default shard count. Returns the config and whether to pin
+    /// shards to cores; an invalid value is `InfraError::Config`.
     pub fn resolve(
         file: FileConfig,
         o: Overrides,

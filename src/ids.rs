@@ -38,18 +38,24 @@ pub struct SegmentId(pub u64);
 const SHARD_SHIFT: u32 = 48;
 
 impl ConnId {
+    /// Packs `shard` into the top 16 bits and the low 48 bits of `local` (a
+    /// per-shard counter, see `ConnTable`) below it.
     pub fn new(shard: ShardId, local: u64) -> Self {
         ConnId(((shard.0 as u64) << SHARD_SHIFT) | (local & ((1 << SHARD_SHIFT) - 1)))
     }
+    /// The shard that owns this connection (its socket and channels).
     pub fn shard(self) -> ShardId {
         ShardId((self.0 >> SHARD_SHIFT) as usize)
     }
 }
 
 impl ConsumerId {
+    /// Packs `shard` into the top 16 bits and the low 48 bits of `local` (a
+    /// per-shard counter, see `ConnTable`) below it.
     pub fn new(shard: ShardId, local: u64) -> Self {
         ConsumerId(((shard.0 as u64) << SHARD_SHIFT) | (local & ((1 << SHARD_SHIFT) - 1)))
     }
+    /// The shard where the consumer's connection lives, i.e. where its deliveries go.
     pub fn shard(self) -> ShardId {
         ShardId((self.0 >> SHARD_SHIFT) as usize)
     }

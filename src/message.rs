@@ -8,14 +8,22 @@ use amq_protocol::types::ShortString;
 use bytes::Bytes;
 use std::sync::Arc;
 
+/// One published message: routing data, raw properties and body, shared as
+/// [`MsgRef`] by every queue it was routed to.
 #[derive(Debug, Clone)]
 pub struct Message {
+    /// Exchange name from basic.publish (empty for the default exchange); kept for
+    /// basic.deliver / basic.get-ok and dead-lettering.
     pub exchange: ShortString,
+    /// Routing key from basic.publish (at most 255 bytes, a short string).
     pub routing_key: ShortString,
     /// Raw content-header property bytes (flags + list) as the publisher sent.
     pub props: Bytes,
+    /// Message body (content frames joined; a slice of the read buffer when it came
+    /// in one frame), in bytes; its length is the content header's body-size.
     pub body: Bytes,
-    /// delivery-mode 2.
+    /// The publisher set delivery-mode 2: stored on disk (and confirmed after
+    /// the group commit) when routed to a durable queue; transient otherwise.
     pub persistent: bool,
     /// Per-message TTL from the `expiration` property, in ms (parsed and
     /// validated once at publish by [`parse_expiration`]).
@@ -50,6 +58,7 @@ pub fn parse_expiration(s: &str) -> Result<u64, String> {
     Ok(n)
 }
 
+/// Shared handle to an immutable [`Message`]; cloning it is one atomic increment.
 pub type MsgRef = Arc<Message>;
 
 /// Equality for the short names compared on every publish (exchange,
@@ -69,6 +78,7 @@ pub fn same(a: &str, b: &str) -> bool {
 }
 
 impl Message {
+    /// Body length in bytes (properties not counted).
     pub fn size(&self) -> usize {
         self.body.len()
     }

@@ -8,93 +8,171 @@
 use crate::queue::QueueStats;
 use serde_json::Value;
 
+/// One open connection (connection.open-ok sent), as listed by
+/// `/api/connections`.
 #[derive(Debug, Clone, Default)]
 pub struct ConnInfo {
+    /// RabbitMQ-style name, `"<peer ip>:<port> -> 127.0.0.1:<listen port>"`
+    /// ([`conn_name`]); what management close requests name.
     pub name: String,
+    /// The vhost opened.
     pub vhost: String,
+    /// The authenticated user.
     pub user: String,
+    /// Client IP address, as the socket reports it.
     pub peer_host: String,
+    /// Client TCP port.
     pub peer_port: u16,
+    /// The broker's AMQP listen port.
     pub port: u16,
+    /// Open channels, closing ones included.
     pub channels: u32,
+    /// Bytes read from the socket since it was accepted.
     pub recv_oct: u64,
+    /// Bytes written to the socket since it was accepted.
     pub send_oct: u64,
+    /// When the connection was accepted, in ms since the Unix epoch.
     pub connected_at: u64,
+    /// Negotiated frame-max, in bytes.
     pub frame_max: u32,
+    /// Negotiated channel-max.
     pub channel_max: u16,
+    /// The client's connection.start-ok `client_properties`, as JSON.
     pub client_properties: Value,
+    /// Shard that owns the connection.
     pub shard: usize,
 }
 
+/// One open channel (not closing), as listed by `/api/channels`.
 #[derive(Debug, Clone, Default)]
 pub struct ChanInfo {
+    /// Name of its connection ([`ConnInfo::name`]).
     pub connection: String,
+    /// Channel number.
     pub number: u16,
+    /// Its connection's vhost.
     pub vhost: String,
+    /// Its connection's user.
     pub user: String,
+    /// Client IP address.
     pub peer_host: String,
+    /// Client TCP port.
     pub peer_port: u16,
+    /// Consumers on the channel.
     pub consumers: u32,
+    /// Deliveries awaiting ack on the channel (basic.deliver and basic.get-ok).
     pub unacked: u32,
+    /// Per-consumer prefetch count (basic.qos global=false); 0 = no limit.
     pub prefetch: u16,
+    /// Publisher confirms enabled (confirm.select).
     pub confirm: bool,
+    /// Transactional (tx.select).
     pub tx: bool,
+    /// Messages published (counted when routed; in a transaction, at tx.commit).
     pub publish: u64,
+    /// Messages delivered: basic.deliver plus basic.get-ok (`deliver_get`).
     pub deliver: u64,
+    /// Messages acknowledged by the client (basic.ack; counted when received, also
+    /// in a transaction later rolled back).
     pub ack: u64,
+    /// Publishes confirmed with basic.ack (messages, not ack frames).
     pub confirmed: u64,
 }
 
+/// One consumer, as listed by `/api/consumers`.
 #[derive(Debug, Clone, Default)]
 pub struct ConsumerInfo {
+    /// The queue's vhost.
     pub vhost: String,
+    /// The user of the consumer's connection.
     pub user: String,
+    /// The queue consumed from (empty if it was deleted meanwhile).
     pub queue: String,
+    /// Consumer tag.
     pub tag: String,
+    /// Name of its connection ([`ConnInfo::name`]).
     pub connection: String,
+    /// Channel number.
     pub channel: u16,
+    /// Client IP address.
     pub peer_host: String,
+    /// Client TCP port.
     pub peer_port: u16,
+    /// False for a `no-ack` consumer (automatic acknowledgement).
     pub ack_required: bool,
+    /// Exclusive consumer (basic.consume exclusive=true).
     pub exclusive: bool,
+    /// The channel's per-consumer prefetch count (0 = no limit).
     pub prefetch: u16,
 }
 
+/// One queue, from its home shard, as listed by `/api/queues`.
 #[derive(Debug, Clone, Default)]
 pub struct QueueInfo {
+    /// Broker-wide queue id ([`crate::ids::QueueId`]).
     pub id: u64,
+    /// The queue's vhost.
     pub vhost: String,
+    /// Queue name.
     pub name: String,
+    /// Declared durable.
     pub durable: bool,
+    /// Declared auto-delete (deleted when its last consumer is cancelled).
     pub auto_delete: bool,
+    /// Exclusive to the connection that declared it.
     pub exclusive: bool,
+    /// The queue.declare arguments (`x-message-ttl`, `x-dead-letter-exchange`, ...),
+    /// as JSON.
     pub arguments: Value,
+    /// Ready messages.
     pub ready: u32,
+    /// Messages delivered and awaiting ack.
     pub unacked: u32,
+    /// Consumers.
     pub consumers: u32,
+    /// Message counters of the queue (publish, deliver, get, ack, redeliver,
+    /// expired, dead-lettered).
     pub stats: QueueStats,
+    /// The queue's home shard.
     pub shard: usize,
 }
 
+/// Everything one shard reports for the management API and `/metrics`
+/// (`Request::Snapshot`); shard 0 merges them.
 #[derive(Debug, Clone, Default)]
 pub struct ShardSnapshot {
+    /// The reporting shard.
     pub shard: usize,
+    /// Open connections owned by this shard.
     pub connections: Vec<ConnInfo>,
+    /// Open channels of those connections.
     pub channels: Vec<ChanInfo>,
+    /// Consumers on those channels.
     pub consumers: Vec<ConsumerInfo>,
+    /// Queues whose home is this shard.
     pub queues: Vec<QueueInfo>,
     /// Per-exchange message counters, open and closed channels merged.
     pub exchanges: Vec<ExchangeCounts>,
+    /// Messages waiting in this shard's outbox, per destination shard (index =
+    /// destination, this shard included).
     pub outbox_depth: Vec<usize>,
+    /// Time glommio's executor has spent running tasks since start, in ns.
     pub runtime_ns: u64,
+    /// Segment files in this shard's store.
     pub store_segments: usize,
+    /// Bytes allocated to those segment files (their capacity, not live data).
     pub store_bytes: u64,
-    /// Monotonic totals for this shard: messages published, confirmed.
+    /// Messages published on this shard's channels, closed ones included
+    /// (monotonic).
     pub publish_total: u64,
+    /// Publishes confirmed on this shard's channels, closed ones included
+    /// (monotonic).
     pub confirm_total: u64,
 }
 
 /// A connection's name as RabbitMQ shows it: `peer -> local` addresses.
+/// The local address is always written as 127.0.0.1, whatever the
+/// listener's address; only the port is real.
 pub fn conn_name(peer: &std::net::SocketAddr, port: u16) -> String {
     format!("{}:{} -> 127.0.0.1:{}", peer.ip(), peer.port(), port)
 }
@@ -103,7 +181,9 @@ pub fn conn_name(peer: &std::net::SocketAddr, port: u16) -> String {
 /// `publish_out` in RabbitMQ's management API), in messages.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExchangeCounts {
+    /// The exchange's vhost.
     pub vhost: String,
+    /// Exchange name (empty = the default exchange).
     pub name: String,
     /// Messages published to the exchange.
     pub publish_in: u64,

@@ -33,26 +33,38 @@ pub use publish::PendingPublish;
 #[cfg(test)]
 mod tests;
 
+/// A delivery awaiting ack on a channel: where its settlement goes.
 #[derive(Clone, Copy, Debug)]
 pub struct Unacked {
+    /// The queue the message came from.
     pub queue: QueueId,
+    /// The queue's home shard (where `ShardMsg::Settle` goes).
     pub home: ShardId,
+    /// The message's sequence number in its queue (not the delivery tag).
     pub seq: u64,
 }
 
+/// A consumer on a channel (basic.consume), kept in `Channel::consumers` under
+/// its consumer tag.
 #[derive(Clone, Debug)]
 pub struct ChannelConsumer {
+    /// Broker-wide consumer id (this shard in its top bits).
     pub id: ConsumerId,
+    /// The queue consumed from.
     pub queue: QueueId,
+    /// The queue's home shard (where basic.cancel goes).
     pub home: ShardId,
+    /// basic.consume no-ack: deliveries are settled on sending, not tracked.
     pub no_ack: bool,
+    /// basic.consume exclusive: no other consumer on the queue.
     pub exclusive: bool,
 }
 
 /// What became of a delivery handed to a connection ([`Conn::deliver`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handoff {
-    /// Written to the socket buffer, or held back by `channel.flow`.
+    /// Written to the socket buffer, or held back while the channel's flow is
+    /// paused (a basic.consume awaiting its consume-ok).
     Taken,
     /// The channel or consumer is gone: the queue takes the message back
     /// and forgets the consumer.
@@ -66,14 +78,20 @@ pub enum Handoff {
     OverLimit,
 }
 
-/// A delivery held back while the client has paused us with channel.flow.
+/// A delivery held back while the channel's flow is paused
+/// (`Channel::flow_active` false: a basic.consume awaiting its consume-ok).
 pub struct Held {
     /// Tracked in `unacked` (ack mode) as well.
     pub acked_mode: bool,
+    /// Consumer tag for the basic.deliver.
     pub tag: Rc<str>,
+    /// Delivery tag already assigned (tags stay in order when released).
     pub delivery_tag: u64,
+    /// basic.deliver's `redelivered` flag.
     pub redelivered: bool,
+    /// The message.
     pub msg: MsgRef,
+    /// The queue and consumer whose send-window credit it holds.
     pub credit: QueueConsumer,
 }
 
@@ -93,39 +111,70 @@ impl Held {
 
 /// One transactional operation, applied at tx.commit.
 pub enum TxOp {
+    /// A basic.publish (complete with its content) buffered until tx.commit.
     Publish {
+        /// The complete message.
         msg: MsgRef,
+        /// basic.publish `mandatory`: basic.return with 312 NO_ROUTE if unroutable at
+        /// commit.
         mandatory: bool,
+        /// The message's `headers` table, decoded, for headers exchanges.
         headers: Option<amq_protocol::types::FieldTable>,
     },
+    /// basic.ack / nack / reject buffered until tx.commit. The deliveries are out
+    /// of `Channel::unacked` meanwhile: tx.rollback puts them back, a channel
+    /// closing first requeues them.
     Settle {
+        /// (delivery tag, delivery) pairs settled.
         tags: Vec<(u64, Unacked)>,
+        /// Ack, requeue or discard.
         how: Settle,
     },
 }
 
+/// One open channel: delivery tags and unacked deliveries, consumers,
+/// publisher confirms, transaction, flow and prefetch state.
 #[derive(Default)]
 pub struct Channel {
+    /// Channel number, 1..=channel-max.
     pub id: u16,
     /// We sent channel.close and wait for close-ok; other frames are dropped.
     pub closing: bool,
+    /// A basic.publish waiting for its content header and body frames.
     pub publish: Option<PendingPublish>,
+    /// Next delivery tag, per channel, starting at 1 (basic.deliver and
+    /// basic.get-ok share the sequence).
     pub next_tag: u64,
+    /// Deliveries awaiting ack, by delivery tag (ordered, for `multiple`).
     pub unacked: BTreeMap<u64, Unacked>,
+    /// Consumers on this channel, by consumer tag.
     pub consumers: HashMap<String, ChannelConsumer>,
+    /// Per-consumer prefetch count (basic.qos global=false), in messages, for
+    /// consumers created afterwards (as RabbitMQ); 0 = no limit.
     pub prefetch: u16,
+    /// Publisher confirms are on (confirm.select).
     pub confirm: bool,
+    /// Next publish sequence number, from 1; advances only for confirm-mode or
+    /// committed transactional publishes.
     pub next_pub_seq: u64,
     /// Publish seq -> (home shards still to confirm, nacked).
     pub pending_confirms: BTreeMap<u64, (u32, bool)>,
+    /// Highest publish sequence number already confirmed to the client: basic.ack
+    /// or basic.nack covers everything up to it.
     pub acked_upto: u64,
+    /// Some in transaction mode (tx.select): the publishes and settlements
+    /// buffered since the last tx.commit or tx.rollback.
     pub tx: Option<Vec<TxOp>>,
     /// tx.commit-oks owed, in order: each is the last publish seq of its
     /// commit. Sent once every publish up to it is confirmed by its queues
     /// (for persistent messages in durable queues: after the group-commit
     /// fsync, like publisher confirms).
     pub commit_waiters: std::collections::VecDeque<u64>,
+    /// False while deliveries must wait: from sending a basic.consume to its queue
+    /// until consume-ok is written, so consume-ok precedes the first delivery. A
+    /// client's channel.flow active=false is refused with 540, as in RabbitMQ.
     pub flow_active: bool,
+    /// Deliveries held back while `flow_active` is false, in delivery-tag order.
     pub held: std::collections::VecDeque<Held>,
     /// basic.qos global=true: unacked deliveries allowed on the channel as
     /// a whole (0 = no limit); per-consumer limits still apply.
@@ -134,9 +183,12 @@ pub struct Channel {
     /// channel-wide prefetch was reached. Each gets a `ShardMsg::Resume`
     /// once acks bring the channel under it.
     pub paused: Vec<QueueConsumer>,
+    /// The last queue declared on the channel: what an empty queue name means in
+    /// later queue and basic methods (as RabbitMQ); none yet gives 404.
     pub last_queue: Option<String>,
     /// (permission epoch, exchange) last allowed for basic.publish.
     pub publish_allowed: Option<(u64, amq_protocol::types::ShortString)>,
+    /// Counters for the management API.
     pub stats: ChannelStats,
     /// Last routing decision: (table version, exchange, key, queues). A
     /// publisher usually repeats its exchange and key, so the table lookup
@@ -148,7 +200,9 @@ pub struct Channel {
 pub struct RouteCache {
     /// The routing table's version it was made with.
     pub version: u64,
+    /// The exchange published to.
     pub exchange: amq_protocol::types::ShortString,
+    /// The routing key published with.
     pub routing_key: amq_protocol::types::ShortString,
     /// Destination queues with their home shards, grouped by shard.
     pub queues: Vec<(QueueId, ShardId)>,
@@ -157,17 +211,26 @@ pub struct RouteCache {
 /// Channel counters for the management API.
 #[derive(Default, Clone, Debug)]
 pub struct ChannelStats {
+    /// The channel's vhost (set at channel.open), for its exchange counters.
     pub vhost: String,
+    /// Messages published (counted when routed; in a transaction, at commit).
     pub publish: u64,
+    /// Deliveries: basic.deliver plus basic.get-ok.
     pub deliver: u64,
+    /// Messages acked by the client (counted when received, even inside a
+    /// transaction later rolled back).
     pub ack: u64,
+    /// Publishes confirmed with basic.ack (messages, not frames).
     pub confirm: u64,
+    /// Messages returned with basic.return. Never incremented at present.
     pub returned: u64,
     /// Per exchange published to: (exchange, messages in, messages routed).
     pub exchanges: Vec<(amq_protocol::types::ShortString, u64, u64)>,
 }
 
 impl Channel {
+    /// A fresh channel `id`: tags and publish sequence from 1, flow active, no
+    /// prefetch limit.
     pub fn new(id: u16) -> Self {
         Channel {
             id,
@@ -179,10 +242,16 @@ impl Channel {
     }
 }
 
+/// A connection's mutable state, behind `Conn::state`.
 pub struct ConnState {
+    /// Open channels by number.
     pub channels: HashMap<u16, Channel>,
+    /// The vhost from connection.open ("/" until then).
     pub vhost: String,
+    /// The authenticated user (empty until connection.start-ok).
     pub user: String,
+    /// Negotiated channel-max: the lower of the broker's and the client's
+    /// (connection.tune-ok); channel.open beyond it gets 530 NOT_ALLOWED.
     pub channel_max: u16,
     /// The client understands connection.blocked / unblocked.
     pub blocked_capable: bool,
@@ -194,7 +263,9 @@ pub struct ConnState {
 pub struct QueueConsumer {
     /// The queue's home shard.
     pub home: ShardId,
+    /// The queue.
     pub queue: QueueId,
+    /// The consumer.
     pub consumer: ConsumerId,
 }
 
@@ -202,25 +273,36 @@ pub struct QueueConsumer {
 /// written: `n` deliveries to `to`.
 #[derive(Clone, Copy, Debug)]
 pub struct CreditRec {
+    /// Where the credit goes.
     pub to: QueueConsumer,
     /// Deliveries written, in messages.
     pub n: u32,
 }
 
+/// One AMQP connection on this shard, shared (`Rc`) by its reader, writer and
+/// heartbeat tasks and the connection table.
 pub struct Conn {
+    /// Broker-wide connection id (this shard in its top bits).
     pub id: ConnId,
+    /// The client's address.
     pub peer: std::net::SocketAddr,
+    /// Channels, vhost, user, negotiated channel-max.
     pub state: RefCell<ConnState>,
     /// Outbound bytes; the writer task swaps it out and writes it in one
     /// syscall, so many deliveries share one write.
     pub out: RefCell<Vec<u8>>,
+    /// Wakes the writer task when `out` grows (and at close).
     pub out_notify: Notify,
     /// Current socket read size (adaptive; see channel::connection).
     pub read_size: Cell<usize>,
     /// Signalled after each socket write (wakes a reader paused on a full
     /// write buffer).
     pub written: Notify,
+    /// Send-window credit owed to queues for deliveries in `out`; returned by the
+    /// writer after the write (see [`CreditRec`]).
     pub credits: RefCell<Vec<CreditRec>>,
+    /// Listed in `ConnTable`'s dirty list (confirms to flush at the end of the
+    /// batch).
     pub dirty: Cell<bool>,
     /// connection.open-ok was sent.
     pub open: Cell<bool>,
@@ -233,20 +315,32 @@ pub struct Conn {
     pub published: Cell<bool>,
     /// We sent connection.blocked and not yet unblocked.
     pub blocked_sent: Cell<bool>,
+    /// Negotiated frame-max in bytes ([`codec::FRAME_MIN_SIZE`] until
+    /// connection.tune-ok); body frames are split to it.
     pub frame_max: Cell<u32>,
     /// The socket is finished (or being closed): stop reading and writing.
     pub closed: Cell<bool>,
+    /// Wakes the tasks waiting on this connection when `closed` is set.
     pub closed_notify: Notify,
+    /// When the writer last wrote to the socket (heartbeats are sent only when
+    /// idle).
     pub last_sent: Cell<Instant>,
+    /// When bytes were last read from the socket (a peer silent for two heartbeat
+    /// intervals is dropped).
     pub last_recv: Cell<Instant>,
+    /// Bytes read from the socket.
     pub recv_oct: Cell<u64>,
+    /// Bytes written to the socket.
     pub send_oct: Cell<u64>,
+    /// When the socket was accepted (wall clock).
     pub connected_at: std::time::SystemTime,
     /// client_properties from connection.start-ok (for listings).
     pub client_properties: RefCell<amq_protocol::types::FieldTable>,
 }
 
 impl Conn {
+    /// A new connection from `peer`: vhost "/", no channels, frame-max
+    /// [`codec::FRAME_MIN_SIZE`] until tuned.
     pub fn new(id: ConnId, peer: std::net::SocketAddr) -> Rc<Self> {
         Rc::new(Conn {
             id,
@@ -281,11 +375,15 @@ impl Conn {
         })
     }
 
+    /// Append a method frame for `channel` (0 = the connection) to `out` and wake
+    /// the writer.
     pub fn send_method(&self, channel: u16, class: AMQPClass) {
         codec::write_method(&mut self.out.borrow_mut(), channel, class);
         self.out_notify.notify();
     }
 
+    /// Bytes in `out` not yet taken by the writer; the reader stops reading above
+    /// its high-water mark.
     pub fn out_len(&self) -> usize {
         self.out.borrow().len()
     }
@@ -331,7 +429,7 @@ impl Conn {
     }
 
     /// Append a delivery for a consumer on this connection (or hold it back
-    /// while `channel.flow` has paused the channel). See [`Handoff`] for
+    /// while the channel's flow is paused). See [`Handoff`] for
     /// what the caller does with the other outcomes.
     #[allow(clippy::too_many_arguments)]
     pub fn deliver(
@@ -427,7 +525,8 @@ impl Conn {
         }
     }
 
-    /// channel.flow active=true again: write what was held back.
+    /// Flow active again (consume-ok written, or channel.flow active=true):
+    /// write what was held back, in delivery-tag order.
     pub fn release_held(&self, channel: u16) {
         let mut ready = Vec::new();
         {
@@ -557,13 +656,14 @@ impl Conn {
     }
 
     /// Close from the broker side (management): 320 CONNECTION_FORCED,
-    /// then the socket once the close has been written.
+    /// then the socket once close-ok arrives (or after 3 s).
     pub fn force_close(self: &Rc<Self>, reason: &str) {
         self.close_with_error(&crate::error::AmqpError::connection_forced(reason));
     }
 
     /// Close the connection from the broker side with `e` (connection.close
-    /// with its code and text), then the socket once close-ok arrives.
+    /// with its code and text), then the socket once close-ok arrives (or
+    /// after 3 s).
     pub fn close_with_error(self: &Rc<Self>, e: &crate::error::AmqpError) {
         use amq_protocol::protocol::connection;
         self.send_method(

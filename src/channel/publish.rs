@@ -18,12 +18,20 @@ use amq_protocol::types::ShortString;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 
+/// A basic.publish whose content is still arriving (spec 4.2.6: method, then
+/// one content header frame, then body frames until body-size bytes).
 pub struct PendingPublish {
+    /// Exchange name from basic.publish.
     pub exchange: ShortString,
+    /// Routing key from basic.publish.
     pub routing_key: ShortString,
+    /// basic.publish `mandatory`: return the message with 312 NO_ROUTE if unroutable.
     pub mandatory: bool,
+    /// The content header, once received (a second one is 505 UNEXPECTED_FRAME).
     pub header: Option<Header>,
+    /// Body frames received so far, zero-copy; joined only if more than one.
     pub parts: Vec<Bytes>,
+    /// Body bytes received so far.
     pub received: u64,
 }
 
@@ -42,6 +50,7 @@ pub enum Progress {
 }
 
 impl PendingPublish {
+    /// Start assembling the message of basic.publish `p`.
     pub fn new(p: basic::Publish) -> Self {
         PendingPublish {
             exchange: p.exchange,
@@ -81,6 +90,9 @@ impl PendingPublish {
         Progress::Done(msg, self.mandatory, headers)
     }
 
+    /// The content header arrived. A body-size above `max_size` (bytes, the
+    /// configured `max_message_size`) is 406 PRECONDITION_FAILED; a body-size of 0
+    /// completes the message at once.
     pub fn on_header(&mut self, h: Header, max_size: u64) -> AmqpResult<Progress> {
         if h.body_size > max_size {
             return Err(AmqpError::precondition_failed(format!(
@@ -93,6 +105,8 @@ impl PendingPublish {
         Ok(if empty { self.finish() } else { Progress::More })
     }
 
+    /// A body frame arrived. Without a content header first: 505 UNEXPECTED_FRAME;
+    /// more bytes than body-size: 501 FRAME_ERROR. Done once body-size bytes are in.
     pub fn on_body(&mut self, b: Bytes) -> AmqpResult<Progress> {
         let Some(h) = &self.header else {
             return Err(AmqpError::unexpected_frame(

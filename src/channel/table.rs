@@ -19,9 +19,13 @@ use std::rc::Rc;
 /// Where a consumer on this shard lives.
 #[derive(Clone, Debug)]
 pub struct ConsumerRoute {
+    /// The consumer's connection (on this shard).
     pub conn: ConnId,
+    /// The consumer's channel number.
     pub channel: u16,
+    /// Consumer tag, as the client knows it.
     pub tag: Rc<str>,
+    /// basic.consume no-ack: deliveries are not tracked for ack.
     pub no_ack: bool,
 }
 
@@ -29,7 +33,9 @@ pub struct ConsumerRoute {
 /// the management API's totals never go backwards (messages).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ClosedTotals {
+    /// Messages published (see `ChannelStats::publish`).
     pub publish: u64,
+    /// Publishes confirmed (see `ChannelStats::confirm`).
     pub confirm: u64,
 }
 
@@ -195,7 +201,9 @@ impl ConnTable {
 /// bus link and the connection table. Cloning is two reference counts.
 #[derive(Clone)]
 pub struct Cx {
+    /// This shard's end of the bus: id, config, routing table, outbox, requests.
     pub link: Rc<Link>,
+    /// This shard's connections and consumers.
     pub conns: Rc<ConnTable>,
 }
 

@@ -33,9 +33,13 @@ fn shortstr(b: &[u8], at: usize) -> Option<(&str, usize)> {
 /// A basic.publish decoded without allocating beyond the two names.
 #[derive(Debug)]
 pub struct Publish {
+    /// Exchange name (short string; empty = the default exchange).
     pub exchange: ShortString,
+    /// Routing key (short string).
     pub routing_key: ShortString,
+    /// The `mandatory` bit: return the message with 312 NO_ROUTE if no queue takes it.
     pub mandatory: bool,
+    /// The `immediate` bit; refused with 540 NOT_IMPLEMENTED as in RabbitMQ 3.x.
     pub immediate: bool,
 }
 
@@ -61,19 +65,31 @@ pub fn parse_publish(p: &[u8]) -> Option<Publish> {
     })
 }
 
+/// A client settlement decoded by the fast path (delivery tags are per channel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settle {
+    /// basic.ack (60,80).
     Ack {
+        /// Delivery tag; with `multiple`, every unacked tag up to it (0 = all).
         tag: u64,
+        /// Settle all unacked deliveries up to and including `tag`.
         multiple: bool,
     },
+    /// basic.nack (60,120), RabbitMQ's extension.
     Nack {
+        /// Delivery tag; with `multiple`, every unacked tag up to it (0 = all).
         tag: u64,
+        /// Settle all unacked deliveries up to and including `tag`.
         multiple: bool,
+        /// Requeue the message(s); false discards them (dead-lettered if the queue has
+        /// a dead-letter exchange).
         requeue: bool,
     },
+    /// basic.reject (60,90): one delivery.
     Reject {
+        /// Delivery tag of the one delivery rejected.
         tag: u64,
+        /// Requeue the message; false discards it (dead-lettered if configured).
         requeue: bool,
     },
 }
@@ -107,8 +123,13 @@ pub fn parse_settle(p: &[u8]) -> Option<Settle> {
 /// What routing and validation need from a content header's properties.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PropsView {
+    /// `delivery-mode` property: 2 = persistent, 1 or absent = transient.
     pub delivery_mode: Option<u8>,
+    /// A `headers` table is present; only then does the codec decode the
+    /// properties (the table is needed for headers-exchange routing).
     pub has_headers: bool,
+    /// `user-id` property; if set it must equal the authenticated user (406
+    /// PRECONDITION_FAILED otherwise, as RabbitMQ validates it).
     pub user_id: Option<String>,
     /// The `expiration` property, unparsed (only allocated when present).
     pub expiration: Option<String>,

@@ -17,45 +17,69 @@ use amq_protocol::frame::{gen_frame, AMQPFrame};
 use amq_protocol::protocol::{basic::AMQPProperties, parse_class, AMQPClass};
 use bytes::{Bytes, BytesMut};
 
+/// Frame type 1: a method frame (spec 4.2.4).
 pub const FRAME_METHOD: u8 = 1;
+/// Frame type 2: a content header frame (spec 4.2.6).
 pub const FRAME_HEADER: u8 = 2;
+/// Frame type 3: a content body frame (spec 4.2.6.2).
 pub const FRAME_BODY: u8 = 3;
+/// Frame type 8: a heartbeat frame, channel 0, empty payload (spec 4.2.7).
 pub const FRAME_HEARTBEAT: u8 = 8;
+/// The frame-end octet every frame must end with (spec 4.2.3); anything else is
+/// 501 FRAME_ERROR.
 pub const FRAME_END: u8 = 0xCE;
 /// The minimum frame size every peer must accept, in bytes (spec 4.2.3;
 /// defined with the configuration, which validates `frame_max` by it).
 pub use crate::config::FRAME_MIN_SIZE;
+/// The protocol header a client sends first: `AMQP` 0 0 9 1 (spec 4.2.2). Also
+/// sent back, before closing, to a client that offered another protocol.
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 
 /// One decoded inbound frame.
 #[derive(Debug)]
 pub enum Frame {
+    /// (channel, method): a method frame decoded by amq-protocol.
     Method(u16, Box<AMQPClass>),
     /// basic.publish, decoded by the fast path.
     Publish(u16, fast::Publish),
     /// basic.ack / nack / reject, decoded by the fast path.
     Settle(u16, fast::Settle),
+    /// A content header frame (class 60 expected; checked by the channel).
     Header {
+        /// Channel number.
         channel: u16,
+        /// Class id from the header (must be 60, basic; anything else is 505).
         class_id: u16,
+        /// Body size announced for the message, in bytes.
         body_size: u64,
         /// Raw property flags and list, exactly as sent.
         props_raw: Bytes,
+        /// The few properties routing and validation need, scanned from `props_raw`.
         view: fast::PropsView,
         /// Decoded only when the message carries headers.
         headers: Option<amq_protocol::types::FieldTable>,
     },
+    /// (channel, body part): a content body frame, a zero-copy slice of the read
+    /// buffer.
     Body(u16, Bytes),
+    /// A heartbeat frame and its channel (only channel 0 is valid; the
+    /// connection answers another with 505 UNEXPECTED_FRAME).
     Heartbeat(u16),
 }
 
 /// Outcome of checking the 8-byte protocol header.
 pub enum HeaderCheck {
+    /// Fewer than 8 bytes so far, and the first (up to 4) match `AMQP`: read
+    /// more.
     NeedMore,
+    /// The client speaks AMQP 0-9-1.
     Ok,
+    /// Another protocol or version: reply with [`PROTOCOL_HEADER`] and close.
     Bad,
 }
 
+/// Check the protocol header at the start of `buf` (spec 4.2.2). Refuses early
+/// if the first (up to 4) bytes are not `AMQP`.
 pub fn check_protocol_header(buf: &[u8]) -> HeaderCheck {
     if buf.len() < 8 {
         // A wrong first byte can be refused before 8 bytes arrive.
@@ -201,6 +225,7 @@ pub fn write_method(out: &mut Vec<u8>, channel: u16, class: AMQPClass) {
     }
 }
 
+/// Append a heartbeat frame (8 bytes, channel 0) to `out`.
 pub fn write_heartbeat(out: &mut Vec<u8>) {
     out.extend_from_slice(&[FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END]);
 }

@@ -13,15 +13,25 @@ use crate::ids::{ConnId, QueueId, ShardId};
 use amq_protocol::types::FieldTable;
 use serde::{Deserialize, Serialize};
 
+/// An exchange type: the four AMQP 0-9-1 defines (spec §3.1.3), named as
+/// in exchange.declare's `type` field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ExchangeKind {
+    /// Routes to the bindings whose key equals the routing key.
     Direct,
+    /// Routes to every binding; the routing key is ignored.
     Fanout,
+    /// Matches the routing key against dot-separated binding patterns with
+    /// `*` (one word) and `#` (zero or more words).
     Topic,
+    /// Matches the message's headers against the binding arguments
+    /// (`x-match`); the routing key is ignored.
     Headers,
 }
 
 impl ExchangeKind {
+    /// Parse exchange.declare's `type`; None for an unknown type (the
+    /// authority answers 503 COMMAND_INVALID, as RabbitMQ does).
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "direct" => ExchangeKind::Direct,
@@ -31,6 +41,7 @@ impl ExchangeKind {
             _ => return None,
         })
     }
+    /// The type's name as clients and the HTTP API spell it (`"topic"`).
     pub fn as_str(self) -> &'static str {
         match self {
             ExchangeKind::Direct => "direct",
@@ -41,86 +52,160 @@ impl ExchangeKind {
     }
 }
 
+/// An exchange as declared (exchange.declare, a definitions import, or
+/// the `amq.*` exchanges every vhost starts with).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExchangeDef {
+    /// Virtual host it belongs to.
     pub vhost: String,
+    /// Unique within the vhost. Never `""` (the default exchange is
+    /// implicit); `amq.*` is reserved for the predeclared ones (403).
     pub name: String,
+    /// Its type (routing algorithm).
     pub kind: ExchangeKind,
+    /// Recorded in the definitions log, so it survives a restart.
     pub durable: bool,
+    /// Deleted once its last binding as a source goes (RabbitMQ).
     pub auto_delete: bool,
+    /// Clients cannot basic.publish to it (403 ACCESS_REFUSED); it is
+    /// reached through exchange-to-exchange bindings or dead-lettering.
     pub internal: bool,
+    /// exchange.declare arguments, kept as given; only `alternate-exchange`
+    /// takes part in redeclare equivalence (406 if it differs).
     pub args: FieldTable,
 }
 
+/// A queue as declared; the same on every shard's table, while only its
+/// home shard holds the queue itself.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QueueDef {
+    /// Assigned by the authority, never reused; the store's journal keys
+    /// a queue's messages by it, never by name.
     pub id: QueueId,
+    /// Virtual host it belongs to.
     pub vhost: String,
+    /// Unique within the vhost; `amq.gen-*` when server-named, otherwise
+    /// `amq.*` is refused (403).
     pub name: String,
+    /// The shard that holds its messages and consumers: [`queue_home`] for
+    /// a shared queue, the owning connection's shard for an exclusive one.
     pub home: ShardId,
+    /// The definition survives a restart (definitions log) and persistent
+    /// messages go to the store; never so for an exclusive queue.
     pub durable: bool,
+    /// The connection that declared it exclusive: only it may use it
+    /// (others get 405 RESOURCE_LOCKED), and it goes when that connection
+    /// closes. None for a shared queue.
     pub exclusive_owner: Option<ConnId>,
+    /// Deleted once it has had a consumer and the last one is cancelled
+    /// (RabbitMQ: a queue never consumed from stays).
     pub auto_delete: bool,
+    /// queue.declare arguments (`x-message-ttl`, `x-max-length`, ...),
+    /// validated by `meta::queue_args`; the ones RabbitMQ gives a meaning
+    /// must match on a redeclare (406 PRECONDITION_FAILED).
     pub args: FieldTable,
 }
 
 /// Where a binding leads.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Dest {
+    /// A queue, by id and home shard (where routed messages are sent).
     Queue(QueueId, ShardId),
+    /// Another exchange of the same vhost, by name (exchange.bind, the
+    /// RabbitMQ extension); routing continues from it.
     Exchange(String),
 }
 
+/// A binding (queue.bind or exchange.bind). Its identity is (source,
+/// destination, key, arguments): binding the same four twice is a no-op.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BindingDef {
+    /// Virtual host of both ends.
     pub vhost: String,
+    /// The source exchange's name (never `""`: the default exchange's
+    /// bindings are implicit and binding to it is refused with 403).
     pub source: String,
+    /// Where matching messages go.
     pub dest: Dest,
     /// Destination name (queue or exchange), for listings and errors.
     pub dest_name: String,
+    /// Binding key: compared with the routing key by direct exchanges, a
+    /// `*`/`#` pattern for topic ones, ignored by fanout and headers.
     pub key: String,
+    /// Binding arguments: for a headers exchange the headers to match and
+    /// `x-match`; otherwise kept only as part of the binding's identity.
     pub args: FieldTable,
 }
 
 /// One change to the routing table, applied identically on every shard.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum MetaChange {
+    /// An exchange was declared (a shard that has it already keeps it).
     ExchangeDeclared(ExchangeDef),
+    /// An exchange was deleted, with its bindings as source and as
+    /// destination.
     ExchangeDeleted {
+        /// Its vhost.
         vhost: String,
+        /// Its name.
         name: String,
     },
+    /// A queue was declared: every shard adds it to its table, its home
+    /// creates it (recovering its stored messages if durable).
     QueueDeclared(QueueDef),
+    /// A queue was deleted with its bindings; its home drops its messages
+    /// and answers how many it held.
     QueueDeleted {
+        /// Its vhost.
         vhost: String,
+        /// Its name.
         name: String,
+        /// Its id (the home removes the queue and its journal entries by it).
         id: QueueId,
     },
+    /// A binding was added.
     Bound(BindingDef),
+    /// A binding was removed.
     Unbound(BindingDef),
+    /// A vhost was created, with its `amq.*` exchanges ([`predeclared`]).
     VhostAdded {
+        /// The vhost's name.
         name: String,
     },
+    /// A vhost was deleted with its exchanges, queues (and their
+    /// messages), permissions and limits.
     VhostDeleted {
+        /// The vhost's name.
         name: String,
     },
+    /// A user was created or replaced (password hash and tags).
     UserPut(users::UserDef),
+    /// A user was deleted with its permissions and limits.
     UserDeleted {
+        /// The user's name.
         name: String,
     },
+    /// A user's permissions on a vhost were set (replacing any).
     PermissionSet(users::PermissionDef),
+    /// A user's permissions on a vhost were removed: no access to it.
     PermissionCleared {
+        /// The user's name.
         user: String,
+        /// The vhost.
         vhost: String,
     },
     /// A vhost's limits, all of them (empty = none).
     VhostLimitsSet {
+        /// The vhost (a non-empty set for one the table lacks is ignored).
         vhost: String,
+        /// Every limit in force for it.
         limits: limits::Limits,
     },
     /// A user's limits, all of them (empty = none).
     UserLimitsSet {
+        /// The user (a non-empty set for one the table lacks is ignored).
         user: String,
+        /// Every limit in force for it.
         limits: limits::Limits,
     },
 }

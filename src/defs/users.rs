@@ -11,25 +11,45 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// The `hashing_algorithm` Warren writes and accepts (RabbitMQ's name for
+/// salted SHA-256); definitions imports with any other are refused.
 pub const HASHING: &str = "rabbit_password_hashing_sha256";
 
+/// A user, as in RabbitMQ's definitions JSON (`users` entries).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UserDef {
+    /// Login name (AMQP PLAIN / AMQPLAIN and HTTP basic auth).
     pub name: String,
+    /// base64(4-byte salt ++ SHA-256(salt ++ password)); empty when the
+    /// user has none (every password login then fails).
     pub password_hash: String,
+    /// Always [`HASHING`]; kept for definitions export.
     pub hashing_algorithm: String,
+    /// RabbitMQ user tags; the HTTP API honours `administrator` and
+    /// `monitoring` (`meta::access`, `mgmt::gate`).
     pub tags: Vec<String>,
 }
 
+/// A user's permissions on one vhost: three regular expressions matched
+/// (as searches, not anchored) against exchange and queue names, as in
+/// RabbitMQ's access control. An empty pattern matches nothing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PermissionDef {
+    /// The user they apply to.
     pub user: String,
+    /// The vhost they apply to.
     pub vhost: String,
+    /// Pattern for declaring and deleting exchanges and queues.
     pub configure: String,
+    /// Pattern for publishing to an exchange and binding to a destination.
     pub write: String,
+    /// Pattern for consuming, basic.get, queue.purge and binding from an
+    /// exchange.
     pub read: String,
 }
 
+/// Hash `password` with a fresh random 4-byte salt, in RabbitMQ's
+/// `rabbit_password_hashing_sha256` format (base64).
 pub fn hash_password(password: &str) -> String {
     let salt: [u8; 4] = rand::random();
     hash_with_salt(&salt, password)
@@ -45,6 +65,7 @@ fn hash_with_salt(salt: &[u8], password: &str) -> String {
 }
 
 impl UserDef {
+    /// A user with `password` hashed under a fresh salt.
     pub fn new(name: &str, password: &str, tags: Vec<String>) -> Self {
         UserDef {
             name: name.into(),
@@ -68,6 +89,7 @@ impl UserDef {
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 
+    /// Whether the user carries `tag` (exact match).
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
     }
@@ -76,13 +98,19 @@ impl UserDef {
 /// What a permission is being checked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// Declare or delete (checked against [`PermissionDef::configure`]).
     Configure,
+    /// Publish to, or bind to (checked against [`PermissionDef::write`]).
     Write,
+    /// Consume, get, purge, or bind from ([`PermissionDef::read`]).
     Read,
 }
 
+/// A [`PermissionDef`] with its three patterns compiled (once per change,
+/// in every shard's routing table).
 #[derive(Debug)]
 pub struct CompiledPermission {
+    /// The permission as set.
     pub def: PermissionDef,
     configure: Option<Regex>,
     write: Option<Regex>,
@@ -99,6 +127,8 @@ fn compile(p: &str) -> Option<Regex> {
 }
 
 impl CompiledPermission {
+    /// Compile `def`. A pattern that does not compile matches nothing
+    /// (patterns are checked by [`validate_permission`] before they are set).
     pub fn new(def: PermissionDef) -> Self {
         CompiledPermission {
             configure: compile(&def.configure),
@@ -108,6 +138,8 @@ impl CompiledPermission {
         }
     }
 
+    /// Whether `access` to the resource `name` is allowed (a regex search
+    /// anywhere in the name, like Erlang's `re:run`).
     pub fn allows(&self, access: Access, name: &str) -> bool {
         let r = match access {
             Access::Configure => &self.configure,

@@ -20,9 +20,10 @@
 //!   confirms, responses) is appended to the shard's local, unbounded
 //!   [`Outbox`].
 //! * A separate *flusher* task per destination moves outbox batches into the
-//!   bounded mailbox and is the only code that awaits a full mailbox. A full
-//!   mailbox hands the batch back to it (`Result<(), T>`): that is
-//!   backpressure, not an error.
+//!   bounded mailbox and is the only code that awaits a full mailbox: its
+//!   `send` waits for room (that is backpressure, not an error); the batch
+//!   comes back as `Err` only when the receiving shard has gone, and the
+//!   flusher then stops.
 //! * Since every receiver is always being drained, every full mailbox
 //!   eventually has room, so every flusher makes progress: no cycle of
 //!   waiting tasks can form.
@@ -57,6 +58,8 @@ pub struct Outbox<M> {
 }
 
 impl<M> Outbox<M> {
+    /// Empty outboxes for `shards` destinations (indexed by `ShardId`, this
+    /// shard's own included).
     pub fn new(shards: usize) -> Self {
         Outbox {
             pending: RefCell::new((0..shards).map(|_| Vec::new()).collect()),
@@ -75,14 +78,21 @@ impl<M> Outbox<M> {
         }
     }
 
+    /// Take everything queued for `to`, in push order (the flusher's or local
+    /// drain task's whole batch); empty if nothing is pending.
     pub fn take(&self, to: ShardId) -> Vec<M> {
         std::mem::take(&mut self.pending.borrow_mut()[to.0])
     }
 
+    /// Messages queued for `to` and not yet taken (reported per destination in the
+    /// shard snapshot).
     pub fn len(&self, to: ShardId) -> usize {
         self.pending.borrow()[to.0].len()
     }
 
+    /// True while any destination holds more than [`OUTBOX_HIGH_WATER`] messages;
+    /// connection readers then stop reading their sockets until
+    /// [`Outbox::drained`] fires.
     pub fn over_high_water(&self) -> bool {
         self.pending
             .borrow()
@@ -90,6 +100,8 @@ impl<M> Outbox<M> {
             .any(|v| v.len() > OUTBOX_HIGH_WATER)
     }
 
+    /// A wake-up for `to`'s flusher, fired when its queue goes from empty to
+    /// non-empty. Create it, re-check [`Outbox::len`], then await.
     pub fn wait(&self, to: ShardId) -> Wait<'_> {
         self.notify[to.0].wait()
     }
@@ -106,12 +118,15 @@ pub struct Notify {
 }
 
 impl Notify {
+    /// Wake every task waiting now, and complete every [`Wait`] created before this
+    /// call, even one not yet polled.
     pub fn notify(&self) {
         self.generation.set(self.generation.get().wrapping_add(1));
         for w in self.wakers.borrow_mut().drain(..) {
             w.wake();
         }
     }
+    /// A future that completes at the next [`Notify::notify`] after this call.
     pub fn wait(&self) -> Wait<'_> {
         Wait {
             n: self,
@@ -120,6 +135,8 @@ impl Notify {
     }
 }
 
+/// Future returned by [`Notify::wait`]: ready once the notify's generation has
+/// moved past the one seen at creation.
 pub struct Wait<'a> {
     n: &'a Notify,
     seen: u64,
@@ -193,8 +210,8 @@ impl<R> Rpc<R> {
         (id, slot)
     }
 
-    /// The response to request `id` arrived (ignored if its wait was
-    /// dropped meanwhile).
+    /// The response to request `id` arrived: fill its slot and wake the
+    /// waiter (ignored if the id was forgotten or already answered).
     pub fn answer(&self, id: u64, resp: R) {
         if let Some(slot) = self.pending.borrow_mut().remove(&id) {
             *slot.value.borrow_mut() = Some(resp);

@@ -10,6 +10,8 @@ use crate::error::{AmqpError, AmqpResult};
 use crate::ids::{ConnId, QueueId};
 use amq_protocol::types::{AMQPValue, FieldTable};
 
+/// 405 RESOURCE_LOCKED with RabbitMQ's text, for a queue exclusive to
+/// another connection (or redeclared with a different `exclusive`).
 pub fn locked(name: &str, vhost: &str) -> AmqpError {
     AmqpError::resource_locked(format!(
         "cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It could be \
@@ -18,10 +20,12 @@ pub fn locked(name: &str, vhost: &str) -> AmqpError {
     ))
 }
 
+/// 404 NOT_FOUND `no queue 'q' in vhost 'v'` (RabbitMQ's text).
 pub fn no_queue(name: &str, vhost: &str) -> AmqpError {
     AmqpError::not_found(format!("no queue '{name}' in vhost '{vhost}'"))
 }
 
+/// 404 NOT_FOUND `no exchange 'x' in vhost 'v'` (RabbitMQ's text).
 pub fn no_exchange(name: &str, vhost: &str) -> AmqpError {
     AmqpError::not_found(format!("no exchange '{name}' in vhost '{vhost}'"))
 }
@@ -68,8 +72,8 @@ const QUEUE_EQUIVALENCE_ARGS: &[&str] = &[
     "x-stream-filter-size-bytes",
 ];
 
-/// True for a queue argument RabbitMQ gives a meaning (one of
-/// [`QUEUE_EQUIVALENCE_ARGS`]).
+/// True for a queue argument RabbitMQ gives a meaning (one of the private
+/// `QUEUE_EQUIVALENCE_ARGS`, compared on a redeclare).
 pub fn is_equivalence_arg(key: &str) -> bool {
     QUEUE_EQUIVALENCE_ARGS.contains(&key)
 }
@@ -157,6 +161,11 @@ fn generated_name() -> String {
     format!("amq.gen-{}", random_suffix())
 }
 
+/// Execute one operation against `cluster`: check it against the table,
+/// then broadcast its changes (each durable one logged first) and reply.
+/// The reply codes per operation are listed on [`MetaOp`]'s variants;
+/// any of them may also fail with 541 INTERNAL_ERROR from
+/// [`Cluster::broadcast`].
 pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply> {
     match op {
         MetaOp::ExchangeDeclare {

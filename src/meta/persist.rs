@@ -17,6 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+/// The open definitions log, appended to by the authority (shard 0 only).
 pub struct DefinitionsLog {
     path: PathBuf,
     file: File,
@@ -31,6 +32,7 @@ fn io(path: &Path, source: std::io::Error) -> InfraError {
     }
 }
 
+/// `<data-dir>/definitions.log`.
 pub fn log_path(data_dir: &Path) -> PathBuf {
     data_dir.join("definitions.log")
 }

@@ -20,6 +20,7 @@ use std::rc::Rc;
 pub struct SharedStream(Rc<RefCell<TcpStream>>);
 
 impl SharedStream {
+    /// Wrap an accepted socket; clone the result for the reader and writer tasks.
     pub fn new(s: TcpStream) -> Self {
         SharedStream(Rc::new(RefCell::new(s)))
     }
@@ -38,6 +39,9 @@ impl SharedStream {
         r
     }
 
+    /// Write all of `data`, looping over partial writes; a zero-length write is
+    /// `WriteZero`. On an AMQP connection only the writer task calls it (one
+    /// call per batch); the management HTTP server writes responses with it.
     pub async fn write_all(&self, mut data: &[u8]) -> std::io::Result<()> {
         while !data.is_empty() {
             let n = futures_lite::future::poll_fn(|cx| {
@@ -61,6 +65,8 @@ impl SharedStream {
         let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write);
     }
 
+    /// Close our sending side through glommio's `poll_close` (a write shutdown;
+    /// errors ignored). The descriptor is closed when the last clone is dropped.
     pub async fn shutdown(&self) {
         let r = futures_lite::future::poll_fn(|cx| {
             let mut s = self.0.borrow_mut();

@@ -38,7 +38,9 @@ impl DeathReason {
 /// A message a queue with a dead-letter exchange let die.
 #[derive(Debug)]
 pub struct DeadLetter {
+    /// The message as it was in the queue (re-published by [`dead_letter`]).
     pub msg: MsgRef,
+    /// Why it died.
     pub reason: DeathReason,
 }
 
@@ -46,7 +48,9 @@ pub struct DeadLetter {
 /// `x-dead-letter-routing-key` or else the message's own routing key).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeadLetterTarget {
+    /// `x-dead-letter-exchange` (`""` is the default exchange).
     pub exchange: String,
+    /// `x-dead-letter-routing-key`; None keeps the message's routing key.
     pub routing_key: Option<String>,
 }
 
@@ -66,6 +70,8 @@ impl DeadLetterTarget {
 /// whether its `x-death` history now allows delivery to a queue named
 /// `q`: [`DeadLettered::may_enter`].
 pub struct DeadLettered {
+    /// The message to re-publish: `target`'s exchange and routing key,
+    /// updated headers, no `expiration`.
     pub msg: MsgRef,
     /// Its headers (for a headers-exchange dead-letter exchange).
     pub headers: FieldTable,

@@ -23,6 +23,7 @@ pub struct LengthLimits {
     pub max_length: Option<u64>,
     /// Bytes of ready message bodies at most.
     pub max_length_bytes: Option<u64>,
+    /// `x-overflow`: what happens at a limit (default `drop-head`).
     pub overflow: Overflow,
 }
 

@@ -26,29 +26,43 @@ use std::collections::{HashMap, VecDeque};
 /// `basic.nack` with or without `requeue`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Settle {
+    /// `basic.ack`: the message leaves the queue.
     Ack,
+    /// `requeue=true`: back to its original place, marked redelivered.
     Requeue,
+    /// `requeue=false`: it leaves the queue; dead-lettered (`rejected`) with a DLX.
     Discard,
 }
 
 /// A consumer as registered at its queue's home shard.
 #[derive(Clone, Debug)]
 pub struct ConsumerSpec {
+    /// Broker-wide id; its shard is the consumer's connection's shard.
     pub id: ConsumerId,
+    /// The consumer's connection.
     pub conn: ConnId,
+    /// Channel number on that connection.
     pub channel: u16,
+    /// Consumer tag (the client's, or a generated `amq.ctag-*`).
     pub tag: String,
+    /// basic.consume `no-ack`: a delivery is settled once sent.
     pub no_ack: bool,
+    /// basic.consume `exclusive`: the queue's only consumer.
     pub exclusive: bool,
+    /// Unacked deliveries allowed (basic.qos `global=false`); 0 = no limit.
     pub prefetch: u16,
 }
 
 /// A message taken by `basic.get` (AMQP 0-9-1 basic.get-ok fields).
 #[derive(Debug)]
 pub struct Got {
+    /// The message (shared, not copied).
     pub msg: MsgRef,
+    /// Queue sequence number; settled by it unless taken `no_ack`.
     pub seq: u64,
+    /// Delivered before (basic.get-ok `redelivered`).
     pub redelivered: bool,
+    /// Ready messages left (basic.get-ok `message-count`).
     pub remaining: u32,
 }
 
@@ -58,12 +72,16 @@ pub const SEND_WINDOW: u32 = 2048;
 /// rest are only positions in the store, loaded when they are delivered.
 pub const READ_AHEAD: usize = 1024;
 
+/// A ready message.
 #[derive(Debug)]
 pub struct Entry {
+    /// Queue sequence number: the queue's order, and the delivery's id.
     pub seq: u64,
     /// None when only on disk (beyond the read-ahead, or recovered).
     pub msg: Option<MsgRef>,
+    /// Where it is stored (a persistent message in a durable queue).
     pub pos: Option<Position>,
+    /// Delivered before (requeued, or recovered as delivered).
     pub redelivered: bool,
     /// When it expires, in ms since the Unix epoch; 0 = never (no TTL).
     pub expires: u64,
@@ -71,10 +89,14 @@ pub struct Entry {
     pub size: u32,
 }
 
+/// A consumer at its queue, with its credit.
 #[derive(Debug)]
 pub struct QConsumer {
+    /// As registered by basic.consume.
     pub spec: ConsumerSpec,
+    /// Deliveries not yet settled (bounded by `spec.prefetch`).
     pub unacked: u32,
+    /// Deliveries not yet written to its socket (bounded by [`SEND_WINDOW`]).
     pub unsent: u32,
     /// Its channel reached the channel-wide prefetch (`basic.qos
     /// global=true`): no dispatch until the channel resumes it.
@@ -109,18 +131,25 @@ fn body_size(m: &MsgRef) -> u32 {
 
 /// A delivery the queue decided on; the shard routes it to the consumer.
 pub struct Delivery {
+    /// Who gets it.
     pub consumer: ConsumerId,
+    /// The consumer's shard (where the delivery is sent).
     pub shard: ShardId,
+    /// Queue sequence number (the channel maps it to a delivery tag).
     pub seq: u64,
+    /// basic.deliver `redelivered`.
     pub redelivered: bool,
+    /// The message (shared, not copied).
     pub msg: MsgRef,
     /// The entry's expiry (ms since the epoch, 0 = never), for a delivery
     /// that comes back undelivered.
     pub expires: u64,
 }
 
+/// One queue (see the module documentation); sans-IO.
 #[derive(Debug)]
 pub struct Queue {
+    /// Its definition (name, flags, arguments).
     pub def: QueueDef,
     ready: VecDeque<Entry>,
     unacked: HashMap<u64, Unacked>,
@@ -149,9 +178,8 @@ pub struct Queue {
     /// Messages that died since the last [`Queue::take_dead_letters`]
     /// (only collected with a dead-letter exchange).
     dead_letters: Vec<DeadLetter>,
-    /// Journal effects decided but not yet applied by the queue home
-    /// ([`Queue::take_store_ops`]); empty for queues without stored
-    /// messages.
+    /// Journal effects decided but not yet applied by the queue home ([`Queue::take_store_ops`]);
+    /// empty for queues without stored messages.
     store_ops: Vec<StoreOp>,
 }
 
@@ -159,27 +187,33 @@ pub struct Queue {
 /// queue home applies it to the store (the queue itself does no I/O).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreOp {
-    /// The message left the queue for good (acked, delivered no-ack,
-    /// purged, or unreadable).
+    /// The message left the queue for good (acked, delivered no-ack, purged, or unreadable).
     Ack(Position),
     /// The message was delivered once: redelivered after a crash.
     Delivered(Position),
 }
 
+/// A queue's monotonic counters (`message_stats` and `/metrics`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct QueueStats {
     /// Messages dropped because their TTL passed.
     pub expired: u64,
     /// Messages handed to the dead-letter exchange (any reason).
     pub dead_lettered: u64,
+    /// Messages enqueued (not counting recovered ones).
     pub publish: u64,
+    /// Deliveries to consumers, no-ack ones included.
     pub deliver: u64,
+    /// Messages taken by basic.get.
     pub get: u64,
+    /// Deliveries settled without requeue (ack, or reject/nack discard).
     pub ack: u64,
+    /// Deliveries with the redelivered flag set.
     pub redeliver: u64,
 }
 
 impl Queue {
+    /// An empty queue; TTL, limits and dead-lettering from `def.args`.
     pub fn new(def: QueueDef) -> Self {
         Queue {
             ttl: crate::defs::message_ttl(&def.args),
@@ -229,27 +263,30 @@ impl Queue {
         self.store_ops.drain(..)
     }
 
+    /// Its broker-wide id.
     pub fn id(&self) -> QueueId {
         self.def.id
     }
+    /// Messages ready for delivery (not counting unacked).
     pub fn message_count(&self) -> u32 {
         self.ready.len() as u32
     }
+    /// Messages delivered (or got) and not yet settled.
     pub fn unacked_count(&self) -> u32 {
         self.unacked.len() as u32
     }
+    /// Registered consumers.
     pub fn consumer_count(&self) -> u32 {
         self.consumers.len() as u32
     }
+    /// The registered consumers, in registration order.
     pub fn consumers(&self) -> impl Iterator<Item = &ConsumerSpec> {
         self.consumers.iter().map(|c| &c.spec)
     }
 
-    /// Enqueue a message; `pos` is set when it is stored for this queue.
-    /// Enqueue a message (`pos`: where it is stored, for a persistent
-    /// message in a durable queue) at `now` (ms since the Unix epoch), which
-    /// starts its TTL: the lower of the queue's `x-message-ttl` and the
-    /// message's `expiration`, as RabbitMQ applies them.
+    /// Enqueue a message (`pos`: where it is stored, for a persistent message in a durable queue)
+    /// at `now` (ms since the Unix epoch), which starts its TTL: the lower of the queue's
+    /// `x-message-ttl` and the message's `expiration`, as RabbitMQ applies them.
     pub fn publish(&mut self, msg: MsgRef, pos: Option<Position>, now: u64) {
         self.stats.publish += 1;
         let seq = self.next_seq;
@@ -310,8 +347,7 @@ impl Queue {
         self.ready_bytes -= u64::from(e.size);
     }
 
-    /// Over `x-max-length` / `x-max-length-bytes` with `extra` more
-    /// messages of `extra_bytes`.
+    /// Over `x-max-length` / `x-max-length-bytes` with `extra` more messages of `extra_bytes`.
     fn over_limits(&self, extra: u64, extra_bytes: u64) -> bool {
         self.limits
             .max_length
@@ -337,9 +373,8 @@ impl Queue {
         }
     }
 
-    /// `x-overflow: drop-head` (the default): drop (and dead-letter,
-    /// reason `maxlen`) messages from the head until the queue is within
-    /// its limits. Returns how many.
+    /// `x-overflow: drop-head` (the default): drop (and dead-letter, reason `maxlen`) messages
+    /// from the head until the queue is within its limits. Returns how many.
     pub fn enforce_limits(&mut self, load: impl Fn(Position) -> Option<MsgRef>) -> u32 {
         let mut n = 0;
         while self.limits.overflow == Overflow::DropHead && self.over_limits(0, 0) {
@@ -382,8 +417,7 @@ impl Queue {
         self.ttl.is_some()
     }
 
-    /// Some ready message has a TTL (the home's expiry tick looks at this
-    /// queue's head).
+    /// Some ready message has a TTL (the home's expiry tick looks at this queue's head).
     pub fn has_expiring(&self) -> bool {
         self.expiring > 0
     }
@@ -502,15 +536,15 @@ impl Queue {
         self.def.auto_delete && self.had_consumer && self.consumers.is_empty()
     }
 
+    /// `n` deliveries to consumer `id` were written to its socket.
     pub fn credit(&mut self, id: ConsumerId, n: u32) {
         if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == id) {
             c.unsent = c.unsent.saturating_sub(n);
         }
     }
 
-    /// Settle deliveries by their queue sequence numbers: ack/discard
-    /// journals an ack for stored messages; requeue puts them back in
-    /// their original place, redelivered.
+    /// Settle deliveries by their queue sequence numbers: ack/discard journals an ack for stored
+    /// messages; requeue puts them back in their original place, redelivered.
     pub fn settle(&mut self, seqs: &[u64], how: Settle) {
         let mut requeue = Vec::new();
         for seq in seqs {
@@ -609,8 +643,7 @@ impl Queue {
         }
     }
 
-    /// basic.get: take the head message (`load` reads a stored body
-    /// beyond the read-ahead).
+    /// basic.get: take the head message (`load` reads a stored body beyond the read-ahead).
     pub fn get(
         &mut self,
         no_ack: bool,
@@ -646,9 +679,8 @@ impl Queue {
         })
     }
 
-    /// The next delivery for the next consumer with credit, round-robin
-    /// (`load` reads a stored body beyond the read-ahead); None when no
-    /// message is ready or no consumer has credit.
+    /// The next delivery for the next consumer with credit, round-robin (`load` reads a stored
+    /// body beyond the read-ahead); None when no message is ready or no consumer has credit.
     pub fn next_delivery(
         &mut self,
         now: u64,

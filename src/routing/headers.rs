@@ -29,6 +29,10 @@ fn as_bytes(v: &AMQPValue) -> Option<&[u8]> {
     }
 }
 
+/// Whether two field values are equal as RabbitMQ compares them: integers
+/// (and timestamps) by value whatever their width, short strings, long
+/// strings and byte arrays by bytes, anything else structurally. Also used
+/// for the argument equivalence of a redeclare (`meta::authority`).
 pub fn values_equal(a: &AMQPValue, b: &AMQPValue) -> bool {
     if let (Some(x), Some(y)) = (as_int(a), as_int(b)) {
         return x == y;

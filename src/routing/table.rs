@@ -3,7 +3,9 @@
 //! Only [`RoutingTable::apply`] mutates it, with changes broadcast by the
 //! metadata authority, so every shard holds the same table and a publish is
 //! routed on the publisher's own shard without asking anyone. Routing takes
-//! no lock and allocates only the small output vector.
+//! no lock; it allocates small work vectors and a (vhost, name) key per
+//! exchange looked up, so channels reuse their last decision while
+//! [`RoutingTable::version`] is unchanged.
 
 use super::{direct::DirectIndex, fanout::FanoutIndex, headers::headers_match, topic::TopicTrie};
 use crate::defs::users::{Access, CompiledPermission, UserDef};
@@ -20,12 +22,16 @@ enum Index {
     Headers(Vec<(FieldTable, Dest)>),
 }
 
+/// An exchange in the table: its definition and its bindings as source.
 #[derive(Debug)]
 pub struct ExchangeEntry {
+    /// As declared.
     pub def: ExchangeDef,
     index: Index,
     /// Binding identity: (destination, key) -> the argument tables bound.
     bindings: HashMap<(Dest, String), Vec<FieldTable>>,
+    /// Bindings with this exchange as source (an auto-delete exchange goes
+    /// at 0).
     pub binding_count: usize,
 }
 
@@ -114,6 +120,7 @@ impl ExchangeEntry {
         }
     }
 
+    /// Whether exactly this binding (destination, key, arguments) exists.
     pub fn has_binding(&self, dest: &Dest, key: &str, args: &FieldTable) -> bool {
         self.bindings
             .get(&(dest.clone(), key.to_string()))
@@ -145,12 +152,18 @@ impl ExchangeEntry {
 
 type Key = (String, String);
 
+/// One shard's replica of all metadata (see the module documentation).
 #[derive(Default, Debug)]
 pub struct RoutingTable {
+    /// (vhost, name) -> exchange with its bindings.
     pub exchanges: HashMap<Key, ExchangeEntry>,
+    /// (vhost, name) -> queue definition (on every shard, whatever its home).
     pub queues: HashMap<Key, QueueDef>,
+    /// Queue id -> (vhost, name), for lookups by id.
     pub queue_names: HashMap<QueueId, Key>,
+    /// Every vhost's name.
     pub vhosts: std::collections::BTreeSet<String>,
+    /// Login name -> user.
     pub users: std::collections::BTreeMap<String, UserDef>,
     /// (user, vhost) -> compiled permission.
     pub permissions: HashMap<Key, CompiledPermission>,
@@ -169,19 +182,24 @@ fn key(vhost: &str, name: &str) -> Key {
 }
 
 impl RoutingTable {
+    /// An empty table (no vhosts, users or exchanges).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The exchange `name` in `vhost` (None for `""`: the default exchange
+    /// is not in the table).
     pub fn exchange(&self, vhost: &str, name: &str) -> Option<&ExchangeEntry> {
         // Avoid allocating the key on the hot path for the common lookups.
         self.exchanges.get(&key(vhost, name))
     }
 
+    /// The queue `name` in `vhost`.
     pub fn queue(&self, vhost: &str, name: &str) -> Option<&QueueDef> {
         self.queues.get(&key(vhost, name))
     }
 
+    /// The queue with id `id`.
     pub fn queue_by_id(&self, id: QueueId) -> Option<&QueueDef> {
         self.queue_names.get(&id).and_then(|k| self.queues.get(k))
     }
@@ -297,6 +315,8 @@ impl RoutingTable {
             .is_some_and(|p| p.allows(access, name))
     }
 
+    /// Whether `user` has permissions set on `vhost` (what connection.open
+    /// requires, RabbitMQ's rule; the patterns may still match nothing).
     pub fn has_vhost_access(&self, user: &str, vhost: &str) -> bool {
         self.permissions.contains_key(&key(user, vhost))
     }

@@ -20,6 +20,8 @@ fn words(s: &str) -> impl Iterator<Item = &str> {
     s.split('.').filter(move |_| !empty)
 }
 
+/// A topic exchange's bindings: a trie over pattern words, with the
+/// destinations `D` bound at each pattern's end node.
 #[derive(Default, Debug)]
 pub struct TopicTrie<D> {
     root: Node<D>,
@@ -54,6 +56,7 @@ impl<D> Node<D> {
 }
 
 impl<D: PartialEq + Clone> TopicTrie<D> {
+    /// An empty trie.
     pub fn new() -> Self {
         TopicTrie {
             root: Node::default(),
@@ -62,10 +65,12 @@ impl<D: PartialEq + Clone> TopicTrie<D> {
         }
     }
 
+    /// Bindings held ((pattern, destination) pairs).
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// No bindings.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -36,9 +36,11 @@ use std::rc::Rc;
 
 /// A metadata operation waiting for the authority (`Request::Meta`).
 pub struct MetaRequest {
-    /// The shard that asked, and its request id.
+    /// The shard that asked.
     pub from: ShardId,
+    /// The asker's request id (the response carries it back).
     pub id: u64,
+    /// The operation.
     pub op: MetaOp,
 }
 
@@ -57,9 +59,13 @@ pub struct AuthorityState {
 
 /// One shard (see the module documentation).
 pub struct Shard {
+    /// Its bus link: id, routing table replica, outbox, request slots.
     pub link: Rc<Link>,
+    /// Its connections, channels and consumers.
     pub conns: Rc<ConnTable>,
+    /// The queues homed here and their store.
     pub home: QueueHome,
+    /// The metadata authority's state (used on shard 0 only).
     pub authority: AuthorityState,
 }
 

@@ -19,9 +19,14 @@ type Batch = Vec<ShardMsg>;
 
 /// What a shard thread needs: its id, the mailbox ends, where to report.
 pub struct ShardBoot {
+    /// This shard's id (shard 0 is the authority and serves the HTTP API
+    /// when it is enabled).
     pub id: ShardId,
+    /// How many shards the node runs.
     pub shards: usize,
+    /// The core to pin the executor to; None leaves it unpinned.
     pub cpu: Option<usize>,
+    /// The node's configuration.
     pub config: Config,
     /// (destination, sender) for every other shard.
     pub senders: Vec<(ShardId, SharedSender<Batch>)>,
@@ -34,9 +39,14 @@ pub struct ShardBoot {
     pub port: u16,
     /// Set by the signal handler: flush everything and report on `stopped`.
     pub shutdown: Arc<AtomicBool>,
+    /// Gets this shard's id once its final sync after `shutdown` is done.
     pub stopped: mpsc::Sender<ShardId>,
 }
 
+/// Spawn shard `boot.id`'s executor thread (`warren-<id>`). The shard opens
+/// its store, recovers, starts its tasks and listens, then reports on
+/// `boot.ready` (failures included). Errors: the executor thread cannot
+/// be created.
 pub fn start_shard(boot: ShardBoot) -> std::io::Result<glommio::ExecutorJoinHandle<()>> {
     let placement = match boot.cpu {
         Some(c) => Placement::Fixed(c),
@@ -274,6 +284,7 @@ async fn expiry_tick(shard: Rc<Shard>) {
 /// `channel::connection::run_in_process`. Used by the `session` fuzz
 /// target; [`InProcessNode::stop`] ends it.
 pub struct InProcessNode {
+    /// The node's only shard (id 0, the authority).
     pub shard: Rc<Shard>,
     tasks: Vec<glommio::Task<()>>,
 }
@@ -302,8 +313,8 @@ impl InProcessNode {
 }
 
 /// Replay durable definitions into this shard's table; queues homed here
-/// recover their messages from this shard's store (every shard does this in
-/// parallel, each on its own files).
+/// recover their messages from this shard's store (each shard its own
+/// files; `main` starts the shards one at a time).
 fn recover(shard: &Rc<Shard>) -> Result<(), String> {
     let data_dir = shard.config().data_dir.clone();
     let mut changes = crate::meta::persist::load(&data_dir);

@@ -32,6 +32,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Size of one journal entry, in bytes.
 pub const ENTRY: usize = 32;
 const ENQ: u8 = 1;
 const DEL: u8 = 2;
@@ -41,6 +42,7 @@ const SEG: u8 = 5;
 /// Rewrite the journal once it holds this many more entries than live ones.
 const COMPACT_SLACK: u64 = 1 << 20;
 
+/// The journal's file name in the shard's store directory.
 pub const FILE_NAME: &str = "queues.journal";
 
 /// One durable queue's live messages: position and delivered flag, in
@@ -56,7 +58,9 @@ pub struct Replay {
     pub max_segment: u64,
 }
 
+/// The open journal with its buffer of entries not yet written.
 pub struct Journal {
+    /// `<shard dir>/queues.journal`.
     pub path: PathBuf,
     file: Arc<File>,
     /// Bytes of the file known to hold whole, written entries.
@@ -141,7 +145,8 @@ impl QueueReplay {
 }
 
 /// Decode every whole, checksummed entry of `data`; stops at the first bad
-/// one (a torn tail). Returns the replay and the length of the good prefix.
+/// one (a torn tail). Returns the replay, the length of the good prefix in
+/// bytes, and the number of entries in it.
 pub fn replay(data: &[u8], path: &Path) -> (Replay, usize, u64) {
     let mut queues: HashMap<QueueId, QueueReplay> = HashMap::new();
     let mut max_segment = 0;
@@ -270,17 +275,21 @@ impl Journal {
         ))
     }
 
+    /// Buffer an `ENQ` entry: queue `q` holds the message at `pos`.
     pub fn enqueue(&mut self, q: QueueId, pos: Position) {
         encode(ENQ, q.0, pos.seg.0, pos.off, &mut self.buf);
         self.entries += 1;
         self.live += 1;
     }
 
+    /// Buffer a `DEL` entry: the message at `pos` was delivered (it is
+    /// recovered marked redelivered).
     pub fn delivered(&mut self, q: QueueId, pos: Position) {
         encode(DEL, q.0, pos.seg.0, pos.off, &mut self.buf);
         self.entries += 1;
     }
 
+    /// Buffer an `ACK` entry: queue `q` is done with the message at `pos`.
     pub fn ack(&mut self, q: QueueId, pos: Position) {
         encode(ACK, q.0, pos.seg.0, pos.off, &mut self.buf);
         self.entries += 1;
@@ -300,6 +309,7 @@ impl Journal {
         self.entries += 1;
     }
 
+    /// Entries are buffered, not yet written.
     pub fn has_pending(&self) -> bool {
         !self.buf.is_empty()
     }
@@ -330,6 +340,8 @@ impl Journal {
         self.file.clone()
     }
 
+    /// No compaction is running and the journal holds more than
+    /// `2 * live + 2^20` entries.
     pub fn needs_compaction(&self) -> bool {
         !self.compacting && self.entries > self.live * 2 + COMPACT_SLACK
     }

@@ -37,7 +37,9 @@ use std::sync::Arc;
 /// Where a stored message lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Position {
+    /// The segment file.
     pub seg: SegmentId,
+    /// Byte offset of the record's header in that file.
     pub off: u32,
 }
 
@@ -45,11 +47,14 @@ pub use crate::config::DEFAULT_SEGMENT_SIZE;
 
 /// A file to make durable at the next group commit.
 pub enum SyncFile {
+    /// The queue journal (shared with the store, which keeps writing it).
     Journal(Arc<File>),
+    /// A segment written since the last sync (a duplicated descriptor).
     Segment(File),
 }
 
 impl SyncFile {
+    /// `fdatasync` the file. Blocking: call it off the executor thread.
     pub fn sync(&self) -> std::io::Result<()> {
         match self {
             SyncFile::Journal(f) => f.sync_data(),
@@ -60,6 +65,7 @@ impl SyncFile {
 
 /// What [`Store::prepare_sync`] hands the sync task.
 pub struct SyncBatch {
+    /// Files to fdatasync (none when `fsync` is off in the configuration).
     pub files: Vec<SyncFile>,
     /// The sync generation this batch completes: every
     /// [`Store::await_sync`] that returned a generation up to this one is
@@ -72,13 +78,19 @@ pub struct SyncBatch {
 
 /// A compacted journal to write off the executor ([`Store::begin_compaction`]).
 pub struct Compaction {
+    /// The journal's path (written via a temporary file and a rename).
     pub path: PathBuf,
+    /// The compacted journal's content.
     pub bytes: Vec<u8>,
+    /// Entries in `bytes` (32 bytes each).
     pub entries: u64,
+    /// Live (enqueued, unacked) messages among them.
     pub live: u64,
 }
 
+/// One shard's message store (see the module documentation).
 pub struct Store {
+    /// `<data-dir>/shard-<i>/`.
     pub dir: PathBuf,
     segment_size: usize,
     segments: BTreeMap<SegmentId, Segment>,
@@ -108,6 +120,8 @@ pub struct Store {
     next_generation: u64,
     /// Set while segment allocation fails (disk full).
     pub disk_full: bool,
+    /// fdatasync at each group commit (configuration `fsync`); when off,
+    /// confirms wait only for the write to the page cache.
     pub fsync: bool,
 }
 
@@ -405,6 +419,8 @@ impl Store {
         }
     }
 
+    /// Whether queue `q` is a durable queue registered by
+    /// [`Store::open_queue`] (its messages are journalled).
     pub fn is_durable(&self, q: QueueId) -> bool {
         self.durable.contains_key(&q)
     }
@@ -416,6 +432,8 @@ impl Store {
         self.next_generation
     }
 
+    /// Whether a group commit has anything to do: a waiter, a dirty
+    /// segment, buffered journal entries or a segment to release.
     pub fn needs_sync(&self) -> bool {
         self.waiters
             || !self.dirty_segments.is_empty()
@@ -493,6 +511,8 @@ impl Store {
         }
     }
 
+    /// The journal holds more than `2 * live + 2^20` entries (and no
+    /// compaction is running).
     pub fn needs_compaction(&self) -> bool {
         self.journal.needs_compaction()
     }
@@ -543,6 +563,8 @@ impl Store {
         }
     }
 
+    /// Disk space of the segment files, in bytes (their preallocated size,
+    /// live records or not).
     pub fn bytes(&self) -> u64 {
         self.segments.values().map(|s| s.capacity as u64).sum()
     }
@@ -556,6 +578,7 @@ impl Store {
         }
     }
 
+    /// Segment files currently kept.
     pub fn segment_count(&self) -> usize {
         self.segments.len()
     }

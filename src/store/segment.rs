@@ -16,11 +16,16 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Bytes of a record's header: `len: u32` and `crc32c: u32`.
 pub const HEADER: usize = 8;
 
+/// One open segment file with its mappings.
 pub struct Segment {
+    /// Its number (never reused within the shard).
     pub id: SegmentId,
+    /// `<shard dir>/msgs.NNNNNNNNNN`.
     pub path: PathBuf,
+    /// The open file (read-write), for syncing and mapping.
     pub file: File,
     /// Write mapping; dropped once the segment is sealed (no more appends),
     /// so a large backlog does not stay in this process's resident set.
@@ -28,6 +33,7 @@ pub struct Segment {
     read: Arc<Mmap>,
     /// Next write offset.
     pub len: usize,
+    /// File size in bytes (preallocated); records never cross it.
     pub capacity: usize,
     /// Live references from queues; the file is deleted when this reaches
     /// zero and the segment is no longer the one being written.
@@ -48,6 +54,7 @@ fn io(path: &Path, source: std::io::Error) -> InfraError {
     }
 }
 
+/// Segment `id`'s file in `dir`: `msgs.` and the number in 10 digits.
 pub fn segment_path(dir: &Path, id: SegmentId) -> PathBuf {
     dir.join(id.to_string())
 }
@@ -106,6 +113,8 @@ impl Segment {
         })
     }
 
+    /// Whether a record of `payload` bytes (header excluded) still fits;
+    /// false once sealed.
     pub fn fits(&self, payload: usize) -> bool {
         self.map.is_some() && self.len + HEADER + payload <= self.capacity
     }
@@ -171,9 +180,11 @@ impl Segment {
         )))
     }
 
-    /// Walk records from the start; returns the valid offsets and the end
-    /// of the last valid record. Stops at the first zero length (unwritten
-    /// space) or checksum failure (torn write), which it reports.
+    /// Walk records from the start; returns the valid offsets and sets
+    /// `len` to where the walk stopped: the first zero length (unwritten
+    /// space) or a checksum failure not followed by a valid record (torn
+    /// write, reported). A corrupt record followed by a valid one is
+    /// skipped.
     pub fn scan(&mut self) -> Vec<u32> {
         let mut offs = Vec::new();
         let mut off = 0usize;

@@ -4,6 +4,11 @@
 
 use super::*;
 
+/// A content header frame on channel `ch`. Errors: 504 if the channel is not
+/// open; 505 without a pending basic.publish, for a class other than 60 (basic)
+/// or a second header; 406 if `user-id` is not the authenticated user, for an
+/// invalid `expiration`, or a body-size above `max_message_size`. A body-size
+/// of 0 publishes the message at once; frames on a closing channel are dropped.
 #[allow(clippy::too_many_arguments)]
 pub fn content_header(
     conn: &Conn,
@@ -106,6 +111,10 @@ pub fn publish_fast(
     )
 }
 
+/// A content body frame on channel `ch`: appended to the pending basic.publish,
+/// which is routed once body-size bytes are in. Errors: 504 if the channel is
+/// not open; 505 without a pending publish or header; 501 if the body exceeds
+/// its header's body-size.
 pub fn content_body(conn: &Conn, cx: &Cx, ch: u16, body: Bytes) -> AmqpResult<()> {
     let mut st = conn.state.borrow_mut();
     let vhost = st.vhost.clone();
