@@ -146,7 +146,7 @@ pub struct FileConfig {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
-    /// `segment_mb`: segment file size in MiB, at least 1 (default 64).
+    /// `segment_mb`: segment file size in MiB, 1 to 4095 (default 64).
     pub segment_mb: Option<usize>,
     /// `fsync`: fdatasync before confirming ([`Config::fsync`]; default true).
     pub fsync: Option<bool>,
@@ -263,6 +263,10 @@ impl Config {
             .unwrap_or(d.segment_size / (1024 * 1024));
         if segment_mb == 0 {
             return Err(config_error("store.segment_mb", "must be at least 1"));
+        }
+        // Offsets inside a segment are 32-bit (`store::segment`).
+        if segment_mb >= 4096 {
+            return Err(config_error("store.segment_mb", "must be below 4096 (4 GiB)"));
         }
         let shards = o.shards.or(file.shards).unwrap_or(cores.max(1));
         if shards == 0 {

@@ -66,6 +66,7 @@
 //! Nothing on the data path takes a lock: each shard's state is only
 //! touched by its own thread; shards exchange messages, never memory.
 
+#![warn(missing_docs)]
 pub mod bus;
 pub mod channel;
 pub mod codec;

@@ -198,6 +198,7 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
                     "unknown exchange type '{kind}'"
                 )));
             };
+            super::exchange_args::exchange_args(&name, &vhost, &args)?;
             if let Some(cur) = existing {
                 let x = "exchange";
                 if cur.kind != kind_parsed {
@@ -387,6 +388,9 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
                 let Some(x) = t.exchange(&vhost, &source) else {
                     return gone(no_exchange(&source, &vhost));
                 };
+                if !unbind {
+                    super::exchange_args::binding_args(x.def.kind, &args)?;
+                }
                 x.has_binding(&dest_ref, &key, &args)
             };
             let b = BindingDef {

@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod authority;
+pub mod exchange_args;
 pub mod persist;
 pub mod queue_args;
 

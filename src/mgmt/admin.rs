@@ -22,6 +22,7 @@ fn perm_json(p: &PermissionDef) -> Value {
     json!({"user": p.user, "vhost": p.vhost, "configure": p.configure, "write": p.write, "read": p.read})
 }
 
+/// Routes of this file (`s` without "api"); 404 for anything else.
 pub async fn route(
     m: &Rc<Mgmt>,
     req: &Request,

@@ -17,6 +17,9 @@ use crate::meta::{MetaOp, MetaReply};
 use serde_json::{json, Value};
 use std::rc::Rc;
 
+/// An AMQP refusal from the authority as RabbitMQ's API answers it: 404
+/// for NOT_FOUND, 403 for ACCESS_REFUSED, 400 `bad_request` otherwise, the
+/// reason without the "CODE NAME - " prefix.
 pub fn amqp_error(e: &AmqpError) -> Response {
     let status = match e.code {
         404 => 404,
@@ -50,6 +53,8 @@ pub fn done(r: Result<MetaReply, Response>, status: u16) -> Response {
     }
 }
 
+/// Run a metadata change through the authority (shard 0), as an AMQP
+/// declare would; its refusal as [`amqp_error`].
 pub async fn meta(m: &Mgmt, op: MetaOp) -> Result<MetaReply, Response> {
     match m.cx.call(m.cx.authority(), ShardReq::Meta(op)).await {
         ShardResp::Meta(Ok(r)) => Ok(r),
@@ -163,6 +168,7 @@ fn queue_json(m: &Mgmt, q: &super::stats::QueueInfo, node: &str) -> Value {
     })
 }
 
+/// This node's name as the API shows it: `warren@<hostname>`.
 pub fn node_name() -> String {
     format!(
         "warren@{}",
@@ -249,6 +255,8 @@ pub fn properties_key(key: &str, args: &Value) -> String {
     format!("{out}~{hash}")
 }
 
+/// Every binding (of `vhost`, or all) in the API's shape, the default
+/// exchange's implicit bindings included as RabbitMQ lists them.
 pub fn bindings_json(m: &Mgmt, vhost: Option<&str>) -> Vec<Value> {
     let t = m.cx.table();
     let mut out = Vec::new();
@@ -288,6 +296,8 @@ pub fn bindings_json(m: &Mgmt, vhost: Option<&str>) -> Vec<Value> {
     out
 }
 
+/// Answer one request: `/metrics`, or an `/api` route after login, the
+/// vhost check and the authorisation gate.
 pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
     // Percent-decode each segment after splitting (a vhost "/" is "%2F");
     // RabbitMQ names the default exchange "amq.default" in URLs.

@@ -4,6 +4,8 @@
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString};
 use serde_json::{Map, Value};
 
+/// An AMQP field value as plain JSON (numbers, strings, arrays, objects;
+/// byte arrays and long strings as lossy UTF-8, void as null).
 pub fn value_to_json(v: &AMQPValue) -> Value {
     match v {
         AMQPValue::Boolean(b) => Value::Bool(*b),
@@ -27,6 +29,7 @@ pub fn value_to_json(v: &AMQPValue) -> Value {
     }
 }
 
+/// A field table as a JSON object.
 pub fn table_to_json(t: &FieldTable) -> Value {
     let mut m = Map::new();
     for (k, v) in t.inner() {
@@ -35,6 +38,8 @@ pub fn table_to_json(t: &FieldTable) -> Value {
     Value::Object(m)
 }
 
+/// A JSON value as an AMQP field value: integers as signed 64-bit, other
+/// numbers as doubles, strings as long strings, null as void.
 pub fn json_to_value(v: &Value) -> AMQPValue {
     match v {
         Value::Null => AMQPValue::Void,
@@ -58,6 +63,7 @@ pub fn json_to_value(v: &Value) -> AMQPValue {
     }
 }
 
+/// A JSON object as a field table (anything else: an empty table).
 pub fn json_to_table(v: &Value) -> FieldTable {
     let mut t = FieldTable::default();
     if let Value::Object(m) = v {

@@ -5,6 +5,7 @@ use super::http::Response;
 use super::{gather, Mgmt};
 use std::fmt::Write;
 
+/// This process's resident set size, bytes (from `/proc/self/statm`).
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
@@ -44,6 +45,7 @@ impl Out {
     }
 }
 
+/// The `/metrics` page, text format 0.0.4.
 pub async fn render(m: &Mgmt) -> Response {
     let snaps = gather(&m.cx).await;
     let mut o = Out(String::new());

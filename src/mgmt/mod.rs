@@ -34,14 +34,24 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 pub struct Rates {
     prev: Option<(Instant, HashMap<String, u64>)>,
+    /// Per-second rates over the last sampling interval (about 5 s),
+    /// keyed as the counters of [`counters`].
     pub rates: HashMap<String, f64>,
 }
 
+/// The management listener's state, shared by its connection tasks on
+/// shard 0.
 pub struct Mgmt {
+    /// Shard 0's link and connection table: the metadata table and the
+    /// mailboxes to every shard.
     pub cx: Cx,
+    /// Rates from the sampler.
     pub rates: RefCell<Rates>,
+    /// When the listener started (the node's uptime in `/api/nodes`).
     pub started: Instant,
+    /// The AMQP listener's port (health checks, `/api/overview`).
     pub amqp_port: u16,
+    /// This listener's port.
     pub http_port: u16,
 }
 
@@ -62,6 +72,9 @@ pub async fn gather(cx: &Cx) -> Vec<ShardSnapshot> {
     out
 }
 
+/// Every counter the API shows a rate for, summed over shards, keyed
+/// "kind|vhost|name|counter" (kind: queue, exchange, channel, connection,
+/// shard, all); values are totals since start (messages or bytes).
 pub fn counters(snaps: &[ShardSnapshot]) -> HashMap<String, u64> {
     let mut m: HashMap<String, u64> = HashMap::new();
     let mut add = |k: String, v: u64| *m.entry(k).or_default() += v;
@@ -100,6 +113,7 @@ pub fn counters(snaps: &[ShardSnapshot]) -> HashMap<String, u64> {
 }
 
 impl Mgmt {
+    /// The rate (per second) of counter `key`; 0 before two samples.
     pub fn rate(&self, key: &str) -> f64 {
         self.rates.borrow().rates.get(key).copied().unwrap_or(0.0)
     }

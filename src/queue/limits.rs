@@ -2,7 +2,7 @@
 //! `x-overflow`), as RabbitMQ's classic queues apply them: they count ready
 //! messages only (not unacknowledged ones).
 
-use amq_protocol::types::{AMQPValue, FieldTable};
+use amq_protocol::types::FieldTable;
 
 /// What a queue at its length limit does with a new message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,13 +36,11 @@ impl LengthLimits {
                 .and_then(crate::defs::arg_integer)
                 .and_then(|n| u64::try_from(n).ok())
         };
-        let overflow = match args.inner().get("x-overflow") {
-            Some(AMQPValue::LongString(s)) if s.as_bytes() == b"reject-publish" => {
-                Overflow::RejectPublish
-            }
-            Some(AMQPValue::LongString(s)) if s.as_bytes() == b"reject-publish-dlx" => {
-                Overflow::RejectPublishDlx
-            }
+        // Short or long string alike: validation (`meta::queue_args`)
+        // accepts both, so both must act.
+        let overflow = match args.inner().get("x-overflow").and_then(crate::defs::arg_text) {
+            Some(s) if s == "reject-publish" => Overflow::RejectPublish,
+            Some(s) if s == "reject-publish-dlx" => Overflow::RejectPublishDlx,
             _ => Overflow::DropHead,
         };
         LengthLimits {
@@ -50,5 +48,32 @@ impl LengthLimits {
             max_length_bytes: int("x-max-length-bytes"),
             overflow,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amq_protocol::types::AMQPValue;
+
+    #[test]
+    fn x_overflow_acts_whether_sent_as_a_short_or_a_long_string() {
+        for v in [
+            AMQPValue::ShortString("reject-publish".into()),
+            AMQPValue::LongString("reject-publish".into()),
+        ] {
+            let mut args = FieldTable::default();
+            args.insert("x-overflow".into(), v);
+            assert_eq!(LengthLimits::from_args(&args).overflow, Overflow::RejectPublish);
+        }
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::ShortString("reject-publish-dlx".into()),
+        );
+        assert_eq!(
+            LengthLimits::from_args(&args).overflow,
+            Overflow::RejectPublishDlx
+        );
     }
 }

@@ -350,6 +350,18 @@ impl RoutingTable {
             visited.push(x);
             dests.clear();
             e.route(routing_key, headers, &mut dests);
+            // RabbitMQ's alternate exchange: an exchange that routes a
+            // message nowhere (no queue, no exchange) hands it to its
+            // `alternate-exchange`, which may have its own; `visited`
+            // stops a loop, a missing one drops (or returns a mandatory
+            // message). Internal exchanges may be alternates.
+            if dests.is_empty() {
+                if let Some(ae) = e.def.args.inner().get("alternate-exchange") {
+                    if let Some(ae) = crate::defs::arg_text(ae) {
+                        pending.push(ae);
+                    }
+                }
+            }
             for d in dests.drain(..) {
                 match d {
                     Dest::Queue(id, home) => {
