@@ -266,7 +266,10 @@ impl Config {
         }
         // Offsets inside a segment are 32-bit (`store::segment`).
         if segment_mb >= 4096 {
-            return Err(config_error("store.segment_mb", "must be below 4096 (4 GiB)"));
+            return Err(config_error(
+                "store.segment_mb",
+                "must be below 4096 (4 GiB)",
+            ));
         }
         let shards = o.shards.or(file.shards).unwrap_or(cores.max(1));
         if shards == 0 {

@@ -60,8 +60,11 @@
 //! * [`mgmt`]: the management HTTP API (hyper's HTTP/1 server as tasks
 //!   on shard 0), one file per resource behind one authorisation gate,
 //!   request bodies parsed into typed structs; Prometheus metrics.
-//! * [`shard`]: one pinned executor owning all of the above for its core;
-//!   every shard recovers before any of them listens.
+//! * [`shard`]: one pinned executor owning all of the above for its core.
+//!   Shards start one at a time, each recovering before it listens, and
+//!   the broker announces itself once all are up; shard 0 may already
+//!   accept connections while later shards recover, and traffic for those
+//!   waits in its mailbox until their ends connect.
 //!
 //! Nothing on the data path takes a lock: each shard's state is only
 //! touched by its own thread; shards exchange messages, never memory.

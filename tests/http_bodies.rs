@@ -248,3 +248,39 @@ fn a_per_vhost_definitions_import_lands_in_the_paths_vhost() {
     );
     assert_eq!(a.status, 400, "{}", a.text);
 }
+
+#[test]
+fn options_and_wrong_methods_answer_from_the_route_table_and_a_second_put_is_204() {
+    let b = Broker::start(1);
+    let anon = Api::anonymous(b.mgmt_port);
+    // As RabbitMQ 3.10 answers, credentials or not.
+    let a = anon.call("OPTIONS", "/api/queues/%2F/q1", None);
+    assert_eq!(a.status, 200);
+    assert_eq!(a.allow.as_deref(), Some("HEAD, GET, PUT, DELETE, OPTIONS"));
+    let a = anon.call("PATCH", "/api/queues", None);
+    assert_eq!(a.status, 405);
+    assert_eq!(a.allow.as_deref(), Some("HEAD, GET, OPTIONS"));
+    let api = Api::new(b.mgmt_port);
+    let a = api.call("POST", "/api/overview", Some(&json!({})));
+    assert_eq!(
+        (a.status, a.allow.as_deref()),
+        (405, Some("HEAD, GET, OPTIONS"))
+    );
+    // PUT creates (201), then updates (204), as in RabbitMQ.
+    for path in [
+        "/api/queues/%2F/again",
+        "/api/exchanges/%2F/again",
+        "/api/vhosts/again",
+    ] {
+        let body = json!({"type": "direct"});
+        assert_eq!(api.call("PUT", path, Some(&body)).status, 201, "{path}");
+        assert_eq!(api.call("PUT", path, Some(&body)).status, 204, "{path}");
+    }
+    let user = json!({"password": "p", "tags": ""});
+    assert_eq!(api.call("PUT", "/api/users/again", Some(&user)).status, 201);
+    assert_eq!(api.call("PUT", "/api/users/again", Some(&user)).status, 204);
+    let perm = json!({"configure": "", "write": "", "read": ""});
+    let p = "/api/permissions/%2F/again";
+    assert_eq!(api.call("PUT", p, Some(&perm)).status, 201);
+    assert_eq!(api.call("PUT", p, Some(&perm)).status, 204);
+}

@@ -81,9 +81,17 @@ mod tests {
         let e = binding_args(ExchangeKind::Headers, &bad).unwrap_err();
         assert_eq!(e.code, 406);
         assert!(e.text.ends_with("Invalid x-match field value <<\"foo\">>; expected all, any, all-with-x, or any-with-x"), "{}", e.text);
-        let e = binding_args(ExchangeKind::Headers, &table("x-match", AMQPValue::LongInt(5)))
-            .unwrap_err();
-        assert!(e.text.ends_with("Invalid x-match field type signedint (value 5); expected longstr"), "{}", e.text);
+        let e = binding_args(
+            ExchangeKind::Headers,
+            &table("x-match", AMQPValue::LongInt(5)),
+        )
+        .unwrap_err();
+        assert!(
+            e.text
+                .ends_with("Invalid x-match field type signedint (value 5); expected longstr"),
+            "{}",
+            e.text
+        );
         for ok in ["all", "any", "all-with-x", "any-with-x"] {
             let t = table("x-match", AMQPValue::LongString(ok.into()));
             assert!(binding_args(ExchangeKind::Headers, &t).is_ok());
@@ -92,8 +100,12 @@ mod tests {
 
     #[test]
     fn an_alternate_exchange_must_be_a_string() {
-        let e = exchange_args("bad", "/", &table("alternate-exchange", AMQPValue::LongInt(5)))
-            .unwrap_err();
+        let e = exchange_args(
+            "bad",
+            "/",
+            &table("alternate-exchange", AMQPValue::LongInt(5)),
+        )
+        .unwrap_err();
         assert!(e.text.ends_with("invalid type 'signedint' for arg 'alternate-exchange' in exchange 'bad' in vhost '/'"), "{}", e.text);
         let ok = table("alternate-exchange", AMQPValue::LongString("ae".into()));
         assert!(exchange_args("x", "/", &ok).is_ok());

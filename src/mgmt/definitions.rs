@@ -4,9 +4,11 @@
 //! has nothing for (policies, topic permissions, unknown runtime
 //! parameters) is refused with 400 rather than accepted and ignored.
 
-use super::admin::{perms, user_json};
+use super::access::{perms, user_json};
 use super::api::meta;
+use super::body;
 use super::body::flag;
+use super::http::Request;
 use super::http::Response;
 use super::json::{args_to_table, table_to_json};
 use super::requests::Definitions;
@@ -14,6 +16,7 @@ use super::Mgmt;
 use crate::defs::users::HASHING;
 use crate::meta::MetaOp;
 use serde_json::{json, Value};
+use std::rc::Rc;
 
 /// Definitions in RabbitMQ's export format.
 pub fn export(m: &Mgmt, vhost: Option<&str>) -> Value {
@@ -37,7 +40,7 @@ pub fn export(m: &Mgmt, vhost: Option<&str>) -> Value {
         .collect();
     queues.sort_by_key(|x| x.to_string());
     drop(t);
-    let bindings: Vec<Value> = super::api::bindings_json(m, vhost)
+    let bindings: Vec<Value> = super::bindings::bindings_json(m, vhost)
         .into_iter()
         .filter(|b| b["source"] != "")
         .map(|b| json!({"source": b["source"], "vhost": b["vhost"], "destination": b["destination"],
@@ -245,4 +248,28 @@ pub async fn import(m: &Mgmt, d: Definitions, only: Option<&str>) -> Result<(), 
         meta(m, op).await?;
     }
     Ok(())
+}
+
+/// Routes under this resource (`s`: the path segments after `api`,
+/// decoded); 404 for any other.
+pub async fn route(m: &Rc<Mgmt>, req: &Request, meth: &str, s: &[&str]) -> Response {
+    match (meth, s) {
+        ("GET", ["definitions"]) => Response::json(200, &export(m, None)),
+        ("GET", ["definitions", v]) => Response::json(200, &export(m, Some(v))),
+        ("POST", ["definitions"]) => match body::parse::<Definitions>(req) {
+            Ok(d) => match import(m, d, None).await {
+                Ok(()) => Response::no_content(),
+                Err(r) => r,
+            },
+            Err(r) => r,
+        },
+        ("POST", ["definitions", v]) => match body::parse::<Definitions>(req) {
+            Ok(d) => match import(m, d, Some(v)).await {
+                Ok(()) => Response::no_content(),
+                Err(r) => r,
+            },
+            Err(r) => r,
+        },
+        _ => Response::error(404, "Object Not Found", "Not Found"),
+    }
 }

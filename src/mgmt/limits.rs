@@ -8,8 +8,9 @@
 //! negative one means no limit) and answers 204, `DELETE .../{name}` 204
 //! whether or not the limit was set.
 
-use super::api::{done, list, meta};
+use super::api::{done, meta};
 use super::http::{Request, Response};
+use super::listing::list;
 use super::requests::LimitBody;
 use super::Mgmt;
 use crate::defs::limits::{Limits, USER_LIMITS, VHOST_LIMITS};

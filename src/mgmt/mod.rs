@@ -6,16 +6,24 @@
 //! (`shard::snapshot` runs on each shard); nothing here reads another
 //! shard's memory or takes a lock, and nothing here is on the data path.
 
-pub mod admin;
+pub mod access;
 pub mod api;
+pub mod bindings;
 pub mod body;
+pub mod connections;
 pub mod definitions;
+pub mod exchanges;
 pub mod gate;
+pub mod health;
 pub mod http;
 pub mod json;
 pub mod limits;
+pub mod listing;
 pub mod messages;
+pub mod methods;
 pub mod metrics;
+pub mod overview;
+pub mod queues;
 pub mod requests;
 pub use crate::bus::stats;
 

@@ -38,7 +38,11 @@ impl LengthLimits {
         };
         // Short or long string alike: validation (`meta::queue_args`)
         // accepts both, so both must act.
-        let overflow = match args.inner().get("x-overflow").and_then(crate::defs::arg_text) {
+        let overflow = match args
+            .inner()
+            .get("x-overflow")
+            .and_then(crate::defs::arg_text)
+        {
             Some(s) if s == "reject-publish" => Overflow::RejectPublish,
             Some(s) if s == "reject-publish-dlx" => Overflow::RejectPublishDlx,
             _ => Overflow::DropHead,
@@ -64,7 +68,10 @@ mod tests {
         ] {
             let mut args = FieldTable::default();
             args.insert("x-overflow".into(), v);
-            assert_eq!(LengthLimits::from_args(&args).overflow, Overflow::RejectPublish);
+            assert_eq!(
+                LengthLimits::from_args(&args).overflow,
+                Overflow::RejectPublish
+            );
         }
         let mut args = FieldTable::default();
         args.insert(

@@ -33,6 +33,8 @@ pub struct Answer {
     pub location: Option<String>,
     /// The `Content-Length` header.
     pub content_length: Option<String>,
+    /// The `Allow` header (OPTIONS, 405).
+    pub allow: Option<String>,
 }
 
 pub struct Api {
@@ -96,6 +98,7 @@ impl Api {
         let www_authenticate = resp.header("WWW-Authenticate").map(String::from);
         let location = resp.header("Location").map(String::from);
         let content_length = resp.header("Content-Length").map(String::from);
+        let allow = resp.header("Allow").map(String::from);
         let mut text = String::new();
         resp.into_reader()
             .read_to_string(&mut text)
@@ -109,6 +112,7 @@ impl Api {
             www_authenticate,
             location,
             content_length,
+            allow,
         }
     }
 
