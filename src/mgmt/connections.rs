@@ -27,7 +27,7 @@ pub async fn route(
             let items = snaps
                 .iter()
                 .flat_map(|s| s.connections.iter())
-                .filter(|c| crate::meta::access::connection(&user, &c.user))
+                .filter(|c| crate::meta::access::connection(user, &c.user))
                 .map(|c| conn_json(m, c))
                 .collect();
             list(req, items)
@@ -37,7 +37,7 @@ pub async fn route(
             match snaps
                 .iter()
                 .flat_map(|s| s.connections.iter())
-                .find(|c| c.name == *name && crate::meta::access::connection(&user, &c.user))
+                .find(|c| c.name == *name && crate::meta::access::connection(user, &c.user))
             {
                 Some(c) => Response::json(200, &conn_json(m, c)),
                 None => Response::error(404, "Object Not Found", "Not Found"),
@@ -48,7 +48,7 @@ pub async fn route(
             let Some(c) = snaps
                 .iter()
                 .flat_map(|s| s.connections.iter())
-                .find(|c| c.name == *name && crate::meta::access::connection(&user, &c.user))
+                .find(|c| c.name == *name && crate::meta::access::connection(user, &c.user))
             else {
                 return Response::error(404, "Object Not Found", "Not Found");
             };
@@ -65,7 +65,7 @@ pub async fn route(
         }
         ("GET", ["channels"]) => {
             let snaps = gather(&m.cx).await;
-            let items = snaps.iter().flat_map(|s| s.channels.iter()).filter(|c| crate::meta::access::connection(&user, &c.user)).map(|c| {
+            let items = snaps.iter().flat_map(|s| s.channels.iter()).filter(|c| crate::meta::access::connection(user, &c.user)).map(|c| {
                 let prefix = format!("channel|{}|{} ({})|", c.vhost, c.connection, c.number);
                 json!({"name": format!("{} ({})", c.connection, c.number), "number": c.number, "vhost": c.vhost,
                     "user": c.user, "node": node_name(), "state": "running", "consumer_count": c.consumers,
@@ -82,7 +82,7 @@ pub async fn route(
             let items = snaps
                 .iter()
                 .flat_map(|s| s.consumers.iter())
-                .filter(|c| vh.is_none_or(|v| v == c.vhost) && visible(m, &user, &c.vhost))
+                .filter(|c| vh.is_none_or(|v| v == c.vhost) && visible(m, user, &c.vhost))
                 .map(|c| json!({"queue": {"name": c.queue, "vhost": c.vhost}, "consumer_tag": c.tag,
                     "channel_details": {"name": format!("{} ({})", c.connection, c.channel), "number": c.channel,
                         "connection_name": c.connection, "peer_host": c.peer_host, "peer_port": c.peer_port,

@@ -25,12 +25,12 @@ pub async fn route(
     s: &[&str],
 ) -> Response {
     match (meth, s) {
-        ("GET", ["exchanges"]) => list(req, exchanges_json(m, &gather(&m.cx).await, None, &user)),
+        ("GET", ["exchanges"]) => list(req, exchanges_json(m, &gather(&m.cx).await, None, user)),
         ("GET", ["exchanges", v]) => {
-            list(req, exchanges_json(m, &gather(&m.cx).await, Some(v), &user))
+            list(req, exchanges_json(m, &gather(&m.cx).await, Some(v), user))
         }
         ("GET", ["exchanges", v, n]) => {
-            let all = exchanges_json(m, &gather(&m.cx).await, Some(v), &user);
+            let all = exchanges_json(m, &gather(&m.cx).await, Some(v), user);
             match all.into_iter().find(|x| x["name"] == *n) {
                 Some(x) => Response::json(200, &x),
                 None => Response::error(404, "Object Not Found", "Not Found"),
@@ -66,7 +66,7 @@ pub async fn route(
             };
             done(meta(m, op).await, 204)
         }
-        ("POST", ["exchanges", v, n, "publish"]) => super::messages::publish(m, req, &user, v, n),
+        ("POST", ["exchanges", v, n, "publish"]) => super::messages::publish(m, req, user, v, n),
         ("GET", ["exchanges", v, n, "bindings", dir]) => {
             let key = if *dir == "source" {
                 "source"

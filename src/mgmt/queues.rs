@@ -34,7 +34,7 @@ pub async fn route(
             let mut items: Vec<Value> = snaps
                 .iter()
                 .flat_map(|s| s.queues.iter())
-                .filter(|q| vh.is_none_or(|v| v == q.vhost) && visible(m, &user, &q.vhost))
+                .filter(|q| vh.is_none_or(|v| v == q.vhost) && visible(m, user, &q.vhost))
                 .map(|q| queue_json(m, q, &node))
                 .collect();
             items.sort_by(|a, b| {
