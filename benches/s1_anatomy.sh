@@ -45,13 +45,15 @@ for run in $(seq 1 "$RUNS"); do
   sleep 1.5
   b0=$(cpu_ms $bpid); l0=$(cpu_ms $lpid)
   conns=$(curl -s -u guest:guest "localhost:$MPORT/api/connections" |
-    python3 -c 'import json,sys; print(" ".join("%s:sh%d" % ("pub" if c["recv_oct"]>c["send_oct"] else "con", c["shard"]) for c in json.load(sys.stdin)))')
+    python3 -c 'import json,sys
+cs=json.load(sys.stdin); p=max(cs,key=lambda c:c["recv_oct"]); k=max(cs,key=lambda c:c["send_oct"])
+print("pub:sh%d con:sh%d" % (p["shard"], k["shard"]))')
   queue=$(curl -s -u guest:guest "localhost:$MPORT/api/queues" |
     python3 -c 'import json,sys; print(" ".join("q:sh%d" % q["shard"] for q in json.load(sys.stdin)))')
   sleep "$((DUR - 1))"
   b1=$(cpu_ms $bpid); l1=$(cpu_ms $lpid)
   wait $lpid || true
-  rates=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("publish %.0fk/s deliver %.0fk/s" % (r["publish_rate"]/1e3, r["deliver_rate"]/1e3))' "$WORK/run.json" 2>/dev/null || echo "no result: $(tail -1 "$WORK/lg.err")")
+  rates=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; print("publish %.0fk/s consume %.0fk/s p50 %.1f ms" % (r["publish_rate"]/1e3, r["consume_rate"]/1e3, r["latency"]["p50_us"]/1e3))' "$WORK/run.json" 2>/dev/null || echo "no result: $(tail -1 "$WORK/lg.err")")
   diff=$(python3 - "$b0" "$b1" "$l0" "$l1" <<'EOF'
 import sys
 def parse(s): return {t.split(":")[0]: (t.split(":")[1], int(t.split(":")[2])) for t in s.split()}

@@ -36,7 +36,7 @@
 
 use crate::ids::ShardId;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -48,9 +48,22 @@ pub const MAILBOX_BATCHES: usize = 256;
 /// messages for one destination.
 pub const OUTBOX_HIGH_WATER: usize = 32 * 1024;
 
+/// Most messages in one batch (one mailbox slot, one drain turn).
+///
+/// Why a cap: a batch is a fresh `Vec` that travels to the other shard and
+/// is freed there, so its memory never comes back to this shard's heap.
+/// Handing the whole pending queue over (up to [`OUTBOX_HIGH_WATER`]
+/// messages, megabytes) made every batch a large allocation served from
+/// fresh pages, and under a backlog the shard spent half its time zeroing
+/// them (page faults on transparent huge pages; PERF.md, issue 14's bad
+/// runs). Capped batches are small allocations the allocator reuses, the
+/// pending queues keep their capacity, and the receiving drain task yields
+/// between batches of bounded size.
+pub const MAX_BATCH: usize = 1024;
+
 /// Per-destination queues of messages waiting to be flushed.
 pub struct Outbox<M> {
-    pending: RefCell<Vec<Vec<M>>>,
+    pending: RefCell<Vec<VecDeque<M>>>,
     /// Wakes the flusher (or the local drain task) for a destination.
     notify: Vec<Notify>,
     /// Wakes readers paused by backpressure.
@@ -62,7 +75,7 @@ impl<M> Outbox<M> {
     /// shard's own included).
     pub fn new(shards: usize) -> Self {
         Outbox {
-            pending: RefCell::new((0..shards).map(|_| Vec::new()).collect()),
+            pending: RefCell::new((0..shards).map(|_| VecDeque::new()).collect()),
             notify: (0..shards).map(|_| Notify::default()).collect(),
             drained: Notify::default(),
         }
@@ -72,16 +85,22 @@ impl<M> Outbox<M> {
     pub fn push(&self, to: ShardId, msg: M) {
         let mut p = self.pending.borrow_mut();
         let v = &mut p[to.0];
-        v.push(msg);
+        v.push_back(msg);
         if v.len() == 1 {
             self.notify[to.0].notify();
         }
     }
 
-    /// Take everything queued for `to`, in push order (the flusher's or local
-    /// drain task's whole batch); empty if nothing is pending.
+    /// Take the oldest messages queued for `to`, at most [`MAX_BATCH`], in
+    /// push order (one batch for the flusher or the local drain task); empty
+    /// if nothing is pending. The queue keeps its capacity.
     pub fn take(&self, to: ShardId) -> Vec<M> {
-        std::mem::take(&mut self.pending.borrow_mut()[to.0])
+        let mut p = self.pending.borrow_mut();
+        let v = &mut p[to.0];
+        let n = v.len().min(MAX_BATCH);
+        let mut batch = Vec::with_capacity(n);
+        batch.extend(v.drain(..n));
+        batch
     }
 
     /// Messages queued for `to` and not yet taken (reported per destination in the
