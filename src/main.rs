@@ -15,7 +15,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use warren::config::{load_file, Config, FileConfig, Overrides};
 use warren::ids::ShardId;
-use warren::mailbox::MAILBOX_BATCHES;
+use warren::mailbox::{MAILBOX_BATCHES, URGENT_MAILBOX_BATCHES};
 use warren::shard::{start_shard, ShardBoot};
 
 #[derive(Parser, Debug)]
@@ -217,14 +217,22 @@ fn main() {
     let (stopped_tx, stopped_rx) = mpsc::channel();
 
     // Full mesh of SPSC mailboxes: senders[i][j] goes from shard i to j.
+    // Two per ordered pair: the data lane and the urgent lane
+    // (`mailbox::Lane`).
     let mut senders: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
     let mut receivers: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut urgent_senders: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut urgent_receivers: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
     let pairs = (0..shards).flat_map(|i| (0..shards).map(move |j| (i, j)));
     for (i, j) in pairs.filter(|(i, j)| i != j) {
         let (tx, rx) = shared_channel::new_bounded(MAILBOX_BATCHES);
         senders[i].push((ShardId(j), tx));
         receivers[j].push((ShardId(i), rx));
+        let (tx, rx) = shared_channel::new_bounded(URGENT_MAILBOX_BATCHES);
+        urgent_senders[i].push((ShardId(j), tx));
+        urgent_receivers[j].push((ShardId(i), rx));
     }
+    let mut urgent = urgent_senders.into_iter().zip(urgent_receivers);
     let mut handles = Vec::new();
     let mut port = config.port;
     let mut mgmt_port: Option<u16> = None;
@@ -235,6 +243,7 @@ fn main() {
         } else {
             Some(cores[i % cores.len()])
         };
+        let (us, ur) = urgent.next().unwrap_or_default();
         let boot = ShardBoot {
             id: ShardId(i),
             shards,
@@ -242,6 +251,8 @@ fn main() {
             config: config.clone(),
             senders: s,
             receivers: r,
+            urgent_senders: us,
+            urgent_receivers: ur,
             ready: ready_tx,
             port,
             shutdown: shutdown.clone(),

@@ -244,3 +244,23 @@ pub enum ShardMsg {
         consumer: ConsumerId,
     },
 }
+
+/// Delivery credit and settlements that remove messages (`Credit`;
+/// `Settle` with `Ack` or `Discard`) take the urgent lane: they only let a
+/// queue deliver again, and none can depend on a message sent before it in
+/// the data lane (credit is for deliveries already written, an ack for
+/// deliveries already received, after their `basic.consume` or
+/// `basic.get` was answered; a delivery that credit lets through to a
+/// consumer whose cancel is still on its way comes back as
+/// `Handoff::Gone`). A requeue stays in the data lane: a closing channel
+/// sends its consumers' cancels first, and the requeue must not overtake
+/// them (the queue would redeliver to a consumer that is going away).
+impl crate::mailbox::Lane for ShardMsg {
+    fn urgent(&self) -> bool {
+        match self {
+            ShardMsg::Credit { .. } => true,
+            ShardMsg::Settle { how, .. } => !matches!(how, Settle::Requeue),
+            _ => false,
+        }
+    }
+}

@@ -9,8 +9,9 @@
 //! glommio `shared_channel` carrying *batches* (`Vec<M>`), so one
 //! cross-core wake-up moves many messages. A shard's traffic to itself takes
 //! the same path minus the channel: the local outbox is drained by the same
-//! handler, which keeps one FIFO order per (source, destination) pair for
-//! publishes, acks, requests and deliveries alike.
+//! handler, which keeps one FIFO order per (source, destination) pair and
+//! lane: flow-control messages (delivery credit, acks) travel in an urgent
+//! lane that is taken first, everything else in the data lane ([`Lane`]).
 //!
 //! # Why this cannot deadlock
 //!
@@ -42,8 +43,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-/// Mailbox capacity in batches.
+/// Data-lane mailbox capacity in batches.
 pub const MAILBOX_BATCHES: usize = 256;
+/// Urgent-lane mailbox capacity in batches (credit and acks only).
+pub const URGENT_MAILBOX_BATCHES: usize = 64;
 /// Readers stop reading sockets while an outbox holds more than this many
 /// messages for one destination.
 pub const OUTBOX_HIGH_WATER: usize = 32 * 1024;
@@ -61,68 +64,189 @@ pub const OUTBOX_HIGH_WATER: usize = 32 * 1024;
 /// between batches of bounded size.
 pub const MAX_BATCH: usize = 1024;
 
-/// Per-destination queues of messages waiting to be flushed.
+/// Which of an outbox's two lanes a message travels in.
+///
+/// Why two lanes: socket readers fill the data lane up to
+/// [`OUTBOX_HIGH_WATER`] (publishes) before they pause, and a message behind
+/// them waits until all of those are handled. Flow-control messages that
+/// let a queue deliver again (delivery credit after a socket write, acks
+/// that free prefetch) must not wait there: stuck behind a publish backlog
+/// they made a consumer that shares a shard with a busy publisher receive
+/// a few percent of the publish rate (issue 14's bad runs; PERF.md). The
+/// urgent lane is taken first. Only messages whose effect cannot depend on
+/// an earlier message of the data lane may use it.
+pub trait Lane {
+    /// True for the urgent lane.
+    fn urgent(&self) -> bool;
+}
+
+/// Per-destination queues of messages waiting to be flushed: an urgent
+/// lane and a data lane each (see [`Lane`]); FIFO within each lane. Between
+/// two shards each lane has its own SPSC channel and flusher, so urgent
+/// messages never wait behind a full data channel either.
 pub struct Outbox<M> {
-    pending: RefCell<Vec<VecDeque<M>>>,
-    /// Wakes the flusher (or the local drain task) for a destination.
+    pending: RefCell<Vec<Lanes<M>>>,
+    /// Wakes the local drain task (either lane) for a destination.
     notify: Vec<Notify>,
+    /// Wakes a lane's flusher for a destination: `[data, urgent]`.
+    lane_notify: Vec<[Notify; 2]>,
     /// Wakes readers paused by backpressure.
     pub drained: Notify,
 }
 
-impl<M> Outbox<M> {
+struct Lanes<M> {
+    urgent: VecDeque<M>,
+    data: VecDeque<M>,
+}
+
+impl<M> Lanes<M> {
+    fn len(&self) -> usize {
+        self.urgent.len() + self.data.len()
+    }
+}
+
+impl<M: Lane> Outbox<M> {
     /// Empty outboxes for `shards` destinations (indexed by `ShardId`, this
     /// shard's own included).
     pub fn new(shards: usize) -> Self {
+        let lanes = (0..shards).map(|_| Lanes {
+            urgent: VecDeque::new(),
+            data: VecDeque::new(),
+        });
         Outbox {
-            pending: RefCell::new((0..shards).map(|_| VecDeque::new()).collect()),
+            pending: RefCell::new(lanes.collect()),
             notify: (0..shards).map(|_| Notify::default()).collect(),
+            lane_notify: (0..shards).map(|_| Default::default()).collect(),
             drained: Notify::default(),
         }
     }
 
-    /// Queue a message for `to`; the flusher is woken once per batch.
+    /// Queue a message for `to` in its lane; the flusher is woken when the
+    /// destination goes from empty to non-empty.
     pub fn push(&self, to: ShardId, msg: M) {
         let mut p = self.pending.borrow_mut();
-        let v = &mut p[to.0];
-        v.push_back(msg);
-        if v.len() == 1 {
+        let lanes = &mut p[to.0];
+        let urgent = msg.urgent();
+        let lane = if urgent {
+            &mut lanes.urgent
+        } else {
+            &mut lanes.data
+        };
+        lane.push_back(msg);
+        if lane.len() == 1 {
+            self.lane_notify[to.0][urgent as usize].notify();
+        }
+        if lanes.len() == 1 {
             self.notify[to.0].notify();
         }
     }
 
-    /// Take the oldest messages queued for `to`, at most [`MAX_BATCH`], in
-    /// push order (one batch for the flusher or the local drain task); empty
-    /// if nothing is pending. The queue keeps its capacity.
-    pub fn take(&self, to: ShardId) -> Vec<M> {
+    /// Take the oldest messages of one lane queued for `to`, at most
+    /// [`MAX_BATCH`], in push order (one batch for that lane's flusher).
+    pub fn take_lane(&self, to: ShardId, urgent: bool) -> Vec<M> {
         let mut p = self.pending.borrow_mut();
-        let v = &mut p[to.0];
-        let n = v.len().min(MAX_BATCH);
+        let lanes = &mut p[to.0];
+        let lane = if urgent {
+            &mut lanes.urgent
+        } else {
+            &mut lanes.data
+        };
+        let n = lane.len().min(MAX_BATCH);
         let mut batch = Vec::with_capacity(n);
-        batch.extend(v.drain(..n));
+        batch.extend(lane.drain(..n));
         batch
     }
 
-    /// Messages queued for `to` and not yet taken (reported per destination in the
-    /// shard snapshot).
+    /// Messages of one lane queued for `to` and not yet taken.
+    pub fn lane_len(&self, to: ShardId, urgent: bool) -> usize {
+        let p = self.pending.borrow();
+        if urgent {
+            p[to.0].urgent.len()
+        } else {
+            p[to.0].data.len()
+        }
+    }
+
+    /// A wake-up for one lane's flusher to `to`, fired when that lane goes
+    /// from empty to non-empty. Create it, re-check [`Outbox::lane_len`],
+    /// then await.
+    pub fn lane_wait(&self, to: ShardId, urgent: bool) -> Wait<'_> {
+        self.lane_notify[to.0][urgent as usize].wait()
+    }
+
+    /// Take the oldest messages queued for `to`, at most [`MAX_BATCH`]: the
+    /// urgent lane's first, then the data lane's, each in push order (one
+    /// batch for the flusher or the local drain task); empty if nothing is
+    /// pending. The lanes keep their capacity.
+    pub fn take(&self, to: ShardId) -> Vec<M> {
+        let mut p = self.pending.borrow_mut();
+        let lanes = &mut p[to.0];
+        let n = lanes.len().min(MAX_BATCH);
+        let mut batch = Vec::with_capacity(n);
+        let from_urgent = lanes.urgent.len().min(n);
+        batch.extend(lanes.urgent.drain(..from_urgent));
+        batch.extend(lanes.data.drain(..n - from_urgent));
+        batch
+    }
+
+    /// Messages queued for `to` and not yet taken, both lanes (reported per
+    /// destination in the shard snapshot).
     pub fn len(&self, to: ShardId) -> usize {
         self.pending.borrow()[to.0].len()
     }
 
-    /// True while any destination holds more than [`OUTBOX_HIGH_WATER`] messages;
-    /// connection readers then stop reading their sockets until
-    /// [`Outbox::drained`] fires.
+    /// True while any destination's data lane holds more than
+    /// [`OUTBOX_HIGH_WATER`] messages; connection readers then stop reading
+    /// their sockets until [`Outbox::drained`] fires. (The urgent lane is
+    /// bounded by the deliveries and acks it answers.)
     pub fn over_high_water(&self) -> bool {
         self.pending
             .borrow()
             .iter()
-            .any(|v| v.len() > OUTBOX_HIGH_WATER)
+            .any(|l| l.data.len() > OUTBOX_HIGH_WATER)
     }
 
-    /// A wake-up for `to`'s flusher, fired when its queue goes from empty to
-    /// non-empty. Create it, re-check [`Outbox::len`], then await.
+    /// A wake-up for the local drain task, fired when `to`'s lanes go from
+    /// empty to non-empty. Create it, re-check [`Outbox::len`], then await.
     pub fn wait(&self, to: ShardId) -> Wait<'_> {
         self.notify[to.0].wait()
+    }
+}
+
+#[cfg(test)]
+mod lane_tests {
+    use super::*;
+
+    struct M(u32, bool);
+    impl Lane for M {
+        fn urgent(&self) -> bool {
+            self.1
+        }
+    }
+
+    #[test]
+    fn urgent_messages_overtake_the_data_lane_and_each_lane_keeps_its_order() {
+        let o = Outbox::new(1);
+        let to = ShardId(0);
+        for i in 0..3000 {
+            o.push(to, M(i, false));
+        }
+        o.push(to, M(9001, true));
+        o.push(to, M(9002, true));
+        assert!(o.len(to) == 3002);
+        let first = o.take(to);
+        assert_eq!(first.len(), MAX_BATCH);
+        assert_eq!((first[0].0, first[1].0, first[2].0), (9001, 9002, 0));
+        let mut seen: Vec<u32> = first[2..].iter().map(|m| m.0).collect();
+        loop {
+            let b = o.take(to);
+            if b.is_empty() {
+                break;
+            }
+            assert!(b.len() <= MAX_BATCH);
+            seen.extend(b.iter().map(|m| m.0));
+        }
+        assert_eq!(seen, (0..3000).collect::<Vec<_>>());
     }
 }
 

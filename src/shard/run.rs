@@ -28,10 +28,14 @@ pub struct ShardBoot {
     pub cpu: Option<usize>,
     /// The node's configuration.
     pub config: Config,
-    /// (destination, sender) for every other shard.
+    /// (destination, sender) of the data lane for every other shard.
     pub senders: Vec<(ShardId, SharedSender<Batch>)>,
     /// (source, receiver) for every other shard.
     pub receivers: Vec<(ShardId, SharedReceiver<Batch>)>,
+    /// The urgent lane's senders (`mailbox::Lane`), as `senders`.
+    pub urgent_senders: Vec<(ShardId, SharedSender<Batch>)>,
+    /// The urgent lane's receivers, as `receivers`.
+    pub urgent_receivers: Vec<(ShardId, SharedReceiver<Batch>)>,
     /// Reports the bound port (or an error) once listening.
     /// (AMQP port, management port when this shard serves it).
     pub ready: mpsc::Sender<Result<(u16, Option<u16>), String>>,
@@ -120,6 +124,8 @@ async fn shard_main(boot: ShardBoot) {
         config,
         senders,
         receivers,
+        urgent_senders,
+        urgent_receivers,
         ready,
         port,
         shutdown,
@@ -147,15 +153,21 @@ async fn shard_main(boot: ShardBoot) {
     }
 
     // Mailbox ends connect concurrently: a sender's connect waits for its peer.
-    for (dest, sender) in senders {
+    // One flusher per destination and lane (`mailbox::Lane`): the urgent
+    // lane's own channel never waits behind a full data channel.
+    let lanes = senders
+        .into_iter()
+        .map(|(d, s)| (d, false, s))
+        .chain(urgent_senders.into_iter().map(|(d, s)| (d, true, s)));
+    for (dest, urgent, sender) in lanes {
         let sh = shard.clone();
         glommio::spawn_local(async move {
             let tx = sender.connect().await;
             loop {
-                let batch = sh.link.outbox.take(dest);
+                let batch = sh.link.outbox.take_lane(dest, urgent);
                 if batch.is_empty() {
-                    let wait = sh.link.outbox.wait(dest);
-                    if sh.link.outbox.len(dest) == 0 {
+                    let wait = sh.link.outbox.lane_wait(dest, urgent);
+                    if sh.link.outbox.lane_len(dest, urgent) == 0 {
                         wait.await;
                     }
                     continue;
@@ -169,7 +181,7 @@ async fn shard_main(boot: ShardBoot) {
         })
         .detach();
     }
-    for (src, receiver) in receivers {
+    for (src, receiver) in receivers.into_iter().chain(urgent_receivers) {
         let sh = shard.clone();
         glommio::spawn_local(async move {
             let rx = receiver.connect().await;
