@@ -218,6 +218,8 @@ pub enum ShardMsg {
         consumer: ConsumerId,
         /// Deliveries written, in messages.
         n: u32,
+        /// Their body bytes.
+        bytes: u64,
     },
     /// The consumer's channel is at its channel-wide prefetch: the delivery
     /// goes back to the queue undelivered and the queue pauses the consumer

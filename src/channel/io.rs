@@ -37,11 +37,15 @@ pub async fn writer_task(cx: Cx, conn: Rc<Conn>, stream: SharedStream) {
         if spare.capacity() > 4 * 1024 * 1024 {
             spare = Vec::new();
         }
-        for super::CreditRec { to, n } in credits {
+        for super::CreditRec { to, n, bytes } in credits {
             let (home, queue, consumer) = (to.home, to.queue, to.consumer);
-            cx.link
-                .outbox
-                .push(home, ShardMsg::Credit { queue, consumer, n });
+            let credit = ShardMsg::Credit {
+                queue,
+                consumer,
+                n,
+                bytes,
+            };
+            cx.link.outbox.push(home, credit);
         }
         conn.written.notify();
         if r.is_err() {
@@ -51,11 +55,15 @@ pub async fn writer_task(cx: Cx, conn: Rc<Conn>, stream: SharedStream) {
         }
     }
     // Whatever is still owed goes back so queues do not stall.
-    for super::CreditRec { to, n } in std::mem::take(&mut *conn.credits.borrow_mut()) {
+    for super::CreditRec { to, n, bytes } in std::mem::take(&mut *conn.credits.borrow_mut()) {
         let (home, queue, consumer) = (to.home, to.queue, to.consumer);
-        cx.link
-            .outbox
-            .push(home, ShardMsg::Credit { queue, consumer, n });
+        let credit = ShardMsg::Credit {
+            queue,
+            consumer,
+            n,
+            bytes,
+        };
+        cx.link.outbox.push(home, credit);
     }
     conn.written.notify();
     stream.shutdown().await;

@@ -104,6 +104,7 @@ impl Held {
                 queue: self.credit.queue,
                 consumer: self.credit.consumer,
                 n: 1,
+                bytes: self.msg.body.len() as u64,
             },
         );
     }
@@ -277,6 +278,8 @@ pub struct CreditRec {
     pub to: QueueConsumer,
     /// Deliveries written, in messages.
     pub n: u32,
+    /// Their body bytes.
+    pub bytes: u64,
 }
 
 /// One AMQP connection on this shard, shared (`Rc`) by its reader, writer and
@@ -419,10 +422,18 @@ impl Conn {
                 self.frame_max.get(),
             );
         }
+        let bytes = msg.body.len() as u64;
         let mut credits = self.credits.borrow_mut();
         match credits.last_mut() {
-            Some(last) if last.to == credit => last.n += 1,
-            _ => credits.push(CreditRec { to: credit, n: 1 }),
+            Some(last) if last.to == credit => {
+                last.n += 1;
+                last.bytes += bytes;
+            }
+            _ => credits.push(CreditRec {
+                to: credit,
+                n: 1,
+                bytes,
+            }),
         }
         drop(credits);
         self.out_notify.notify();

@@ -66,8 +66,20 @@ pub struct Got {
     pub remaining: u32,
 }
 
-/// Deliveries in flight to one consumer's socket before credit comes back.
-pub const SEND_WINDOW: u32 = 2048;
+/// Deliveries in flight to one consumer's socket before credit comes back,
+/// in messages (see also [`SEND_WINDOW_BYTES`]).
+///
+/// Why this size: credit comes back after the consumer's connection wrote
+/// the deliveries, through its shard's drain and the mailbox; when the
+/// queue's shard is busy reading a publisher, that round trip takes a few
+/// ms, and the window must cover it or the consumer receives a fraction of
+/// the publish rate while the backlog grows (2048 gave 80% and, with the
+/// credit stuck behind publishes, under 10%: issue 14's bad runs, PERF.md).
+pub const SEND_WINDOW: u32 = 8192;
+/// Body bytes in flight to one consumer's socket before credit comes back:
+/// the window's bound on the consumer connection's write buffer for large
+/// messages (one message always goes out when nothing is in flight).
+pub const SEND_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 /// A durable queue keeps at most this many ready messages in memory; the
 /// rest are only positions in the store, loaded when they are delivered.
 pub const READ_AHEAD: usize = 1024;
@@ -98,6 +110,8 @@ pub struct QConsumer {
     pub unacked: u32,
     /// Deliveries not yet written to its socket (bounded by [`SEND_WINDOW`]).
     pub unsent: u32,
+    /// Body bytes of those deliveries (bounded by [`SEND_WINDOW_BYTES`]).
+    pub unsent_bytes: u64,
     /// Its channel reached the channel-wide prefetch (`basic.qos
     /// global=true`): no dispatch until the channel resumes it.
     pub paused: bool,
@@ -107,6 +121,7 @@ impl QConsumer {
     fn has_capacity(&self) -> bool {
         !self.paused
             && self.unsent < SEND_WINDOW
+            && self.unsent_bytes < SEND_WINDOW_BYTES
             && (self.spec.no_ack
                 || self.spec.prefetch == 0
                 || self.unacked < self.spec.prefetch as u32)
@@ -514,6 +529,7 @@ impl Queue {
             spec,
             unacked: 0,
             unsent: 0,
+            unsent_bytes: 0,
             paused: false,
         });
         self.had_consumer = true;
@@ -536,10 +552,12 @@ impl Queue {
         self.def.auto_delete && self.had_consumer && self.consumers.is_empty()
     }
 
-    /// `n` deliveries to consumer `id` were written to its socket.
-    pub fn credit(&mut self, id: ConsumerId, n: u32) {
+    /// `n` deliveries to consumer `id`, of `bytes` body bytes, were written
+    /// to its socket (or will never be).
+    pub fn credit(&mut self, id: ConsumerId, n: u32, bytes: u64) {
         if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == id) {
             c.unsent = c.unsent.saturating_sub(n);
+            c.unsent_bytes = c.unsent_bytes.saturating_sub(bytes);
         }
     }
 
@@ -701,6 +719,7 @@ impl Queue {
                 }
                 let c = &mut self.consumers[idx];
                 c.unsent += 1;
+                c.unsent_bytes += msg.body.len() as u64;
                 if c.spec.no_ack {
                     if let Some(p) = e.pos {
                         self.store_ops.push(StoreOp::Ack(p));
@@ -765,6 +784,7 @@ impl Queue {
         if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == consumer) {
             c.unacked = c.unacked.saturating_sub(1);
             c.unsent = c.unsent.saturating_sub(1);
+            c.unsent_bytes = c.unsent_bytes.saturating_sub(u.msg.body.len() as u64);
             c.paused = true;
         }
         self.stats.deliver = self.stats.deliver.saturating_sub(1);

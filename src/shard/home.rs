@@ -403,9 +403,9 @@ impl QueueHome {
     }
 
     /// Delivery credit back from a consumer's shard.
-    pub fn credit(&self, queue: QueueId, consumer: ConsumerId, n: u32) {
+    pub fn credit(&self, queue: QueueId, consumer: ConsumerId, n: u32, bytes: u64) {
         if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
-            q.credit(consumer, n);
+            q.credit(consumer, n, bytes);
         }
         self.drain_queue(queue);
     }
@@ -502,6 +502,7 @@ impl QueueHome {
         msg: MsgRef,
     ) {
         let outbox = &self.link.outbox;
+        let msg_bytes = msg.body.len() as u64;
         match self
             .conns
             .deliver(consumer, queue, home, seq, redelivered, msg)
@@ -525,12 +526,14 @@ impl QueueHome {
                         how: Settle::Requeue,
                     },
                 );
+                let bytes = msg_bytes;
                 outbox.push(
                     home,
                     ShardMsg::Credit {
                         queue,
                         consumer,
                         n: 1,
+                        bytes,
                     },
                 );
             }

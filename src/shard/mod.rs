@@ -151,7 +151,12 @@ impl Shard {
                 .home
                 .deliver_from(from, consumer, queue, seq, redelivered, msg),
             ShardMsg::Settle { queue, seqs, how } => self.home.settle(queue, &seqs, how),
-            ShardMsg::Credit { queue, consumer, n } => self.home.credit(queue, consumer, n),
+            ShardMsg::Credit {
+                queue,
+                consumer,
+                n,
+                bytes,
+            } => self.home.credit(queue, consumer, n, bytes),
             ShardMsg::Returned {
                 queue,
                 consumer,
