@@ -11,9 +11,11 @@
 //! returns credit after each socket write.
 
 use crate::defs::QueueDef;
+pub mod consumer;
 pub mod dead_letter;
 pub mod limits;
 
+pub use consumer::{QConsumer, SEND_WINDOW, SEND_WINDOW_BYTES};
 pub use dead_letter::{DeadLetter, DeadLetterTarget, DeathReason};
 pub use limits::{LengthLimits, Overflow};
 
@@ -66,20 +68,6 @@ pub struct Got {
     pub remaining: u32,
 }
 
-/// Deliveries in flight to one consumer's socket before credit comes back,
-/// in messages (see also [`SEND_WINDOW_BYTES`]).
-///
-/// Why this size: credit comes back after the consumer's connection wrote
-/// the deliveries, through its shard's drain and the mailbox; when the
-/// queue's shard is busy reading a publisher, that round trip takes a few
-/// ms, and the window must cover it or the consumer receives a fraction of
-/// the publish rate while the backlog grows (2048 gave 80% and, with the
-/// credit stuck behind publishes, under 10%: issue 14's bad runs, PERF.md).
-pub const SEND_WINDOW: u32 = 8192;
-/// Body bytes in flight to one consumer's socket before credit comes back:
-/// the window's bound on the consumer connection's write buffer for large
-/// messages (one message always goes out when nothing is in flight).
-pub const SEND_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 /// A durable queue keeps at most this many ready messages in memory; the
 /// rest are only positions in the store, loaded when they are delivered.
 pub const READ_AHEAD: usize = 1024;
@@ -99,33 +87,6 @@ pub struct Entry {
     pub expires: u64,
     /// Body size, in bytes (for `x-max-length-bytes`).
     pub size: u32,
-}
-
-/// A consumer at its queue, with its credit.
-#[derive(Debug)]
-pub struct QConsumer {
-    /// As registered by basic.consume.
-    pub spec: ConsumerSpec,
-    /// Deliveries not yet settled (bounded by `spec.prefetch`).
-    pub unacked: u32,
-    /// Deliveries not yet written to its socket (bounded by [`SEND_WINDOW`]).
-    pub unsent: u32,
-    /// Body bytes of those deliveries (bounded by [`SEND_WINDOW_BYTES`]).
-    pub unsent_bytes: u64,
-    /// Its channel reached the channel-wide prefetch (`basic.qos
-    /// global=true`): no dispatch until the channel resumes it.
-    pub paused: bool,
-}
-
-impl QConsumer {
-    fn has_capacity(&self) -> bool {
-        !self.paused
-            && self.unsent < SEND_WINDOW
-            && self.unsent_bytes < SEND_WINDOW_BYTES
-            && (self.spec.no_ack
-                || self.spec.prefetch == 0
-                || self.unacked < self.spec.prefetch as u32)
-    }
 }
 
 #[derive(Debug)]
