@@ -9,6 +9,7 @@
 #
 #   benches/s1_anatomy.sh            # 6 runs of 5 s, 2 shards
 #   RUNS=10 SHARDS=2 benches/s1_anatomy.sh
+#   SIZE=16384 benches/s1_anatomy.sh   # s2b: 16 KiB bodies
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-6}
@@ -39,7 +40,7 @@ for run in $(seq 1 "$RUNS"); do
     >"$WORK/broker.log" 2>&1 &
   bpid=$!
   for _ in $(seq 50); do curl -sf -u guest:guest localhost:$MPORT/api/overview >/dev/null && break; sleep 0.1; done
-  "$LOADGEN" throughput --uri "amqp://guest:guest@127.0.0.1:$PORT/%2f" -x 1 -y 1 -s 16 \
+  "$LOADGEN" throughput --uri "amqp://guest:guest@127.0.0.1:$PORT/%2f" -x 1 -y 1 -s "${SIZE:-16}" \
     -z "$DUR" --warmup 1 --drain-timeout 5 --json >"$WORK/run.json" 2>"$WORK/lg.err" &
   lpid=$!
   sleep 1.5

@@ -32,9 +32,16 @@ pub async fn writer_task(cx: Cx, conn: Rc<Conn>, stream: SharedStream) {
         let r = stream.write_all(&spare).await;
         conn.send_oct.set(conn.send_oct.get() + spare.len() as u64);
         conn.last_sent.set(Instant::now());
-        // Keep a modest buffer around; drop a huge one.
+        // Keep the buffer while writes fill a good part of it; drop a large
+        // one once writes are small. Why: dropping every buffer over 4 MiB
+        // made a busy consumer of large messages regrow its buffer by
+        // doubling after every write, each time on fresh pages, and under
+        // a backlog the shards spent ~90% of their time zeroing them (s2b's
+        // bad runs, PERF.md). A connection that goes quiet still gives a
+        // large buffer back after one small write.
+        let written = spare.len();
         spare.clear();
-        if spare.capacity() > 4 * 1024 * 1024 {
+        if spare.capacity() > 4 * 1024 * 1024 && written < spare.capacity() / 4 {
             spare = Vec::new();
         }
         for super::CreditRec { to, n, bytes } in credits {

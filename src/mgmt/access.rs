@@ -70,6 +70,12 @@ pub async fn route(
             204,
         ),
         ("GET", ["users"]) => list(req, m.cx.table().users.values().map(user_json).collect()),
+        ("GET", ["users", "without-permissions"]) => {
+            let t = m.cx.table();
+            let users = t.users.values();
+            let lonely = users.filter(|u| !t.permissions.values().any(|p| p.def.user == u.name));
+            list(req, lonely.map(user_json).collect())
+        }
         ("GET", ["users", name]) => match m.cx.table().users.get(*name) {
             Some(u) => Response::json(200, &user_json(u)),
             None => Response::error(404, "Object Not Found", "Not Found"),

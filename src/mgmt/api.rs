@@ -164,6 +164,12 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         "connections" | "channels" | "consumers" => {
             super::connections::route(m, req, &user, meth, s).await
         }
+        "vhosts" if matches!(s, [_, _, "connections" | "channels"]) => {
+            super::connections::route(m, req, &user, meth, s).await
+        }
+        "parameters" | "global-parameters" | "feature-flags" => {
+            super::parameters::route(m, req, meth, s).await
+        }
         "exchanges" => super::exchanges::route(m, req, &user, meth, s).await,
         "queues" => super::queues::route(m, req, &user, meth, s).await,
         "bindings" => super::bindings::route(m, req, &user, meth, s).await,

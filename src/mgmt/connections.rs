@@ -22,11 +22,13 @@ pub async fn route(
     s: &[&str],
 ) -> Response {
     match (meth, s) {
-        ("GET", ["connections"]) => {
+        ("GET", ["connections"]) | ("GET", ["vhosts", _, "connections"]) => {
+            let vh = (s[0] == "vhosts").then(|| s[1]);
             let snaps = gather(&m.cx).await;
             let items = snaps
                 .iter()
                 .flat_map(|s| s.connections.iter())
+                .filter(|c| vh.is_none_or(|v| v == c.vhost))
                 .filter(|c| crate::meta::access::connection(user, &c.user))
                 .map(|c| conn_json(m, c))
                 .collect();
@@ -63,9 +65,19 @@ pub async fn route(
             .await;
             Response::no_content()
         }
-        ("GET", ["channels"]) => {
+        ("GET", ["channels"])
+        | ("GET", ["vhosts", _, "channels"])
+        | ("GET", ["connections", _, "channels"]) => {
+            // All channels, a vhost's, or one connection's.
+            let (vh, conn) = match s {
+                ["vhosts", v, _] => (Some(*v), None),
+                ["connections", c, _] => (None, Some(*c)),
+                _ => (None, None),
+            };
             let snaps = gather(&m.cx).await;
-            let items = snaps.iter().flat_map(|s| s.channels.iter()).filter(|c| crate::meta::access::connection(user, &c.user)).map(|c| {
+            let items = snaps.iter().flat_map(|s| s.channels.iter())
+                .filter(|c| vh.is_none_or(|v| v == c.vhost) && conn.is_none_or(|n| n == c.connection))
+                .filter(|c| crate::meta::access::connection(user, &c.user)).map(|c| {
                 let prefix = format!("channel|{}|{} ({})|", c.vhost, c.connection, c.number);
                 json!({"name": format!("{} ({})", c.connection, c.number), "number": c.number, "vhost": c.vhost,
                     "user": c.user, "node": node_name(), "state": "running", "consumer_count": c.consumers,

@@ -51,6 +51,9 @@ fn need<'a>(meth: &str, s: &[&'a str]) -> Need<'a> {
             | "vhosts"],
         ) => Need::Login,
         ("GET" | "DELETE", ["connections", _]) => Need::Login,
+        ("GET", ["connections", _, "channels"]) => Need::Login,
+        ("GET", ["vhosts", v, "connections" | "channels"]) => Need::Vhost(v),
+        ("GET", ["feature-flags"]) => Need::Login,
         ("GET", ["exchanges" | "queues" | "bindings" | "consumers", v, ..]) => Need::Vhost(v),
         ("PUT" | "DELETE", ["exchanges", v, n]) => {
             Need::Resources(v, vec![(Configure, "exchange", n)], Refusal::Plain)

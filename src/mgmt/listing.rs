@@ -1,5 +1,7 @@
-//! Listings as RabbitMQ's API pages them: `columns=`, `sort=` and
-//! `sort_reverse=`, `name=` filtering, `page=`/`page_size=`.
+//! Listings as RabbitMQ's API pages them: `columns=`, `sort=` (dotted keys
+//! reach into objects) and `sort_reverse=`, `name=` filtering
+//! (case-insensitive; `use_regex=true` for a regular expression),
+//! `page=`/`page_size=`.
 
 use super::api::q;
 use super::http::{Request, Response};
@@ -8,8 +10,12 @@ use serde_json::{json, Value};
 /// Apply `columns=`, `sort=`, and `page=`/`page_size=` as RabbitMQ does.
 pub fn list(req: &Request, mut items: Vec<Value>) -> Response {
     if let Some(sort) = q(req, "sort") {
+        // A dotted key reaches into objects (`message_stats.publish`).
+        let pointer = format!("/{}", sort.replace('.', "/"));
+        let null = Value::Null;
+        let key = |v: &Value| v.pointer(&pointer).unwrap_or(&null).clone();
         items.sort_by(|a, b| {
-            let (x, y) = (&a[&sort], &b[&sort]);
+            let (x, y) = (&key(a), &key(b));
             match (x.as_f64(), y.as_f64()) {
                 (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
                 _ => x.to_string().cmp(&y.to_string()),
@@ -21,7 +27,26 @@ pub fn list(req: &Request, mut items: Vec<Value>) -> Response {
     }
     let total = items.len();
     if let Some(name) = q(req, "name") {
-        items.retain(|i| i["name"].as_str().is_some_and(|n| n.contains(&name)));
+        // As RabbitMQ: a case-insensitive substring, or with
+        // `use_regex=true` a case-insensitive regular expression (KEDA's
+        // queue scaler relies on it).
+        if q(req, "use_regex").as_deref() == Some("true") {
+            let re = regex::RegexBuilder::new(&name)
+                .case_insensitive(true)
+                .size_limit(1 << 20)
+                .build();
+            let Ok(re) = re else {
+                return Response::error(400, "bad_request", format!("invalid regex: {name}"));
+            };
+            items.retain(|i| i["name"].as_str().is_some_and(|n| re.is_match(n)));
+        } else {
+            let name = name.to_lowercase();
+            items.retain(|i| {
+                i["name"]
+                    .as_str()
+                    .is_some_and(|n| n.to_lowercase().contains(&name))
+            });
+        }
     }
     if let Some(cols) = q(req, "columns") {
         let cols: Vec<&str> = cols.split(',').collect();

@@ -23,6 +23,7 @@ pub mod messages;
 pub mod methods;
 pub mod metrics;
 pub mod overview;
+pub mod parameters;
 pub mod queues;
 pub mod requests;
 pub use crate::bus::stats;

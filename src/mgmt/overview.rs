@@ -22,6 +22,16 @@ pub async fn route(
         ("GET", ["overview"]) => overview(m, req).await,
         ("GET", ["nodes"]) => Response::json(200, &json!([node_json(m).await])),
         ("GET", ["nodes", _]) => Response::json(200, &node_json(m).await),
+        // RabbitMQ's breakdown is by Erlang allocator; Warren reports the
+        // one number it measures, the resident set (`strategy: rss`).
+        ("GET", ["nodes", _, "memory"]) => {
+            let rss = super::metrics::rss_bytes();
+            Response::json(
+                200,
+                &json!({"memory": {"total": {"rss": rss, "allocated": rss, "erlang": 0},
+                    "strategy": "rss"}}),
+            )
+        }
         ("GET", ["whoami"]) => Response::json(200, &json!({"name": user.name, "tags": user.tags})),
         _ => Response::error(404, "Object Not Found", "Not Found"),
     }

@@ -17,7 +17,7 @@ pub const SEND_WINDOW: u32 = 8192;
 /// Body bytes in flight to one consumer's socket before credit comes back:
 /// the window's bound on the consumer connection's write buffer for large
 /// messages (one message always goes out when nothing is in flight).
-pub const SEND_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
+pub const SEND_WINDOW_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A consumer at its queue, with its credit.
 #[derive(Debug)]

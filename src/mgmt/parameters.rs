@@ -1,0 +1,100 @@
+//! `/api/parameters`, `/api/global-parameters` and `/api/feature-flags`,
+//! answered with what is true of Warren: its only runtime parameters are
+//! vhost limits (component `vhost-limits`, set through `/api/vhost-limits`);
+//! a parameter of any other component (federation, shovel, ...) is refused
+//! with 400, never stored and ignored. Its one global parameter is the
+//! cluster name (the node's name). Feature flags are RabbitMQ's cluster
+//! upgrade switches; Warren lists the ones whose feature it has as
+//! `enabled` and `quorum_queue` / `stream_queue` as `unavailable` (tools
+//! that require them, NServiceBus's `stream_queue` check for one, learn
+//! the truth at start-up).
+
+use super::api::node_name;
+use super::http::{Request, Response};
+use super::listing::list;
+use super::Mgmt;
+use serde_json::{json, Value};
+use std::rc::Rc;
+
+/// Feature flags as `/api/feature-flags` lists them: (name, state, desc).
+const FEATURE_FLAGS: &[(&str, &str, &str)] = &[
+    (
+        "implicit_default_bindings",
+        "enabled",
+        "Default bindings are implicit",
+    ),
+    (
+        "user_limits",
+        "enabled",
+        "Per-user connection and channel limits",
+    ),
+    (
+        "virtual_host_metadata",
+        "enabled",
+        "Virtual host metadata (description, tags)",
+    ),
+    (
+        "quorum_queue",
+        "unavailable",
+        "Quorum queues (not in Warren)",
+    ),
+    ("stream_queue", "unavailable", "Streams (not in Warren)"),
+];
+
+fn vhost_limit_parameters(m: &Mgmt) -> Vec<Value> {
+    let t = m.cx.table();
+    let mut out: Vec<Value> = t
+        .vhost_limits
+        .iter()
+        .map(
+            |(v, l)| json!({"vhost": v, "component": "vhost-limits", "name": "limits", "value": l}),
+        )
+        .collect();
+    out.sort_by_key(|p| p.to_string());
+    out
+}
+
+/// Routes under this resource (`s`: the path segments after `api`,
+/// decoded); 404 for any other.
+pub async fn route(m: &Rc<Mgmt>, req: &Request, meth: &str, s: &[&str]) -> Response {
+    let not_found = || Response::error(404, "Object Not Found", "Not Found");
+    match (meth, s) {
+        ("GET", ["feature-flags"]) => {
+            let flags = FEATURE_FLAGS.iter().map(|(name, state, desc)| {
+                json!({"name": name, "state": state, "desc": desc, "stability": "stable",
+                    "provided_by": "warren", "doc_url": ""})
+            });
+            Response::json(200, &Value::Array(flags.collect()))
+        }
+        ("GET", ["global-parameters"]) => list(
+            req,
+            vec![json!({"name": "cluster_name", "value": node_name()})],
+        ),
+        ("GET", ["global-parameters", "cluster_name"]) => {
+            Response::json(200, &json!({"name": "cluster_name", "value": node_name()}))
+        }
+        ("GET", ["parameters"]) => list(req, vhost_limit_parameters(m)),
+        ("GET", ["parameters", component]) | ("GET", ["parameters", component, _]) => {
+            let vhost = s.get(2).copied();
+            let items = vhost_limit_parameters(m)
+                .into_iter()
+                .filter(|p| p["component"] == *component)
+                .filter(|p| vhost.is_none_or(|v| p["vhost"] == v))
+                .collect();
+            list(req, items)
+        }
+        ("GET", ["parameters", component, v, name]) => vhost_limit_parameters(m)
+            .into_iter()
+            .find(|p| p["component"] == *component && p["vhost"] == *v && p["name"] == *name)
+            .map(|p| Response::json(200, &p))
+            .unwrap_or_else(not_found),
+        ("PUT", ["parameters", component, _, _]) => Response::error(
+            400,
+            "bad_request",
+            format!(
+                "runtime parameters of component '{component}' are not supported (vhost limits: PUT /api/vhost-limits/{{vhost}}/{{name}})"
+            ),
+        ),
+        _ => not_found(),
+    }
+}
