@@ -26,17 +26,19 @@ pub fn list(req: &Request, mut items: Vec<Value>) -> Response {
         }
     }
     let total = items.len();
-    if let Some(name) = q(req, "name") {
-        // As RabbitMQ: a case-insensitive substring, or with
-        // `use_regex=true` a case-insensitive regular expression (KEDA's
-        // queue scaler relies on it).
+    // As RabbitMQ 3.10 (recorded): `name=` filters paged listings only, as
+    // a case-insensitive substring, or with `use_regex=true` a
+    // case-insensitive regular expression (KEDA's queue scaler relies on
+    // it); an invalid one is "Pagination parameters are invalid".
+    let name = q(req, "page").and_then(|_| q(req, "name"));
+    if let Some(name) = name {
         if q(req, "use_regex").as_deref() == Some("true") {
             let re = regex::RegexBuilder::new(&name)
                 .case_insensitive(true)
                 .size_limit(1 << 20)
                 .build();
             let Ok(re) = re else {
-                return Response::error(400, "bad_request", format!("invalid regex: {name}"));
+                return Response::error(400, "bad_request", "Pagination parameters are invalid");
             };
             items.retain(|i| i["name"].as_str().is_some_and(|n| re.is_match(n)));
         } else {
