@@ -61,13 +61,13 @@ struct Args {
     /// a process crash, not a power loss). Default: wait (safe).
     #[arg(long, env = "WARREN_NO_FSYNC")]
     no_fsync: bool,
-    /// Longest delay before ack/delivery records reach the queue index, ms [default: 200].
+    /// Longest delay before ack/delivery records reach the store's journal, ms [default: 200].
     #[arg(long, env = "WARREN_FLUSH_INTERVAL_MS")]
     flush_interval_ms: Option<u64>,
     /// Management HTTP API port; 0 picks a free one and prints it [default: 15672].
     #[arg(long, env = "WARREN_MGMT_PORT")]
     mgmt_port: Option<u16>,
-    /// Address for the management HTTP API [default: 0.0.0.0].
+    /// Address for the management HTTP API [default: the AMQP --bind address].
     #[arg(long, env = "WARREN_MGMT_BIND")]
     mgmt_bind: Option<IpAddr>,
     /// Do not start the management HTTP API.

@@ -321,10 +321,15 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
             if_unused,
             if_empty,
             owner,
+            only,
         } => {
             let Some(def) = cluster.table().queue(&vhost, &name).cloned() else {
                 return Ok(MetaReply::Deleted { messages: 0 });
             };
+            if only.is_some_and(|id| id != def.id) {
+                // The queue this was meant for is gone; the name is reused.
+                return Ok(MetaReply::Deleted { messages: 0 });
+            }
             if let (Some(o), Some(owner)) = (def.exclusive_owner, owner) {
                 if o != owner {
                     return Err(locked(&name, &vhost));

@@ -99,6 +99,11 @@ pub enum MetaOp {
         if_empty: bool,
         /// None when the broker itself deletes (auto-delete).
         owner: Option<ConnId>,
+        /// When set, only this queue: a queue declared since under the same
+        /// name is left alone (the broker's own deletes, auto-delete and
+        /// `x-expires`, are decided on one queue and may arrive after it
+        /// was deleted and its name reused).
+        only: Option<QueueId>,
     },
     /// queue.bind / exchange.bind, or their unbind. An existing binding is
     /// not added twice; a missing one (or a missing end) unbinds as Ok.

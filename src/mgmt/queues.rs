@@ -84,6 +84,7 @@ pub async fn route(
                 if_unused: q(req, "if-unused").as_deref() == Some("true"),
                 if_empty: q(req, "if-empty").as_deref() == Some("true"),
                 owner: Some(ConnId(0)),
+                only: None,
             };
             done(meta(m, op).await, 204)
         }

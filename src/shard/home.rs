@@ -130,6 +130,7 @@ impl QueueHome {
                     if_unused: true,
                     if_empty: false,
                     owner: None,
+                    only: Some(id),
                 };
                 link.call(link.authority(), crate::bus::Request::Meta(op))
                     .await;

@@ -208,12 +208,12 @@ impl Shard {
                     Some(q) => {
                         q.cancel(consumer);
                         q.should_auto_delete()
-                            .then(|| (q.def.vhost.clone(), q.def.name.clone()))
+                            .then(|| (q.def.vhost.clone(), q.def.name.clone(), qid))
                     }
                     None => None,
                 };
-                if let Some((vhost, name)) = auto_delete {
-                    self.request_auto_delete(vhost, name);
+                if let Some((vhost, name, qid)) = auto_delete {
+                    self.request_auto_delete(vhost, name, qid);
                 }
                 self.home.drain_queue(qid);
                 Response::Cancelled
@@ -274,7 +274,7 @@ impl Shard {
         self.link.respond(origin, id, resp);
     }
 
-    fn request_auto_delete(&self, vhost: String, name: String) {
+    fn request_auto_delete(&self, vhost: String, name: String, queue: QueueId) {
         let link = self.link.clone();
         glommio::spawn_local(async move {
             let op = MetaOp::QueueDelete {
@@ -283,6 +283,7 @@ impl Shard {
                 if_unused: true,
                 if_empty: false,
                 owner: None,
+                only: Some(queue),
             };
             link.call(link.authority(), Request::Meta(op)).await;
         })

@@ -90,6 +90,7 @@ pub(super) async fn queue_delete(
         if_unused: d.if_unused,
         if_empty: d.if_empty,
         owner: Some(conn.id),
+        only: None,
     };
     let messages = match meta(cx, op).await? {
         MetaReply::Deleted { messages } => messages,
