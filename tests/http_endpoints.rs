@@ -156,3 +156,36 @@ fn rt() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+#[test]
+fn nodes_and_overview_carry_the_members_tools_read_with_real_values() {
+    let b = Broker::start(1);
+    let api = Api::new(b.mgmt_port);
+    let node = &api.get_ok("/api/nodes")[0];
+    for k in [
+        "fd_total",
+        "fd_used",
+        "sockets_used",
+        "sockets_total",
+        "disk_free",
+        "disk_free_limit",
+        "mem_used",
+        "mem_limit",
+    ] {
+        assert!(node[k].as_u64().is_some_and(|v| v > 0), "{k}: {node}");
+    }
+    assert!(node["fd_used"].as_u64() < node["fd_total"].as_u64());
+    assert!(node["os_pid"]
+        .as_str()
+        .is_some_and(|p| p.parse::<u32>().is_ok()));
+    let o = api.get_ok("/api/overview");
+    assert_eq!(o["management_version"], o["rabbitmq_version"]);
+    assert_eq!(o["disable_stats"], json!(false));
+    let types: Vec<&str> = o["exchange_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["direct", "fanout", "headers", "topic"]);
+}

@@ -37,11 +37,52 @@ pub async fn route(
     }
 }
 
+/// This process's open file descriptors: (all, sockets).
+fn fds() -> (usize, usize) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return (0, 0);
+    };
+    let (mut all, mut sockets) = (0, 0);
+    for e in dir.flatten() {
+        all += 1;
+        let link = std::fs::read_link(e.path()).unwrap_or_default();
+        if link.to_string_lossy().starts_with("socket:") {
+            sockets += 1;
+        }
+    }
+    (all, sockets)
+}
+
+/// The machine's RAM in bytes (`MemTotal` of /proc/meminfo), 0 if unknown.
+fn total_ram() -> u64 {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// `/api/nodes/{node}` with the members tools read, real values of this
+/// process: `fd_total` and `sockets_total` are the open-file limit
+/// (RLIMIT_NOFILE; sockets share it), `disk_free` is free space in the data
+/// directory and `disk_free_limit` the room Warren needs for one more
+/// segment (below it the disk alarm blocks publishers), `mem_used` the
+/// resident set. There is no memory watermark yet (issue 13): `mem_limit`
+/// is the machine's RAM and `mem_alarm` is never raised.
 async fn node_json(m: &Mgmt) -> Value {
-    json!({"name": node_name(), "type": "disc", "running": true, "mem_used": super::metrics::rss_bytes(),
+    let cfg = &m.cx.link.config;
+    let (fd_used, sockets_used) = fds();
+    let fd_total = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(0, |(soft, _)| soft);
+    let disk_free = nix::sys::statvfs::statvfs(&cfg.data_dir)
+        .map_or(0, |s| s.blocks_available() * s.fragment_size());
+    json!({"name": node_name(), "type": "disc", "running": true, "os_pid": std::process::id().to_string(),
+        "mem_used": super::metrics::rss_bytes(), "mem_limit": total_ram(), "mem_alarm": false,
+        "mem_calculation_strategy": "rss",
         "uptime": m.started.elapsed().as_millis() as u64, "processors": m.cx.shard_count(),
-        "fd_used": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
-        "disk_free_alarm": m.cx.conns.blocked.get(), "mem_alarm": false})
+        "fd_used": fd_used, "fd_total": fd_total, "sockets_used": sockets_used, "sockets_total": fd_total,
+        "disk_free": disk_free, "disk_free_limit": cfg.segment_size as u64 + 64 * 1024,
+        "disk_free_alarm": m.cx.conns.blocked.get(), "rates_mode": "basic"})
 }
 
 async fn overview(m: &Mgmt, _req: &Request) -> Response {
@@ -63,7 +104,15 @@ async fn overview(m: &Mgmt, _req: &Request) -> Response {
     Response::json(
         200,
         &json!({
-            "management_version": env!("CARGO_PKG_VERSION"), "rabbitmq_version": "3.13.0",
+            // The management API Warren implements is RabbitMQ 3.13's, so
+            // tools that gate features on the version see one version.
+            "management_version": "3.13.0", "rabbitmq_version": "3.13.0",
+            "erlang_version": "none (Warren is written in Rust)", "disable_stats": false,
+            "rates_mode": "basic", "exchange_types": [
+                {"name": "direct", "description": "AMQP direct exchange", "enabled": true},
+                {"name": "fanout", "description": "AMQP fanout exchange", "enabled": true},
+                {"name": "headers", "description": "AMQP headers exchange", "enabled": true},
+                {"name": "topic", "description": "AMQP topic exchange", "enabled": true}],
             "product_name": "Warren", "product_version": env!("CARGO_PKG_VERSION"),
             "cluster_name": "warren", "node": node_name(),
             "object_totals": {"connections": conns, "channels": chans, "exchanges": t.exchanges.len() + t.vhosts.len(),
