@@ -189,3 +189,39 @@ fn nodes_and_overview_carry_the_members_tools_read_with_real_values() {
         .collect();
     assert_eq!(types, ["direct", "fanout", "headers", "topic"]);
 }
+
+#[test]
+fn channels_show_their_global_prefetch_and_returned_messages() {
+    let b = Broker::start(1);
+    rt().block_on(async {
+        let c = connect(&b).await;
+        let ch = open_channel(&c).await;
+        ch.basic_qos(7, lapin::options::BasicQosOptions { global: true })
+            .await
+            .unwrap();
+        let opts = lapin::options::BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
+        ch.basic_publish("", "no-such-queue", opts, b"x", Default::default())
+            .await
+            .unwrap();
+        let port = b.mgmt_port;
+        tokio::task::spawn_blocking(move || {
+            let api = Api::new(port);
+            mgmt::eventually("the return counted", || {
+                let chans = api.get_ok("/api/channels");
+                let ch = &chans[0];
+                let returned = ch["message_stats"]["return_unroutable"].as_u64();
+                (returned == Some(1)).then(|| ch["global_prefetch_count"].clone())
+            });
+            assert_eq!(
+                api.get_ok("/api/channels")[0]["global_prefetch_count"],
+                json!(7)
+            );
+        })
+        .await
+        .unwrap();
+        let _ = c.close(200, "bye").await;
+    });
+}

@@ -64,6 +64,8 @@ pub struct ChanInfo {
     pub unacked: u32,
     /// Per-consumer prefetch count (basic.qos global=false); 0 = no limit.
     pub prefetch: u16,
+    /// Channel-wide prefetch count (basic.qos global=true); 0 = no limit.
+    pub global_prefetch: u16,
     /// Publisher confirms enabled (confirm.select).
     pub confirm: bool,
     /// Transactional (tx.select).
@@ -77,6 +79,8 @@ pub struct ChanInfo {
     pub ack: u64,
     /// Publishes confirmed with basic.ack (messages, not ack frames).
     pub confirmed: u64,
+    /// Mandatory publishes returned unroutable with basic.return.
+    pub returned: u64,
 }
 
 /// One consumer, as listed by `/api/consumers`.

@@ -223,7 +223,7 @@ pub struct ChannelStats {
     pub ack: u64,
     /// Publishes confirmed with basic.ack (messages, not frames).
     pub confirm: u64,
-    /// Messages returned with basic.return. Never incremented at present.
+    /// Messages returned with basic.return (mandatory and unroutable).
     pub returned: u64,
     /// Per exchange published to: (exchange, messages in, messages routed).
     pub exchanges: Vec<(amq_protocol::types::ShortString, u64, u64)>,

@@ -216,6 +216,7 @@ fn route_to(
             codec::write_content(&mut out, ch.id, &msg.props, &msg.body, conn.frame_max.get());
             drop(out);
             conn.out_notify.notify();
+            ch.stats.returned += 1;
         }
         // Unroutable: confirmed at the next flush (nothing outstanding).
         return;

@@ -81,10 +81,10 @@ pub async fn route(
                 let prefix = format!("channel|{}|{} ({})|", c.vhost, c.connection, c.number);
                 json!({"name": format!("{} ({})", c.connection, c.number), "number": c.number, "vhost": c.vhost,
                     "user": c.user, "node": node_name(), "state": "running", "consumer_count": c.consumers,
-                    "messages_unacknowledged": c.unacked, "prefetch_count": c.prefetch, "global_prefetch_count": 0,
+                    "messages_unacknowledged": c.unacked, "prefetch_count": c.prefetch, "global_prefetch_count": c.global_prefetch,
                     "confirm": c.confirm, "transactional": c.tx,
                     "connection_details": {"name": c.connection, "peer_host": c.peer_host, "peer_port": c.peer_port},
-                    "message_stats": m.message_stats(&prefix, &[("publish", c.publish), ("deliver_get", c.deliver), ("ack", c.ack), ("confirm", c.confirmed)])})
+                    "message_stats": m.message_stats(&prefix, &[("publish", c.publish), ("deliver_get", c.deliver), ("ack", c.ack), ("confirm", c.confirmed), ("return_unroutable", c.returned)])})
             }).collect();
             list(req, items)
         }

@@ -108,6 +108,7 @@ pub fn counters(snaps: &[ShardSnapshot]) -> HashMap<String, u64> {
             add(format!("{k}deliver_get"), c.deliver);
             add(format!("{k}ack"), c.ack);
             add(format!("{k}confirm"), c.confirmed);
+            add(format!("{k}return_unroutable"), c.returned);
         }
         for c in &s.connections {
             let k = format!("connection|{}|{}|", c.vhost, c.name);

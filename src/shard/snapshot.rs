@@ -62,12 +62,14 @@ pub(crate) fn snapshot(shard: &Shard) -> ShardSnapshot {
                 consumers: ch.consumers.len() as u32,
                 unacked: ch.unacked.len() as u32,
                 prefetch: ch.prefetch,
+                global_prefetch: ch.global_prefetch,
                 confirm: ch.confirm,
                 tx: ch.tx.is_some(),
                 publish: ch.stats.publish,
                 deliver: ch.stats.deliver,
                 ack: ch.stats.ack,
                 confirmed: ch.stats.confirm,
+                returned: ch.stats.returned,
             });
             for (x, i, o) in &ch.stats.exchanges {
                 merge_exchange(&mut exchanges, &st.vhost, x.as_str(), *i, *o);
