@@ -12,14 +12,6 @@ use lapin::types::FieldTable;
 use mgmt::{assert_fields, eventually, lookup, seg, Api};
 use serde_json::json;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn overview_and_nodes_have_rabbitmq_fields() {
     for shards in SHARD_COUNTS {

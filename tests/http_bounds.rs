@@ -71,6 +71,32 @@ fn a_request_trickled_byte_by_byte_is_cut_off() {
 }
 
 #[test]
+fn a_body_trickled_byte_by_byte_is_cut_off() {
+    let (b, _dir) = broker_with_idle_timeout(500);
+    let mut s = TcpStream::connect(("127.0.0.1", b.mgmt_port)).unwrap();
+    let start = Instant::now();
+    s.write_all(b"POST /api/definitions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+        .unwrap();
+    let mut closed = false;
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(50));
+        if s.write_all(b" ").is_err() {
+            closed = true;
+            break;
+        }
+    }
+    if !closed {
+        let (got, _) = read_to_close(&mut s);
+        assert_eq!(got, "", "no answer to an unfinished request");
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(9),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
 fn an_oversized_body_is_refused_with_413_before_it_is_read() {
     let b = Broker::start(1);
     let mut s = TcpStream::connect(("127.0.0.1", b.mgmt_port)).unwrap();

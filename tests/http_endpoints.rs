@@ -149,14 +149,6 @@ fn feature_flags_parameters_and_scoped_listings_answer_truthfully() {
     });
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn nodes_and_overview_carry_the_members_tools_read_with_real_values() {
     let b = Broker::start(1);

@@ -49,7 +49,7 @@ pub async fn route(
                     &json!({"name": v, "tracing": false, "description": "", "tags": []}),
                 )
             } else {
-                Response::error(404, "Object Not Found", "Not Found")
+                Response::not_found()
             }
         }
         ("PUT", ["vhosts", v]) => {
@@ -78,7 +78,7 @@ pub async fn route(
         }
         ("GET", ["users", name]) => match m.cx.table().users.get(*name) {
             Some(u) => Response::json(200, &user_json(u)),
-            None => Response::error(404, "Object Not Found", "Not Found"),
+            None => Response::not_found(),
         },
         ("PUT", ["users", name]) => {
             let b: UserBody = match body::parse(req) {
@@ -124,7 +124,7 @@ pub async fn route(
             .find(|p| p["vhost"] == *v && p["user"] == *u)
         {
             Some(p) => Response::json(200, &p),
-            None => Response::error(404, "Object Not Found", "Not Found"),
+            None => Response::not_found(),
         },
         ("PUT", ["permissions", v, u]) => {
             let b: PermissionBody = match body::parse(req) {
@@ -143,7 +143,7 @@ pub async fn route(
         }
         ("DELETE", ["permissions", v, u]) => {
             if !m.cx.table().has_vhost_access(u, v) {
-                return Response::error(404, "Object Not Found", "Not Found");
+                return Response::not_found();
             }
             done(
                 meta(
@@ -157,7 +157,7 @@ pub async fn route(
                 204,
             )
         }
-        _ => Response::error(404, "Object Not Found", "Not Found"),
+        _ => Response::not_found(),
     }
 }
 

@@ -122,7 +122,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         return metrics::render(m).await;
     }
     if s.first() != Some(&"api") {
-        return Response::error(404, "Object Not Found", "Not Found");
+        return Response::not_found();
     }
     // RabbitMQ answers OPTIONS, and a method the route does not take, from
     // its route table before it looks at credentials.
@@ -151,7 +151,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             "queues" | "exchanges" | "bindings" | "consumers" | "definitions" | "permissions"
         ) || (*kind == "vhosts" && !rest.is_empty());
         if scoped && !m.cx.table().vhosts.contains(*v) {
-            return Response::error(404, "Object Not Found", "Not Found");
+            return Response::not_found();
         }
     }
     // The one authorisation gate, before any route runs.

@@ -73,7 +73,7 @@ pub async fn route(
                     && b["properties_key"] == *props
             });
             let Some(b) = found else {
-                return Response::error(404, "Object Not Found", "Not Found");
+                return Response::not_found();
             };
             let op = MetaOp::Bind {
                 vhost: v.to_string(),
@@ -87,7 +87,7 @@ pub async fn route(
             };
             done(meta(m, op).await, 204)
         }
-        _ => Response::error(404, "Object Not Found", "Not Found"),
+        _ => Response::not_found(),
     }
 }
 

@@ -42,7 +42,7 @@ pub async fn route(
                 .find(|c| c.name == *name && crate::meta::access::connection(user, &c.user))
             {
                 Some(c) => Response::json(200, &conn_json(m, c)),
-                None => Response::error(404, "Object Not Found", "Not Found"),
+                None => Response::not_found(),
             }
         }
         ("DELETE", ["connections", name]) => {
@@ -52,7 +52,7 @@ pub async fn route(
                 .flat_map(|s| s.connections.iter())
                 .find(|c| c.name == *name && crate::meta::access::connection(user, &c.user))
             else {
-                return Response::error(404, "Object Not Found", "Not Found");
+                return Response::not_found();
             };
             let reason = req
                 .header("x-reason")
@@ -104,7 +104,7 @@ pub async fn route(
                 .collect();
             list(req, items)
         }
-        _ => Response::error(404, "Object Not Found", "Not Found"),
+        _ => Response::not_found(),
     }
 }
 

@@ -270,6 +270,6 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request, meth: &str, s: &[&str]) -> Respo
             },
             Err(r) => r,
         },
-        _ => Response::error(404, "Object Not Found", "Not Found"),
+        _ => Response::not_found(),
     }
 }

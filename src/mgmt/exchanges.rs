@@ -33,7 +33,7 @@ pub async fn route(
             let all = exchanges_json(m, &gather(&m.cx).await, Some(v), user);
             match all.into_iter().find(|x| x["name"] == *n) {
                 Some(x) => Response::json(200, &x),
-                None => Response::error(404, "Object Not Found", "Not Found"),
+                None => Response::not_found(),
             }
         }
         ("PUT", ["exchanges", v, n]) => {
@@ -57,7 +57,7 @@ pub async fn route(
         }
         ("DELETE", ["exchanges", v, n]) => {
             if m.cx.table().exchange(v, n).is_none() {
-                return Response::error(404, "Object Not Found", "Not Found");
+                return Response::not_found();
             }
             let op = MetaOp::ExchangeDelete {
                 vhost: v.to_string(),
@@ -81,7 +81,7 @@ pub async fn route(
                 .collect();
             list(req, items)
         }
-        _ => Response::error(404, "Object Not Found", "Not Found"),
+        _ => Response::not_found(),
     }
 }
 

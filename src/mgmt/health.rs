@@ -78,7 +78,7 @@ pub async fn route(m: &Rc<Mgmt>, _req: &Request, meth: &str, s: &[&str]) -> Resp
                 Response::error(404, "Object Not Found", "vhost not found")
             }
         }
-        _ => Response::error(404, "Object Not Found", "Not Found"),
+        _ => Response::not_found(),
     }
 }
 

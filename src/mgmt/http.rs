@@ -136,6 +136,10 @@ impl Response {
             &serde_json::json!({"error": error, "reason": reason.into()}),
         )
     }
+    /// RabbitMQ's 404 for an object or route that does not exist.
+    pub fn not_found() -> Self {
+        Self::error(404, "Object Not Found", "Not Found")
+    }
     /// The same response with one more header.
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
@@ -210,12 +214,18 @@ where
         hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let (activity, handle) = (activity.clone(), handle.clone());
             async move {
-                activity.busy.set(activity.busy.get() + 1);
+                // Reading the body counts as sending the request: the
+                // watchdog still runs, so a body trickled byte by byte is
+                // cut off like a trickled head. Only answering is busy.
                 let resp = match read(req).await {
-                    Ok(req) => handle(req).await,
+                    Ok(req) => {
+                        activity.busy.set(activity.busy.get() + 1);
+                        let resp = handle(req).await;
+                        activity.busy.set(activity.busy.get() - 1);
+                        resp
+                    }
                     Err(refusal) => refusal,
                 };
-                activity.busy.set(activity.busy.get() - 1);
                 activity.last.set(Instant::now());
                 Ok::<_, Infallible>(to_hyper(resp))
             }

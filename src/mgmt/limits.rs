@@ -56,7 +56,7 @@ pub async fn route(m: &Mgmt, req: &Request, meth: &str, s: &[&str]) -> Option<Re
         ("GET", ["vhost-limits", v]) => {
             let t = m.cx.table();
             if !t.vhosts.contains(*v) {
-                return Some(Response::error(404, "Object Not Found", "Not Found"));
+                return Some(Response::not_found());
             }
             let one = t.vhost_limits.get(*v).map(|l| (v.to_string(), l.clone()));
             drop(t);
@@ -101,7 +101,7 @@ pub async fn route(m: &Mgmt, req: &Request, meth: &str, s: &[&str]) -> Option<Re
         ("GET", ["user-limits", u]) => {
             let t = m.cx.table();
             if !t.users.contains_key(*u) {
-                return Some(Response::error(404, "Object Not Found", "Not Found"));
+                return Some(Response::not_found());
             }
             let one = t.user_limits.get(*u).map(|l| (u.to_string(), l.clone()));
             drop(t);

@@ -133,7 +133,7 @@ pub fn publish(m: &Mgmt, req: &Request, user: &UserDef, vhost: &str, exchange: &
         Err(r) => return r,
     };
     if !exchange.is_empty() && m.cx.table().exchange(vhost, exchange).is_none() {
-        return Response::error(404, "Object Not Found", "Not Found");
+        return Response::not_found();
     }
     let key = b.routing_key.0;
     let msg = Arc::new(crate::message::Message {
@@ -246,7 +246,7 @@ pub async fn get_messages(m: &Mgmt, req: &Request, vhost: &str, name: &str) -> R
     let truncate = b.truncate.map(|t| t.0 as usize);
     let target = m.cx.table().queue(vhost, name).map(|q| (q.id, q.home));
     let Some((id, home)) = target else {
-        return Response::error(404, "Object Not Found", "Not Found");
+        return Response::not_found();
     };
     let mut out = Vec::new();
     let mut taken = Vec::new();

@@ -33,7 +33,7 @@ pub async fn route(
             )
         }
         ("GET", ["whoami"]) => Response::json(200, &json!({"name": user.name, "tags": user.tags})),
-        _ => Response::error(404, "Object Not Found", "Not Found"),
+        _ => Response::not_found(),
     }
 }
 

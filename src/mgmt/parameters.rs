@@ -57,7 +57,6 @@ fn vhost_limit_parameters(m: &Mgmt) -> Vec<Value> {
 /// Routes under this resource (`s`: the path segments after `api`,
 /// decoded); 404 for any other.
 pub async fn route(m: &Rc<Mgmt>, req: &Request, meth: &str, s: &[&str]) -> Response {
-    let not_found = || Response::error(404, "Object Not Found", "Not Found");
     match (meth, s) {
         ("GET", ["feature-flags"]) => {
             let flags = FEATURE_FLAGS.iter().map(|(name, state, desc)| {
@@ -87,7 +86,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request, meth: &str, s: &[&str]) -> Respo
             .into_iter()
             .find(|p| p["component"] == *component && p["vhost"] == *v && p["name"] == *name)
             .map(|p| Response::json(200, &p))
-            .unwrap_or_else(not_found),
+            .unwrap_or_else(Response::not_found),
         ("PUT", ["parameters", component, _, _]) => Response::error(
             400,
             "bad_request",
@@ -95,6 +94,6 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request, meth: &str, s: &[&str]) -> Respo
                 "runtime parameters of component '{component}' are not supported (vhost limits: PUT /api/vhost-limits/{{vhost}}/{{name}})"
             ),
         ),
-        _ => not_found(),
+        _ => Response::not_found(),
     }
 }

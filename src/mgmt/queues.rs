@@ -51,7 +51,7 @@ pub async fn route(
                 .find(|q| q.vhost == *v && q.name == *n)
             {
                 Some(qi) => Response::json(200, &queue_json(m, qi, &node_name())),
-                None => Response::error(404, "Object Not Found", "Not Found"),
+                None => Response::not_found(),
             }
         }
         ("PUT", ["queues", v, n]) => {
@@ -76,7 +76,7 @@ pub async fn route(
         }
         ("DELETE", ["queues", v, n]) => {
             if m.cx.table().queue(v, n).is_none() {
-                return Response::error(404, "Object Not Found", "Not Found");
+                return Response::not_found();
             }
             let op = MetaOp::QueueDelete {
                 vhost: v.to_string(),
@@ -91,7 +91,7 @@ pub async fn route(
         ("DELETE", ["queues", v, n, "contents"]) => {
             let target = m.cx.table().queue(v, n).map(|q| (q.id, q.home));
             let Some((id, home)) = target else {
-                return Response::error(404, "Object Not Found", "Not Found");
+                return Response::not_found();
             };
             m.cx.call(home, ShardReq::Purge(id)).await;
             Response::no_content()
@@ -104,7 +104,7 @@ pub async fn route(
                 .collect();
             list(req, items)
         }
-        _ => Response::error(404, "Object Not Found", "Not Found"),
+        _ => Response::not_found(),
     }
 }
 

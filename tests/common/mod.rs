@@ -881,3 +881,13 @@ impl RawClient {
         }
     }
 }
+
+/// A two-worker tokio runtime for tests that mix blocking HTTP calls with
+/// async lapin clients.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
