@@ -37,6 +37,19 @@ pub struct SegmentId(pub u64);
 
 const SHARD_SHIFT: u32 = 48;
 
+/// Where a direct reply-to address (`amq.rabbitmq.reply-to.<token>`)
+/// points: decoded from its token, not yet checked against the channel
+/// (that happens on the requester's shard). See `channel::reply_to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyAddress {
+    /// The requester's connection (its shard is encoded in it).
+    pub conn: ConnId,
+    /// The requester's channel number.
+    pub channel: u16,
+    /// The nonce of the reply consumer the address was made for.
+    pub nonce: u128,
+}
+
 impl ConnId {
     /// Packs `shard` into the top 16 bits and the low 48 bits of `local` (a
     /// per-shard counter, see `ConnTable`) below it.

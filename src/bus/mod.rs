@@ -240,6 +240,14 @@ pub enum ShardMsg {
         /// The consumer to resume.
         consumer: ConsumerId,
     },
+    /// A direct reply (RabbitMQ's `amq.rabbitmq.reply-to`) for a requester
+    /// on the receiving shard; its channel checks the address's nonce.
+    DirectReply {
+        /// The decoded reply address (the routing key it was published with).
+        to: crate::ids::ReplyAddress,
+        /// The reply.
+        msg: MsgRef,
+    },
     /// Server-sent basic.cancel: the consumer's queue went away.
     ConsumerCancelled {
         /// The consumer cancelled; its connection sends basic.cancel to the client.

@@ -11,6 +11,8 @@ pub mod handlers;
 mod io;
 pub mod limits;
 mod publish;
+pub mod reply_to;
+pub mod sender_routes;
 pub mod table;
 
 pub use table::{ConnTable, ConsumerRoute, Cx};
@@ -195,6 +197,8 @@ pub struct Channel {
     /// publisher usually repeats its exchange and key, so the table lookup
     /// is skipped while the table is unchanged.
     pub route_cache: Option<RouteCache>,
+    /// The direct reply-to consumer (`amq.rabbitmq.reply-to`), if any.
+    pub reply_consumer: Option<reply_to::ReplyConsumer>,
 }
 
 /// A channel's last routing decision (see `Channel::route_cache`).

@@ -145,14 +145,33 @@ pub fn route_and_send(
     let hit = matches!(&cache, Some(c)
         if headers.is_none() && c.version == version && same(c.exchange.as_str(), msg.exchange.as_str()) && same(c.routing_key.as_str(), msg.routing_key.as_str()));
     if !hit {
+        // A reply to a direct reply-to address is not routed through the
+        // table (it names a channel, not a queue); never cached.
+        if msg.exchange.as_str().is_empty()
+            && msg
+                .routing_key
+                .as_str()
+                .starts_with(super::reply_to::ADDRESS_PREFIX)
+        {
+            ch.route_cache = cache;
+            direct_reply(cx, conn, ch, msg, mandatory, confirm);
+            return;
+        }
         let mut dests: Vec<(QueueId, ShardId)> = Vec::new();
-        cx.table().route(
-            vhost,
-            msg.exchange.as_str(),
-            msg.routing_key.as_str(),
-            headers,
-            &mut dests,
-        );
+        if super::sender_routes::has_extra(headers) {
+            let mut keys = vec![msg.routing_key.as_str()];
+            super::sender_routes::extra_keys(headers, &mut keys);
+            cx.table()
+                .route_keys(vhost, msg.exchange.as_str(), &keys, headers, &mut dests);
+        } else {
+            cx.table().route(
+                vhost,
+                msg.exchange.as_str(),
+                msg.routing_key.as_str(),
+                headers,
+                &mut dests,
+            );
+        }
         // Grouped by home shard: one outbox message per shard.
         dests.sort_unstable_by_key(|d| d.1);
         cache = Some(super::RouteCache {
@@ -167,6 +186,29 @@ pub fn route_and_send(
     // A headers-dependent decision is not reusable for the next message.
     if headers.is_none() {
         ch.route_cache = Some(entry);
+    }
+}
+
+/// A publish to a direct reply-to address (see `reply_to`): counted and
+/// confirmed like an unroutable message (a reply address is not a queue, so
+/// a mandatory reply is returned, as RabbitMQ does) and sent to the
+/// requester's shard, which delivers it if the address is still valid.
+fn direct_reply(
+    cx: &Cx,
+    conn: &Conn,
+    ch: &mut Channel,
+    msg: MsgRef,
+    mandatory: bool,
+    confirm: bool,
+) {
+    route_to(cx, conn, ch, msg.clone(), mandatory, confirm, &[]);
+    let Some(to) = super::reply_to::decode(msg.routing_key.as_str()) else {
+        return;
+    };
+    if let Some(shard) = super::reply_to::shard_of(&to, cx.link.shard_count()) {
+        cx.link
+            .outbox
+            .push(shard, ShardMsg::DirectReply { to, msg });
     }
 }
 

@@ -143,6 +143,15 @@ impl ConnTable {
         }
     }
 
+    /// A direct reply for a requester on this shard (see `reply_to`);
+    /// dropped if the connection, channel or reply consumer is gone.
+    pub fn direct_reply(&self, to: &super::reply_to::ReplyAddress, msg: &MsgRef) {
+        let conn = self.conns.borrow().get(&to.conn).cloned();
+        if let Some(conn) = conn {
+            super::reply_to::deliver(&conn, to, msg);
+        }
+    }
+
     /// Server-sent `basic.cancel`: the consumer's queue went away.
     pub fn consumer_cancelled(&self, consumer: ConsumerId) {
         let route = self.consumers.borrow_mut().remove(&consumer);

@@ -133,7 +133,17 @@ pub struct PropsView {
     pub user_id: Option<String>,
     /// The `expiration` property, unparsed (only allocated when present).
     pub expiration: Option<String>,
+    /// The `priority` property (0-255 as sent; a priority queue caps it at
+    /// its `x-max-priority`).
+    pub priority: Option<u8>,
+    /// `reply-to` is exactly `amq.rabbitmq.reply-to` (direct reply-to): the
+    /// channel rewrites it to its reply address before routing.
+    pub reply_to_direct: bool,
 }
+
+/// The pseudo-queue of RabbitMQ's direct reply-to: consumed from in no-ack
+/// mode, named in `reply-to`, never declared.
+pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
 /// Content header: (class id, body size, raw properties, scanned view).
 pub fn parse_header(p: &Bytes) -> Option<(u16, u64, Bytes, PropsView)> {
@@ -167,7 +177,15 @@ pub fn scan_properties(raw: &[u8]) -> Option<PropsView> {
                 v.delivery_mode = Some(*raw.get(at)?);
                 at + 1
             }
-            11 => at + 1,
+            11 => {
+                v.priority = Some(*raw.get(at)?);
+                at + 1
+            }
+            9 => {
+                let next = skip_str(at)?;
+                v.reply_to_direct = raw.get(at + 1..next)? == DIRECT_REPLY_TO.as_bytes();
+                next
+            }
             6 => at + 8,
             8 => {
                 let (s, next) = shortstr(raw, at)?;
@@ -329,6 +347,8 @@ mod tests {
             let v = scan_properties(&raw).unwrap();
             assert_eq!(v.delivery_mode, *props.delivery_mode());
             assert_eq!(v.has_headers, props.headers().is_some());
+            assert_eq!(v.priority, *props.priority());
+            assert!(!v.reply_to_direct);
             assert_eq!(
                 v.user_id.as_deref(),
                 props.user_id().as_ref().map(|s| s.as_str())

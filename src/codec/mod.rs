@@ -194,6 +194,11 @@ pub fn next_frame(buf: &mut BytesMut, frame_max: u32) -> AmqpResult<Option<Frame
                 has_headers: p.headers().is_some(),
                 user_id: p.user_id().as_ref().map(|u| u.to_string()),
                 expiration: p.expiration().as_ref().map(|e| e.to_string()),
+                priority: *p.priority(),
+                reply_to_direct: p
+                    .reply_to()
+                    .as_ref()
+                    .is_some_and(|r| r.as_str() == fast::DIRECT_REPLY_TO),
             };
             Ok(Some(Frame::Header {
                 channel,

@@ -135,6 +135,20 @@ pub fn publish(m: &Mgmt, req: &Request, user: &UserDef, vhost: &str, exchange: &
     if !exchange.is_empty() && m.cx.table().exchange(vhost, exchange).is_none() {
         return Response::not_found();
     }
+    // CC/BCC as for an AMQP publish (`channel::sender_routes`).
+    let bcc = match props.headers() {
+        Some(h) => match crate::channel::sender_routes::check(h) {
+            Ok(b) => b,
+            Err(e) => return Response::error(400, "bad_request", e.text.as_str()),
+        },
+        None => false,
+    };
+    let route_headers = props.headers().clone();
+    let props = if bcc {
+        crate::channel::sender_routes::strip_bcc(props)
+    } else {
+        props
+    };
     let key = b.routing_key.0;
     let msg = Arc::new(crate::message::Message {
         exchange: exchange.into(),
@@ -144,9 +158,23 @@ pub fn publish(m: &Mgmt, req: &Request, user: &UserDef, vhost: &str, exchange: &
         persistent: *props.delivery_mode() == Some(2),
         expiration_ms,
     });
+    // A reply to a direct reply-to address goes to the requester's shard
+    // (not a queue: `routed` stays false, as for an AMQP mandatory reply).
+    if exchange.is_empty() {
+        if let Some(to) = crate::channel::reply_to::decode(&key) {
+            if let Some(shard) = crate::channel::reply_to::shard_of(&to, m.cx.link.shard_count()) {
+                m.cx.link
+                    .outbox
+                    .push(shard, ShardMsg::DirectReply { to, msg });
+            }
+            return Response::json(200, &json!({ "routed": false }));
+        }
+    }
     let mut dests = Vec::new();
+    let mut keys = vec![key.as_str()];
+    crate::channel::sender_routes::extra_keys(route_headers.as_ref(), &mut keys);
     m.cx.table()
-        .route(vhost, exchange, &key, props.headers().as_ref(), &mut dests);
+        .route_keys(vhost, exchange, &keys, route_headers.as_ref(), &mut dests);
     dests.sort_unstable_by_key(|d| d.1);
     let routed = !dests.is_empty();
     for (qid, home) in dests {

@@ -331,9 +331,29 @@ impl RoutingTable {
         headers: Option<&FieldTable>,
         out: &mut Vec<(QueueId, ShardId)>,
     ) {
+        self.route_keys(vhost, exchange, &[routing_key], headers, out)
+    }
+
+    /// Route with several routing keys at once (the publish's key plus its
+    /// `CC`/`BCC` keys, RabbitMQ's sender-selected distribution): every
+    /// exchange on the way routes every key, each queue is a destination
+    /// once, and an exchange hands the message to its alternate only if no
+    /// key routed it anywhere.
+    pub fn route_keys(
+        &self,
+        vhost: &str,
+        exchange: &str,
+        keys: &[&str],
+        headers: Option<&FieldTable>,
+        out: &mut Vec<(QueueId, ShardId)>,
+    ) {
         if exchange.is_empty() {
-            if let Some(q) = self.queue(vhost, routing_key) {
-                out.push((q.id, q.home));
+            for k in keys {
+                if let Some(q) = self.queue(vhost, k) {
+                    if !out.iter().any(|(id, _)| *id == q.id) {
+                        out.push((q.id, q.home));
+                    }
+                }
             }
             return;
         }
@@ -349,7 +369,9 @@ impl RoutingTable {
             };
             visited.push(x);
             dests.clear();
-            e.route(routing_key, headers, &mut dests);
+            for k in keys {
+                e.route(k, headers, &mut dests);
+            }
             // RabbitMQ's alternate exchange: an exchange that routes a
             // message nowhere (no queue, no exchange) hands it to its
             // `alternate-exchange`, which may have its own; `visited`

@@ -164,6 +164,7 @@ impl Shard {
             } => self.home.returned(queue, consumer, seq),
             ShardMsg::Resume { queue, consumer } => self.home.resume(queue, consumer),
             ShardMsg::ConsumerCancelled { consumer } => self.conns.consumer_cancelled(consumer),
+            ShardMsg::DirectReply { to, msg } => self.conns.direct_reply(&to, &msg),
         }
     }
 

@@ -54,6 +54,9 @@ pub(super) async fn basic_consume(
     ch: u16,
     c: basic::Consume,
 ) -> AmqpResult<()> {
+    if c.queue.as_str() == crate::channel::reply_to::DIRECT_REPLY_TO {
+        return consume_direct_reply_to(conn, ch, &c);
+    }
     let name = queue_name(conn, ch, c.queue.as_str())?;
     check(cx, conn, Access::Read, "queue", &name)?;
     let vh = vhost(conn);
@@ -68,7 +71,8 @@ pub(super) async fn basic_consume(
         let Some(chan) = st.channels.get(&ch) else {
             return Ok(());
         };
-        if chan.consumers.contains_key(&tag) {
+        let reply_tag = chan.reply_consumer.as_ref().is_some_and(|r| *r.tag == *tag);
+        if chan.consumers.contains_key(&tag) || reply_tag {
             return Err(AmqpError::not_allowed(format!(
                 "attempt to reuse consumer tag '{tag}'"
             )));
@@ -143,6 +147,26 @@ pub(super) async fn basic_consume(
     result
 }
 
+/// basic.consume on the direct reply-to pseudo-queue (see
+/// `channel::reply_to` for the rules and RabbitMQ's error texts). No
+/// permission applies: the consumer reads only replies addressed to it.
+fn consume_direct_reply_to(conn: &Conn, ch: u16, c: &basic::Consume) -> AmqpResult<()> {
+    let tag = with_channel(conn, ch, |chan, _| {
+        crate::channel::reply_to::consume(conn.id, chan, c)
+    })
+    .unwrap_or_else(|| Err(AmqpError::channel_error("expected 'channel.open'")))?;
+    if !c.nowait {
+        reply(
+            conn,
+            ch,
+            AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                consumer_tag: tag.into(),
+            })),
+        );
+    }
+    Ok(())
+}
+
 pub(super) async fn basic_cancel(
     conn: &Conn,
     cx: &Cx,
@@ -155,6 +179,10 @@ pub(super) async fn basic_cancel(
         cx.call(cons.home, Request::Cancel(cons.queue, cons.id))
             .await;
         cx.conns.consumers.borrow_mut().remove(&cons.id);
+    } else {
+        with_channel(conn, ch, |chan, _| {
+            crate::channel::reply_to::cancel(chan, &tag)
+        });
     }
     if !c.nowait {
         reply(

@@ -49,6 +49,25 @@ pub fn content_header(
             "user_id property set to '{uid}' but authenticated user was '{user}'"
         )));
     }
+    // CC/BCC and direct reply-to change the properties: decode them once,
+    // re-encode once (a copy of the properties only, never of the body).
+    let bcc = match &headers {
+        Some(h) => crate::channel::sender_routes::check(h)?,
+        None => false,
+    };
+    let props_raw = if bcc || view.reply_to_direct {
+        let (_, mut props) = basic::parse_properties(&props_raw[..])
+            .map_err(|_| AmqpError::frame_error("unable to parse content header"))?;
+        if bcc {
+            props = crate::channel::sender_routes::strip_bcc(props);
+        }
+        if view.reply_to_direct {
+            props = crate::channel::reply_to::rewrite_reply_to(c.reply_consumer.as_ref(), props)?;
+        }
+        crate::codec::encode_properties(&props)
+    } else {
+        props_raw
+    };
     let expiration_ms = match &view.expiration {
         None => None,
         Some(e) => Some(crate::message::parse_expiration(e).map_err(|why| {

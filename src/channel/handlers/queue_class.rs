@@ -9,6 +9,22 @@ pub(super) async fn queue_declare(
     ch: u16,
     d: queue::Declare,
 ) -> AmqpResult<()> {
+    // The direct reply-to pseudo-queue "exists" for every channel: RabbitMQ
+    // answers any declare of it with 0 messages and 1 consumer.
+    if d.queue.as_str() == crate::channel::reply_to::DIRECT_REPLY_TO {
+        if !d.nowait {
+            reply(
+                conn,
+                ch,
+                AMQPClass::Queue(queue::AMQPMethod::DeclareOk(queue::DeclareOk {
+                    queue: d.queue,
+                    message_count: 0,
+                    consumer_count: 1,
+                })),
+            );
+        }
+        return Ok(());
+    }
     // A server-named queue gets its name here, so the configure permission
     // is checked against the name it will really have (as RabbitMQ does).
     let server_named = d.queue.as_str().is_empty() && !d.passive;
