@@ -19,6 +19,7 @@ fn msg(size: usize) -> Message {
         body: Bytes::from(vec![7u8; size]),
         persistent: true,
         expiration_ms: None,
+        priority: 0,
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Message {
     /// Per-message TTL from the `expiration` property, in ms (parsed and
     /// validated once at publish by [`parse_expiration`]).
     pub expiration_ms: Option<u64>,
+    /// The `priority` property (0 when absent), for priority queues.
+    pub priority: u8,
 }
 
 /// The `expiration` property as RabbitMQ reads it: an optional sign and

@@ -41,6 +41,8 @@ pub struct Header {
     pub delivery_mode: Option<u8>,
     /// Validated `expiration` property, in ms.
     pub expiration_ms: Option<u64>,
+    /// The `priority` property (0 when absent).
+    pub priority: u8,
     pub headers: Option<amq_protocol::types::FieldTable>,
 }
 
@@ -86,6 +88,7 @@ impl PendingPublish {
             body,
             persistent,
             expiration_ms: h.expiration_ms,
+            priority: h.priority,
         });
         Progress::Done(msg, self.mandatory, headers)
     }

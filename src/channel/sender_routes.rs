@@ -14,6 +14,7 @@
 //! allocation unless a message carries the headers.
 
 use crate::error::{AmqpError, AmqpResult};
+use crate::meta::queue_args::type_name;
 use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::types::{AMQPValue, FieldTable};
 
@@ -21,30 +22,6 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 pub const CC: &str = "CC";
 /// The blind-carbon-copy header: extra routing keys, removed from the message.
 pub const BCC: &str = "BCC";
-
-/// RabbitMQ's name for a field's type, as its error texts print it.
-fn type_name(v: &AMQPValue) -> &'static str {
-    match v {
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ShortString(_) => "shortstr",
-        AMQPValue::LongString(_) => "longstr",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
-    }
-}
 
 /// Check a publish's `CC` and `BCC` headers; Ok(true) if `BCC` is present
 /// (the properties must then be rewritten without it, [`strip_bcc`]).

@@ -151,6 +151,7 @@ fn msg() -> MsgRef {
         body: Bytes::from_static(b"x"),
         persistent: false,
         expiration_ms: None,
+        priority: 0,
     })
 }
 

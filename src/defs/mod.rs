@@ -282,6 +282,13 @@ pub fn message_ttl(args: &FieldTable) -> Option<u64> {
     u64::try_from(v).ok()
 }
 
+/// A queue's `x-max-priority` (validated at declare to 0-255:
+/// `meta::queue_args`); None when absent (a plain FIFO queue).
+pub fn max_priority(args: &FieldTable) -> Option<u8> {
+    let v = arg_integer(args.inner().get("x-max-priority")?)?;
+    u8::try_from(v).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

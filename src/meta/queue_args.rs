@@ -49,6 +49,7 @@ const IMPLEMENTED: &[&str] = &[
     "x-overflow",
     "x-dead-letter-exchange",
     "x-dead-letter-routing-key",
+    "x-max-priority",
 ];
 
 /// RabbitMQ's AMQP type name of a field value (as in its error texts).
@@ -270,10 +271,17 @@ mod tests {
         )
         .is_ok());
         assert!(validate("q", "/", &args("x-custom", AMQPValue::LongInt(1)), false).is_ok());
-        let e = validate(
+        assert!(validate(
             "q",
             "/",
             &args("x-max-priority", AMQPValue::LongInt(10)),
+            false
+        )
+        .is_ok());
+        let e = validate(
+            "q",
+            "/",
+            &args("x-single-active-consumer", AMQPValue::Boolean(true)),
             false,
         )
         .unwrap_err();

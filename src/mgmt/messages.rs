@@ -157,6 +157,7 @@ pub fn publish(m: &Mgmt, req: &Request, user: &UserDef, vhost: &str, exchange: &
         body: payload.into(),
         persistent: *props.delivery_mode() == Some(2),
         expiration_ms,
+        priority: props.priority().unwrap_or(0),
     });
     // A reply to a direct reply-to address goes to the requester's shard
     // (not a queue: `routed` stays false, as for an AMQP mandatory reply).

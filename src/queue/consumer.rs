@@ -35,6 +35,40 @@ pub struct QConsumer {
     pub paused: bool,
 }
 
+/// The consumer the next delivery goes to, as an index into `consumers`
+/// (kept sorted by priority, highest first, registration order within a
+/// priority): round-robin from `rr` among the consumers with capacity,
+/// and with consumer priorities (`grouped`: not all priorities equal) only
+/// within the highest priority that has one, as RabbitMQ's `x-priority`
+/// does (lower priorities get messages while the higher ones are at their
+/// prefetch). Without priorities this is the plain round-robin scan.
+pub fn next_consumer(consumers: &[QConsumer], rr: usize, grouped: bool) -> Option<usize> {
+    let n = consumers.len();
+    if !grouped {
+        return (0..n)
+            .map(|i| (rr + i) % n)
+            .find(|&i| consumers[i].has_capacity());
+    }
+    let mut a = 0;
+    while a < n {
+        let p = consumers[a].spec.priority;
+        let b = a + consumers[a..]
+            .iter()
+            .take_while(|c| c.spec.priority == p)
+            .count();
+        let len = b - a;
+        let start = if (a..b).contains(&rr) { rr - a } else { 0 };
+        if let Some(i) = (0..len)
+            .map(|i| a + (start + i) % len)
+            .find(|&i| consumers[i].has_capacity())
+        {
+            return Some(i);
+        }
+        a = b;
+    }
+    None
+}
+
 impl QConsumer {
     /// May the queue hand this consumer another delivery now? (Not
     /// paused, inside the send window, under its prefetch.)

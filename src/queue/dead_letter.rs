@@ -187,6 +187,7 @@ pub fn dead_letter(
             body: msg.body.clone(),
             persistent: msg.persistent,
             expiration_ms: None,
+            priority: msg.priority,
         }),
         headers,
         seen,

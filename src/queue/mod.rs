@@ -14,15 +14,17 @@ use crate::defs::QueueDef;
 pub mod consumer;
 pub mod dead_letter;
 pub mod limits;
+pub mod ready;
 
 pub use consumer::{QConsumer, SEND_WINDOW, SEND_WINDOW_BYTES};
 pub use dead_letter::{DeadLetter, DeadLetterTarget, DeathReason};
 pub use limits::{LengthLimits, Overflow};
+pub use ready::{Entry, Ready};
 
 use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
 use crate::message::MsgRef;
 use crate::store::Position;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 /// How a settled delivery leaves the queue (`basic.ack`, `basic.reject` /
 /// `basic.nack` with or without `requeue`).
@@ -53,6 +55,9 @@ pub struct ConsumerSpec {
     pub exclusive: bool,
     /// Unacked deliveries allowed (basic.qos `global=false`); 0 = no limit.
     pub prefetch: u16,
+    /// The `x-priority` consume argument (0 without it): higher-priority
+    /// consumers get messages first (RabbitMQ's consumer priorities).
+    pub priority: i64,
 }
 
 /// A message taken by `basic.get` (AMQP 0-9-1 basic.get-ok fields).
@@ -71,23 +76,6 @@ pub struct Got {
 /// A durable queue keeps at most this many ready messages in memory; the
 /// rest are only positions in the store, loaded when they are delivered.
 pub const READ_AHEAD: usize = 1024;
-
-/// A ready message.
-#[derive(Debug)]
-pub struct Entry {
-    /// Queue sequence number: the queue's order, and the delivery's id.
-    pub seq: u64,
-    /// None when only on disk (beyond the read-ahead, or recovered).
-    pub msg: Option<MsgRef>,
-    /// Where it is stored (a persistent message in a durable queue).
-    pub pos: Option<Position>,
-    /// Delivered before (requeued, or recovered as delivered).
-    pub redelivered: bool,
-    /// When it expires, in ms since the Unix epoch; 0 = never (no TTL).
-    pub expires: u64,
-    /// Body size, in bytes (for `x-max-length-bytes`).
-    pub size: u32,
-}
 
 #[derive(Debug)]
 struct Unacked {
@@ -127,24 +115,21 @@ pub struct Delivery {
 pub struct Queue {
     /// Its definition (name, flags, arguments).
     pub def: QueueDef,
-    ready: VecDeque<Entry>,
+    ready: Ready,
     unacked: HashMap<u64, Unacked>,
     consumers: Vec<QConsumer>,
     rr: usize,
+    /// The consumers do not all have the same `x-priority`.
+    consumer_priorities: bool,
     next_seq: u64,
     had_consumer: bool,
     /// Counters for the management API (monotonic).
     pub stats: QueueStats,
     /// `x-message-ttl`, in ms (validated at declare).
     ttl: Option<u64>,
-    /// Ready entries with an expiry (so the home's expiry tick can skip
-    /// queues where nothing expires).
-    expiring: usize,
     /// `x-max-length` (ready messages) and `x-max-length-bytes` (bytes of
     /// ready bodies), and what happens beyond them (`x-overflow`).
     limits: LengthLimits,
-    /// Body bytes of the ready messages.
-    ready_bytes: u64,
     /// `x-expires`: the queue is deleted after this many ms unused.
     idle_expiry: Option<u64>,
     /// Last use (consume, cancel, get, declare), ms since the epoch.
@@ -195,19 +180,18 @@ impl Queue {
             ttl: crate::defs::message_ttl(&def.args),
             dead_letter: DeadLetterTarget::from_args(&def.args),
             limits: LengthLimits::from_args(&def.args),
-            ready_bytes: 0,
             idle_expiry: crate::defs::queue_expires(&def.args),
             last_used: 0,
             dead_letters: Vec::new(),
+            ready: Ready::new(crate::defs::max_priority(&def.args)),
             def,
-            ready: VecDeque::new(),
             unacked: HashMap::new(),
             consumers: Vec::new(),
             rr: 0,
+            consumer_priorities: false,
             next_seq: 1,
             had_consumer: false,
             stats: QueueStats::default(),
-            expiring: 0,
             store_ops: Vec::new(),
         }
     }
@@ -271,13 +255,15 @@ impl Queue {
         // Beyond the read-ahead a stored message lives only on disk.
         let keep = pos.is_none() || self.ready.len() < READ_AHEAD;
         let size = body_size(&msg);
-        self.push_ready(Entry {
+        let lane = self.ready.lane_of(msg.priority);
+        self.ready.push_back(Entry {
             seq,
             msg: keep.then_some(msg),
             pos,
             redelivered: false,
             expires,
             size,
+            lane,
         });
     }
 
@@ -293,36 +279,6 @@ impl Queue {
         now.saturating_add(ttl).max(1)
     }
 
-    /// Expired at `now`: strictly after its expiry, so a TTL of 0 still
-    /// lets a consumer that can take the message now have it (RabbitMQ).
-    fn is_expired(e: &Entry, now: u64) -> bool {
-        e.expires != 0 && now > e.expires
-    }
-
-    fn push_ready(&mut self, e: Entry) {
-        if e.expires != 0 {
-            self.expiring += 1;
-        }
-        self.ready_bytes += u64::from(e.size);
-        self.ready.push_back(e);
-    }
-
-    fn insert_ready(&mut self, e: Entry) {
-        if e.expires != 0 {
-            self.expiring += 1;
-        }
-        self.ready_bytes += u64::from(e.size);
-        let at = self.ready.partition_point(|x| x.seq < e.seq);
-        self.ready.insert(at, e);
-    }
-
-    fn left_ready(&mut self, e: &Entry) {
-        if e.expires != 0 {
-            self.expiring -= 1;
-        }
-        self.ready_bytes -= u64::from(e.size);
-    }
-
     /// Over `x-max-length` / `x-max-length-bytes` with `extra` more messages of `extra_bytes`.
     fn over_limits(&self, extra: u64, extra_bytes: u64) -> bool {
         self.limits
@@ -331,7 +287,7 @@ impl Queue {
             || self
                 .limits
                 .max_length_bytes
-                .is_some_and(|m| self.ready_bytes + extra_bytes > m)
+                .is_some_and(|m| self.ready.bytes() + extra_bytes > m)
     }
 
     /// Whether a new message of `size` bytes may be enqueued: false only
@@ -357,7 +313,6 @@ impl Queue {
             let Some(e) = self.ready.pop_front() else {
                 break;
             };
-            self.left_ready(&e);
             if self.dead_letter.is_some() {
                 if let Some(msg) = self.materialise(&e, &load) {
                     self.dead_letter_push(msg, DeathReason::MaxLen);
@@ -395,7 +350,7 @@ impl Queue {
 
     /// Some ready message has a TTL (the home's expiry tick looks at this queue's head).
     pub fn has_expiring(&self) -> bool {
-        self.expiring > 0
+        self.ready.expiring() > 0
     }
 
     /// Drop the expired messages at the head of the queue (RabbitMQ
@@ -404,12 +359,9 @@ impl Queue {
     /// `load` reads a stored body a dead letter needs.
     pub fn expire(&mut self, now: u64, load: impl Fn(Position) -> Option<MsgRef>) -> u32 {
         let mut n = 0;
-        while self.ready.front().is_some_and(|e| Self::is_expired(e, now)) {
-            if let Some(e) = self.ready.pop_front() {
-                self.left_ready(&e);
-                self.dropped_expired(&e, &load);
-                n += 1;
-            }
+        while let Some(e) = self.ready.pop_expired(now) {
+            self.dropped_expired(&e, &load);
+            n += 1;
         }
         n
     }
@@ -430,19 +382,33 @@ impl Queue {
     /// original enqueue times are not stored: the queue's TTL restarts from
     /// recovery (a message's own `expiration` is not applied again).
     /// (Body sizes of recovered messages are not known until they are
-    /// loaded: they count 0 bytes towards `x-max-length-bytes`.)
-    pub fn recover(&mut self, items: Vec<(Position, bool)>, now: u64) {
+    /// loaded: they count 0 bytes towards `x-max-length-bytes`.) A priority
+    /// queue reads each message's `priority` with `load` so that it
+    /// recovers in priority order; a plain queue reads nothing.
+    pub fn recover(
+        &mut self,
+        items: Vec<(Position, bool)>,
+        now: u64,
+        load: impl Fn(Position) -> Option<MsgRef>,
+    ) {
         let expires = self.expiry(None, now);
+        let prioritised = self.ready.has_priorities();
         for (pos, delivered) in items {
             let seq = self.next_seq;
             self.next_seq += 1;
-            self.push_ready(Entry {
+            let lane = if prioritised {
+                load(pos).map_or(0, |m| self.ready.lane_of(m.priority))
+            } else {
+                0
+            };
+            self.ready.push_back(Entry {
                 seq,
                 msg: None,
                 pos: Some(pos),
                 redelivered: delivered,
                 expires,
                 size: 0,
+                lane,
             });
         }
     }
@@ -486,13 +452,23 @@ impl Queue {
         if self.consumers.iter().any(|c| c.spec.exclusive) {
             return Err(exclusive_use());
         }
-        self.consumers.push(QConsumer {
-            spec,
-            unacked: 0,
-            unsent: 0,
-            unsent_bytes: 0,
-            paused: false,
-        });
+        // Sorted by priority, highest first; registration order within one.
+        let at = self
+            .consumers
+            .iter()
+            .position(|c| c.spec.priority < spec.priority)
+            .unwrap_or(self.consumers.len());
+        self.consumers.insert(
+            at,
+            QConsumer {
+                spec,
+                unacked: 0,
+                unsent: 0,
+                unsent_bytes: 0,
+                paused: false,
+            },
+        );
+        self.consumers_changed();
         self.had_consumer = true;
         Ok(())
     }
@@ -505,7 +481,15 @@ impl Queue {
         if self.rr >= self.consumers.len() {
             self.rr = 0;
         }
+        self.consumers_changed();
         before != self.consumers.len()
+    }
+
+    fn consumers_changed(&mut self) {
+        self.consumer_priorities = self
+            .consumers
+            .windows(2)
+            .any(|w| w[0].spec.priority != w[1].spec.priority);
     }
 
     /// True once the last consumer of an auto-delete queue has gone.
@@ -548,6 +532,7 @@ impl Queue {
                 requeue.push(Entry {
                     seq: *seq,
                     size: body_size(&u.msg),
+                    lane: self.ready.lane_of(u.msg.priority),
                     msg: Some(u.msg),
                     pos: u.pos,
                     redelivered: true,
@@ -559,16 +544,14 @@ impl Queue {
         // keeping their expiry.
         requeue.sort_by_key(|e| e.seq);
         for e in requeue.into_iter().rev() {
-            self.insert_ready(e);
+            self.ready.insert(e);
         }
     }
 
     /// queue.purge: drop every ready message; returns how many.
     pub fn purge(&mut self) -> u32 {
         let n = self.ready.len() as u32;
-        self.expiring = 0;
-        self.ready_bytes = 0;
-        for e in self.ready.drain(..) {
+        for e in self.ready.take_all() {
             if let Some(p) = e.pos {
                 self.store_ops.push(StoreOp::Ack(p));
             }
@@ -598,16 +581,13 @@ impl Queue {
         loop {
             let Some(e) = self.ready.pop_front() else {
                 // A drained backlog should not keep its peak capacity.
-                if self.ready.capacity() > 64 * 1024 {
-                    self.ready.shrink_to(1024);
-                }
+                self.ready.shrink();
                 if self.unacked.is_empty() && self.unacked.capacity() > 64 * 1024 {
                     self.unacked.shrink_to(1024);
                 }
                 return None;
             };
-            self.left_ready(&e);
-            if Self::is_expired(&e, now) {
+            if e.expired(now) {
                 self.dropped_expired(&e, load);
                 continue;
             }
@@ -658,8 +638,9 @@ impl Queue {
         })
     }
 
-    /// The next delivery for the next consumer with credit, round-robin (`load` reads a stored
-    /// body beyond the read-ahead); None when no message is ready or no consumer has credit.
+    /// The next delivery for the next consumer with credit, round-robin within the highest
+    /// consumer priority that has one ([`consumer::next_consumer`]; `load` reads a stored body
+    /// beyond the read-ahead); None when no message is ready or no consumer has credit.
     pub fn next_delivery(
         &mut self,
         now: u64,
@@ -669,49 +650,44 @@ impl Queue {
             return None;
         }
         let n = self.consumers.len();
-        for i in 0..n {
-            let idx = (self.rr + i) % n;
-            if self.consumers[idx].has_capacity() {
-                self.rr = (idx + 1) % n;
-                let (e, msg) = self.pop_ready(now, &load)?;
-                self.stats.deliver += 1;
-                if e.redelivered {
-                    self.stats.redeliver += 1;
-                }
-                let c = &mut self.consumers[idx];
-                c.unsent += 1;
-                c.unsent_bytes += msg.body.len() as u64;
-                if c.spec.no_ack {
-                    if let Some(p) = e.pos {
-                        self.store_ops.push(StoreOp::Ack(p));
-                    }
-                } else {
-                    c.unacked += 1;
-                    if let Some(p) = e.pos {
-                        self.store_ops.push(StoreOp::Delivered(p));
-                    }
-                    self.unacked.insert(
-                        e.seq,
-                        Unacked {
-                            msg: msg.clone(),
-                            consumer: Some(c.spec.id),
-                            pos: e.pos,
-                            redelivered: e.redelivered,
-                            expires: e.expires,
-                        },
-                    );
-                }
-                return Some(Delivery {
-                    consumer: c.spec.id,
-                    shard: c.spec.id.shard(),
-                    seq: e.seq,
-                    redelivered: e.redelivered,
-                    msg,
-                    expires: e.expires,
-                });
-            }
+        let idx = consumer::next_consumer(&self.consumers, self.rr, self.consumer_priorities)?;
+        self.rr = (idx + 1) % n;
+        let (e, msg) = self.pop_ready(now, &load)?;
+        self.stats.deliver += 1;
+        if e.redelivered {
+            self.stats.redeliver += 1;
         }
-        None
+        let c = &mut self.consumers[idx];
+        c.unsent += 1;
+        c.unsent_bytes += msg.body.len() as u64;
+        if c.spec.no_ack {
+            if let Some(p) = e.pos {
+                self.store_ops.push(StoreOp::Ack(p));
+            }
+        } else {
+            c.unacked += 1;
+            if let Some(p) = e.pos {
+                self.store_ops.push(StoreOp::Delivered(p));
+            }
+            self.unacked.insert(
+                e.seq,
+                Unacked {
+                    msg: msg.clone(),
+                    consumer: Some(c.spec.id),
+                    pos: e.pos,
+                    redelivered: e.redelivered,
+                    expires: e.expires,
+                },
+            );
+        }
+        Some(Delivery {
+            consumer: c.spec.id,
+            shard: c.spec.id.shard(),
+            seq: e.seq,
+            redelivered: e.redelivered,
+            msg,
+            expires: e.expires,
+        })
     }
 
     /// A delivery could not be handed to its consumer (channel gone): put it
@@ -722,9 +698,10 @@ impl Queue {
         // saw it, so it goes back to the queue. (A no-ack delivery was
         // already released from the store: it comes back in memory only.)
         let stored = self.unacked.remove(&d.seq).and_then(|u| u.pos);
-        self.insert_ready(Entry {
+        self.ready.insert(Entry {
             seq: d.seq,
             size: body_size(&d.msg),
+            lane: self.ready.lane_of(d.msg.priority),
             msg: Some(d.msg),
             pos: stored,
             redelivered: d.redelivered,
@@ -753,9 +730,10 @@ impl Queue {
         if redelivered {
             self.stats.redeliver = self.stats.redeliver.saturating_sub(1);
         }
-        self.insert_ready(Entry {
+        self.ready.insert(Entry {
             seq,
             size: body_size(&u.msg),
+            lane: self.ready.lane_of(u.msg.priority),
             msg: Some(u.msg),
             pos: u.pos,
             redelivered,

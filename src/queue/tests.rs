@@ -27,6 +27,7 @@ fn msg(b: &'static str) -> MsgRef {
         body: Bytes::from_static(b.as_bytes()),
         persistent: false,
         expiration_ms: None,
+        priority: 0,
     })
 }
 /// Transient messages are all in memory: nothing is ever loaded.
@@ -41,6 +42,7 @@ fn pos(off: u32) -> Position {
 }
 fn consumer(id: u64, prefetch: u16) -> ConsumerSpec {
     ConsumerSpec {
+        priority: 0,
         id: ConsumerId(id),
         conn: ConnId(0),
         channel: 1,
@@ -143,7 +145,7 @@ fn stored_messages_journal_delivered_then_ack_and_nothing_for_requeue() {
 #[test]
 fn an_unreadable_stored_message_is_dropped_as_acked_and_the_next_one_served() {
     let mut q = q();
-    q.recover(vec![(pos(8), false), (pos(16), true)], 0);
+    q.recover(vec![(pos(8), false), (pos(16), true)], 0, |_| None);
     let body = msg("b");
     let got = q
         .get(true, 0, |p| (p == pos(16)).then(|| body.clone()))

@@ -314,7 +314,8 @@ impl Shard {
                     if !items.is_empty() {
                         tracing::info!(queue = %def.name, messages = items.len(), "recovered");
                     }
-                    q.recover(items, home::now_ms());
+                    let store = self.home.store.borrow();
+                    q.recover(items, home::now_ms(), |p| store.load(p));
                 }
                 self.home.added(&mut q, home::now_ms());
                 self.home.queues.borrow_mut().insert(def.id, q);

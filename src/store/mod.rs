@@ -138,6 +138,18 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&b[..b.len().min(255)]);
 }
 
+/// The `priority` property of stored properties (0 when absent): the
+/// fast scan, else amq-protocol's full parser.
+fn stored_priority(props: &[u8]) -> u8 {
+    match crate::codec::fast::scan_properties(props) {
+        Some(v) => v.priority,
+        None => amq_protocol::protocol::basic::parse_properties(props)
+            .ok()
+            .and_then(|(_, p)| *p.priority()),
+    }
+    .unwrap_or(0)
+}
+
 /// Decode a message record written by [`Store::append_message`].
 pub fn decode_message(rec: &Bytes) -> Option<Message> {
     let mut at = 0usize;
@@ -162,6 +174,7 @@ pub fn decode_message(rec: &Bytes) -> Option<Message> {
         routing_key: routing_key.into(),
         // The queue keeps each entry's expiry; a loaded body needs none.
         expiration_ms: None,
+        priority: stored_priority(&props),
         props,
         body,
         persistent: true,
@@ -596,6 +609,7 @@ mod tests {
             body: Bytes::from_static(body),
             persistent: true,
             expiration_ms: None,
+            priority: 0,
         }
     }
 

@@ -151,7 +151,6 @@ def test_ttl_is_an_equivalence_argument(conn, names):
 
 
 @pytest.mark.parametrize("args", [
-    {"x-max-priority": 5},
     {"x-single-active-consumer": True},
 ])
 def test_arguments_of_features_warren_lacks_are_refused_not_ignored(broker, names, args):

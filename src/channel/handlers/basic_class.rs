@@ -66,6 +66,17 @@ pub(super) async fn basic_consume(
     } else {
         c.consumer_tag.to_string()
     };
+    // RabbitMQ's consumer priority; the plain `priority` argument some
+    // frameworks send is ignored, as RabbitMQ ignores it.
+    let priority = match c.arguments.inner().get("x-priority") {
+        None => 0,
+        Some(v) => crate::defs::arg_integer(v).ok_or_else(|| {
+            AmqpError::precondition_failed(format!(
+                "invalid arg 'x-priority' for queue '{name}' in vhost '{vh}': \"expected integer, got {}\"",
+                crate::meta::queue_args::type_name(v)
+            ))
+        })?,
+    };
     let prefetch = {
         let st = conn.state.borrow();
         let Some(chan) = st.channels.get(&ch) else {
@@ -110,6 +121,7 @@ pub(super) async fn basic_consume(
         no_ack: c.no_ack,
         exclusive: c.exclusive,
         prefetch,
+        priority,
     };
     // consume-ok must precede the first delivery: hold deliveries by
     // writing the reply before the queue can dispatch (the queue only

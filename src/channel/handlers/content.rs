@@ -79,6 +79,7 @@ pub fn content_header(
         props_raw,
         delivery_mode: view.delivery_mode,
         expiration_ms,
+        priority: view.priority.unwrap_or(0),
         headers,
     };
     let progress = p.on_header(header, max)?;
