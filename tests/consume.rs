@@ -2,6 +2,7 @@
 //! nack/reject and requeueing, acknowledgement errors.
 
 mod common;
+mod mgmt;
 
 use common::*;
 use lapin::options::*;
@@ -489,3 +490,83 @@ async fn ack_of_unknown_delivery_tag_closes_channel_with_406_and_connection_surv
         assert_eq!(ready_count(&conn, &q).await, 0);
     }
 }
+
+/// Single active consumer with the queue on one shard and its consumers on
+/// both: only the first receives, the API shows who is active, and when
+/// its channel closes the second takes over, its unacked message first.
+async fn single_active_consumer_fails_over_across_shards(shards: usize) {
+    let b = start_broker(shards).await;
+    let q = queue_on_shard("sac", 0, shards);
+    let conn_a = connect_on_shard(&b, 1).await;
+    let conn_b = connect_on_shard(&b, 0).await;
+    let ch = open_channel(&conn_b).await;
+    let mut args = FieldTable::default();
+    args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    within(
+        "declare",
+        ch.queue_declare(&q, QueueDeclareOptions::default(), args),
+    )
+    .await
+    .unwrap();
+    let consume = |ch: lapin::Channel, tag: &'static str| {
+        let q = q.clone();
+        async move {
+            within("qos", ch.basic_qos(1, BasicQosOptions::default()))
+                .await
+                .unwrap();
+            within(
+                "consume",
+                ch.basic_consume(
+                    &q,
+                    tag,
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                ),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let ch_a = open_channel(&conn_a).await;
+    let mut a = consume(ch_a.clone(), "a").await;
+    let mut b_consumer = consume(open_channel(&conn_b).await, "b").await;
+    for i in 0..3u8 {
+        publish(&ch, "", &q, &[i]).await;
+    }
+    let first = next_delivery(&mut a, "first at a").await;
+    assert_eq!(first.data, [0]);
+    assert_no_delivery(&mut b_consumer, Duration::from_millis(300), "b waits").await;
+    let port = b.mgmt_port;
+    let qname = q.clone();
+    let (queue, consumers) = tokio::task::spawn_blocking(move || {
+        let api = mgmt::Api::new(port);
+        (
+            api.get_ok(&format!("/api/queues/%2F/{qname}")),
+            api.get_ok("/api/consumers"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(queue["single_active_consumer_tag"], "a");
+    let status = |tag: &str| {
+        consumers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["consumer_tag"] == tag)
+            .map(|c| (c["active"].clone(), c["activity_status"].clone()))
+            .unwrap()
+    };
+    assert_eq!(status("a"), (true.into(), "single_active".into()));
+    assert_eq!(status("b"), (false.into(), "waiting".into()));
+    within("close a", ch_a.close(200, "bye")).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let d = next_delivery(&mut b_consumer, "failover").await;
+        got.push((d.data[0], d.redelivered));
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    assert_eq!(got, [(0, true), (1, false), (2, false)]);
+}
+
+shard_tests!(single_active_consumer_fails_over_across_shards);

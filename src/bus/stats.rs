@@ -108,6 +108,10 @@ pub struct ConsumerInfo {
     pub exclusive: bool,
     /// The channel's per-consumer prefetch count (0 = no limit).
     pub prefetch: u16,
+    /// Broker-wide consumer id ([`crate::ids::ConsumerId`]).
+    pub id: u64,
+    /// The queue's id ([`crate::ids::QueueId`]).
+    pub queue_id: u64,
 }
 
 /// One queue, from its home shard, as listed by `/api/queues`.
@@ -139,6 +143,9 @@ pub struct QueueInfo {
     pub stats: QueueStats,
     /// The queue's home shard.
     pub shard: usize,
+    /// With `x-single-active-consumer`: the active consumer's id
+    /// ([`crate::ids::ConsumerId`]) and tag.
+    pub single_active_consumer: Option<(u64, String)>,
 }
 
 /// Everything one shard reports for the management API and `/metrics`

@@ -50,6 +50,7 @@ const IMPLEMENTED: &[&str] = &[
     "x-dead-letter-exchange",
     "x-dead-letter-routing-key",
     "x-max-priority",
+    "x-single-active-consumer",
 ];
 
 /// RabbitMQ's AMQP type name of a field value (as in its error texts).
@@ -204,7 +205,6 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable, durable: bool) -> A
             _ if !key.starts_with("x-") => false,
             _ if IMPLEMENTED.contains(&key) || ACCEPTED_HINTS.contains(&key) => false,
             "x-queue-type" => text(v).as_deref() != Some("classic"),
-            "x-single-active-consumer" => matches!(v, AMQPValue::Boolean(true)),
             k => super::authority::is_equivalence_arg(k),
         };
         if unsupported {
@@ -281,8 +281,8 @@ mod tests {
         let e = validate(
             "q",
             "/",
-            &args("x-single-active-consumer", AMQPValue::Boolean(true)),
-            false,
+            &args("x-queue-type", AMQPValue::LongString("quorum".into())),
+            true,
         )
         .unwrap_err();
         assert_eq!(e.code, 540);

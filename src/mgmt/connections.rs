@@ -91,6 +91,18 @@ pub async fn route(
         ("GET", ["consumers"]) | ("GET", ["consumers", _]) => {
             let vh = s.get(1).copied();
             let snaps = gather(&m.cx).await;
+            // Single-active-consumer queues: who is active (RabbitMQ's
+            // `active` / `activity_status` `single_active` or `waiting`).
+            let sac: std::collections::HashMap<u64, u64> = snaps
+                .iter()
+                .flat_map(|s| s.queues.iter())
+                .filter_map(|q| q.single_active_consumer.as_ref().map(|(c, _)| (q.id, *c)))
+                .collect();
+            let activity = |c: &crate::bus::stats::ConsumerInfo| match sac.get(&c.queue_id) {
+                None => (true, "up"),
+                Some(active) if *active == c.id => (true, "single_active"),
+                Some(_) => (false, "waiting"),
+            };
             let items = snaps
                 .iter()
                 .flat_map(|s| s.consumers.iter())
@@ -100,7 +112,7 @@ pub async fn route(
                         "connection_name": c.connection, "peer_host": c.peer_host, "peer_port": c.peer_port,
                         "user": c.user, "node": node_name()},
                     "ack_required": c.ack_required, "exclusive": c.exclusive, "prefetch_count": c.prefetch,
-                    "active": true, "activity_status": "up", "arguments": {}}))
+                    "active": activity(c).0, "activity_status": activity(c).1, "arguments": {}}))
                 .collect();
             list(req, items)
         }

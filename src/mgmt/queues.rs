@@ -110,7 +110,7 @@ pub async fn route(
 
 fn queue_json(m: &Mgmt, q: &super::stats::QueueInfo, node: &str) -> Value {
     let prefix = format!("queue|{}|{}|", q.vhost, q.name);
-    json!({
+    let mut j = json!({
         "name": q.name, "vhost": q.vhost, "durable": q.durable, "auto_delete": q.auto_delete,
         "exclusive": q.exclusive, "arguments": q.arguments, "node": node, "type": "classic",
         "state": "running", "messages": q.ready + q.unacked, "messages_ready": q.ready,
@@ -119,5 +119,10 @@ fn queue_json(m: &Mgmt, q: &super::stats::QueueInfo, node: &str) -> Value {
             ("publish", q.stats.publish), ("deliver_get", q.stats.deliver + q.stats.get),
             ("deliver", q.stats.deliver), ("get", q.stats.get), ("ack", q.stats.ack), ("redeliver", q.stats.redeliver),
         ]),
-    })
+    });
+    // RabbitMQ lists the active consumer of a single-active-consumer queue.
+    if let Some((_, tag)) = &q.single_active_consumer {
+        j["single_active_consumer_tag"] = json!(tag);
+    }
+    j
 }

@@ -16,7 +16,7 @@ pub mod dead_letter;
 pub mod limits;
 pub mod ready;
 
-pub use consumer::{QConsumer, SEND_WINDOW, SEND_WINDOW_BYTES};
+pub use consumer::{QConsumer, SingleActive, SEND_WINDOW, SEND_WINDOW_BYTES};
 pub use dead_letter::{DeadLetter, DeadLetterTarget, DeathReason};
 pub use limits::{LengthLimits, Overflow};
 pub use ready::{Entry, Ready};
@@ -121,6 +121,8 @@ pub struct Queue {
     rr: usize,
     /// The consumers do not all have the same `x-priority`.
     consumer_priorities: bool,
+    /// Some with `x-single-active-consumer: true`.
+    single_active: Option<SingleActive>,
     next_seq: u64,
     had_consumer: bool,
     /// Counters for the management API (monotonic).
@@ -184,6 +186,11 @@ impl Queue {
             last_used: 0,
             dead_letters: Vec::new(),
             ready: Ready::new(crate::defs::max_priority(&def.args)),
+            single_active: matches!(
+                def.args.inner().get("x-single-active-consumer"),
+                Some(amq_protocol::types::AMQPValue::Boolean(true))
+            )
+            .then(SingleActive::default),
             def,
             unacked: HashMap::new(),
             consumers: Vec::new(),
@@ -438,74 +445,6 @@ impl Queue {
             .collect()
     }
 
-    /// Register a consumer. Errors carry RabbitMQ's texts.
-    pub fn consume(&mut self, spec: ConsumerSpec) -> Result<(), crate::error::AmqpError> {
-        let exclusive_use = || {
-            crate::error::AmqpError::access_refused(format!(
-                "queue '{}' in vhost '{}' in exclusive use",
-                self.def.name, self.def.vhost
-            ))
-        };
-        if spec.exclusive && !self.consumers.is_empty() {
-            return Err(exclusive_use());
-        }
-        if self.consumers.iter().any(|c| c.spec.exclusive) {
-            return Err(exclusive_use());
-        }
-        // Sorted by priority, highest first; registration order within one.
-        let at = self
-            .consumers
-            .iter()
-            .position(|c| c.spec.priority < spec.priority)
-            .unwrap_or(self.consumers.len());
-        self.consumers.insert(
-            at,
-            QConsumer {
-                spec,
-                unacked: 0,
-                unsent: 0,
-                unsent_bytes: 0,
-                paused: false,
-            },
-        );
-        self.consumers_changed();
-        self.had_consumer = true;
-        Ok(())
-    }
-
-    /// Remove a consumer; its unacked messages stay unacked until the
-    /// channel settles them (ack or requeue on close), as in RabbitMQ.
-    pub fn cancel(&mut self, id: ConsumerId) -> bool {
-        let before = self.consumers.len();
-        self.consumers.retain(|c| c.spec.id != id);
-        if self.rr >= self.consumers.len() {
-            self.rr = 0;
-        }
-        self.consumers_changed();
-        before != self.consumers.len()
-    }
-
-    fn consumers_changed(&mut self) {
-        self.consumer_priorities = self
-            .consumers
-            .windows(2)
-            .any(|w| w[0].spec.priority != w[1].spec.priority);
-    }
-
-    /// True once the last consumer of an auto-delete queue has gone.
-    pub fn should_auto_delete(&self) -> bool {
-        self.def.auto_delete && self.had_consumer && self.consumers.is_empty()
-    }
-
-    /// `n` deliveries to consumer `id`, of `bytes` body bytes, were written
-    /// to its socket (or will never be).
-    pub fn credit(&mut self, id: ConsumerId, n: u32, bytes: u64) {
-        if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == id) {
-            c.unsent = c.unsent.saturating_sub(n);
-            c.unsent_bytes = c.unsent_bytes.saturating_sub(bytes);
-        }
-    }
-
     /// Settle deliveries by their queue sequence numbers: ack/discard journals an ack for stored
     /// messages; requeue puts them back in their original place, redelivered.
     pub fn settle(&mut self, seqs: &[u64], how: Settle) {
@@ -523,11 +462,7 @@ impl Queue {
             if let (Some(p), false) = (u.pos, how == Settle::Requeue) {
                 self.store_ops.push(StoreOp::Ack(p));
             }
-            if let Some(cid) = u.consumer {
-                if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == cid) {
-                    c.unacked = c.unacked.saturating_sub(1);
-                }
-            }
+            self.unacked_settled(u.consumer);
             if how == Settle::Requeue {
                 requeue.push(Entry {
                     seq: *seq,
@@ -650,7 +585,7 @@ impl Queue {
             return None;
         }
         let n = self.consumers.len();
-        let idx = consumer::next_consumer(&self.consumers, self.rr, self.consumer_priorities)?;
+        let idx = self.dispatch_target()?;
         self.rr = (idx + 1) % n;
         let (e, msg) = self.pop_ready(now, &load)?;
         self.stats.deliver += 1;
@@ -697,7 +632,10 @@ impl Queue {
         // Whether it was tracked as unacked or not (no-ack), the client never
         // saw it, so it goes back to the queue. (A no-ack delivery was
         // already released from the store: it comes back in memory only.)
-        let stored = self.unacked.remove(&d.seq).and_then(|u| u.pos);
+        let stored = self.unacked.remove(&d.seq).and_then(|u| {
+            self.unacked_settled(u.consumer);
+            u.pos
+        });
         self.ready.insert(Entry {
             seq: d.seq,
             size: body_size(&d.msg),

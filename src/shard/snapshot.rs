@@ -88,6 +88,8 @@ pub(crate) fn snapshot(shard: &Shard) -> ShardSnapshot {
                     ack_required: !c.no_ack,
                     exclusive: c.exclusive,
                     prefetch: ch.prefetch,
+                    id: c.id.0,
+                    queue_id: c.queue.0,
                 });
             }
         }
@@ -110,6 +112,7 @@ pub(crate) fn snapshot(shard: &Shard) -> ShardSnapshot {
             consumers: q.consumer_count(),
             stats: q.stats,
             shard: shard.id().0,
+            single_active_consumer: q.single_active_consumer().map(|c| (c.id.0, c.tag.clone())),
         });
     }
     s.outbox_depth = (0..shard.link.shard_count())

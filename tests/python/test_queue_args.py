@@ -151,7 +151,8 @@ def test_ttl_is_an_equivalence_argument(conn, names):
 
 
 @pytest.mark.parametrize("args", [
-    {"x-single-active-consumer": True},
+    {"x-queue-type": "quorum"},
+    {"x-queue-type": "stream"},
 ])
 def test_arguments_of_features_warren_lacks_are_refused_not_ignored(broker, names, args):
     if broker.external:
@@ -159,7 +160,7 @@ def test_arguments_of_features_warren_lacks_are_refused_not_ignored(broker, name
     conn = broker.connect()
     ch = conn.channel()
     q = names.queue()
-    e = connection_error(conn, lambda: ch.queue_declare(q, arguments=args))
+    e = connection_error(conn, lambda: ch.queue_declare(q, durable=True, arguments=args))
     assert e.reply_code == 540
     key = next(iter(args))
     assert e.reply_text.startswith(
