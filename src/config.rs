@@ -46,6 +46,12 @@ pub struct Config {
     /// it connection.open is refused with 530 NOT_ALLOWED (see
     /// `defs::limits::node_connections_reached`).
     pub max_connections: Option<u64>,
+    /// Longest a delivery may stay unacknowledged, in ms (RabbitMQ's
+    /// `consumer_timeout`, default 30 min); beyond it the channel is closed
+    /// with 406 PRECONDITION_FAILED and its unacked messages are requeued.
+    /// A queue's `x-consumer-timeout` argument overrides it for that queue.
+    /// None = no limit (configured as 0).
+    pub consumer_timeout_ms: Option<u64>,
     /// The `product` server property sent in connection.start. "Warren" by
     /// default; set "RabbitMQ" for clients (and client test suites) that
     /// enable RabbitMQ-only behaviour only when the broker says RabbitMQ.
@@ -87,6 +93,7 @@ impl Default for Config {
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,
             max_connections: None,
+            consumer_timeout_ms: Some(1_800_000),
             product: "Warren".into(),
             guest_remote: false,
             segment_size: DEFAULT_SEGMENT_SIZE,
@@ -127,6 +134,8 @@ pub struct FileConfig {
     /// `max_connections`: node-wide connection limit ([`Config::max_connections`]);
     /// file only.
     pub max_connections: Option<u64>,
+    /// `consumer_timeout`: ms, 0 = none ([`Config::consumer_timeout_ms`]).
+    pub consumer_timeout: Option<u64>,
     /// `product`: connection.start `product` property ([`Config::product`]); file only.
     pub product: Option<String>,
     /// `guest_remote`: let guest log in remotely ([`Config::guest_remote`]); file only.
@@ -239,6 +248,8 @@ pub struct Overrides {
     pub flush_interval_ms: Option<u64>,
     /// `--mgmt-port` / `WARREN_MGMT_PORT`.
     pub mgmt_port: Option<u16>,
+    /// `--consumer-timeout` / `WARREN_CONSUMER_TIMEOUT`, ms (0 = none).
+    pub consumer_timeout: Option<u64>,
     /// `--mgmt-bind` / `WARREN_MGMT_BIND`.
     pub mgmt_bind: Option<IpAddr>,
     /// `--no-mgmt` / `WARREN_NO_MGMT`: no management HTTP API (wins over
@@ -301,6 +312,11 @@ impl Config {
             channel_max: file.channel_max.unwrap_or(d.channel_max),
             max_message_size: file.max_message_size.unwrap_or(d.max_message_size),
             max_connections: file.max_connections.or(d.max_connections),
+            consumer_timeout_ms: match o.consumer_timeout.or(file.consumer_timeout) {
+                Some(0) => None,
+                Some(ms) => Some(ms),
+                None => d.consumer_timeout_ms,
+            },
             product: file.product.unwrap_or(d.product),
             guest_remote: file.guest_remote.unwrap_or(d.guest_remote),
             segment_size: segment_mb * 1024 * 1024,

@@ -9,7 +9,7 @@
 //!        bus                   ShardMsg/Request/Response (data), Link, stats records
 //!          meta                the authority's rules (sans-IO: effects through meta::Cluster)
 //!            codec net routing store queue mailbox
-//!              ids error message config defs     leaf vocabulary
+//!              ids error message config defs clock     leaf vocabulary
 //! ```
 //!
 //! # The data path and who owns what
@@ -41,9 +41,10 @@
 //!            shard's table and queue home, then the *-ok
 //! ```
 //!
-//! * [`ids`], [`error`], [`message`], [`config`], [`defs`]: leaf vocabulary
-//!   (ids, `AmqpError` with reply codes, the shared message, configuration,
-//!   entity definitions, users, limits and metadata changes).
+//! * [`ids`], [`error`], [`message`], [`config`], [`defs`], [`clock`]: leaf
+//!   vocabulary (ids, `AmqpError` with reply codes, the shared message,
+//!   configuration, entity definitions, users, limits and metadata changes,
+//!   the shards' wall clocks).
 //! * [`codec`]: frame envelope; methods and properties via `amq-protocol`,
 //!   fast paths for publish/deliver/ack.
 //! * [`net`]: the socket shared by a connection's reader and writer.
@@ -72,6 +73,7 @@
 #![warn(missing_docs)]
 pub mod bus;
 pub mod channel;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod defs;

@@ -64,6 +64,10 @@ struct Args {
     /// Longest delay before ack/delivery records reach the store's journal, ms [default: 200].
     #[arg(long, env = "WARREN_FLUSH_INTERVAL_MS")]
     flush_interval_ms: Option<u64>,
+    /// Longest a delivery may stay unacknowledged before its channel is
+    /// closed, ms; 0 = no limit [default: 1800000, RabbitMQ's 30 min].
+    #[arg(long, env = "WARREN_CONSUMER_TIMEOUT")]
+    consumer_timeout: Option<u64>,
     /// Management HTTP API port; 0 picks a free one and prints it [default: 15672].
     #[arg(long, env = "WARREN_MGMT_PORT")]
     mgmt_port: Option<u16>,
@@ -187,6 +191,7 @@ fn main() {
         no_fsync: args.no_fsync,
         flush_interval_ms: args.flush_interval_ms,
         mgmt_port: args.mgmt_port,
+        consumer_timeout: args.consumer_timeout,
         mgmt_bind: args.mgmt_bind,
         no_mgmt: args.no_mgmt,
     };

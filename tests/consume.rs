@@ -570,3 +570,77 @@ async fn single_active_consumer_fails_over_across_shards(shards: usize) {
 }
 
 shard_tests!(single_active_consumer_fails_over_across_shards);
+
+/// Consumer delivery timeout: with `--consumer-timeout 1000`, a consumer
+/// (on another shard than its queue) that never acks has its channel
+/// closed with RabbitMQ's 406 text after about a second, its message is
+/// requeued as redelivered, and the connection stays usable; a queue's
+/// `x-consumer-timeout` overrides the node's value, for basic.get too.
+async fn an_unacked_delivery_past_its_timeout_closes_the_channel(shards: usize) {
+    let b = Broker::start_with(shards, &["--consumer-timeout", "1000"]);
+    let q = queue_on_shard("ack-timeout", 0, shards);
+    let conn = connect_on_shard(&b, 1).await;
+    let ch = open_channel(&conn).await;
+    declare_queue(&ch, &q).await;
+    publish(&ch, "", &q, b"held").await;
+    let mut errors = channel_errors(&ch);
+    let mut c = within(
+        "consume",
+        ch.basic_consume(
+            &q,
+            "t",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let _held = next_delivery(&mut c, "the delivery").await;
+    let e = within_for(Duration::from_secs(10), "the timeout", errors.recv())
+        .await
+        .expect("channel closed");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1000),
+        "fired early: {waited:?}"
+    );
+    assert_eq!(reply_code(&e), Some(406));
+    assert!(
+        e.to_string().contains(
+            "delivery acknowledgement on channel 1 timed out. Timeout value used: 1000 ms. This timeout value can be configured, see consumers doc guide to learn more"
+        ),
+        "{e}"
+    );
+    assert_connection_usable(&conn).await;
+    let ch2 = open_channel(&conn).await;
+    let got = within("get", ch2.basic_get(&q, BasicGetOptions { no_ack: true }))
+        .await
+        .unwrap()
+        .expect("requeued");
+    assert!(got.delivery.redelivered);
+    // A queue's own timeout wins over the node's: x-consumer-timeout 0 =
+    // no timeout, for basic.get as well.
+    let q2 = queue_on_shard("no-ack-timeout", 1, shards);
+    let mut args = FieldTable::default();
+    args.insert("x-consumer-timeout".into(), AMQPValue::LongInt(0));
+    within(
+        "declare",
+        ch2.queue_declare(&q2, QueueDeclareOptions::default(), args),
+    )
+    .await
+    .unwrap();
+    publish(&ch2, "", &q2, b"kept").await;
+    let mut errors2 = channel_errors(&ch2);
+    let _kept = within("get", ch2.basic_get(&q2, BasicGetOptions { no_ack: false }))
+        .await
+        .unwrap()
+        .expect("a message");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        errors2.try_recv().is_err(),
+        "no timeout for x-consumer-timeout 0"
+    );
+}
+
+shard_tests!(an_unacked_delivery_past_its_timeout_closes_the_channel);

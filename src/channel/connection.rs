@@ -483,7 +483,9 @@ fn send_connection_close(conn: &Conn, e: &AmqpError) {
     );
 }
 
-fn close_channel_with_error(cx: &Cx, conn: &Conn, ch: u16, e: &AmqpError) {
+/// Close channel `ch` from the broker side with `e` (channel.close), releasing
+/// what it holds (its unacked messages are requeued) at once.
+pub fn close_channel_with_error(cx: &Cx, conn: &Conn, ch: u16, e: &AmqpError) {
     tracing::debug!(peer = %conn.peer, channel = ch, "closing channel: {e}");
     {
         let mut st = conn.state.borrow_mut();

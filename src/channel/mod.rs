@@ -6,6 +6,7 @@
 //! touch a queue directly (queues are reached through the outbox, even on
 //! this shard, so order is one FIFO per shard pair), or panic on input.
 
+pub mod ack_timeout;
 pub mod connection;
 pub mod handlers;
 mod io;
@@ -44,6 +45,10 @@ pub struct Unacked {
     pub home: ShardId,
     /// The message's sequence number in its queue (not the delivery tag).
     pub seq: u64,
+    /// When the delivery times out unacked, ms since the epoch (coarse); 0 = never.
+    pub deadline: u64,
+    /// The timeout it was given, ms (for the error text).
+    pub timeout_ms: u32,
 }
 
 /// A consumer on a channel (basic.consume), kept in `Channel::consumers` under
@@ -485,8 +490,16 @@ impl Conn {
         ch.next_tag += 1;
         ch.stats.deliver += 1;
         if !route.no_ack {
-            ch.unacked
-                .insert(delivery_tag, Unacked { queue, home, seq });
+            ch.unacked.insert(
+                delivery_tag,
+                Unacked {
+                    queue,
+                    home,
+                    seq,
+                    deadline: ack_timeout::deadline(route.timeout_ms),
+                    timeout_ms: route.timeout_ms.min(u64::from(u32::MAX)) as u32,
+                },
+            );
         }
         // Hold it back (in tag order) while paused by channel.flow; the
         // queue's credit stays taken until it is written.

@@ -27,6 +27,8 @@ pub struct ConsumerRoute {
     pub tag: Rc<str>,
     /// basic.consume no-ack: deliveries are not tracked for ack.
     pub no_ack: bool,
+    /// Ack timeout of its deliveries, ms (0 = none; see `ack_timeout`).
+    pub timeout_ms: u64,
 }
 
 /// Messages published and confirmed by channels that have closed, kept so

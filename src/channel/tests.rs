@@ -178,6 +178,7 @@ fn consumer(c: &Conn, tag: &str, no_ack: bool) -> ConsumerRoute {
         channel: 1,
         tag: tag.into(),
         no_ack,
+        timeout_ms: 0,
     }
 }
 

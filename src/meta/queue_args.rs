@@ -51,6 +51,7 @@ const IMPLEMENTED: &[&str] = &[
     "x-dead-letter-routing-key",
     "x-max-priority",
     "x-single-active-consumer",
+    "x-consumer-timeout",
 ];
 
 /// RabbitMQ's AMQP type name of a field value (as in its error texts).
@@ -134,7 +135,7 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable, durable: bool) -> A
                     return Err(invalid(key, format!("{{value_too_large,{n}}}")));
                 }
             }
-            "x-max-length" | "x-max-length-bytes" | "x-delivery-limit" => {
+            "x-max-length" | "x-max-length-bytes" | "x-delivery-limit" | "x-consumer-timeout" => {
                 let n = int(key, v)?;
                 if n < 0 {
                     return Err(invalid(key, format!("{{value_negative,{n}}}")));

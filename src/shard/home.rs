@@ -50,14 +50,7 @@ struct PendingDeadLetter {
     letter: DeadLetter,
 }
 
-/// Wall-clock time in ms since the Unix epoch (message TTLs are wall-clock
-/// durations, as RabbitMQ's are).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now_ms;
 
 impl QueueHome {
     /// A home with no queues yet over `store`.

@@ -272,7 +272,19 @@ fn local_tasks(shard: &Rc<Shard>) -> Vec<glommio::Task<()>> {
     }
     tasks.push(glommio::spawn_local(sync_task(shard.clone())));
     tasks.push(glommio::spawn_local(expiry_tick(shard.clone())));
+    tasks.push(glommio::spawn_local(clock_tick(shard.clone())));
     tasks
+}
+
+/// Once a second: refresh this shard's coarse clock and close channels
+/// whose oldest unacked delivery timed out (`channel::ack_timeout`).
+async fn clock_tick(shard: Rc<Shard>) {
+    let cx = shard.cx();
+    loop {
+        crate::clock::refresh();
+        crate::channel::ack_timeout::check(&cx, &shard.conns);
+        glommio::timer::sleep(Duration::from_millis(crate::clock::COARSE_PERIOD_MS)).await;
+    }
 }
 
 /// How often expired messages are dropped from the heads of queues with

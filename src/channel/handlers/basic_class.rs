@@ -99,6 +99,7 @@ pub(super) async fn basic_consume(
             channel: ch,
             tag: Rc::from(tag.as_str()),
             no_ack: c.no_ack,
+            timeout_ms: crate::channel::ack_timeout::queue_timeout(cx, qid),
         },
     );
     with_channel(conn, ch, |chan, _| {
@@ -234,6 +235,7 @@ pub(super) async fn basic_get(conn: &Conn, cx: &Cx, ch: u16, g: basic::Get) -> A
         );
         return Ok(());
     };
+    let timeout = crate::channel::ack_timeout::queue_timeout(cx, qid);
     let tag = with_channel(conn, ch, |c, _| {
         let t = c.next_tag;
         c.next_tag += 1;
@@ -245,6 +247,8 @@ pub(super) async fn basic_get(conn: &Conn, cx: &Cx, ch: u16, g: basic::Get) -> A
                     queue: qid,
                     home,
                     seq: got.seq,
+                    deadline: crate::channel::ack_timeout::deadline(timeout),
+                    timeout_ms: timeout.min(u64::from(u32::MAX)) as u32,
                 },
             );
         }
@@ -259,6 +263,8 @@ pub(super) async fn basic_get(conn: &Conn, cx: &Cx, ch: u16, g: basic::Get) -> A
                     queue: qid,
                     home,
                     seq: got.seq,
+                    deadline: 0,
+                    timeout_ms: 0,
                 }],
                 Settle::Requeue,
             );
