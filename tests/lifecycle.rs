@@ -225,7 +225,85 @@ async fn a_durable_priority_queue_recovers_in_priority_order_after_a_crash(shard
     assert!(got == want, "recovered out of priority order");
 }
 
+fn delivery_count(d: &lapin::message::BasicGetMessage) -> Option<i64> {
+    let h = d.delivery.properties.headers().clone().unwrap_or_default();
+    match h.inner().get("x-delivery-count") {
+        Some(AMQPValue::LongLongInt(n)) => Some(*n),
+        other => panic!("x-delivery-count: {other:?}"),
+    }
+}
+
+/// A poison message in a durable quorum queue (`x-delivery-limit` 2):
+/// delivered three times (the third still unacked when the broker is
+/// killed), it comes back after `kill -9` with its delivery count, and the
+/// next requeue dead-letters it (to a queue on the other shard).
+async fn a_poison_messages_delivery_count_survives_a_crash(shards: usize) {
+    let mut b = start_broker(shards).await;
+    let q = queue_on_shard("poison", 0, shards);
+    let dlq = queue_on_shard("poison-dlq", 1, shards);
+    let mut args = dlx_args(&dlq, None);
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args.insert("x-delivery-limit".into(), AMQPValue::LongInt(2));
+    {
+        let conn = connect(&b).await;
+        let ch = confirm_channel(&conn).await;
+        declare_durable(&ch, &dlq).await;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        within("declare", ch.queue_declare(&q, durable, args.clone()))
+            .await
+            .unwrap();
+        let c = publish_with(&ch, "", &q, b"poison", persistent()).await;
+        within("confirm", c).await.unwrap();
+        for want in 0..3 {
+            let d = within("get", ch.basic_get(&q, BasicGetOptions::default()))
+                .await
+                .unwrap()
+                .expect("the message");
+            assert_eq!(delivery_count(&d), Some(want));
+            if want < 2 {
+                d.nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            }
+        }
+        // Let the third delivery's journal entry reach the disk (delivery
+        // records are written within the 200 ms flush interval).
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    b.restart(); // kill -9, then start on the same data directory
+    let conn = connect(&b).await;
+    let ch = open_channel(&conn).await;
+    let d = within("get", ch.basic_get(&q, BasicGetOptions::default()))
+        .await
+        .unwrap()
+        .expect("the message survived");
+    assert!(d.delivery.redelivered);
+    assert_eq!(delivery_count(&d), Some(3), "the count survived the crash");
+    d.nack(BasicNackOptions {
+        requeue: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while ready_count(&conn, &dlq).await < 1 {
+        assert!(std::time::Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready_count(&conn, &q).await, 0);
+}
+
 shard_tests!(
+    a_poison_messages_delivery_count_survives_a_crash,
     dead_letters_reach_a_queue_homed_on_another_shard,
     a_durable_ttl_queue_still_expires_and_dead_letters_after_a_crash,
     a_durable_priority_queue_recovers_in_priority_order_after_a_crash

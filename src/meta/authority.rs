@@ -569,7 +569,7 @@ async fn queue_declare(
     };
     // A new queue's arguments are checked (an existing queue's are only
     // compared for equivalence, as RabbitMQ does).
-    super::queue_args::validate(&name, &vhost, &args, durable)?;
+    super::queue_args::validate(&name, &vhost, &args, durable, exclusive, auto_delete)?;
     {
         // RabbitMQ's vhost `max-queues` (checked for new queues only).
         let t = cluster.table();

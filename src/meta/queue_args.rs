@@ -24,12 +24,20 @@ const ACCEPTED_HINTS: &[&str] = &[
     "x-queue-version",
     "x-queue-master-locator",
     "x-stream-filter-size-bytes",
+    "x-ha-policy",
+    // Quorum replication and memory hints: a single node has one replica
+    // and keeps a quorum queue's backlog on disk like any durable queue.
+    "x-quorum-initial-group-size",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-queue-leader-locator",
 ];
 
 /// Quorum and stream arguments RabbitMQ refuses on a classic queue (every
 /// Warren queue is one) with `... of queue type rabbit_classic_queue`.
+/// (`x-delivery-limit` is not among them: Warren counts deliveries on
+/// classic queues too, see `queue::delivery_count`.)
 const NOT_FOR_CLASSIC: &[&str] = &[
-    "x-delivery-limit",
     "x-dead-letter-strategy",
     "x-quorum-initial-group-size",
     "x-max-in-memory-length",
@@ -39,6 +47,10 @@ const NOT_FOR_CLASSIC: &[&str] = &[
     "x-max-age",
     "x-stream-max-segment-size-bytes",
 ];
+
+/// Classic-only arguments RabbitMQ refuses on a quorum queue with `... of
+/// queue type rabbit_quorum_queue` (recorded from RabbitMQ 3.10).
+const NOT_FOR_QUORUM: &[&str] = &["x-max-priority", "x-queue-mode", "x-queue-version"];
 
 /// Arguments of features Warren implements.
 const IMPLEMENTED: &[&str] = &[
@@ -52,6 +64,7 @@ const IMPLEMENTED: &[&str] = &[
     "x-max-priority",
     "x-single-active-consumer",
     "x-consumer-timeout",
+    "x-delivery-limit",
 ];
 
 /// RabbitMQ's AMQP type name of a field value (as in its error texts).
@@ -78,13 +91,12 @@ pub fn type_name(v: &AMQPValue) -> &'static str {
     }
 }
 
-/// `x-queue-type` names a quorum or stream queue (the quorum and stream
-/// arguments are then not refused as classic-only mistakes).
-fn inner_is_other_type(args: &FieldTable) -> bool {
+/// The `x-queue-type` of `args` (`classic` when absent).
+fn queue_type(args: &FieldTable) -> String {
     args.inner()
         .get("x-queue-type")
         .and_then(text)
-        .is_some_and(|t| t == "quorum" || t == "stream")
+        .unwrap_or_else(|| "classic".into())
 }
 
 /// Check the arguments of a new or redeclared queue, as RabbitMQ does
@@ -93,7 +105,14 @@ fn inner_is_other_type(args: &FieldTable) -> bool {
 /// Errors: 406 PRECONDITION_FAILED with RabbitMQ's text for an invalid
 /// value or type; 540 NOT_IMPLEMENTED for a valid argument of a feature
 /// Warren does not have yet (named in the text).
-pub fn validate(queue: &str, vhost: &str, args: &FieldTable, durable: bool) -> AmqpResult<()> {
+pub fn validate(
+    queue: &str,
+    vhost: &str,
+    args: &FieldTable,
+    durable: bool,
+    exclusive: bool,
+    auto_delete: bool,
+) -> AmqpResult<()> {
     let invalid = |arg: &str, why: String| {
         AmqpError::precondition_failed(format!(
             "invalid arg '{arg}' for queue '{queue}' in vhost '{vhost}': {why}"
@@ -109,7 +128,13 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable, durable: bool) -> A
     };
     let unacceptable =
         |arg: &str, v: &AMQPValue| invalid(arg, format!("{{unacceptable_type,{}}}", type_name(v)));
-    let classic = !inner_is_other_type(args);
+    let kind = queue_type(args);
+    let classic = kind != "quorum" && kind != "stream";
+    let invalid_property = |p: &str| {
+        AmqpError::precondition_failed(format!(
+            "invalid property '{p}' for queue '{queue}' in vhost '{vhost}'"
+        ))
+    };
     let int = |arg: &str, v: &AMQPValue| {
         integer(v)
             .ok_or_else(|| invalid(arg, format!("\"expected integer, got {}\"", type_name(v))))
@@ -120,6 +145,11 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable, durable: bool) -> A
         if classic && NOT_FOR_CLASSIC.contains(&key) {
             return Err(AmqpError::precondition_failed(format!(
                 "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type rabbit_classic_queue"
+            )));
+        }
+        if kind == "quorum" && NOT_FOR_QUORUM.contains(&key) {
+            return Err(AmqpError::precondition_failed(format!(
+                "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type rabbit_quorum_queue"
             )));
         }
         match key {
@@ -177,9 +207,19 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable, durable: bool) -> A
                     return Err(invalid(key, format!("\"unsupported queue type '{s}'\"")));
                 }
                 if s != "classic" && !durable {
-                    return Err(AmqpError::precondition_failed(format!(
-                        "invalid property 'non-durable' for queue '{queue}' in vhost '{vhost}'"
-                    )));
+                    return Err(invalid_property("non-durable"));
+                }
+                if s != "classic" && exclusive {
+                    return Err(invalid_property("exclusive-owner"));
+                }
+                if s != "classic" && auto_delete {
+                    return Err(invalid_property("auto-delete"));
+                }
+            }
+            "x-dead-letter-strategy" => {
+                let s = text(v).ok_or_else(|| unacceptable(key, v))?;
+                if s != "at-most-once" && s != "at-least-once" {
+                    return Err(invalid(key, "invalid_dlx_strategy".into()));
                 }
             }
             "x-queue-mode" => {
@@ -205,7 +245,9 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable, durable: bool) -> A
         let unsupported = match key {
             _ if !key.starts_with("x-") => false,
             _ if IMPLEMENTED.contains(&key) || ACCEPTED_HINTS.contains(&key) => false,
-            "x-queue-type" => text(v).as_deref() != Some("classic"),
+            "x-queue-type" => text(v).as_deref() == Some("stream"),
+            // Dead letters are re-published at most once (unconfirmed).
+            "x-dead-letter-strategy" => text(v).as_deref() == Some("at-least-once"),
             k => super::authority::is_equivalence_arg(k),
         };
         if unsupported {
@@ -234,18 +276,30 @@ mod tests {
             "/",
             &args("x-message-ttl", AMQPValue::LongString("abc".into())),
             false,
+            false,
+            false,
         )
         .unwrap_err();
         assert_eq!(
             e.text,
             "PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue 'q' in vhost '/': \"expected integer, got longstr\""
         );
-        let e = validate("q", "/", &args("x-expires", AMQPValue::LongInt(0)), false).unwrap_err();
+        let e = validate(
+            "q",
+            "/",
+            &args("x-expires", AMQPValue::LongInt(0)),
+            false,
+            false,
+            false,
+        )
+        .unwrap_err();
         assert!(e.text.ends_with("{value_zero,0}"), "{}", e.text);
         let e = validate(
             "q",
             "/",
             &args("x-dead-letter-exchange", AMQPValue::LongInt(5)),
+            false,
+            false,
             false,
         )
         .unwrap_err();
@@ -261,6 +315,8 @@ mod tests {
             "q",
             "/",
             &args("x-message-ttl", AMQPValue::LongInt(0)),
+            false,
+            false,
             false
         )
         .is_ok());
@@ -268,22 +324,36 @@ mod tests {
             "q",
             "/",
             &args("x-queue-mode", AMQPValue::LongString("lazy".into())),
+            false,
+            false,
             false
         )
         .is_ok());
-        assert!(validate("q", "/", &args("x-custom", AMQPValue::LongInt(1)), false).is_ok());
+        assert!(validate(
+            "q",
+            "/",
+            &args("x-custom", AMQPValue::LongInt(1)),
+            false,
+            false,
+            false
+        )
+        .is_ok());
         assert!(validate(
             "q",
             "/",
             &args("x-max-priority", AMQPValue::LongInt(10)),
+            false,
+            false,
             false
         )
         .is_ok());
         let e = validate(
             "q",
             "/",
-            &args("x-queue-type", AMQPValue::LongString("quorum".into())),
+            &args("x-queue-type", AMQPValue::LongString("stream".into())),
             true,
+            false,
+            false,
         )
         .unwrap_err();
         assert_eq!(e.code, 540);

@@ -5,9 +5,9 @@
 //! with 400, never stored and ignored. Its one global parameter is the
 //! cluster name (the node's name). Feature flags are RabbitMQ's cluster
 //! upgrade switches; Warren lists the ones whose feature it has as
-//! `enabled` and `quorum_queue` / `stream_queue` as `unavailable` (tools
-//! that require them, NServiceBus's `stream_queue` check for one, learn
-//! the truth at start-up).
+//! `enabled` (`quorum_queue`: single-node quorum queues) and
+//! `stream_queue` as `unavailable` (tools that require it, NServiceBus's
+//! `stream_queue` check for one, learn the truth at start-up).
 
 use super::api::node_name;
 use super::http::{Request, Response};
@@ -35,8 +35,8 @@ const FEATURE_FLAGS: &[(&str, &str, &str)] = &[
     ),
     (
         "quorum_queue",
-        "unavailable",
-        "Quorum queues (not in Warren)",
+        "enabled",
+        "Quorum queues (one replica: this node)",
     ),
     ("stream_queue", "unavailable", "Streams (not in Warren)"),
 ];

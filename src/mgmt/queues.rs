@@ -112,7 +112,8 @@ fn queue_json(m: &Mgmt, q: &super::stats::QueueInfo, node: &str) -> Value {
     let prefix = format!("queue|{}|{}|", q.vhost, q.name);
     let mut j = json!({
         "name": q.name, "vhost": q.vhost, "durable": q.durable, "auto_delete": q.auto_delete,
-        "exclusive": q.exclusive, "arguments": q.arguments, "node": node, "type": "classic",
+        "exclusive": q.exclusive, "arguments": q.arguments, "node": node,
+        "type": q.arguments.get("x-queue-type").and_then(Value::as_str).unwrap_or("classic"),
         "state": "running", "messages": q.ready + q.unacked, "messages_ready": q.ready,
         "messages_unacknowledged": q.unacked, "consumers": q.consumers, "shard": q.shard,
         "message_stats": m.message_stats(&prefix, &[

@@ -22,6 +22,8 @@ pub enum DeathReason {
     Expired,
     /// Dropped or refused at the queue's length limit.
     MaxLen,
+    /// Requeued more often than the queue's `x-delivery-limit`.
+    DeliveryLimit,
 }
 
 impl DeathReason {
@@ -31,6 +33,7 @@ impl DeathReason {
             DeathReason::Rejected => "rejected",
             DeathReason::Expired => "expired",
             DeathReason::MaxLen => "maxlen",
+            DeathReason::DeliveryLimit => "delivery_limit",
         }
     }
 }

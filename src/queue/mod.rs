@@ -13,11 +13,13 @@
 use crate::defs::QueueDef;
 pub mod consumer;
 pub mod dead_letter;
+pub mod delivery_count;
 pub mod limits;
 pub mod ready;
 
 pub use consumer::{QConsumer, SingleActive, SEND_WINDOW, SEND_WINDOW_BYTES};
 pub use dead_letter::{DeadLetter, DeadLetterTarget, DeathReason};
+pub use delivery_count::DeliveryCounting;
 pub use limits::{LengthLimits, Overflow};
 pub use ready::{Entry, Ready};
 
@@ -86,6 +88,8 @@ struct Unacked {
     redelivered: bool,
     /// Kept across a requeue (RabbitMQ keeps a message's expiry).
     expires: u64,
+    /// Times delivered, this delivery included.
+    deliveries: u32,
 }
 
 /// A message's body size for `x-max-length-bytes`, in bytes.
@@ -108,6 +112,8 @@ pub struct Delivery {
     /// The entry's expiry (ms since the epoch, 0 = never), for a delivery
     /// that comes back undelivered.
     pub expires: u64,
+    /// Times the message was delivered before this delivery.
+    pub deliveries: u32,
 }
 
 /// One queue (see the module documentation); sans-IO.
@@ -136,6 +142,8 @@ pub struct Queue {
     idle_expiry: Option<u64>,
     /// Last use (consume, cancel, get, declare), ms since the epoch.
     last_used: u64,
+    /// Delivery counting and `x-delivery-limit` (quorum queues, or asked for).
+    counting: DeliveryCounting,
     /// `x-dead-letter-exchange` (and routing key), if set.
     dead_letter: Option<DeadLetterTarget>,
     /// Messages that died since the last [`Queue::take_dead_letters`]
@@ -152,8 +160,9 @@ pub struct Queue {
 pub enum StoreOp {
     /// The message left the queue for good (acked, delivered no-ack, purged, or unreadable).
     Ack(Position),
-    /// The message was delivered once: redelivered after a crash.
-    Delivered(Position),
+    /// The message was delivered (for the given time, from 1): redelivered
+    /// after a crash, with that delivery count.
+    Delivered(Position, u32),
 }
 
 /// A queue's monotonic counters (`message_stats` and `/metrics`).
@@ -181,6 +190,7 @@ impl Queue {
         Queue {
             ttl: crate::defs::message_ttl(&def.args),
             dead_letter: DeadLetterTarget::from_args(&def.args),
+            counting: DeliveryCounting::from_args(&def.args),
             limits: LengthLimits::from_args(&def.args),
             idle_expiry: crate::defs::queue_expires(&def.args),
             last_used: 0,
@@ -271,6 +281,7 @@ impl Queue {
             expires,
             size,
             lane,
+            deliveries: 0,
         });
     }
 
@@ -394,13 +405,13 @@ impl Queue {
     /// recovers in priority order; a plain queue reads nothing.
     pub fn recover(
         &mut self,
-        items: Vec<(Position, bool)>,
+        items: Vec<(Position, u32)>,
         now: u64,
         load: impl Fn(Position) -> Option<MsgRef>,
     ) {
         let expires = self.expiry(None, now);
         let prioritised = self.ready.has_priorities();
-        for (pos, delivered) in items {
+        for (pos, deliveries) in items {
             let seq = self.next_seq;
             self.next_seq += 1;
             let lane = if prioritised {
@@ -412,24 +423,28 @@ impl Queue {
                 seq,
                 msg: None,
                 pos: Some(pos),
-                redelivered: delivered,
+                redelivered: deliveries > 0,
                 expires,
                 size: 0,
                 lane,
+                deliveries,
             });
         }
     }
 
-    /// Live store positions with their delivered flag, for compaction.
-    pub fn live_positions(&self) -> Vec<(Position, bool)> {
-        let mut v: Vec<(u64, Position, bool)> = self
+    /// Live store positions with their delivery counts, for compaction.
+    pub fn live_positions(&self) -> Vec<(Position, u32)> {
+        let mut v: Vec<(u64, Position, u32)> = self
             .ready
             .iter()
-            .filter_map(|e| e.pos.map(|p| (e.seq, p, e.redelivered)))
+            .filter_map(|e| {
+                e.pos
+                    .map(|p| (e.seq, p, e.deliveries.max(u32::from(e.redelivered))))
+            })
             .chain(
                 self.unacked
                     .iter()
-                    .filter_map(|(s, u)| u.pos.map(|p| (*s, p, true))),
+                    .filter_map(|(s, u)| u.pos.map(|p| (*s, p, u.deliveries.max(1)))),
             )
             .collect();
         v.sort_by_key(|x| x.0);
@@ -456,14 +471,21 @@ impl Queue {
             if how != Settle::Requeue {
                 self.stats.ack += 1;
             }
-            if how == Settle::Discard && self.dead_letter.is_some() {
-                self.dead_letter_push(u.msg.clone(), DeathReason::Rejected);
+            // A requeue past the delivery limit: the message dies instead.
+            let over = how == Settle::Requeue && self.counting.exceeded(u.deliveries);
+            if (how == Settle::Discard || over) && self.dead_letter.is_some() {
+                let why = if over {
+                    DeathReason::DeliveryLimit
+                } else {
+                    DeathReason::Rejected
+                };
+                self.dead_letter_push(u.msg.clone(), why);
             }
-            if let (Some(p), false) = (u.pos, how == Settle::Requeue) {
+            if let (Some(p), true) = (u.pos, how != Settle::Requeue || over) {
                 self.store_ops.push(StoreOp::Ack(p));
             }
             self.unacked_settled(u.consumer);
-            if how == Settle::Requeue {
+            if how == Settle::Requeue && !over {
                 requeue.push(Entry {
                     seq: *seq,
                     size: body_size(&u.msg),
@@ -472,6 +494,7 @@ impl Queue {
                     pos: u.pos,
                     redelivered: true,
                     expires: u.expires,
+                    deliveries: u.deliveries,
                 });
             }
         }
@@ -546,25 +569,7 @@ impl Queue {
     ) -> Option<Got> {
         let (e, msg) = self.pop_ready(now, &load)?;
         self.stats.get += 1;
-        if let Some(p) = e.pos {
-            self.store_ops.push(if no_ack {
-                StoreOp::Ack(p)
-            } else {
-                StoreOp::Delivered(p)
-            });
-        }
-        if !no_ack {
-            self.unacked.insert(
-                e.seq,
-                Unacked {
-                    msg: msg.clone(),
-                    consumer: None,
-                    pos: e.pos,
-                    redelivered: e.redelivered,
-                    expires: e.expires,
-                },
-            );
-        }
+        let msg = self.hand_out(&e, msg, None, no_ack);
         Some(Got {
             msg,
             seq: e.seq,
@@ -595,34 +600,60 @@ impl Queue {
         let c = &mut self.consumers[idx];
         c.unsent += 1;
         c.unsent_bytes += msg.body.len() as u64;
-        if c.spec.no_ack {
-            if let Some(p) = e.pos {
-                self.store_ops.push(StoreOp::Ack(p));
-            }
-        } else {
+        if !c.spec.no_ack {
             c.unacked += 1;
-            if let Some(p) = e.pos {
-                self.store_ops.push(StoreOp::Delivered(p));
-            }
-            self.unacked.insert(
-                e.seq,
-                Unacked {
-                    msg: msg.clone(),
-                    consumer: Some(c.spec.id),
-                    pos: e.pos,
-                    redelivered: e.redelivered,
-                    expires: e.expires,
-                },
-            );
         }
+        let (id, no_ack) = (c.spec.id, c.spec.no_ack);
+        let msg = self.hand_out(&e, msg, Some(id), no_ack);
         Some(Delivery {
-            consumer: c.spec.id,
-            shard: c.spec.id.shard(),
+            consumer: id,
+            shard: id.shard(),
             seq: e.seq,
             redelivered: e.redelivered,
             msg,
             expires: e.expires,
+            deliveries: e.deliveries,
         })
+    }
+
+    /// Hand entry `e` (its message `msg`) out to `consumer` (None for
+    /// basic.get): journal it, keep it unacked unless `no_ack`, and return
+    /// the message as delivered (with `x-delivery-count` if the queue
+    /// counts deliveries).
+    fn hand_out(
+        &mut self,
+        e: &Entry,
+        msg: MsgRef,
+        consumer: Option<ConsumerId>,
+        no_ack: bool,
+    ) -> MsgRef {
+        let deliveries = e.deliveries.saturating_add(1);
+        if let Some(p) = e.pos {
+            self.store_ops.push(if no_ack {
+                StoreOp::Ack(p)
+            } else {
+                StoreOp::Delivered(p, deliveries)
+            });
+        }
+        let out = if self.counting.counted {
+            delivery_count::with_count(&msg, e.deliveries)
+        } else {
+            msg.clone()
+        };
+        if !no_ack {
+            self.unacked.insert(
+                e.seq,
+                Unacked {
+                    msg,
+                    consumer,
+                    pos: e.pos,
+                    redelivered: e.redelivered,
+                    expires: e.expires,
+                    deliveries,
+                },
+            );
+        }
+        out
     }
 
     /// A delivery could not be handed to its consumer (channel gone): put it
@@ -632,18 +663,22 @@ impl Queue {
         // Whether it was tracked as unacked or not (no-ack), the client never
         // saw it, so it goes back to the queue. (A no-ack delivery was
         // already released from the store: it comes back in memory only.)
-        let stored = self.unacked.remove(&d.seq).and_then(|u| {
-            self.unacked_settled(u.consumer);
-            u.pos
-        });
+        let (stored, msg) = match self.unacked.remove(&d.seq) {
+            Some(u) => {
+                self.unacked_settled(u.consumer);
+                (u.pos, u.msg)
+            }
+            None => (None, d.msg),
+        };
         self.ready.insert(Entry {
             seq: d.seq,
-            size: body_size(&d.msg),
-            lane: self.ready.lane_of(d.msg.priority),
-            msg: Some(d.msg),
+            size: body_size(&msg),
+            lane: self.ready.lane_of(msg.priority),
+            msg: Some(msg),
             pos: stored,
             redelivered: d.redelivered,
             expires: d.expires,
+            deliveries: d.deliveries,
         });
     }
 
@@ -676,6 +711,7 @@ impl Queue {
             pos: u.pos,
             redelivered,
             expires: u.expires,
+            deliveries: u.deliveries.saturating_sub(1),
         });
     }
 

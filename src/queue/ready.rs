@@ -34,6 +34,8 @@ pub struct Entry {
     /// Its priority lane: the message's `priority` property capped at the
     /// queue's `x-max-priority` (0 in a queue without priorities).
     pub lane: u8,
+    /// Times delivered before (and come back); see `delivery_count`.
+    pub deliveries: u32,
 }
 
 impl Entry {
@@ -209,6 +211,7 @@ mod tests {
             expires: 0,
             size: 1,
             lane,
+            deliveries: 0,
         }
     }
 

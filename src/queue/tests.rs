@@ -127,7 +127,10 @@ fn stored_messages_journal_delivered_then_ack_and_nothing_for_requeue() {
     let b = q.next_delivery(0, no_store).unwrap();
     assert_eq!(
         q.take_store_ops().collect::<Vec<_>>(),
-        [StoreOp::Delivered(pos(8)), StoreOp::Delivered(pos(16))]
+        [
+            StoreOp::Delivered(pos(8), 1),
+            StoreOp::Delivered(pos(16), 1)
+        ]
     );
     q.settle(&[a.seq], Settle::Ack);
     q.settle(&[b.seq], Settle::Requeue);
@@ -135,6 +138,14 @@ fn stored_messages_journal_delivered_then_ack_and_nothing_for_requeue() {
         q.take_store_ops().collect::<Vec<_>>(),
         [StoreOp::Ack(pos(8))]
     );
+    // The second delivery of b is journalled with its count.
+    let again = q.next_delivery(0, no_store).unwrap();
+    assert_eq!((again.seq, again.deliveries), (b.seq, 1));
+    assert_eq!(
+        q.take_store_ops().collect::<Vec<_>>(),
+        [StoreOp::Delivered(pos(16), 2)]
+    );
+    q.settle(&[again.seq], Settle::Requeue);
     assert_eq!(q.purge(), 1);
     assert_eq!(
         q.take_store_ops().collect::<Vec<_>>(),
@@ -145,7 +156,7 @@ fn stored_messages_journal_delivered_then_ack_and_nothing_for_requeue() {
 #[test]
 fn an_unreadable_stored_message_is_dropped_as_acked_and_the_next_one_served() {
     let mut q = q();
-    q.recover(vec![(pos(8), false), (pos(16), true)], 0, |_| None);
+    q.recover(vec![(pos(8), 0), (pos(16), 1)], 0, |_| None);
     let body = msg("b");
     let got = q
         .get(true, 0, |p| (p == pos(16)).then(|| body.clone()))

@@ -607,7 +607,7 @@ fn apply_store_ops(store: &mut Store, q: &mut Queue) {
     for op in q.take_store_ops() {
         match op {
             StoreOp::Ack(p) => store.ack(id, p),
-            StoreOp::Delivered(p) => store.delivered(id, p),
+            StoreOp::Delivered(p, n) => store.delivered(id, p, n),
         }
     }
 }

@@ -3,7 +3,11 @@
 //! messages lives, which were delivered and which were acked.
 //!
 //! Entry (32 bytes, little endian):
-//! `[kind: u8][0; 3][offset: u32][queue: u64][segment: u64][0; 4][crc32c of bytes 0..28: u32]`
+//! `[kind: u8][0; 3][offset: u32][queue: u64][segment: u64][count: u32][crc32c of bytes 0..28: u32]`
+//!
+//! `count` is used by `DEL` only: how many times the message has been
+//! delivered (journals written before it existed hold 0 there, read as 1),
+//! so a poison message's delivery count survives a restart.
 //!
 //! Kinds: `ENQ`/`DEL`/`ACK` (queue, position), `DROP` (queue deleted: forget
 //! every entry of that queue so far) and `SEG` (segment number created:
@@ -45,9 +49,10 @@ const COMPACT_SLACK: u64 = 1 << 20;
 /// The journal's file name in the shard's store directory.
 pub const FILE_NAME: &str = "queues.journal";
 
-/// One durable queue's live messages: position and delivered flag, in
+/// One durable queue's live messages: position and how many times it was
+/// delivered (0 = never; it is recovered redelivered otherwise), in
 /// publish order.
-pub type Live = Vec<(Position, bool)>;
+pub type Live = Vec<(Position, u32)>;
 
 /// What replaying the journal found.
 #[derive(Default)]
@@ -82,11 +87,16 @@ fn io(path: &Path, source: std::io::Error) -> InfraError {
 }
 
 fn encode(kind: u8, queue: u64, seg: u64, off: u32, out: &mut Vec<u8>) {
+    encode_counted(kind, queue, seg, off, 0, out)
+}
+
+fn encode_counted(kind: u8, queue: u64, seg: u64, off: u32, count: u32, out: &mut Vec<u8>) {
     let mut e = [0u8; ENTRY];
     e[0] = kind;
     e[4..8].copy_from_slice(&off.to_le_bytes());
     e[8..16].copy_from_slice(&queue.to_le_bytes());
     e[16..24].copy_from_slice(&seg.to_le_bytes());
+    e[24..28].copy_from_slice(&count.to_le_bytes());
     let crc = crc32c::crc32c(&e[..28]);
     e[28..32].copy_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&e);
@@ -96,13 +106,13 @@ fn encode(kind: u8, queue: u64, seg: u64, off: u32, out: &mut Vec<u8>) {
 /// grow, so this stays sorted and lookups are binary searches).
 #[derive(Default)]
 struct QueueReplay {
-    items: Vec<(Position, u8)>,
+    /// (position, state): `LIVE`, a delivery count, or `GONE`.
+    items: Vec<(Position, u32)>,
     dead: usize,
 }
 
-const LIVE: u8 = 0;
-const DELIVERED: u8 = 1;
-const GONE: u8 = 2;
+const LIVE: u32 = 0;
+const GONE: u32 = u32::MAX;
 
 impl QueueReplay {
     fn find(&self, pos: Position) -> Option<usize> {
@@ -120,13 +130,17 @@ impl QueueReplay {
             _ => self.items.push((pos, LIVE)),
         }
     }
-    fn set(&mut self, pos: Position, state: u8) {
+    fn set(&mut self, pos: Position, state: u32) {
         if let Some(i) = self.find(pos) {
-            if self.items[i].1 != GONE {
+            let cur = self.items[i].1;
+            if cur != GONE {
                 if state == GONE {
                     self.dead += 1;
+                    self.items[i].1 = GONE;
+                } else {
+                    // A delivery count only grows.
+                    self.items[i].1 = cur.max(state);
                 }
-                self.items[i].1 = state;
             }
         }
         // Drop acked entries in bulk so a long journal replays in bounded memory.
@@ -136,11 +150,7 @@ impl QueueReplay {
         }
     }
     fn live(self) -> Live {
-        self.items
-            .into_iter()
-            .filter(|(_, s)| *s != GONE)
-            .map(|(p, s)| (p, s == DELIVERED))
-            .collect()
+        self.items.into_iter().filter(|(_, s)| *s != GONE).collect()
     }
 }
 
@@ -170,7 +180,13 @@ pub fn replay(data: &[u8], path: &Path) -> (Replay, usize, u64) {
         };
         match e[0] {
             ENQ => queues.entry(q).or_default().enq(pos),
-            DEL => queues.entry(q).or_default().set(pos, DELIVERED),
+            DEL => {
+                let count = u32::from_le_bytes([e[24], e[25], e[26], e[27]]);
+                queues
+                    .entry(q)
+                    .or_default()
+                    .set(pos, count.clamp(1, GONE - 1))
+            }
             ACK => queues.entry(q).or_default().set(pos, GONE),
             DROP => {
                 queues.remove(&q);
@@ -198,7 +214,7 @@ pub fn replay(data: &[u8], path: &Path) -> (Replay, usize, u64) {
 /// live entry of every queue.
 pub fn snapshot_bytes<'a>(
     max_segment: u64,
-    queues: impl IntoIterator<Item = (QueueId, &'a [(Position, bool)])>,
+    queues: impl IntoIterator<Item = (QueueId, &'a [(Position, u32)])>,
 ) -> (Vec<u8>, u64, u64) {
     let mut out = Vec::new();
     let mut live = 0u64;
@@ -206,11 +222,11 @@ pub fn snapshot_bytes<'a>(
         encode(SEG, 0, max_segment, 0, &mut out);
     }
     for (q, items) in queues {
-        for (p, delivered) in items {
+        for (p, deliveries) in items {
             encode(ENQ, q.0, p.seg.0, p.off, &mut out);
             live += 1;
-            if *delivered {
-                encode(DEL, q.0, p.seg.0, p.off, &mut out);
+            if *deliveries > 0 {
+                encode_counted(DEL, q.0, p.seg.0, p.off, *deliveries, &mut out);
             }
         }
     }
@@ -282,10 +298,10 @@ impl Journal {
         self.live += 1;
     }
 
-    /// Buffer a `DEL` entry: the message at `pos` was delivered (it is
-    /// recovered marked redelivered).
-    pub fn delivered(&mut self, q: QueueId, pos: Position) {
-        encode(DEL, q.0, pos.seg.0, pos.off, &mut self.buf);
+    /// Buffer a `DEL` entry: the message at `pos` was delivered for the
+    /// `count`th time (it is recovered marked redelivered, with that count).
+    pub fn delivered(&mut self, q: QueueId, pos: Position, count: u32) {
+        encode_counted(DEL, q.0, pos.seg.0, pos.off, count, &mut self.buf);
         self.entries += 1;
     }
 
@@ -382,7 +398,7 @@ mod tests {
         for i in 0..5 {
             j.enqueue(q, p(1, i * 100));
         }
-        j.delivered(q, p(1, 100));
+        j.delivered(q, p(1, 100), 1);
         j.ack(q, p(1, 0));
         j.ack(q, p(1, 300));
         j.write_pending().unwrap();
@@ -390,7 +406,7 @@ mod tests {
         let (_, r) = Journal::open(dir.path()).unwrap();
         assert_eq!(
             r.queues[&q],
-            vec![(p(1, 100), true), (p(1, 200), false), (p(1, 400), false)]
+            vec![(p(1, 100), 1), (p(1, 200), 0), (p(1, 400), 0)]
         );
     }
 
@@ -405,7 +421,7 @@ mod tests {
         drop(j);
         let (_, r) = Journal::open(dir.path()).unwrap();
         assert!(!r.queues.contains_key(&QueueId(1)));
-        assert_eq!(r.queues[&QueueId(2)], vec![(p(1, 64), false)]);
+        assert_eq!(r.queues[&QueueId(2)], vec![(p(1, 64), 0)]);
     }
 
     #[test]

@@ -49,6 +49,6 @@ pub fn read(path: &Path) -> Live {
     items
         .into_iter()
         .filter(|(_, s)| *s != 2)
-        .map(|(p, s)| (p, s == 1))
+        .map(|(p, s)| (p, u32::from(s == 1)))
         .collect()
 }

@@ -278,7 +278,7 @@ impl Store {
     /// are gone can never be claimed later, then drop unreferenced segments.
     pub fn finish_recovery<'a>(
         &mut self,
-        queues: impl IntoIterator<Item = (QueueId, &'a [(Position, bool)])>,
+        queues: impl IntoIterator<Item = (QueueId, &'a [(Position, u32)])>,
     ) -> Result<(), InfraError> {
         self.valid.clear();
         for q in self.recovered.keys() {
@@ -385,10 +385,11 @@ impl Store {
         }
     }
 
-    /// A stored message was handed to a consumer (it comes back redelivered).
-    pub fn delivered(&mut self, q: QueueId, pos: Position) {
+    /// A stored message was handed to a consumer for the `count`th time
+    /// (it comes back redelivered, with its delivery count).
+    pub fn delivered(&mut self, q: QueueId, pos: Position, count: u32) {
         if self.durable.contains_key(&q) {
-            self.journal.delivered(q, pos);
+            self.journal.delivered(q, pos, count);
             self.unwritten_deliveries = true;
         }
     }
@@ -536,7 +537,7 @@ impl Store {
     /// stay buffered. None if the buffer cannot be written now.
     pub fn begin_compaction<'a>(
         &mut self,
-        queues: impl IntoIterator<Item = (QueueId, &'a [(Position, bool)])>,
+        queues: impl IntoIterator<Item = (QueueId, &'a [(Position, u32)])>,
     ) -> Option<Compaction> {
         self.journal.write_pending().ok()?;
         let (bytes, entries, live) = journal::snapshot_bytes(self.next_segment - 1, queues);
@@ -662,14 +663,14 @@ mod tests {
             s.enqueue(QueueId(1), a);
             b = s.append_message(&msg(b"two")).unwrap();
             s.enqueue(QueueId(1), b);
-            s.delivered(QueueId(1), b);
+            s.delivered(QueueId(1), b, 3);
             s.ack(QueueId(1), a);
             sync(&mut s);
         }
         let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
         let live = s.open_queue(QueueId(1), "/", "q");
         s.finish_recovery([(QueueId(1), &live[..])]).unwrap();
-        assert_eq!(live, vec![(b, true)]);
+        assert_eq!(live, vec![(b, 3)], "the delivery count survives");
         assert_eq!(&s.load(b).unwrap().body[..], b"two");
     }
 
@@ -693,7 +694,7 @@ mod tests {
         let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
         assert!(s.open_queue(QueueId(1), "/", "q").is_empty());
         let live = s.open_queue(QueueId(2), "/", "q");
-        assert_eq!(live, vec![(new, false)]);
+        assert_eq!(live, vec![(new, 0)]);
         s.finish_recovery([(QueueId(2), &live[..])]).unwrap();
         assert_eq!(&s.load(new).unwrap().body[..], b"new");
     }
