@@ -17,16 +17,8 @@ use std::collections::BTreeSet;
 const FIXTURE: &str = include_str!("fixtures/rabbitmq-definitions.json");
 
 /// The RabbitMQ export as it was recorded, policy included.
-fn full_fixture() -> Value {
-    serde_json::from_str(FIXTURE).expect("fixture is JSON")
-}
-
-/// The RabbitMQ export without its policy: Warren has no policies yet and
-/// refuses a file that has one (never accepted and ignored).
 fn fixture() -> Value {
-    let mut f = full_fixture();
-    f["policies"] = serde_json::json!([]);
-    f
+    serde_json::from_str(FIXTURE).expect("fixture is JSON")
 }
 
 fn import(api: &Api, defs: &Value) {
@@ -227,17 +219,12 @@ async fn rabbitmq_export_imports_into_warren() {
         let port = b.mgmt_port;
         tokio::task::spawn_blocking(move || {
             let api = Api::new(port);
-            // A file with a policy is refused before anything is created.
-            let a = api.call("POST", "/api/definitions", Some(&full_fixture()));
-            assert_eq!(a.status, 400, "{}", a.text);
-            assert_eq!(
-                a.json["reason"], "policies are not supported by Warren",
-                "{}",
-                a.text
-            );
-            assert_eq!(api.get("/api/vhosts/app-vhost").status, 404);
             import(&api, &fixture());
             check_imported(&api);
+            // The policy came too, and applies to the queues it matches.
+            let p = api.get_ok("/api/policies/app-vhost/app-ttl");
+            assert_eq!(p["definition"]["message-ttl"], 30000);
+            assert_eq!(p["apply-to"], "queues");
             // Importing again changes nothing (and does not fail).
             import(&api, &fixture());
             check_imported(&api);

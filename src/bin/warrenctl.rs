@@ -207,6 +207,19 @@ pub enum Cmd {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Set a policy in the vhost: NAME PATTERN DEFINITION (a JSON object of
+    /// RabbitMQ policy settings, e.g. '{"message-ttl": 60000}').
+    SetPolicy(PolicyArgs),
+    /// Remove a policy from the vhost.
+    ClearPolicy { name: String },
+    /// The vhost's policies.
+    ListPolicies,
+    /// Set an operator policy (administrators; limits users' policies).
+    SetOperatorPolicy(PolicyArgs),
+    /// Remove an operator policy from the vhost.
+    ClearOperatorPolicy { name: String },
+    /// The vhost's operator policies.
+    ListOperatorPolicies,
     /// Create a virtual host.
     AddVhost { name: String },
     /// Delete a virtual host and everything in it.
@@ -446,4 +459,21 @@ mod tests {
         );
         assert_eq!(parse(&["--host", "x"]), "http://x:15672");
     }
+}
+
+/// `set_policy` / `set_operator_policy` arguments, in rabbitmqctl's order.
+#[derive(clap::Args, Debug)]
+pub struct PolicyArgs {
+    /// Policy name.
+    pub name: String,
+    /// Regular expression matched against queue and exchange names.
+    pub pattern: String,
+    /// JSON object of settings.
+    pub definition: String,
+    /// Higher wins when several policies match.
+    #[arg(long, default_value_t = 0)]
+    pub priority: i64,
+    /// queues, exchanges or all.
+    #[arg(long, default_value = "all")]
+    pub apply_to: String,
 }

@@ -143,6 +143,12 @@ pub struct QueueInfo {
     pub stats: QueueStats,
     /// The queue's home shard.
     pub shard: usize,
+    /// The policy that applies to the queue, if any.
+    pub policy: Option<String>,
+    /// The operator policy that applies to the queue, if any.
+    pub operator_policy: Option<String>,
+    /// The two merged (`defs::policy::merge`), as a JSON object.
+    pub effective_policy_definition: Value,
     /// With `x-single-active-consumer`: the active consumer's id
     /// ([`crate::ids::ConsumerId`]) and tag.
     pub single_active_consumer: Option<(u64, String)>,

@@ -7,6 +7,7 @@
 //! authority and the management API all build on it).
 
 pub mod limits;
+pub mod policy;
 pub mod users;
 
 use crate::ids::{ConnId, QueueId, ShardId};
@@ -200,6 +201,17 @@ pub enum MetaChange {
         vhost: String,
         /// Every limit in force for it.
         limits: limits::Limits,
+    },
+    /// A policy or operator policy was set (replacing one of that name).
+    PolicySet(policy::PolicyDef),
+    /// A policy or operator policy was removed.
+    PolicyCleared {
+        /// Its vhost.
+        vhost: String,
+        /// Its name.
+        name: String,
+        /// An operator policy.
+        operator: bool,
     },
     /// A user's limits, all of them (empty = none).
     UserLimitsSet {

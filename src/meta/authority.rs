@@ -423,7 +423,9 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
         | MetaOp::PermissionSet(_)
         | MetaOp::PermissionClear { .. }
         | MetaOp::VhostLimit { .. }
-        | MetaOp::UserLimit { .. }) => access_control(cluster, op).await,
+        | MetaOp::UserLimit { .. }
+        | MetaOp::PolicySet(_)
+        | MetaOp::PolicyClear { .. }) => access_control(cluster, op).await,
         MetaOp::ConnectionClosed { owner } => {
             let owned: Vec<QueueDef> = cluster
                 .table()
@@ -715,6 +717,36 @@ async fn access_control(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaRe
             let limits = updated_limits(current, "user", &user, name, value, &limits::USER_LIMITS)?;
             cluster
                 .broadcast(MetaChange::UserLimitsSet { user, limits })
+                .await?;
+            Ok(MetaReply::Ok)
+        }
+        MetaOp::PolicySet(p) => {
+            if !cluster.table().vhosts.contains(&p.vhost) {
+                return Err(AmqpError::not_found("vhost_not_found"));
+            }
+            crate::defs::policy::check(&p).map_err(AmqpError::precondition_failed)?;
+            cluster.broadcast(MetaChange::PolicySet(p)).await?;
+            Ok(MetaReply::Ok)
+        }
+        MetaOp::PolicyClear {
+            vhost,
+            name,
+            operator,
+        } => {
+            if cluster
+                .table()
+                .policies
+                .get(&vhost, &name, operator)
+                .is_none()
+            {
+                return Err(AmqpError::not_found("Not Found"));
+            }
+            cluster
+                .broadcast(MetaChange::PolicyCleared {
+                    vhost,
+                    name,
+                    operator,
+                })
                 .await?;
             Ok(MetaReply::Ok)
         }

@@ -181,6 +181,19 @@ pub enum MetaOp {
         /// clear it.
         value: Option<i64>,
     },
+    /// Set (add or replace) a policy or operator policy. Errors: 404 for a
+    /// missing vhost; 406 with the reason (`defs::policy`) for an invalid
+    /// pattern or definition.
+    PolicySet(crate::defs::policy::PolicyDef),
+    /// Remove a policy or operator policy; 404 if there is none.
+    PolicyClear {
+        /// Its vhost.
+        vhost: String,
+        /// Its name.
+        name: String,
+        /// An operator policy.
+        operator: bool,
+    },
     /// Set or clear one limit of a user (`limits::USER_LIMITS`); 404 for a
     /// missing user, 406 for an unknown name.
     UserLimit {

@@ -102,7 +102,9 @@ pub fn is_durable(table: &RoutingTable, change: &MetaChange) -> bool {
         | MetaChange::PermissionSet(_)
         | MetaChange::PermissionCleared { .. }
         | MetaChange::VhostLimitsSet { .. }
-        | MetaChange::UserLimitsSet { .. } => true,
+        | MetaChange::UserLimitsSet { .. }
+        | MetaChange::PolicySet(_)
+        | MetaChange::PolicyCleared { .. } => true,
     }
 }
 
@@ -152,6 +154,9 @@ pub fn snapshot(table: &RoutingTable) -> Vec<MetaChange> {
             limits: limits.clone(),
         });
     }
+    let mut policies: Vec<_> = table.policies.all().cloned().collect();
+    policies.sort_by(|a, b| (&a.vhost, &a.name, a.operator).cmp(&(&b.vhost, &b.name, b.operator)));
+    out.extend(policies.into_iter().map(MetaChange::PolicySet));
     let mut ul: Vec<_> = table.user_limits.iter().collect();
     ul.sort();
     for (user, limits) in ul {

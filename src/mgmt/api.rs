@@ -175,6 +175,9 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         "bindings" => super::bindings::route(m, req, &user, meth, s).await,
         "definitions" => super::definitions::route(m, req, meth, s).await,
         "health" | "healthchecks" | "aliveness-test" => super::health::route(m, req, meth, s).await,
+        "policies" | "operator-policies" => super::policies::route(m, req, &user, meth, s)
+            .await
+            .unwrap_or_else(Response::not_found),
         _ => match super::limits::route(m, req, meth, s).await {
             Some(r) => r,
             None => super::access::route(m, req, &user, meth, s).await,

@@ -1,8 +1,10 @@
 //! `/api/definitions`: export and import of a broker's (or one vhost's)
 //! definitions in RabbitMQ's format, so state moves between RabbitMQ and
 //! Warren both ways. Import is typed ([`Definitions`]); a section Warren
-//! has nothing for (policies, topic permissions, unknown runtime
-//! parameters) is refused with 400 rather than accepted and ignored.
+//! has nothing for (topic permissions, unknown runtime parameters, policy
+//! settings it does not implement) is refused with 400 rather than accepted
+//! and ignored. Policies are exported and imported (user policies only, as
+//! RabbitMQ exports them).
 
 use super::access::{perms, user_json};
 use super::api::meta;
@@ -57,10 +59,17 @@ pub fn export(m: &Mgmt, vhost: Option<&str>) -> Value {
         )
         .collect();
     parameters.sort_by_key(|x| x.to_string());
+    let mut policies: Vec<Value> = t
+        .policies
+        .all()
+        .filter(|p| !p.operator && vhost.is_none_or(|v| v == p.vhost))
+        .map(crate::defs::policy::PolicyDef::to_json)
+        .collect();
+    policies.sort_by_key(|x| x.to_string());
     let mut out = json!({
         "rabbit_version": "3.13.0", "rabbitmq_version": "3.13.0", "product_name": "Warren",
         "product_version": env!("CARGO_PKG_VERSION"),
-        "queues": queues, "exchanges": exchanges, "bindings": bindings, "policies": [], "parameters": parameters,
+        "queues": queues, "exchanges": exchanges, "bindings": bindings, "policies": policies, "parameters": parameters,
     });
     if vhost.is_none() {
         let users = t.users.values().map(|u| {
@@ -131,9 +140,6 @@ fn vhost_of(only: Option<&str>, own: Option<String>) -> Result<String, Response>
 /// import with its answer (what was created before it stays, as in
 /// RabbitMQ).
 pub async fn import(m: &Mgmt, d: Definitions, only: Option<&str>) -> Result<(), Response> {
-    if !d.policies.is_empty() {
-        return Err(unsupported("policies"));
-    }
     if !d.topic_permissions.is_empty() {
         return Err(unsupported("topic permissions"));
     }
@@ -204,6 +210,12 @@ pub async fn import(m: &Mgmt, d: Definitions, only: Option<&str>) -> Result<(), 
             read: p.read,
         };
         meta(m, MetaOp::PermissionSet(def)).await?;
+    }
+    // Policies first: they apply to the queues and exchanges created next.
+    for p in d.policies {
+        let vhost = vhost_of(only, p.vhost)?;
+        let def = super::policies::from_body(p.body, &vhost, &p.name, false)?;
+        meta(m, MetaOp::PolicySet(def)).await?;
     }
     for x in d.exchanges {
         let op = MetaOp::ExchangeDeclare {

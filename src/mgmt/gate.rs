@@ -23,6 +23,8 @@ enum Need<'a> {
     Admin,
     /// Access to the vhost (a permission entry in it).
     Vhost(&'a str),
+    /// The `policymaker` tag and access to the vhost.
+    Policymaker(&'a str),
     /// Vhost access plus permission on resources; `style` picks RabbitMQ's
     /// refusal text for the route.
     Resources(&'a str, Vec<(Access, &'static str, &'a str)>, Refusal),
@@ -54,6 +56,11 @@ fn need<'a>(meth: &str, s: &[&'a str]) -> Need<'a> {
         ("GET", ["connections", _, "channels"]) => Need::Login,
         ("GET", ["vhosts", v, "connections" | "channels"]) => Need::Vhost(v),
         ("GET", ["feature-flags"]) => Need::Login,
+        // Policies: listed to anyone (filtered by vhost), set by
+        // policymakers with vhost access; operator policies are set by
+        // administrators only (the default below).
+        ("GET", ["policies" | "operator-policies", ..]) => Need::Login,
+        ("PUT" | "DELETE", ["policies", v, _]) => Need::Policymaker(v),
         ("GET", ["exchanges" | "queues" | "bindings" | "consumers", v, ..]) => Need::Vhost(v),
         ("PUT" | "DELETE", ["exchanges", v, n]) => {
             Need::Resources(v, vec![(Configure, "exchange", n)], Refusal::Plain)
@@ -114,6 +121,10 @@ pub fn authorize(
         Need::Monitor => Err(not_authorised("Not monitor user")),
         Need::Admin => Err(not_authorised("Not administrator user")),
         Need::Vhost(v) => vhost(table, user, v),
+        Need::Policymaker(v) if user.has_tag("policymaker") && access::vhost(table, user, v) => {
+            Ok(())
+        }
+        Need::Policymaker(_) => Err(not_authorised("User not authorised to access object")),
         Need::Resources(v, checks, refusal) => {
             vhost(table, user, v)?;
             for (a, kind, name) in checks {

@@ -38,6 +38,8 @@ pub fn allowed(s: &[&str]) -> Option<&'static str> {
         ["vhosts", _, "permissions"] | ["users", _, "permissions"] => GET,
         ["vhost-limits"] | ["vhost-limits", _] | ["user-limits"] | ["user-limits", _] => GET,
         ["vhost-limits", _, _] | ["user-limits", _, _] => PUT_DELETE,
+        ["policies" | "operator-policies"] | ["policies" | "operator-policies", _] => GET,
+        ["policies" | "operator-policies", _, _] => GET_PUT_DELETE,
         ["health", "checks", ..] | ["healthchecks", "node"] | ["aliveness-test", _] => GET,
         _ => return None,
     })

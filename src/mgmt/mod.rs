@@ -24,6 +24,7 @@ pub mod methods;
 pub mod metrics;
 pub mod overview;
 pub mod parameters;
+pub mod policies;
 pub mod queues;
 pub mod requests;
 pub use crate::bus::stats;

@@ -116,6 +116,8 @@ fn queue_json(m: &Mgmt, q: &super::stats::QueueInfo, node: &str) -> Value {
         "type": q.arguments.get("x-queue-type").and_then(Value::as_str).unwrap_or("classic"),
         "state": "running", "messages": q.ready + q.unacked, "messages_ready": q.ready,
         "messages_unacknowledged": q.unacked, "consumers": q.consumers, "shard": q.shard,
+        "policy": q.policy, "operator_policy": q.operator_policy,
+        "effective_policy_definition": q.effective_policy_definition,
         "message_stats": m.message_stats(&prefix, &[
             ("publish", q.stats.publish), ("deliver_get", q.stats.deliver + q.stats.get),
             ("deliver", q.stats.deliver), ("get", q.stats.get), ("ack", q.stats.ack), ("redeliver", q.stats.redeliver),

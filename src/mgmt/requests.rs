@@ -170,7 +170,7 @@ pub struct Definitions {
     /// Bindings between exchanges and queues or exchanges.
     pub bindings: Vec<BindingEntry>,
     /// Policies: Warren has none, so a non-empty list is refused.
-    pub policies: Vec<Value>,
+    pub policies: Vec<PolicyEntry>,
     /// Topic permissions: Warren has none, so a non-empty list is refused.
     pub topic_permissions: Vec<Value>,
     /// Global parameters; only `cluster_name` and `internal_cluster_id`
@@ -310,4 +310,35 @@ pub struct LimitBody {
 }
 impl Body for LimitBody {
     const REQUIRED: &'static [&'static str] = &["value"];
+}
+
+/// `PUT /api/policies/{vhost}/{name}` and `/api/operator-policies/...`:
+/// the values are checked by the route (RabbitMQ's texts for each).
+#[derive(Debug, Deserialize)]
+pub struct PolicyBody {
+    /// The name pattern (a string, else 400).
+    pub pattern: Value,
+    /// The settings (an object, else 400).
+    pub definition: Value,
+    /// `queues`, `exchanges` or `all` (default).
+    #[serde(rename = "apply-to")]
+    pub apply_to: Option<Value>,
+    /// A number (default 0).
+    pub priority: Option<Value>,
+}
+impl Body for PolicyBody {
+    const REQUIRED: &'static [&'static str] = &["pattern", "definition"];
+}
+
+/// A policy in a definitions file: its vhost and name, and the same keys
+/// as a `PUT /api/policies` body.
+#[derive(Debug, Deserialize)]
+pub struct PolicyEntry {
+    /// Its vhost (the path's on a per-vhost import).
+    pub vhost: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// Pattern, definition, apply-to, priority.
+    #[serde(flatten)]
+    pub body: PolicyBody,
 }

@@ -213,6 +213,19 @@ impl Queue {
         }
     }
 
+    /// (Re)read the settings a policy may change (TTL, expiry, length
+    /// limits, dead-lettering, delivery limit) from the queue's effective
+    /// arguments: its own combined with the policies that apply
+    /// (`defs::policy::effective_args`). Messages already queued keep their
+    /// expiry; the caller enforces new length limits.
+    pub fn configure(&mut self, args: &amq_protocol::types::FieldTable) {
+        self.ttl = crate::defs::message_ttl(args);
+        self.dead_letter = DeadLetterTarget::from_args(args);
+        self.limits = LengthLimits::from_args(args);
+        self.idle_expiry = crate::defs::queue_expires(args);
+        self.counting = DeliveryCounting::from_args(args);
+    }
+
     /// Record a dead letter (the home re-publishes it).
     fn dead_letter_push(&mut self, msg: MsgRef, reason: DeathReason) {
         self.stats.dead_lettered += 1;

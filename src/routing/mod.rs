@@ -6,6 +6,7 @@
 pub mod direct;
 pub mod fanout;
 pub mod headers;
+pub mod policies;
 pub mod table;
 pub mod topic;
 

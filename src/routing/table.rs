@@ -171,6 +171,8 @@ pub struct RoutingTable {
     pub vhost_limits: HashMap<String, crate::defs::limits::Limits>,
     /// user -> its limits; absent = none.
     pub user_limits: HashMap<String, crate::defs::limits::Limits>,
+    /// Policies and operator policies of every vhost.
+    pub policies: super::policies::Policies,
     /// Bumped on every permission change (lets channels cache checks).
     pub permission_epoch: u64,
     /// Bumped on every change (invalidates channels' route caches).
@@ -270,6 +272,7 @@ impl RoutingTable {
                 self.queues.retain(|(v, _), _| v != name);
                 self.permissions.retain(|(_, v), _| v != name);
                 self.vhost_limits.remove(name);
+                self.policies.clear_vhost(name);
                 self.permission_epoch += 1;
             }
             MetaChange::UserPut(u) => {
@@ -297,6 +300,18 @@ impl RoutingTable {
                 } else if self.vhosts.contains(vhost) {
                     self.vhost_limits.insert(vhost.clone(), limits.clone());
                 }
+            }
+            MetaChange::PolicySet(p) => {
+                if self.vhosts.contains(&p.vhost) {
+                    self.policies.set(p);
+                }
+            }
+            MetaChange::PolicyCleared {
+                vhost,
+                name,
+                operator,
+            } => {
+                self.policies.clear(vhost, name, *operator);
             }
             MetaChange::UserLimitsSet { user, limits } => {
                 if limits.is_empty() {
@@ -378,10 +393,13 @@ impl RoutingTable {
             // stops a loop, a missing one drops (or returns a mandatory
             // message). Internal exchanges may be alternates.
             if dests.is_empty() {
-                if let Some(ae) = e.def.args.inner().get("alternate-exchange") {
-                    if let Some(ae) = crate::defs::arg_text(ae) {
-                        pending.push(ae);
-                    }
+                // The argument wins over a policy's `alternate-exchange`.
+                let ae = match e.def.args.inner().get("alternate-exchange") {
+                    Some(ae) => crate::defs::arg_text(ae),
+                    None => self.policies.alternate_exchange(vhost, &e.def.name),
+                };
+                if let Some(ae) = ae {
+                    pending.push(ae);
                 }
             }
             for d in dests.drain(..) {

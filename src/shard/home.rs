@@ -249,6 +249,28 @@ impl QueueHome {
     }
 
     /// Note that queue `id` may hold messages with a TTL.
+    /// A policy change gave queue `id` the effective arguments `args`:
+    /// apply them, drop (and dead-letter) what is now beyond its length
+    /// limits, register its timers, and deliver.
+    pub fn reconfigure(&self, id: QueueId, args: &amq_protocol::types::FieldTable) {
+        {
+            let mut qs = self.queues.borrow_mut();
+            let Some(q) = qs.get_mut(&id) else {
+                return;
+            };
+            q.configure(args);
+            let mut st = self.store.borrow_mut();
+            if q.enforce_limits(|p| st.load(p)) > 0 {
+                self.effects(&mut st, q);
+            }
+            if q.has_idle_expiry() {
+                self.idle_expiring.borrow_mut().insert(id);
+            }
+            self.track_expiring(q);
+        }
+        self.drain_queue(id);
+    }
+
     fn track_expiring(&self, q: &Queue) {
         if q.has_expiring() {
             self.expiring.borrow_mut().insert(q.id());

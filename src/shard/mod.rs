@@ -305,6 +305,7 @@ impl Shard {
                 if def.home == self.link.id && !self.home.queues.borrow().contains_key(&def.id) =>
             {
                 let mut q = Queue::new(def.clone());
+                q.configure(&self.effective_args(def));
                 if def.durable && def.exclusive_owner.is_none() {
                     let items = self
                         .home
@@ -337,7 +338,36 @@ impl Shard {
             _ => {}
         }
         self.link.table_mut().apply(&change);
+        // A policy change applies to the queues homed here at once (the
+        // table has it now).
+        if let MetaChange::PolicySet(crate::defs::policy::PolicyDef { vhost, .. })
+        | MetaChange::PolicyCleared { vhost, .. } = &change
+        {
+            let defs: Vec<_> = self
+                .home
+                .queues
+                .borrow()
+                .values()
+                .filter(|q| &q.def.vhost == vhost)
+                .map(|q| q.def.clone())
+                .collect();
+            for def in defs {
+                self.home.reconfigure(def.id, &self.effective_args(&def));
+            }
+        }
         value
+    }
+
+    /// A queue's arguments combined with the policy and operator policy
+    /// that apply to it (`defs::policy`), from this shard's table.
+    fn effective_args(&self, def: &crate::defs::QueueDef) -> amq_protocol::types::FieldTable {
+        let t = self.link.table();
+        match t.policies.for_object(&def.vhost, &def.name, true) {
+            (None, None) => def.args.clone(),
+            (p, o) => {
+                crate::defs::policy::effective_args(&def.args, &crate::defs::policy::merge(p, o))
+            }
+        }
     }
 }
 

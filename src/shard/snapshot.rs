@@ -98,8 +98,15 @@ pub(crate) fn snapshot(shard: &Shard) -> ShardSnapshot {
     let closed = shard.conns.closed_channel_totals.get();
     s.publish_total = closed.publish + s.channels.iter().map(|c| c.publish).sum::<u64>();
     s.confirm_total = closed.confirm + s.channels.iter().map(|c| c.confirmed).sum::<u64>();
+    let table = shard.link.table();
     for q in shard.home.queues.borrow().values() {
+        let (policy, operator) = table.policies.for_object(&q.def.vhost, &q.def.name, true);
         s.queues.push(QueueInfo {
+            policy: policy.map(|p| p.name.clone()),
+            operator_policy: operator.map(|p| p.name.clone()),
+            effective_policy_definition: serde_json::Value::Object(crate::defs::policy::merge(
+                policy, operator,
+            )),
             id: q.def.id.0,
             vhost: q.def.vhost.clone(),
             name: q.def.name.clone(),

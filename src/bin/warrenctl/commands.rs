@@ -8,6 +8,8 @@ use std::io::{Read, Write};
 
 #[path = "commands/limits.rs"]
 mod limits;
+#[path = "commands/policies.rs"]
+mod policies;
 
 pub struct Ctx {
     pub client: Client,
@@ -358,6 +360,12 @@ pub fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         Cmd::SetUserLimits { name, definition } => limits::set_user_limits(ctx, &name, &definition),
         Cmd::ClearUserLimits { name, limit } => limits::clear_user_limits(ctx, &name, &limit),
         Cmd::ListUserLimits { user } => limits::list_user_limits(ctx, user.as_deref()),
+        Cmd::SetPolicy(p) => policies::set(ctx, false, &p),
+        Cmd::SetOperatorPolicy(p) => policies::set(ctx, true, &p),
+        Cmd::ClearPolicy { name } => policies::clear(ctx, false, &name),
+        Cmd::ClearOperatorPolicy { name } => policies::clear(ctx, true, &name),
+        Cmd::ListPolicies => policies::list(ctx, false),
+        Cmd::ListOperatorPolicies => policies::list(ctx, true),
         Cmd::ListQueues(a) => {
             ctx.list(&ctx.scoped(QUEUES.resource, &a), &a.columns, QUEUES.columns)
         }
