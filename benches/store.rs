@@ -35,7 +35,7 @@ fn append(c: &mut Criterion) {
             for _ in 0..N {
                 let p = store.append_message(black_box(&m)).unwrap();
                 // Release at once so segments roll and get deleted.
-                store.enqueue(QueueId(1), p);
+                store.enqueue(QueueId(1), p, 0);
                 store.ack(QueueId(1), p);
             }
         })
@@ -65,7 +65,7 @@ fn read(c: &mut Criterion) {
     let positions: Vec<_> = (0..N)
         .map(|_| {
             let p = store.append_message(&m).unwrap();
-            store.enqueue(QueueId(1), p);
+            store.enqueue(QueueId(1), p, 0);
             p
         })
         .collect();

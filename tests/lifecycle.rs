@@ -105,7 +105,7 @@ async fn dead_letters_reach_a_queue_homed_on_another_shard(shards: usize) {
 
 /// Persistent messages in a durable queue with a TTL and a dead-letter
 /// queue: after a `kill -9` they come back, and still expire into the
-/// dead-letter queue (the TTL restarts from recovery).
+/// dead-letter queue (their journalled deadlines hold).
 async fn a_durable_ttl_queue_still_expires_and_dead_letters_after_a_crash(shards: usize) {
     let mut b = start_broker(shards).await;
     let (src, dlq) = (
@@ -302,7 +302,57 @@ async fn a_poison_messages_delivery_count_survives_a_crash(shards: usize) {
     assert_eq!(ready_count(&conn, &q).await, 0);
 }
 
+/// Per-message `expiration` deadlines of persistent messages in a durable
+/// queue are journalled: a message whose deadline passed while the broker
+/// was down is gone after the restart (dead-lettered), one with time left
+/// stays.
+async fn message_expiry_deadlines_survive_a_crash(shards: usize) {
+    let mut b = start_broker(shards).await;
+    let q = queue_on_shard("deadline", 0, shards);
+    let dlq = queue_on_shard("deadline-dlq", 1, shards);
+    {
+        let conn = connect(&b).await;
+        let ch = confirm_channel(&conn).await;
+        declare_durable(&ch, &dlq).await;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        within(
+            "declare",
+            ch.queue_declare(&q, durable, dlx_args(&dlq, None)),
+        )
+        .await
+        .unwrap();
+        for (body, ms) in [(&b"short"[..], "800"), (&b"long"[..], "600000")] {
+            let props = persistent().with_expiration(ms.into());
+            let c = publish_with(&ch, "", &q, body, props).await;
+            within("confirm", c).await.unwrap();
+        }
+    }
+    b.kill9();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    b.restart();
+    let conn = connect(&b).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while ready_count(&conn, &dlq).await < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired message never left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready_count(&conn, &q).await, 1, "the long one stays");
+    let ch = open_channel(&conn).await;
+    let got = within("get", ch.basic_get(&dlq, BasicGetOptions { no_ack: true }))
+        .await
+        .unwrap()
+        .expect("dead letter");
+    assert_eq!(got.delivery.data, b"short");
+}
+
 shard_tests!(
+    message_expiry_deadlines_survive_a_crash,
     a_poison_messages_delivery_count_survives_a_crash,
     dead_letters_reach_a_queue_homed_on_another_shard,
     a_durable_ttl_queue_still_expires_and_dead_letters_after_a_crash,

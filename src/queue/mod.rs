@@ -25,6 +25,7 @@ pub use ready::{Entry, Ready};
 
 use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
 use crate::message::MsgRef;
+use crate::store::journal::Recovered;
 use crate::store::Position;
 use std::collections::HashMap;
 
@@ -277,7 +278,9 @@ impl Queue {
     /// Enqueue a message (`pos`: where it is stored, for a persistent message in a durable queue)
     /// at `now` (ms since the Unix epoch), which starts its TTL: the lower of the queue's
     /// `x-message-ttl` and the message's `expiration`, as RabbitMQ applies them.
-    pub fn publish(&mut self, msg: MsgRef, pos: Option<Position>, now: u64) {
+    /// Returns its expiry (ms since the epoch, 0 = never), which the store
+    /// journals with a stored message.
+    pub fn publish(&mut self, msg: MsgRef, pos: Option<Position>, now: u64) -> u64 {
         self.stats.publish += 1;
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -296,6 +299,7 @@ impl Queue {
             lane,
             deliveries: 0,
         });
+        expires
     }
 
     /// When a message enqueued at `now` expires (ms since the epoch), or 0
@@ -409,59 +413,77 @@ impl Queue {
         }
     }
 
-    /// Recovered messages, in their original order, at `now`. Their
-    /// original enqueue times are not stored: the queue's TTL restarts from
-    /// recovery (a message's own `expiration` is not applied again).
+    /// Recovered messages, in their original order, at `now`, with the
+    /// expiries and delivery counts the journal kept (a message journalled
+    /// without an expiry in a queue with a TTL gets the TTL from recovery).
     /// (Body sizes of recovered messages are not known until they are
     /// loaded: they count 0 bytes towards `x-max-length-bytes`.) A priority
     /// queue reads each message's `priority` with `load` so that it
     /// recovers in priority order; a plain queue reads nothing.
     pub fn recover(
         &mut self,
-        items: Vec<(Position, u32)>,
+        items: Vec<Recovered>,
         now: u64,
         load: impl Fn(Position) -> Option<MsgRef>,
     ) {
-        let expires = self.expiry(None, now);
+        let fallback = self.expiry(None, now);
         let prioritised = self.ready.has_priorities();
-        for (pos, deliveries) in items {
+        for r in items {
             let seq = self.next_seq;
             self.next_seq += 1;
             let lane = if prioritised {
-                load(pos).map_or(0, |m| self.ready.lane_of(m.priority))
+                load(r.pos).map_or(0, |m| self.ready.lane_of(m.priority))
             } else {
                 0
             };
             self.ready.push_back(Entry {
                 seq,
                 msg: None,
-                pos: Some(pos),
-                redelivered: deliveries > 0,
-                expires,
+                pos: Some(r.pos),
+                redelivered: r.deliveries > 0,
+                expires: if r.expires != 0 { r.expires } else { fallback },
                 size: 0,
                 lane,
-                deliveries,
+                deliveries: r.deliveries,
             });
         }
     }
 
-    /// Live store positions with their delivery counts, for compaction.
-    pub fn live_positions(&self) -> Vec<(Position, u32)> {
-        let mut v: Vec<(u64, Position, u32)> = self
+    /// Live stored messages with their delivery counts and expiries, in
+    /// queue order, for compaction.
+    pub fn live_positions(&self) -> Vec<Recovered> {
+        let mut v: Vec<(u64, Recovered)> = self
             .ready
             .iter()
             .filter_map(|e| {
-                e.pos
-                    .map(|p| (e.seq, p, e.deliveries.max(u32::from(e.redelivered))))
+                e.pos.map(|pos| {
+                    let deliveries = e.deliveries.max(u32::from(e.redelivered));
+                    (
+                        e.seq,
+                        Recovered {
+                            pos,
+                            deliveries,
+                            expires: e.expires,
+                        },
+                    )
+                })
             })
-            .chain(
-                self.unacked
-                    .iter()
-                    .filter_map(|(s, u)| u.pos.map(|p| (*s, p, u.deliveries.max(1)))),
-            )
+            .chain(self.unacked.iter().filter_map(|(s, u)| {
+                u.pos.map(|pos| {
+                    let deliveries = u.deliveries.max(1);
+                    (
+                        *s,
+                        Recovered {
+                            pos,
+                            deliveries,
+                            expires: u.expires,
+                        },
+                    )
+                })
+            }))
             .collect();
         v.sort_by_key(|x| x.0);
-        v.into_iter().map(|(_, p, d)| (p, d)).collect()
+        v.into_iter().map(|(_, r)| r).collect()
     }
 
     /// Every position still referenced (queue deletion).

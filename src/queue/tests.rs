@@ -156,7 +156,12 @@ fn stored_messages_journal_delivered_then_ack_and_nothing_for_requeue() {
 #[test]
 fn an_unreadable_stored_message_is_dropped_as_acked_and_the_next_one_served() {
     let mut q = q();
-    q.recover(vec![(pos(8), 0), (pos(16), 1)], 0, |_| None);
+    let r = |p: u32, deliveries: u32| crate::store::journal::Recovered {
+        pos: pos(p),
+        deliveries,
+        expires: 0,
+    };
+    q.recover(vec![r(8, 0), r(16, 1)], 0, |_| None);
     let body = msg("b");
     let got = q
         .get(true, 0, |p| (p == pos(16)).then(|| body.clone()))

@@ -363,10 +363,12 @@ impl QueueHome {
                 for qid in &admitted {
                     if let Some(q) = qs.get_mut(qid) {
                         let pos = stored.filter(|_| st.is_durable(*qid));
+                        // Journalled after the queue decided the expiry,
+                        // before any effect (a drop) names the position.
+                        let expires = q.publish(msg.clone(), pos, now);
                         if let Some(p) = pos {
-                            st.enqueue(*qid, p);
+                            st.enqueue(*qid, p, expires);
                         }
-                        q.publish(msg.clone(), pos, now);
                         if q.enforce_limits(|p| st.load(p)) > 0 {
                             self.effects(&mut st, q);
                         }

@@ -5,9 +5,12 @@
 //! Entry (32 bytes, little endian):
 //! `[kind: u8][0; 3][offset: u32][queue: u64][segment: u64][count: u32][crc32c of bytes 0..28: u32]`
 //!
-//! `count` is used by `DEL` only: how many times the message has been
-//! delivered (journals written before it existed hold 0 there, read as 1),
-//! so a poison message's delivery count survives a restart.
+//! `count` is used by `DEL`: how many times the message has been delivered
+//! (journals written before it existed hold 0 there, read as 1), so a
+//! poison message's delivery count survives a restart. In an `ENQ` entry
+//! the three bytes after `kind` and the `count` field hold the message's
+//! expiry (ms since the epoch, 56 bits; 0 = none), so a TTL deadline
+//! survives a restart too.
 //!
 //! Kinds: `ENQ`/`DEL`/`ACK` (queue, position), `DROP` (queue deleted: forget
 //! every entry of that queue so far) and `SEG` (segment number created:
@@ -49,10 +52,20 @@ const COMPACT_SLACK: u64 = 1 << 20;
 /// The journal's file name in the shard's store directory.
 pub const FILE_NAME: &str = "queues.journal";
 
-/// One durable queue's live messages: position and how many times it was
-/// delivered (0 = never; it is recovered redelivered otherwise), in
-/// publish order.
-pub type Live = Vec<(Position, u32)>;
+/// One live message of a durable queue, as recovered (or compacted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recovered {
+    /// Where its record is.
+    pub pos: Position,
+    /// Times delivered (0 = never; it is recovered redelivered otherwise).
+    pub deliveries: u32,
+    /// Its expiry, ms since the epoch (0 = none, or written before expiries
+    /// were journalled).
+    pub expires: u64,
+}
+
+/// One durable queue's live messages, in publish order.
+pub type Live = Vec<Recovered>;
 
 /// What replaying the journal found.
 #[derive(Default)]
@@ -91,8 +104,21 @@ fn encode(kind: u8, queue: u64, seg: u64, off: u32, out: &mut Vec<u8>) {
 }
 
 fn encode_counted(kind: u8, queue: u64, seg: u64, off: u32, count: u32, out: &mut Vec<u8>) {
+    encode_full(kind, queue, seg, off, count, 0, out)
+}
+
+/// An `ENQ` entry with the message's expiry (56 bits: `high` bytes 1..4,
+/// low 32 bits in `count`).
+fn encode_enqueue(queue: u64, pos: Position, expires: u64, out: &mut Vec<u8>) {
+    let low = (expires & 0xffff_ffff) as u32;
+    let high = ((expires >> 32) & 0xff_ffff) as u32;
+    encode_full(ENQ, queue, pos.seg.0, pos.off, low, high, out)
+}
+
+fn encode_full(kind: u8, queue: u64, seg: u64, off: u32, count: u32, high: u32, out: &mut Vec<u8>) {
     let mut e = [0u8; ENTRY];
     e[0] = kind;
+    e[1..4].copy_from_slice(&high.to_le_bytes()[..3]);
     e[4..8].copy_from_slice(&off.to_le_bytes());
     e[8..16].copy_from_slice(&queue.to_le_bytes());
     e[16..24].copy_from_slice(&seg.to_le_bytes());
@@ -106,8 +132,8 @@ fn encode_counted(kind: u8, queue: u64, seg: u64, off: u32, count: u32, out: &mu
 /// grow, so this stays sorted and lookups are binary searches).
 #[derive(Default)]
 struct QueueReplay {
-    /// (position, state): `LIVE`, a delivery count, or `GONE`.
-    items: Vec<(Position, u32)>,
+    /// (position, state, expiry): state is `LIVE`, a delivery count, or `GONE`.
+    items: Vec<(Position, u32, u64)>,
     dead: usize,
 }
 
@@ -116,18 +142,18 @@ const GONE: u32 = u32::MAX;
 
 impl QueueReplay {
     fn find(&self, pos: Position) -> Option<usize> {
-        self.items.binary_search_by(|(p, _)| p.cmp(&pos)).ok()
+        self.items.binary_search_by(|(p, _, _)| p.cmp(&pos)).ok()
     }
-    fn enq(&mut self, pos: Position) {
+    fn enq(&mut self, pos: Position, expires: u64) {
         match self.items.last() {
-            Some((last, _)) if *last >= pos => {
+            Some((last, _, _)) if *last >= pos => {
                 // Not in order (never written so, but tolerate it).
-                match self.items.binary_search_by(|(p, _)| p.cmp(&pos)) {
-                    Ok(i) => self.items[i].1 = LIVE,
-                    Err(i) => self.items.insert(i, (pos, LIVE)),
+                match self.items.binary_search_by(|(p, _, _)| p.cmp(&pos)) {
+                    Ok(i) => self.items[i] = (pos, LIVE, expires),
+                    Err(i) => self.items.insert(i, (pos, LIVE, expires)),
                 }
             }
-            _ => self.items.push((pos, LIVE)),
+            _ => self.items.push((pos, LIVE, expires)),
         }
     }
     fn set(&mut self, pos: Position, state: u32) {
@@ -145,12 +171,20 @@ impl QueueReplay {
         }
         // Drop acked entries in bulk so a long journal replays in bounded memory.
         if self.dead > 4096 && self.dead * 2 > self.items.len() {
-            self.items.retain(|(_, s)| *s != GONE);
+            self.items.retain(|(_, s, _)| *s != GONE);
             self.dead = 0;
         }
     }
     fn live(self) -> Live {
-        self.items.into_iter().filter(|(_, s)| *s != GONE).collect()
+        self.items
+            .into_iter()
+            .filter(|(_, s, _)| *s != GONE)
+            .map(|(pos, deliveries, expires)| Recovered {
+                pos,
+                deliveries,
+                expires,
+            })
+            .collect()
     }
 }
 
@@ -179,7 +213,11 @@ pub fn replay(data: &[u8], path: &Path) -> (Replay, usize, u64) {
             off,
         };
         match e[0] {
-            ENQ => queues.entry(q).or_default().enq(pos),
+            ENQ => {
+                let low = u64::from(u32::from_le_bytes([e[24], e[25], e[26], e[27]]));
+                let high = u64::from(u32::from_le_bytes([e[1], e[2], e[3], 0]));
+                queues.entry(q).or_default().enq(pos, (high << 32) | low)
+            }
             DEL => {
                 let count = u32::from_le_bytes([e[24], e[25], e[26], e[27]]);
                 queues
@@ -214,7 +252,7 @@ pub fn replay(data: &[u8], path: &Path) -> (Replay, usize, u64) {
 /// live entry of every queue.
 pub fn snapshot_bytes<'a>(
     max_segment: u64,
-    queues: impl IntoIterator<Item = (QueueId, &'a [(Position, u32)])>,
+    queues: impl IntoIterator<Item = (QueueId, &'a [Recovered])>,
 ) -> (Vec<u8>, u64, u64) {
     let mut out = Vec::new();
     let mut live = 0u64;
@@ -222,11 +260,12 @@ pub fn snapshot_bytes<'a>(
         encode(SEG, 0, max_segment, 0, &mut out);
     }
     for (q, items) in queues {
-        for (p, deliveries) in items {
-            encode(ENQ, q.0, p.seg.0, p.off, &mut out);
+        for r in items {
+            let p = r.pos;
+            encode_enqueue(q.0, p, r.expires, &mut out);
             live += 1;
-            if *deliveries > 0 {
-                encode_counted(DEL, q.0, p.seg.0, p.off, *deliveries, &mut out);
+            if r.deliveries > 0 {
+                encode_counted(DEL, q.0, p.seg.0, p.off, r.deliveries, &mut out);
             }
         }
     }
@@ -291,9 +330,10 @@ impl Journal {
         ))
     }
 
-    /// Buffer an `ENQ` entry: queue `q` holds the message at `pos`.
-    pub fn enqueue(&mut self, q: QueueId, pos: Position) {
-        encode(ENQ, q.0, pos.seg.0, pos.off, &mut self.buf);
+    /// Buffer an `ENQ` entry: queue `q` holds the message at `pos`, which
+    /// expires at `expires` (ms since the epoch; 0 = never).
+    pub fn enqueue(&mut self, q: QueueId, pos: Position, expires: u64) {
+        encode_enqueue(q.0, pos, expires, &mut self.buf);
         self.entries += 1;
         self.live += 1;
     }
@@ -396,7 +436,7 @@ mod tests {
         assert!(r.queues.is_empty());
         let q = QueueId(3);
         for i in 0..5 {
-            j.enqueue(q, p(1, i * 100));
+            j.enqueue(q, p(1, i * 100), 0);
         }
         j.delivered(q, p(1, 100), 1);
         j.ack(q, p(1, 0));
@@ -406,7 +446,13 @@ mod tests {
         let (_, r) = Journal::open(dir.path()).unwrap();
         assert_eq!(
             r.queues[&q],
-            vec![(p(1, 100), 1), (p(1, 200), 0), (p(1, 400), 0)]
+            [(p(1, 100), 1), (p(1, 200), 0), (p(1, 400), 0)]
+                .map(|(pos, deliveries)| Recovered {
+                    pos,
+                    deliveries,
+                    expires: 0
+                })
+                .to_vec()
         );
     }
 
@@ -414,14 +460,22 @@ mod tests {
     fn a_dropped_queue_never_lends_entries_to_another_queue() {
         let dir = tempfile::tempdir().unwrap();
         let (mut j, _) = Journal::open(dir.path()).unwrap();
-        j.enqueue(QueueId(1), p(1, 0));
+        j.enqueue(QueueId(1), p(1, 0), 0);
         j.drop_queue(QueueId(1), 1);
-        j.enqueue(QueueId(2), p(1, 64));
+        j.enqueue(QueueId(2), p(1, 64), 1_700_000_000_123);
         j.write_pending().unwrap();
         drop(j);
         let (_, r) = Journal::open(dir.path()).unwrap();
         assert!(!r.queues.contains_key(&QueueId(1)));
-        assert_eq!(r.queues[&QueueId(2)], vec![(p(1, 64), 0)]);
+        assert_eq!(
+            r.queues[&QueueId(2)],
+            vec![Recovered {
+                pos: p(1, 64),
+                deliveries: 0,
+                expires: 1_700_000_000_123
+            }],
+            "the expiry survives"
+        );
     }
 
     #[test]
@@ -443,8 +497,8 @@ mod tests {
     fn torn_tail_entry_is_truncated() {
         let dir = tempfile::tempdir().unwrap();
         let (mut j, _) = Journal::open(dir.path()).unwrap();
-        j.enqueue(QueueId(1), p(1, 0));
-        j.enqueue(QueueId(1), p(1, 8));
+        j.enqueue(QueueId(1), p(1, 0), 0);
+        j.enqueue(QueueId(1), p(1, 8), 0);
         j.write_pending().unwrap();
         drop(j);
         let path = dir.path().join(FILE_NAME);
@@ -459,7 +513,7 @@ mod tests {
     fn acks_of_a_long_queue_replay_in_bounded_memory() {
         let mut r = QueueReplay::default();
         for i in 0..20_000 {
-            r.enq(p(1, i));
+            r.enq(p(1, i), 0);
         }
         for i in 0..19_990 {
             r.set(p(1, i), GONE);

@@ -49,6 +49,10 @@ pub fn read(path: &Path) -> Live {
     items
         .into_iter()
         .filter(|(_, s)| *s != 2)
-        .map(|(p, s)| (p, u32::from(s == 1)))
+        .map(|(pos, s)| super::journal::Recovered {
+            pos,
+            deliveries: u32::from(s == 1),
+            expires: 0,
+        })
         .collect()
 }

@@ -27,7 +27,7 @@ use crate::error::InfraError;
 use crate::ids::{QueueId, SegmentId};
 use crate::message::{Message, MsgRef};
 use bytes::Bytes;
-use journal::{Journal, Live};
+use journal::{Journal, Live, Recovered};
 use segment::Segment;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -255,7 +255,8 @@ impl Store {
             }
         }
         let mut out = Vec::with_capacity(items.len());
-        for (pos, delivered) in items {
+        for item in items {
+            let pos = item.pos;
             let ok = self
                 .valid
                 .get(&pos.seg)
@@ -267,7 +268,7 @@ impl Store {
             if let Some(s) = self.segments.get_mut(&pos.seg) {
                 s.refs += 1;
             }
-            out.push((pos, delivered));
+            out.push(item);
         }
         self.durable.insert(id, out.len() as u64);
         out
@@ -278,7 +279,7 @@ impl Store {
     /// are gone can never be claimed later, then drop unreferenced segments.
     pub fn finish_recovery<'a>(
         &mut self,
-        queues: impl IntoIterator<Item = (QueueId, &'a [(Position, u32)])>,
+        queues: impl IntoIterator<Item = (QueueId, &'a [Recovered])>,
     ) -> Result<(), InfraError> {
         self.valid.clear();
         for q in self.recovered.keys() {
@@ -374,11 +375,12 @@ impl Store {
         Ok(Position { seg: id, off })
     }
 
-    /// A durable queue took a stored message.
-    pub fn enqueue(&mut self, q: QueueId, pos: Position) {
+    /// A durable queue took a stored message that expires at `expires`
+    /// (ms since the epoch; 0 = never).
+    pub fn enqueue(&mut self, q: QueueId, pos: Position, expires: u64) {
         if let Some(n) = self.durable.get_mut(&q) {
             *n += 1;
-            self.journal.enqueue(q, pos);
+            self.journal.enqueue(q, pos, expires);
             if let Some(s) = self.segments.get_mut(&pos.seg) {
                 s.refs += 1;
             }
@@ -537,7 +539,7 @@ impl Store {
     /// stay buffered. None if the buffer cannot be written now.
     pub fn begin_compaction<'a>(
         &mut self,
-        queues: impl IntoIterator<Item = (QueueId, &'a [(Position, u32)])>,
+        queues: impl IntoIterator<Item = (QueueId, &'a [Recovered])>,
     ) -> Option<Compaction> {
         self.journal.write_pending().ok()?;
         let (bytes, entries, live) = journal::snapshot_bytes(self.next_segment - 1, queues);
@@ -622,7 +624,7 @@ mod tests {
         let mut positions = Vec::new();
         for _ in 0..10 {
             let p = s.append_message(&msg(&[7u8; 100])).unwrap();
-            s.enqueue(QueueId(1), p);
+            s.enqueue(QueueId(1), p, 0);
             positions.push(p);
         }
         let segs: HashSet<SegmentId> = positions.iter().map(|p| p.seg).collect();
@@ -660,9 +662,9 @@ mod tests {
             let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
             s.open_queue(QueueId(1), "/", "q");
             a = s.append_message(&msg(b"one")).unwrap();
-            s.enqueue(QueueId(1), a);
+            s.enqueue(QueueId(1), a, 0);
             b = s.append_message(&msg(b"two")).unwrap();
-            s.enqueue(QueueId(1), b);
+            s.enqueue(QueueId(1), b, 0);
             s.delivered(QueueId(1), b, 3);
             s.ack(QueueId(1), a);
             sync(&mut s);
@@ -670,7 +672,15 @@ mod tests {
         let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
         let live = s.open_queue(QueueId(1), "/", "q");
         s.finish_recovery([(QueueId(1), &live[..])]).unwrap();
-        assert_eq!(live, vec![(b, 3)], "the delivery count survives");
+        assert_eq!(
+            live,
+            vec![Recovered {
+                pos: b,
+                deliveries: 3,
+                expires: 0
+            }],
+            "the delivery count survives"
+        );
         assert_eq!(&s.load(b).unwrap().body[..], b"two");
     }
 
@@ -683,18 +693,25 @@ mod tests {
             // Old incarnation of "q": one message, then deleted.
             s.open_queue(QueueId(1), "/", "q");
             let old = s.append_message(&msg(b"old")).unwrap();
-            s.enqueue(QueueId(1), old);
+            s.enqueue(QueueId(1), old, 0);
             s.drop_queue(QueueId(1), [old]);
             // New incarnation of the same name.
             s.open_queue(QueueId(2), "/", "q");
             new = s.append_message(&msg(b"new")).unwrap();
-            s.enqueue(QueueId(2), new);
+            s.enqueue(QueueId(2), new, 0);
             sync(&mut s);
         }
         let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
         assert!(s.open_queue(QueueId(1), "/", "q").is_empty());
         let live = s.open_queue(QueueId(2), "/", "q");
-        assert_eq!(live, vec![(new, 0)]);
+        assert_eq!(
+            live,
+            vec![Recovered {
+                pos: new,
+                deliveries: 0,
+                expires: 0
+            }]
+        );
         s.finish_recovery([(QueueId(2), &live[..])]).unwrap();
         assert_eq!(&s.load(new).unwrap().body[..], b"new");
     }
@@ -707,9 +724,9 @@ mod tests {
             let mut s = Store::open(dir.path().to_path_buf(), 256, true).unwrap();
             s.open_queue(QueueId(1), "/", "q");
             first = s.append_message(&msg(&[1u8; 100])).unwrap();
-            s.enqueue(QueueId(1), first);
+            s.enqueue(QueueId(1), first, 0);
             let second = s.append_message(&msg(&[2u8; 200])).unwrap();
-            s.enqueue(QueueId(1), second);
+            s.enqueue(QueueId(1), second, 0);
             s.ack(QueueId(1), first);
             s.ack(QueueId(1), second);
             sync(&mut s);
@@ -734,7 +751,7 @@ mod tests {
         let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
         s.open_queue(QueueId(1), "/", "q");
         let a = s.append_message(&msg(b"a")).unwrap();
-        s.enqueue(QueueId(1), a);
+        s.enqueue(QueueId(1), a, 0);
         sync(&mut s);
         s.ack(QueueId(1), a);
         // Make the write fail: give the journal a read-only descriptor.
