@@ -139,7 +139,7 @@ fn table(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 out.clear();
-                t.route("/", black_box(ex), black_box(key), None, &mut out);
+                t.route("/", black_box(ex), black_box(key), None, &[], &mut out);
                 black_box(out.len())
             })
         });

@@ -164,14 +164,21 @@ pub fn route_and_send(
         if super::sender_routes::has_extra(headers) {
             let mut keys = vec![msg.routing_key.as_str()];
             super::sender_routes::extra_keys(headers, &mut keys);
-            cx.table()
-                .route_keys(vhost, msg.exchange.as_str(), &keys, headers, &mut dests);
+            cx.table().route_keys(
+                vhost,
+                msg.exchange.as_str(),
+                &keys,
+                headers,
+                &msg.props,
+                &mut dests,
+            );
         } else {
             cx.table().route(
                 vhost,
                 msg.exchange.as_str(),
                 msg.routing_key.as_str(),
                 headers,
+                &msg.props,
                 &mut dests,
             );
         }

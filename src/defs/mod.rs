@@ -28,6 +28,9 @@ pub enum ExchangeKind {
     /// Matches the message's headers against the binding arguments
     /// (`x-match`); the routing key is ignored.
     Headers,
+    /// `x-consistent-hash` (RabbitMQ's plugin): one destination per
+    /// message, by a hash of its routing key; binding keys are weights.
+    ConsistentHash,
 }
 
 impl ExchangeKind {
@@ -39,6 +42,7 @@ impl ExchangeKind {
             "fanout" => ExchangeKind::Fanout,
             "topic" => ExchangeKind::Topic,
             "headers" => ExchangeKind::Headers,
+            "x-consistent-hash" => ExchangeKind::ConsistentHash,
             _ => return None,
         })
     }
@@ -49,6 +53,7 @@ impl ExchangeKind {
             ExchangeKind::Fanout => "fanout",
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
+            ExchangeKind::ConsistentHash => "x-consistent-hash",
         }
     }
 }

@@ -198,7 +198,7 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
                     "unknown exchange type '{kind}'"
                 )));
             };
-            super::exchange_args::exchange_args(&name, &vhost, &args)?;
+            super::exchange_args::exchange_args(kind_parsed, &name, &vhost, &args)?;
             if let Some(cur) = existing {
                 let x = "exchange";
                 if cur.kind != kind_parsed {
@@ -394,7 +394,7 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
                     return gone(no_exchange(&source, &vhost));
                 };
                 if !unbind {
-                    super::exchange_args::binding_args(x.def.kind, &args)?;
+                    super::exchange_args::binding_args(x.def.kind, &key, &args)?;
                 }
                 x.has_binding(&dest_ref, &key, &args)
             };

@@ -12,7 +12,16 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 /// Check exchange.declare arguments: `alternate-exchange` must be a string
 /// (`invalid type 'signedint' for arg 'alternate-exchange' in exchange 'x'
 /// in vhost '/'` otherwise). Other arguments are kept as given.
-pub fn exchange_args(name: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
+pub fn exchange_args(
+    kind: ExchangeKind,
+    name: &str,
+    vhost: &str,
+    args: &FieldTable,
+) -> AmqpResult<()> {
+    if kind == ExchangeKind::ConsistentHash {
+        crate::routing::consistent_hash::check_args(args)
+            .map_err(AmqpError::precondition_failed)?;
+    }
     match args.inner().get("alternate-exchange") {
         None | Some(AMQPValue::LongString(_)) | Some(AMQPValue::ShortString(_)) => Ok(()),
         Some(other) => Err(AmqpError::precondition_failed(format!(
@@ -22,11 +31,17 @@ pub fn exchange_args(name: &str, vhost: &str, args: &FieldTable) -> AmqpResult<(
     }
 }
 
-/// Check the arguments of a new binding to an exchange of `kind`: a
-/// headers exchange's `x-match` must be the long string `all`, `any`,
-/// `all-with-x` or `any-with-x` (RabbitMQ's `validate_binding`). Other
-/// exchange types take any arguments.
-pub fn binding_args(kind: ExchangeKind, args: &FieldTable) -> AmqpResult<()> {
+/// Check a new binding with key `key` and arguments `args` to an exchange
+/// of `kind`: a headers exchange's `x-match` must be the long string `all`,
+/// `any`, `all-with-x` or `any-with-x`, a consistent-hash exchange's key a
+/// positive integer weight (RabbitMQ's `validate_binding`). Other exchange
+/// types take any key and arguments.
+pub fn binding_args(kind: ExchangeKind, key: &str, args: &FieldTable) -> AmqpResult<()> {
+    if kind == ExchangeKind::ConsistentHash {
+        return crate::routing::consistent_hash::weight(key)
+            .map(|_| ())
+            .map_err(AmqpError::precondition_failed);
+    }
     if kind != ExchangeKind::Headers {
         return Ok(());
     }
@@ -77,12 +92,13 @@ mod tests {
     #[test]
     fn x_match_is_checked_only_on_headers_exchanges() {
         let bad = table("x-match", AMQPValue::LongString("foo".into()));
-        assert!(binding_args(ExchangeKind::Direct, &bad).is_ok());
-        let e = binding_args(ExchangeKind::Headers, &bad).unwrap_err();
+        assert!(binding_args(ExchangeKind::Direct, "", &bad).is_ok());
+        let e = binding_args(ExchangeKind::Headers, "", &bad).unwrap_err();
         assert_eq!(e.code, 406);
         assert!(e.text.ends_with("Invalid x-match field value <<\"foo\">>; expected all, any, all-with-x, or any-with-x"), "{}", e.text);
         let e = binding_args(
             ExchangeKind::Headers,
+            "",
             &table("x-match", AMQPValue::LongInt(5)),
         )
         .unwrap_err();
@@ -94,13 +110,14 @@ mod tests {
         );
         for ok in ["all", "any", "all-with-x", "any-with-x"] {
             let t = table("x-match", AMQPValue::LongString(ok.into()));
-            assert!(binding_args(ExchangeKind::Headers, &t).is_ok());
+            assert!(binding_args(ExchangeKind::Headers, "", &t).is_ok());
         }
     }
 
     #[test]
     fn an_alternate_exchange_must_be_a_string() {
         let e = exchange_args(
+            ExchangeKind::Direct,
             "bad",
             "/",
             &table("alternate-exchange", AMQPValue::LongInt(5)),
@@ -108,6 +125,6 @@ mod tests {
         .unwrap_err();
         assert!(e.text.ends_with("invalid type 'signedint' for arg 'alternate-exchange' in exchange 'bad' in vhost '/'"), "{}", e.text);
         let ok = table("alternate-exchange", AMQPValue::LongString("ae".into()));
-        assert!(exchange_args("x", "/", &ok).is_ok());
+        assert!(exchange_args(ExchangeKind::Direct, "x", "/", &ok).is_ok());
     }
 }

@@ -174,8 +174,14 @@ pub fn publish(m: &Mgmt, req: &Request, user: &UserDef, vhost: &str, exchange: &
     let mut dests = Vec::new();
     let mut keys = vec![key.as_str()];
     crate::channel::sender_routes::extra_keys(route_headers.as_ref(), &mut keys);
-    m.cx.table()
-        .route_keys(vhost, exchange, &keys, route_headers.as_ref(), &mut dests);
+    m.cx.table().route_keys(
+        vhost,
+        exchange,
+        &keys,
+        route_headers.as_ref(),
+        &msg.props,
+        &mut dests,
+    );
     dests.sort_unstable_by_key(|d| d.1);
     let routed = !dests.is_empty();
     for (qid, home) in dests {

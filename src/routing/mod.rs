@@ -3,6 +3,7 @@
 //! Owns: the per-shard [`table::RoutingTable`] replica. Must never: lock,
 //! ask another shard while routing a publish, or copy a message body.
 
+pub mod consistent_hash;
 pub mod direct;
 pub mod fanout;
 pub mod headers;

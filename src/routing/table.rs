@@ -20,6 +20,7 @@ enum Index {
     Fanout(FanoutIndex),
     Topic(TopicTrie<Dest>),
     Headers(Vec<(FieldTable, Dest)>),
+    ConsistentHash(super::consistent_hash::ConsistentHash),
 }
 
 /// An exchange in the table: its definition and its bindings as source.
@@ -42,6 +43,9 @@ impl ExchangeEntry {
             ExchangeKind::Fanout => Index::Fanout(FanoutIndex::default()),
             ExchangeKind::Topic => Index::Topic(TopicTrie::new()),
             ExchangeKind::Headers => Index::Headers(Vec::new()),
+            ExchangeKind::ConsistentHash => {
+                Index::ConsistentHash(super::consistent_hash::ConsistentHash::new(&def.args))
+            }
         };
         ExchangeEntry {
             def,
@@ -69,6 +73,7 @@ impl ExchangeEntry {
             Index::Topic(t) if first => {
                 t.insert(key, dest);
             }
+            Index::ConsistentHash(c) if first => c.insert(key, dest),
             _ => {}
         }
         true
@@ -99,6 +104,7 @@ impl ExchangeEntry {
             Index::Topic(t) if last => {
                 t.remove(key, dest);
             }
+            Index::ConsistentHash(c) if last => c.remove(key, dest),
             _ => {}
         }
         true
@@ -134,8 +140,9 @@ impl ExchangeEntry {
             .flat_map(|((d, k), v)| v.iter().map(move |a| (d, k.as_str(), a)))
     }
 
-    fn route(&self, key: &str, headers: Option<&FieldTable>, out: &mut Vec<Dest>) {
+    fn route(&self, key: &str, headers: Option<&FieldTable>, props: &[u8], out: &mut Vec<Dest>) {
         match &self.index {
+            Index::ConsistentHash(c) => c.route(key, headers, props, out),
             Index::Direct(d) => d.route(key, out),
             Index::Fanout(f) => f.route(out),
             Index::Topic(t) => t.matches(key, out),
@@ -336,17 +343,20 @@ impl RoutingTable {
         self.permissions.contains_key(&key(user, vhost))
     }
 
-    /// Route a message published to `exchange` in `vhost`. Returns the set
-    /// of destination queues (each once, whatever the number of paths).
+    /// Route a message published to `exchange` in `vhost` (its `headers`
+    /// table and raw properties `props`, which only a consistent-hash
+    /// exchange with `hash-property` reads). Returns the set of destination
+    /// queues (each once, whatever the number of paths).
     pub fn route(
         &self,
         vhost: &str,
         exchange: &str,
         routing_key: &str,
         headers: Option<&FieldTable>,
+        props: &[u8],
         out: &mut Vec<(QueueId, ShardId)>,
     ) {
-        self.route_keys(vhost, exchange, &[routing_key], headers, out)
+        self.route_keys(vhost, exchange, &[routing_key], headers, props, out)
     }
 
     /// Route with several routing keys at once (the publish's key plus its
@@ -360,6 +370,7 @@ impl RoutingTable {
         exchange: &str,
         keys: &[&str],
         headers: Option<&FieldTable>,
+        props: &[u8],
         out: &mut Vec<(QueueId, ShardId)>,
     ) {
         if exchange.is_empty() {
@@ -384,8 +395,15 @@ impl RoutingTable {
             };
             visited.push(x);
             dests.clear();
+            // A consistent-hash exchange hashes the first key only (the
+            // plugin's rule for CC/BCC).
+            let keys = if matches!(e.index, Index::ConsistentHash(_)) {
+                &keys[..keys.len().min(1)]
+            } else {
+                keys
+            };
             for k in keys {
-                e.route(k, headers, &mut dests);
+                e.route(k, headers, props, &mut dests);
             }
             // RabbitMQ's alternate exchange: an exchange that routes a
             // message nowhere (no queue, no exchange) hands it to its
@@ -455,14 +473,14 @@ mod tests {
         t.apply(&bind("b", q.clone(), "x.*"));
         t.apply(&bind("a", q.clone(), ""));
         let mut out = Vec::new();
-        t.route("/", "a", "x.y", None, &mut out);
+        t.route("/", "a", "x.y", None, &[], &mut out);
         assert_eq!(out, vec![(QueueId(1), ShardId(1))]);
         t.apply(&MetaChange::Unbound(match bind("a", q, "") {
             MetaChange::Bound(b) => b,
             _ => unreachable!(),
         }));
         out.clear();
-        t.route("/", "a", "nope", None, &mut out);
+        t.route("/", "a", "nope", None, &[], &mut out);
         assert!(out.is_empty());
     }
 }

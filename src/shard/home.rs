@@ -162,6 +162,7 @@ impl QueueHome {
                 &p.target.exchange,
                 out.msg.routing_key.as_str(),
                 Some(&out.headers),
+                &out.msg.props,
                 &mut dests,
             );
             dests.retain(|(qid, _)| {
