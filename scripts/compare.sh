@@ -172,6 +172,8 @@ scenario_args() {
   local T="-z $DURATION --warmup $WARMUP --drain-timeout $DRAIN"
   case $1 in
     s1) echo "throughput $T -x 1 -y 1 -s 16" ;;
+    s1p) echo "throughput $T -x 1 -y 1 -s 16 --max-priority 10" ;;
+    s1t) echo "throughput $T -x 1 -y 1 -s 16 --message-ttl 600000" ;;
     s2a) echo "throughput $T -x 1 -y 1 -s 1024" ;;
     s2b) echo "throughput $T -x 1 -y 1 -s 16384" ;;
     s3) echo "throughput $T -x 4 -y 4 --queues 4 -s 16" ;;

@@ -559,11 +559,15 @@ pub fn publish_frame(ex: &str, key: &str, mandatory: bool) -> Vec<u8> {
     v
 }
 
-/// Pre-encoded content header frame for a body of `size` bytes.
-pub fn header_frame(size: u64, persistent: bool) -> Vec<u8> {
+/// Pre-encoded content header frame for a body of `size` bytes, with a
+/// `priority` property when given.
+pub fn header_frame(size: u64, persistent: bool, priority: Option<u8>) -> Vec<u8> {
     let mut props = basic::AMQPProperties::default();
     if persistent {
         props = props.with_delivery_mode(2);
+    }
+    if let Some(p) = priority {
+        props = props.with_priority(p);
     }
     let mut v = Vec::new();
     put_frame(

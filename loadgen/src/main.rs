@@ -98,6 +98,10 @@ pub struct Opts {
     /// queue TTL costs (messages must not expire during the run).
     #[arg(long)]
     pub message_ttl: Option<u32>,
+    /// Declare the queues with `x-max-priority` N and publish each message
+    /// with a pseudo-random priority in 0..=N (a priority queue's cost).
+    #[arg(long)]
+    pub max_priority: Option<u8>,
     /// Fanout: every message goes to every queue.
     #[arg(long)]
     pub fanout: bool,

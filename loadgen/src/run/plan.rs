@@ -121,6 +121,12 @@ impl Setup {
                     amq_protocol::types::AMQPValue::LongUInt(ttl),
                 );
             }
+            if let Some(p) = o.max_priority {
+                args.insert(
+                    "x-max-priority".into(),
+                    amq_protocol::types::AMQPValue::ShortShortUInt(p),
+                );
+            }
             c.queue_declare_with(q, o.persistent, false, args)?;
         }
         if self.exchange.is_empty() {

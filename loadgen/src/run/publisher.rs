@@ -69,7 +69,15 @@ pub(super) fn publisher(
         .iter()
         .map(|k| client::publish_frame(&setup.exchange, k, o.mandatory))
         .collect();
-    let header = client::header_frame(o.size as u64, o.persistent);
+    // One pre-encoded header per priority (just one without priorities):
+    // choosing a message's priority costs a xorshift step, no encoding.
+    let headers: Vec<Vec<u8>> = match o.max_priority {
+        None => vec![client::header_frame(o.size as u64, o.persistent, None)],
+        Some(m) => (0..=m)
+            .map(|p| client::header_frame(o.size as u64, o.persistent, Some(p)))
+            .collect(),
+    };
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1);
     let filler = vec![b'x'; o.size];
     let chunk = conn.frame_max as usize - 8;
     let topic_n = match setup.plan {
@@ -125,7 +133,15 @@ pub(super) fn publisher(
                 0
             };
             out.extend_from_slice(&frames[key]);
-            out.extend_from_slice(&header);
+            let header = if headers.len() == 1 {
+                &headers[0]
+            } else {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                &headers[(rng % headers.len() as u64) as usize]
+            };
+            out.extend_from_slice(header);
             put_body(&mut out, &filler, chunk, intended, seq, id as u16);
             setup.targets(&o, id, seq, |q| qexp[q] += 1);
             if interval > 0.0 {
