@@ -90,13 +90,7 @@ mod tests {
     use super::*;
     use amq_protocol::types::FieldArray;
 
-    fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-        let mut t = FieldTable::default();
-        for (k, v) in pairs {
-            t.insert((*k).into(), v.clone());
-        }
-        t
-    }
+    use crate::defs::field_table as table;
 
     #[test]
     fn extra_keys_take_long_strings_of_cc_then_bcc() {

@@ -306,6 +306,16 @@ pub fn max_priority(args: &FieldTable) -> Option<u8> {
     u8::try_from(v).ok()
 }
 
+/// A field table of `pairs`, for unit tests.
+#[cfg(test)]
+pub fn field_table(pairs: &[(&str, amq_protocol::types::AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in pairs {
+        t.insert((*k).into(), v.clone());
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,13 +84,7 @@ pub fn with_count(msg: &MsgRef, returns: u32) -> MsgRef {
 mod tests {
     use super::*;
 
-    fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-        let mut t = FieldTable::default();
-        for (k, v) in pairs {
-            t.insert((*k).into(), v.clone());
-        }
-        t
-    }
+    use crate::defs::field_table as args;
 
     #[test]
     fn quorum_queues_count_with_a_default_limit_and_classic_ones_only_when_asked() {

@@ -81,13 +81,7 @@ pub fn headers_match(args: &FieldTable, headers: Option<&FieldTable>) -> bool {
 mod tests {
     use super::*;
 
-    fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-        let mut t = FieldTable::default();
-        for (k, v) in pairs {
-            t.insert((*k).into(), v.clone());
-        }
-        t
-    }
+    use crate::defs::field_table as table;
 
     #[test]
     fn all_requires_every_header_and_any_requires_one() {
