@@ -179,7 +179,10 @@ fn nodes_and_overview_carry_the_members_tools_read_with_real_values() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(types, ["direct", "fanout", "headers", "topic"]);
+    assert_eq!(
+        types,
+        ["direct", "fanout", "headers", "topic", "x-consistent-hash"]
+    );
 }
 
 #[test]

@@ -66,8 +66,9 @@ pub fn check(cx: &Cx, conns: &ConnTable) {
                 .filter(|c| !c.closing)
                 .filter_map(|c| {
                     let (_, oldest) = c.unacked.first_key_value()?;
-                    (oldest.deadline != 0 && now >= oldest.deadline + COARSE_PERIOD_MS)
-                        .then_some((c.id, u64::from(oldest.timeout_ms)))
+                    (oldest.deadline != 0
+                        && now >= oldest.deadline.saturating_add(COARSE_PERIOD_MS))
+                    .then_some((c.id, u64::from(oldest.timeout_ms)))
                 })
                 .collect()
         };

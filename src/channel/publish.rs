@@ -143,10 +143,13 @@ pub fn route_and_send(
     confirm: bool,
 ) {
     // Route (or reuse the channel's last decision: no lookup, no alloc).
-    let version = cx.table().version;
+    let (version, cacheable) = {
+        let t = cx.table();
+        (t.version, headers.is_none() && t.property_hashing == 0)
+    };
     let mut cache = ch.route_cache.take();
     let hit = matches!(&cache, Some(c)
-        if headers.is_none() && c.version == version && same(c.exchange.as_str(), msg.exchange.as_str()) && same(c.routing_key.as_str(), msg.routing_key.as_str()));
+        if cacheable && c.version == version && same(c.exchange.as_str(), msg.exchange.as_str()) && same(c.routing_key.as_str(), msg.routing_key.as_str()));
     if !hit {
         // A reply to a direct reply-to address is not routed through the
         // table (it names a channel, not a queue); never cached.
@@ -193,8 +196,9 @@ pub fn route_and_send(
     }
     let Some(entry) = cache else { return };
     route_to(cx, conn, ch, msg, mandatory, confirm, &entry.queues);
-    // A headers-dependent decision is not reusable for the next message.
-    if headers.is_none() {
+    // A headers- or property-dependent decision is not reusable for the
+    // next message.
+    if cacheable {
         ch.route_cache = Some(entry);
     }
 }

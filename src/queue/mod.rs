@@ -732,6 +732,10 @@ impl Queue {
             c.unsent = c.unsent.saturating_sub(1);
             c.unsent_bytes = c.unsent_bytes.saturating_sub(u.msg.body.len() as u64);
             c.paused = true;
+        } else {
+            // The consumer has gone (a delivery that crossed its cancel):
+            // a single-active-consumer handover may be waiting for it.
+            self.unacked_settled(u.consumer);
         }
         self.stats.deliver = self.stats.deliver.saturating_sub(1);
         let redelivered = u.redelivered;

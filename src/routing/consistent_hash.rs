@@ -137,6 +137,12 @@ impl ConsistentHash {
         }
     }
 
+    /// It hashes a message property (`hash-property`), so its choice
+    /// depends on more than the routing key.
+    pub fn hashes_property(&self) -> bool {
+        matches!(self.on, HashOn::Property(_))
+    }
+
     fn rebuild(&mut self) {
         let mut total = 0u64;
         self.cum = self

@@ -184,6 +184,10 @@ pub struct RoutingTable {
     pub permission_epoch: u64,
     /// Bumped on every change (invalidates channels' route caches).
     pub version: u64,
+    /// Consistent-hash exchanges that hash a message property: while any
+    /// exists, a routing decision depends on more than (exchange, key) and
+    /// channels do not reuse their last one.
+    pub property_hashing: usize,
 }
 
 fn key(vhost: &str, name: &str) -> Key {
@@ -216,6 +220,22 @@ impl RoutingTable {
     /// Apply one broadcast change.
     pub fn apply(&mut self, change: &MetaChange) {
         self.version += 1;
+        self.apply_change(change);
+        if matches!(
+            change,
+            MetaChange::ExchangeDeclared(_)
+                | MetaChange::ExchangeDeleted { .. }
+                | MetaChange::VhostDeleted { .. }
+        ) {
+            self.property_hashing = self
+                .exchanges
+                .values()
+                .filter(|e| matches!(&e.index, Index::ConsistentHash(c) if c.hashes_property()))
+                .count();
+        }
+    }
+
+    fn apply_change(&mut self, change: &MetaChange) {
         match change {
             MetaChange::ExchangeDeclared(def) => {
                 self.exchanges

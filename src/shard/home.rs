@@ -536,13 +536,15 @@ impl QueueHome {
                 },
             ),
             Handoff::Gone => {
-                // The consumer is gone: hand the message back.
+                // The consumer is gone: hand the message back unseen (its
+                // redelivered flag and delivery count unchanged, as the
+                // queue does for a consumer on its own shard).
                 outbox.push(
                     home,
-                    ShardMsg::Settle {
+                    ShardMsg::Returned {
                         queue,
-                        seqs: vec![seq],
-                        how: Settle::Requeue,
+                        consumer,
+                        seq,
                     },
                 );
                 let bytes = msg_bytes;

@@ -110,6 +110,8 @@ fn encode_counted(kind: u8, queue: u64, seg: u64, off: u32, count: u32, out: &mu
 /// An `ENQ` entry with the message's expiry (56 bits: `high` bytes 1..4,
 /// low 32 bits in `count`).
 fn encode_enqueue(queue: u64, pos: Position, expires: u64, out: &mut Vec<u8>) {
+    // 2^56 ms is two million years: later deadlines are stored as that.
+    let expires = expires.min(0xff_ffff_ffff_ffff);
     let low = (expires & 0xffff_ffff) as u32;
     let high = ((expires >> 32) & 0xff_ffff) as u32;
     encode_full(ENQ, queue, pos.seg.0, pos.off, low, high, out)

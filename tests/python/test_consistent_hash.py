@@ -92,3 +92,14 @@ def test_invalid_exchange_arguments_are_refused(conn, names, args, text):
     x = names.exchange("bad")
     assert_channel_error(conn, ch, lambda: ch.exchange_declare(x, CH, arguments=args), 406,
                          "PRECONDITION_FAILED - " + text)
+
+
+def test_property_hashing_spreads_messages_with_one_routing_key(conn, ch, names):
+    # Same routing key, different message ids: the choice depends on the
+    # property, so no routing decision may be reused between messages.
+    x, qs = setup(ch, names, [1, 1], args={"hash-property": "message_id"})
+    ch.confirm_delivery()
+    for i in range(200):
+        ch.basic_publish(x, "same-key", b"x", pika.BasicProperties(message_id="m-%d" % i))
+    counts = [message_count(ch, q) for q in qs]
+    assert sum(counts) == 200 and min(counts) > 50, counts

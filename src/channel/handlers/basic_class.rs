@@ -237,6 +237,11 @@ pub(super) async fn basic_get(conn: &Conn, cx: &Cx, ch: u16, g: basic::Get) -> A
     };
     let timeout = crate::channel::ack_timeout::queue_timeout(cx, qid);
     let tag = with_channel(conn, ch, |c, _| {
+        // Closed by the broker while the get was on its way (the consumer
+        // timeout): the message goes back, as if the channel had vanished.
+        if c.closing {
+            return None;
+        }
         let t = c.next_tag;
         c.next_tag += 1;
         c.stats.deliver += 1;
@@ -252,8 +257,9 @@ pub(super) async fn basic_get(conn: &Conn, cx: &Cx, ch: u16, g: basic::Get) -> A
                 },
             );
         }
-        t
-    });
+        Some(t)
+    })
+    .flatten();
     let Some(tag) = tag else {
         // Channel vanished meanwhile: give the message back.
         if !g.no_ack {
