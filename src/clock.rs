@@ -9,7 +9,8 @@ use std::cell::Cell;
 
 /// How stale [`coarse_ms`] may be, in ms: the period of the shard task
 /// that calls [`refresh`]. Anything timed with the coarse clock allows
-/// this much slack so that it never fires early.
+/// this much slack so that it does not fire early while the shard keeps to
+/// its tick.
 pub const COARSE_PERIOD_MS: u64 = 1000;
 
 thread_local! {

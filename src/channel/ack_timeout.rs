@@ -11,8 +11,9 @@
 //! messages. A channel whose deliveries have different timeouts is judged
 //! by its oldest delivery, so a younger delivery with a shorter timeout
 //! counts once it is the oldest. RabbitMQ 3.10 checks once a minute; Warren
-//! fires within about 2 s after the deadline, never before it (the coarse
-//! clock's slack is added). The text is RabbitMQ 3.10's, recorded with
+//! fires within about 2 s after the deadline, and not before it as long as
+//! the shard refreshes its coarse clock on time (its one-second slack is
+//! added; a shard stalled for longer could fire that much early). The text is RabbitMQ 3.10's, recorded with
 //! `consumer_timeout` set to 1000 on the reference node and checked in
 //! `tests/consume.rs`.
 

@@ -108,6 +108,42 @@ pub async fn render(m: &Mgmt) -> Response {
             }
         }
     }
+    // RabbitMQ's names (rabbitmq_prometheus, 3.12+): node-wide counts of
+    // messages that died, by reason, queue type and whether they were
+    // dead-lettered (`at_most_once`) or dropped (`disabled`).
+    for reason in crate::queue::DeathReason::ALL {
+        let name = format!(
+            "rabbitmq_global_messages_dead_lettered_{}_total",
+            reason.as_str()
+        );
+        o.family(
+            &name,
+            "counter",
+            &format!("Messages that died with reason {} (dead-lettered, or dropped without a dead-letter exchange)", reason.as_str()),
+        );
+        for queue_type in ["rabbit_classic_queue", "rabbit_quorum_queue"] {
+            for (i, strategy) in ["disabled", "at_most_once"].into_iter().enumerate() {
+                let n: u64 = snaps
+                    .iter()
+                    .flat_map(|s| s.queues.iter())
+                    .filter(|q| {
+                        let quorum = q.arguments.get("x-queue-type").and_then(|v| v.as_str())
+                            == Some("quorum");
+                        (queue_type == "rabbit_quorum_queue") == quorum
+                    })
+                    .map(|q| q.stats.died[i][reason.index()])
+                    .sum();
+                o.sample(
+                    &name,
+                    &[
+                        ("queue_type", queue_type),
+                        ("dead_letter_strategy", strategy),
+                    ],
+                    n,
+                );
+            }
+        }
+    }
     let conns: usize = snaps.iter().map(|s| s.connections.len()).sum();
     let chans: usize = snaps.iter().map(|s| s.channels.len()).sum();
     let cons: usize = snaps.iter().map(|s| s.consumers.len()).sum();

@@ -27,6 +27,19 @@ pub enum DeathReason {
 }
 
 impl DeathReason {
+    /// Every reason, in [`DeathReason::index`] order.
+    pub const ALL: [DeathReason; 4] = [
+        DeathReason::Rejected,
+        DeathReason::Expired,
+        DeathReason::MaxLen,
+        DeathReason::DeliveryLimit,
+    ];
+
+    /// Its index in per-reason counters ([`DeathReason::ALL`]).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// As RabbitMQ writes it in `x-death`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -173,6 +173,12 @@ pub struct QueueStats {
     pub expired: u64,
     /// Messages handed to the dead-letter exchange (any reason).
     pub dead_lettered: u64,
+    /// Messages that died, by whether the queue had a dead-letter exchange
+    /// (`[0]`: none, dropped; `[1]`: dead-lettered) and by reason
+    /// ([`DeathReason::index`]): what RabbitMQ's
+    /// `rabbitmq_global_messages_dead_lettered_<reason>_total` counts with
+    /// `dead_letter_strategy` `disabled` / `at_most_once`.
+    pub died: [[u64; 4]; 2],
     /// Messages enqueued (not counting recovered ones).
     pub publish: u64,
     /// Deliveries to consumers, no-ack ones included.
@@ -225,6 +231,11 @@ impl Queue {
         self.limits = LengthLimits::from_args(args);
         self.idle_expiry = crate::defs::queue_expires(args);
         self.counting = DeliveryCounting::from_args(args);
+    }
+
+    /// Count a message that died for `reason` (dead-lettered or dropped).
+    fn count_death(&mut self, reason: DeathReason) {
+        self.stats.died[usize::from(self.dead_letter.is_some())][reason.index()] += 1;
     }
 
     /// Record a dead letter (the home re-publishes it).
@@ -335,6 +346,9 @@ impl Queue {
     /// A publish this queue refused ([`Queue::admits`]): with
     /// `reject-publish-dlx` it is dead-lettered (reason `maxlen`).
     pub fn refused(&mut self, msg: MsgRef) {
+        if self.limits.overflow == Overflow::RejectPublishDlx {
+            self.count_death(DeathReason::MaxLen);
+        }
         if self.limits.overflow == Overflow::RejectPublishDlx && self.dead_letter.is_some() {
             self.dead_letter_push(msg, DeathReason::MaxLen);
         }
@@ -348,6 +362,7 @@ impl Queue {
             let Some(e) = self.ready.pop_front() else {
                 break;
             };
+            self.count_death(DeathReason::MaxLen);
             if self.dead_letter.is_some() {
                 if let Some(msg) = self.materialise(&e, &load) {
                     self.dead_letter_push(msg, DeathReason::MaxLen);
@@ -403,6 +418,7 @@ impl Queue {
 
     fn dropped_expired(&mut self, e: &Entry, load: &impl Fn(Position) -> Option<MsgRef>) {
         self.stats.expired += 1;
+        self.count_death(DeathReason::Expired);
         if self.dead_letter.is_some() {
             if let Some(msg) = self.materialise(e, load) {
                 self.dead_letter_push(msg, DeathReason::Expired);
@@ -508,6 +524,12 @@ impl Queue {
             }
             // A requeue past the delivery limit: the message dies instead.
             let over = how == Settle::Requeue && self.counting.exceeded(u.deliveries);
+            if over {
+                self.stats.ack += 1;
+                self.count_death(DeathReason::DeliveryLimit);
+            } else if how == Settle::Discard {
+                self.count_death(DeathReason::Rejected);
+            }
             if (how == Settle::Discard || over) && self.dead_letter.is_some() {
                 let why = if over {
                     DeathReason::DeliveryLimit

@@ -46,6 +46,11 @@ EXPECTED = {
     "warren_store_segments": ("gauge", {"shard"}),
     "warren_process_resident_memory_bytes": ("gauge", set()),
     "warren_disk_alarm": ("gauge", set()),
+    # RabbitMQ's names (rabbitmq_prometheus 3.12+).
+    "rabbitmq_global_messages_dead_lettered_rejected": ("counter", {"queue_type", "dead_letter_strategy"}),
+    "rabbitmq_global_messages_dead_lettered_expired": ("counter", {"queue_type", "dead_letter_strategy"}),
+    "rabbitmq_global_messages_dead_lettered_maxlen": ("counter", {"queue_type", "dead_letter_strategy"}),
+    "rabbitmq_global_messages_dead_lettered_delivery_limit": ("counter", {"queue_type", "dead_letter_strategy"}),
 }
 
 
@@ -230,3 +235,42 @@ def test_expired_and_dead_lettered_messages_are_counted(warren):
     fams = eventually("expired and dead-lettered counts", counted)
     assert sample(fams, "warren_queue_messages_expired", vhost="/", queue="prom.rej") == 0
     conn.close()
+
+
+def test_dead_letter_counters_carry_rabbitmqs_names(warren):
+    conn = warren.connect()
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.queue_declare("prom.dlq")
+    # Rejected without a dead-letter exchange: dropped ("disabled").
+    ch.queue_declare("prom.plain")
+    ch.basic_publish("", "prom.plain", b"x")
+    m = ch.basic_get("prom.plain")
+    ch.basic_reject(m[0].delivery_tag, requeue=False)
+    # Over the length limit with one: dead-lettered ("at_most_once").
+    ch.queue_declare("prom.maxlen", arguments={
+        "x-max-length": 1, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "prom.dlq"})
+    for i in range(3):
+        ch.basic_publish("", "prom.maxlen", b"%d" % i)
+    # A quorum queue's poison message (delivery limit 0).
+    ch.queue_declare("prom.qq", durable=True, arguments={"x-queue-type": "quorum", "x-delivery-limit": 0})
+    ch.basic_publish("", "prom.qq", b"p")
+    m = ch.basic_get("prom.qq")
+    ch.basic_nack(m[0].delivery_tag, requeue=True)
+    conn.process_data_events(0)
+    classic = dict(queue_type="rabbit_classic_queue")
+    quorum = dict(queue_type="rabbit_quorum_queue")
+
+    def counted():
+        _, fams = warren.families()
+        got = (
+            sample(fams, "rabbitmq_global_messages_dead_lettered_rejected",
+                   dead_letter_strategy="disabled", **classic),
+            sample(fams, "rabbitmq_global_messages_dead_lettered_maxlen",
+                   dead_letter_strategy="at_most_once", **classic),
+            sample(fams, "rabbitmq_global_messages_dead_lettered_delivery_limit",
+                   dead_letter_strategy="disabled", **quorum),
+        )
+        return got if got == (1, 2, 1) else None
+
+    eventually("dead-letter counters", counted, timeout=10)
