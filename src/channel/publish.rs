@@ -164,27 +164,19 @@ pub fn route_and_send(
             return;
         }
         let mut dests: Vec<(QueueId, ShardId)> = Vec::new();
+        // The CC/BCC keys join the routing key (no allocation without them).
+        let mut keys: smallvec::SmallVec<[&str; 1]> = smallvec::smallvec![msg.routing_key.as_str()];
         if super::sender_routes::has_extra(headers) {
-            let mut keys = vec![msg.routing_key.as_str()];
             super::sender_routes::extra_keys(headers, &mut keys);
-            cx.table().route_keys(
-                vhost,
-                msg.exchange.as_str(),
-                &keys,
-                headers,
-                &msg.props,
-                &mut dests,
-            );
-        } else {
-            cx.table().route(
-                vhost,
-                msg.exchange.as_str(),
-                msg.routing_key.as_str(),
-                headers,
-                &msg.props,
-                &mut dests,
-            );
         }
+        cx.table().route_keys(
+            vhost,
+            msg.exchange.as_str(),
+            &keys,
+            headers,
+            &msg.props,
+            &mut dests,
+        );
         // Grouped by home shard: one outbox message per shard.
         dests.sort_unstable_by_key(|d| d.1);
         cache = Some(super::RouteCache {
@@ -216,14 +208,7 @@ fn direct_reply(
     confirm: bool,
 ) {
     route_to(cx, conn, ch, msg.clone(), mandatory, confirm, &[]);
-    let Some(to) = super::reply_to::decode(msg.routing_key.as_str()) else {
-        return;
-    };
-    if let Some(shard) = super::reply_to::shard_of(&to, cx.link.shard_count()) {
-        cx.link
-            .outbox
-            .push(shard, ShardMsg::DirectReply { to, msg });
-    }
+    super::reply_to::forward(&cx.link, msg);
 }
 
 fn route_to(

@@ -102,6 +102,22 @@ pub fn shard_of(a: &ReplyAddress, shards: usize) -> Option<ShardId> {
     (s.0 < shards).then_some(s)
 }
 
+/// Send a reply published to the reply address `msg.routing_key` towards
+/// the requester's shard (through the outbox; that shard checks the address
+/// against the channel). Returns false if the routing key is not a
+/// well-formed address of this node (the reply is then dropped).
+pub fn forward(link: &crate::bus::Link, msg: MsgRef) -> bool {
+    let Some(to) = decode(msg.routing_key.as_str()) else {
+        return false;
+    };
+    let Some(shard) = shard_of(&to, link.shard_count()) else {
+        return false;
+    };
+    link.outbox
+        .push(shard, crate::bus::ShardMsg::DirectReply { to, msg });
+    true
+}
+
 /// basic.consume on `amq.rabbitmq.reply-to`: registers the channel's reply
 /// consumer and returns its tag. Errors (RabbitMQ 3.10's): 406 `reply
 /// consumer cannot acknowledge` without no-ack, 406 `reply consumer

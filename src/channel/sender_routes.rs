@@ -45,7 +45,7 @@ pub fn check(headers: &FieldTable) -> AmqpResult<bool> {
 
 /// Append the extra routing keys of `headers` (`CC` then `BCC`, long-string
 /// elements that are UTF-8; routing keys are strings here) to `keys`.
-pub fn extra_keys<'a>(headers: Option<&'a FieldTable>, keys: &mut Vec<&'a str>) {
+pub fn extra_keys<'a>(headers: Option<&'a FieldTable>, keys: &mut impl Extend<&'a str>) {
     let Some(h) = headers else { return };
     let inner = h.inner();
     for name in [CC, BCC] {
@@ -53,7 +53,7 @@ pub fn extra_keys<'a>(headers: Option<&'a FieldTable>, keys: &mut Vec<&'a str>) 
             for v in a.as_slice() {
                 if let AMQPValue::LongString(s) = v {
                     if let Ok(k) = std::str::from_utf8(s.as_bytes()) {
-                        keys.push(k);
+                        keys.extend(std::iter::once(k));
                     }
                 }
             }
@@ -70,19 +70,20 @@ pub fn has_extra(headers: Option<&FieldTable>) -> bool {
 /// The properties without the `BCC` header (the headers table stays, even
 /// if empty, as RabbitMQ leaves it).
 pub fn strip_bcc(props: AMQPProperties) -> AMQPProperties {
-    match props.headers().clone() {
-        Some(mut h) if h.inner().contains_key(BCC) => {
-            let mut t = FieldTable::default();
-            for (k, v) in h.inner() {
-                if k.as_str() != BCC {
-                    t.insert(k.clone(), v.clone());
-                }
-            }
-            h = t;
-            props.with_headers(h)
+    let Some(h) = props
+        .headers()
+        .as_ref()
+        .filter(|h| h.inner().contains_key(BCC))
+    else {
+        return props;
+    };
+    let mut t = FieldTable::default();
+    for (k, v) in h.inner() {
+        if k.as_str() != BCC {
+            t.insert(k.clone(), v.clone());
         }
-        _ => props,
     }
+    props.with_headers(t)
 }
 
 #[cfg(test)]

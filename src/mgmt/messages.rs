@@ -161,15 +161,9 @@ pub fn publish(m: &Mgmt, req: &Request, user: &UserDef, vhost: &str, exchange: &
     });
     // A reply to a direct reply-to address goes to the requester's shard
     // (not a queue: `routed` stays false, as for an AMQP mandatory reply).
-    if exchange.is_empty() {
-        if let Some(to) = crate::channel::reply_to::decode(&key) {
-            if let Some(shard) = crate::channel::reply_to::shard_of(&to, m.cx.link.shard_count()) {
-                m.cx.link
-                    .outbox
-                    .push(shard, ShardMsg::DirectReply { to, msg });
-            }
-            return Response::json(200, &json!({ "routed": false }));
-        }
+    if exchange.is_empty() && key.starts_with(crate::channel::reply_to::ADDRESS_PREFIX) {
+        crate::channel::reply_to::forward(&m.cx.link, msg);
+        return Response::json(200, &json!({ "routed": false }));
     }
     let mut dests = Vec::new();
     let mut keys = vec![key.as_str()];

@@ -692,24 +692,28 @@ impl Queue {
                 StoreOp::Delivered(p, deliveries)
             });
         }
-        let out = if self.counting.counted {
-            delivery_count::with_count(&msg, e.deliveries)
-        } else {
-            msg.clone()
+        let counted = |m: MsgRef| {
+            if self.counting.counted {
+                delivery_count::with_count(&m, e.deliveries)
+            } else {
+                m
+            }
         };
-        if !no_ack {
-            self.unacked.insert(
-                e.seq,
-                Unacked {
-                    msg,
-                    consumer,
-                    pos: e.pos,
-                    redelivered: e.redelivered,
-                    expires: e.expires,
-                    deliveries,
-                },
-            );
+        if no_ack {
+            return counted(msg);
         }
+        let out = counted(msg.clone());
+        self.unacked.insert(
+            e.seq,
+            Unacked {
+                msg,
+                consumer,
+                pos: e.pos,
+                redelivered: e.redelivered,
+                expires: e.expires,
+                deliveries,
+            },
+        );
         out
     }
 

@@ -393,12 +393,35 @@ impl RoutingTable {
         props: &[u8],
         out: &mut Vec<(QueueId, ShardId)>,
     ) {
+        // Several keys (CC/BCC, which a peer chooses freely): each distinct
+        // key once, and queues deduplicated through a set, so the work stays
+        // linear in what the keys match (never keys x queues scans) and
+        // `dests` holds one key's matches at a time. One key (every other
+        // publish) keeps the allocation-free scan of `out`.
+        let distinct: Vec<&str>;
+        let (keys, mut seen) = if keys.len() > 1 {
+            let mut k = keys.to_vec();
+            k.sort_unstable();
+            k.dedup();
+            distinct = k;
+            let seen: std::collections::HashSet<QueueId> = out.iter().map(|(q, _)| *q).collect();
+            (&distinct[..], Some(seen))
+        } else {
+            (keys, None)
+        };
+        let mut add = |out: &mut Vec<(QueueId, ShardId)>, id: QueueId, home: ShardId| {
+            let new = match &mut seen {
+                Some(s) => s.insert(id),
+                None => !out.iter().any(|(q, _)| *q == id),
+            };
+            if new {
+                out.push((id, home));
+            }
+        };
         if exchange.is_empty() {
             for k in keys {
                 if let Some(q) = self.queue(vhost, k) {
-                    if !out.iter().any(|(id, _)| *id == q.id) {
-                        out.push((q.id, q.home));
-                    }
+                    add(out, q.id, q.home);
                 }
             }
             return;
@@ -414,23 +437,37 @@ impl RoutingTable {
                 continue;
             };
             visited.push(x);
-            dests.clear();
-            // A consistent-hash exchange hashes the first key only (the
-            // plugin's rule for CC/BCC).
-            let keys = if matches!(e.index, Index::ConsistentHash(_)) {
-                &keys[..keys.len().min(1)]
-            } else {
-                keys
+            // Fanout and headers exchanges ignore the key, and a
+            // consistent-hash exchange hashes the first key only (the
+            // plugin's rule for CC/BCC): one pass each.
+            let keys = match e.index {
+                Index::Fanout(_) | Index::Headers(_) | Index::ConsistentHash(_) => {
+                    &keys[..keys.len().min(1)]
+                }
+                _ => keys,
             };
+            let mut routed = false;
             for k in keys {
+                dests.clear();
                 e.route(k, headers, props, &mut dests);
+                routed |= !dests.is_empty();
+                for d in dests.drain(..) {
+                    match d {
+                        Dest::Queue(id, home) => add(out, id, home),
+                        Dest::Exchange(name) => {
+                            if !visited.contains(&name) && !pending.contains(&name) {
+                                pending.push(name);
+                            }
+                        }
+                    }
+                }
             }
             // RabbitMQ's alternate exchange: an exchange that routes a
             // message nowhere (no queue, no exchange) hands it to its
             // `alternate-exchange`, which may have its own; `visited`
             // stops a loop, a missing one drops (or returns a mandatory
             // message). Internal exchanges may be alternates.
-            if dests.is_empty() {
+            if !routed {
                 // The argument wins over a policy's `alternate-exchange`.
                 let ae = match e.def.args.inner().get("alternate-exchange") {
                     Some(ae) => crate::defs::arg_text(ae),
@@ -438,16 +475,6 @@ impl RoutingTable {
                 };
                 if let Some(ae) = ae {
                     pending.push(ae);
-                }
-            }
-            for d in dests.drain(..) {
-                match d {
-                    Dest::Queue(id, home) => {
-                        if !out.iter().any(|(q, _)| *q == id) {
-                            out.push((id, home));
-                        }
-                    }
-                    Dest::Exchange(name) => pending.push(name),
                 }
             }
         }

@@ -249,7 +249,6 @@ impl QueueHome {
         }
     }
 
-    /// Note that queue `id` may hold messages with a TTL.
     /// A policy change gave queue `id` the effective arguments `args`:
     /// apply them, drop (and dead-letter) what is now beyond its length
     /// limits, register its timers, and deliver.
@@ -272,6 +271,7 @@ impl QueueHome {
         self.drain_queue(id);
     }
 
+    /// Note that queue `id` may hold messages with a TTL.
     fn track_expiring(&self, q: &Queue) {
         if q.has_expiring() {
             self.expiring.borrow_mut().insert(q.id());
