@@ -84,6 +84,7 @@ fn xdecl(name: &str, kind: ExchangeKind) -> MetaChange {
         auto_delete: false,
         internal: false,
         args: FieldTable::default(),
+        delay_store: None,
     })
 }
 

@@ -185,6 +185,9 @@ pub struct ShardSnapshot {
     /// Publishes confirmed on this shard's channels, closed ones included
     /// (monotonic).
     pub confirm_total: u64,
+    /// Messages waiting in the stores of the delayed-message exchanges
+    /// homed here: (vhost, exchange, messages).
+    pub delayed: Vec<(String, String, u32)>,
 }
 
 /// A connection's name as RabbitMQ shows it: `peer -> local` addresses.

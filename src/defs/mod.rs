@@ -6,6 +6,7 @@
 //! do I/O or name anything above `ids` (routing, the store, queues, the
 //! authority and the management API all build on it).
 
+pub mod delayed;
 pub mod limits;
 pub mod policy;
 pub mod users;
@@ -31,6 +32,11 @@ pub enum ExchangeKind {
     /// `x-consistent-hash` (RabbitMQ's plugin): one destination per
     /// message, by a hash of its routing key; binding keys are weights.
     ConsistentHash,
+    /// `x-delayed-message` (RabbitMQ's community plugin): a message with an
+    /// `x-delay` header waits that many ms in the exchange's
+    /// [`DelayStore`], then is routed as the `x-delayed-type` argument's
+    /// type routes (see [`delayed`]).
+    DelayedMessage,
 }
 
 impl ExchangeKind {
@@ -43,6 +49,7 @@ impl ExchangeKind {
             "topic" => ExchangeKind::Topic,
             "headers" => ExchangeKind::Headers,
             "x-consistent-hash" => ExchangeKind::ConsistentHash,
+            "x-delayed-message" => ExchangeKind::DelayedMessage,
             _ => return None,
         })
     }
@@ -54,6 +61,7 @@ impl ExchangeKind {
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
             ExchangeKind::ConsistentHash => "x-consistent-hash",
+            ExchangeKind::DelayedMessage => "x-delayed-message",
         }
     }
 }
@@ -79,6 +87,35 @@ pub struct ExchangeDef {
     /// exchange.declare arguments, kept as given; only `alternate-exchange`
     /// takes part in redeclare equivalence (406 if it differs).
     pub args: FieldTable,
+    /// Where an `x-delayed-message` exchange keeps its delayed messages
+    /// (assigned by the authority at declare); None for every other type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_store: Option<DelayStore>,
+}
+
+impl ExchangeDef {
+    /// The type whose rules route its messages: the `x-delayed-type` of a
+    /// delayed-message exchange (validated at declare), else its own.
+    pub fn routing_kind(&self) -> ExchangeKind {
+        match self.kind {
+            ExchangeKind::DelayedMessage => {
+                delayed::delayed_type(&self.args).unwrap_or(ExchangeKind::Direct)
+            }
+            k => k,
+        }
+    }
+}
+
+/// The queue-like store of one `x-delayed-message` exchange: its messages
+/// wait there, ordered by release time, journalled under `id` in the
+/// store of shard `home` when persistent and the exchange is durable. It
+/// is not a queue of the vhost: no name, no consumers, not listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelayStore {
+    /// Allocated from the queue ids (never reused; keys its journal).
+    pub id: QueueId,
+    /// The shard that holds the delayed messages and releases them.
+    pub home: ShardId,
 }
 
 /// A queue as declared; the same on every shard's table, while only its
@@ -254,6 +291,7 @@ pub fn predeclared(vhost: &str) -> Vec<MetaChange> {
             auto_delete: false,
             internal: false,
             args: FieldTable::default(),
+            delay_store: None,
         })
     })
     .collect()

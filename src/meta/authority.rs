@@ -249,6 +249,13 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
                     "exchange name '{name}' contains reserved prefix 'amq.*'"
                 )));
             }
+            // A delayed-message exchange's messages wait in a store of
+            // their own, homed like a queue of the same name.
+            let delay_store =
+                (kind_parsed == ExchangeKind::DelayedMessage).then(|| crate::defs::DelayStore {
+                    id: QueueId(cluster.next_queue_id()),
+                    home: crate::defs::queue_home(&vhost, &name, cluster.shard_count()),
+                });
             let def = ExchangeDef {
                 vhost,
                 name,
@@ -257,6 +264,7 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
                 auto_delete,
                 internal,
                 args,
+                delay_store,
             };
             cluster.broadcast(MetaChange::ExchangeDeclared(def)).await?;
             Ok(MetaReply::Ok)
@@ -394,7 +402,7 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
                     return gone(no_exchange(&source, &vhost));
                 };
                 if !unbind {
-                    super::exchange_args::binding_args(x.def.kind, &key, &args)?;
+                    super::exchange_args::binding_args(x.def.routing_kind(), &key, &args)?;
                 }
                 x.has_binding(&dest_ref, &key, &args)
             };

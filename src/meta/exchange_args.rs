@@ -12,12 +12,17 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 /// Check exchange.declare arguments: `alternate-exchange` must be a string
 /// (`invalid type 'signedint' for arg 'alternate-exchange' in exchange 'x'
 /// in vhost '/'` otherwise). Other arguments are kept as given.
+/// An `x-delayed-message` exchange needs `x-delayed-type` ([`delayed_type`]).
 pub fn exchange_args(
     kind: ExchangeKind,
     name: &str,
     vhost: &str,
     args: &FieldTable,
 ) -> AmqpResult<()> {
+    let kind = match kind {
+        ExchangeKind::DelayedMessage => delayed_type(args)?,
+        k => k,
+    };
     if kind == ExchangeKind::ConsistentHash {
         crate::routing::consistent_hash::check_args(args)
             .map_err(AmqpError::precondition_failed)?;
@@ -27,6 +32,35 @@ pub fn exchange_args(
         Some(other) => Err(AmqpError::precondition_failed(format!(
             "invalid type '{}' for arg 'alternate-exchange' in exchange '{name}' in vhost '{vhost}'",
             type_name(other)
+        ))),
+    }
+}
+
+/// The routing type of an `x-delayed-message` exchange, as the plugin
+/// validates it (`rabbit_exchange_type_delayed_message:validate/1`):
+/// `x-delayed-type` naming `x-delayed-message` is 406 `Invalid argument,
+/// 'x-delayed-message' can't be used for 'x-delayed-type'`; a string that
+/// names no type is 503 `unknown exchange type 'foo'`
+/// (`rabbit_exchange:check_type`); a missing or non-string one is 406
+/// `Invalid argument, 'x-delayed-type' must be an existing exchange type`.
+pub fn delayed_type(args: &FieldTable) -> AmqpResult<ExchangeKind> {
+    use crate::defs::delayed::TYPE_ARGUMENT;
+    let Some(t) = args
+        .inner()
+        .get(TYPE_ARGUMENT)
+        .and_then(crate::defs::arg_text)
+    else {
+        return Err(AmqpError::precondition_failed(
+            "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+        ));
+    };
+    match ExchangeKind::parse(&t) {
+        Some(ExchangeKind::DelayedMessage) => Err(AmqpError::precondition_failed(
+            "Invalid argument, 'x-delayed-message' can't be used for 'x-delayed-type'",
+        )),
+        Some(k) => Ok(k),
+        None => Err(AmqpError::command_invalid(format!(
+            "unknown exchange type '{t}'"
         ))),
     }
 }

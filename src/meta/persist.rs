@@ -112,6 +112,12 @@ pub fn is_durable(table: &RoutingTable, change: &MetaChange) -> bool {
 pub fn rehome(changes: &mut [MetaChange], shards: usize) {
     let mut moved: Vec<(crate::ids::QueueId, ShardId)> = Vec::new();
     for c in changes.iter_mut() {
+        if let MetaChange::ExchangeDeclared(x) = c {
+            if let Some(ds) = x.delay_store.as_mut().filter(|ds| ds.home.0 >= shards) {
+                tracing::warn!(exchange = %x.name, "delayed messages' shard no longer exists; they stay in shard-{}", ds.home.0);
+                ds.home = crate::defs::queue_home(&x.vhost, &x.name, shards);
+            }
+        }
         if let MetaChange::QueueDeclared(q) = c {
             if q.home.0 >= shards {
                 let home = crate::defs::queue_home(&q.vhost, &q.name, shards);
@@ -273,6 +279,7 @@ mod tests {
                 auto_delete: false,
                 internal: false,
                 args: FieldTable::default(),
+                delay_store: None,
             })
         };
         let mut log = DefinitionsLog::rewrite(dir.path(), &[x("a")]).unwrap();
@@ -297,6 +304,7 @@ mod tests {
             auto_delete: false,
             internal: false,
             args: FieldTable::default(),
+            delay_store: None,
         });
         let mut log = DefinitionsLog::rewrite(dir.path(), std::slice::from_ref(&x)).unwrap();
         log.append(&x).unwrap();

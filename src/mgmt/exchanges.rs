@@ -130,11 +130,22 @@ fn exchanges_json(
             .map(|s| (s.publish_in, s.publish_out))
             .unwrap_or((0, 0));
         let prefix = format!("exchange|{v}|{n}|");
-        out.push(json!({
+        let mut x = json!({
             "name": n, "vhost": v, "type": kind, "durable": durable, "auto_delete": auto_delete,
             "internal": internal, "arguments": args, "user_who_performed_action": "",
             "message_stats": m.message_stats(&prefix, &[("publish_in", i), ("publish_out", o)]),
-        }));
+        });
+        // The delayed-message plugin's `messages_delayed` (its `info/2`).
+        if kind == "x-delayed-message" {
+            let delayed: u64 = snaps
+                .iter()
+                .flat_map(|s| &s.delayed)
+                .filter(|(dv, dx, _)| *dv == v && *dx == n)
+                .map(|(_, _, c)| u64::from(*c))
+                .sum();
+            x["messages_delayed"] = json!(delayed);
+        }
+        out.push(x);
     }
     out
 }

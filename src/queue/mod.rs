@@ -13,15 +13,19 @@
 use crate::defs::QueueDef;
 pub mod consumer;
 pub mod dead_letter;
+mod delayed;
 pub mod delivery_count;
 pub mod limits;
 pub mod ready;
+mod stats;
 
 pub use consumer::{QConsumer, SingleActive, SEND_WINDOW, SEND_WINDOW_BYTES};
 pub use dead_letter::{DeadLetter, DeadLetterTarget, DeathReason};
+pub use delayed::released as delayed_release;
 pub use delivery_count::DeliveryCounting;
 pub use limits::{LengthLimits, Overflow};
 pub use ready::{Entry, Ready};
+pub use stats::QueueStats;
 
 use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
 use crate::message::MsgRef;
@@ -153,6 +157,8 @@ pub struct Queue {
     /// Journal effects decided but not yet applied by the queue home ([`Queue::take_store_ops`]);
     /// empty for queues without stored messages.
     store_ops: Vec<StoreOp>,
+    /// The store of a delayed-message exchange (`Queue::delay_store`), not a queue.
+    delay: bool,
 }
 
 /// A journal effect the queue decided for one of its stored messages; the
@@ -164,31 +170,6 @@ pub enum StoreOp {
     /// The message was delivered (for the given time, from 1): redelivered
     /// after a crash, with that delivery count.
     Delivered(Position, u32),
-}
-
-/// A queue's monotonic counters (`message_stats` and `/metrics`).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct QueueStats {
-    /// Messages dropped because their TTL passed.
-    pub expired: u64,
-    /// Messages handed to the dead-letter exchange (any reason).
-    pub dead_lettered: u64,
-    /// Messages that died, by whether the queue had a dead-letter exchange
-    /// (`[0]`: none, dropped; `[1]`: dead-lettered) and by reason
-    /// ([`DeathReason::index`]): what RabbitMQ's
-    /// `rabbitmq_global_messages_dead_lettered_<reason>_total` counts with
-    /// `dead_letter_strategy` `disabled` / `at_most_once`.
-    pub died: [[u64; 4]; 2],
-    /// Messages enqueued (not counting recovered ones).
-    pub publish: u64,
-    /// Deliveries to consumers, no-ack ones included.
-    pub deliver: u64,
-    /// Messages taken by basic.get.
-    pub get: u64,
-    /// Deliveries settled without requeue (ack, or reject/nack discard).
-    pub ack: u64,
-    /// Deliveries with the redelivered flag set.
-    pub redeliver: u64,
 }
 
 impl Queue {
@@ -217,6 +198,7 @@ impl Queue {
             had_consumer: false,
             stats: QueueStats::default(),
             store_ops: Vec::new(),
+            delay: false,
         }
     }
 
@@ -295,12 +277,15 @@ impl Queue {
         self.stats.publish += 1;
         let seq = self.next_seq;
         self.next_seq += 1;
-        let expires = self.expiry(msg.expiration_ms, now);
+        let expires = match self.delay {
+            false => self.expiry(msg.expiration_ms, now),
+            true => delayed::release_time(&msg, now),
+        };
         // Beyond the read-ahead a stored message lives only on disk.
         let keep = pos.is_none() || self.ready.len() < READ_AHEAD;
         let size = body_size(&msg);
         let lane = self.ready.lane_of(msg.priority);
-        self.ready.push_back(Entry {
+        self.enter(Entry {
             seq,
             msg: keep.then_some(msg),
             pos,
@@ -393,9 +378,10 @@ impl Queue {
             .is_some_and(|x| self.consumers.is_empty() && now >= self.last_used.saturating_add(x))
     }
 
-    /// The queue has `x-message-ttl`.
+    /// The queue has `x-message-ttl` (or is a delay store): a publish
+    /// needs the time.
     pub fn has_ttl(&self) -> bool {
-        self.ttl.is_some()
+        self.ttl.is_some() || self.delay
     }
 
     /// Some ready message has a TTL (the home's expiry tick looks at this queue's head).
@@ -410,7 +396,10 @@ impl Queue {
     pub fn expire(&mut self, now: u64, load: impl Fn(Position) -> Option<MsgRef>) -> u32 {
         let mut n = 0;
         while let Some(e) = self.ready.pop_expired(now) {
-            self.dropped_expired(&e, &load);
+            match self.delay {
+                false => self.dropped_expired(&e, &load),
+                true => self.release(&e, &load),
+            }
             n += 1;
         }
         n
@@ -442,7 +431,12 @@ impl Queue {
         now: u64,
         load: impl Fn(Position) -> Option<MsgRef>,
     ) {
-        let fallback = self.expiry(None, now);
+        // A delay store entry journalled without a time is due now.
+        let fallback = if self.delay {
+            now.max(1)
+        } else {
+            self.expiry(None, now)
+        };
         let prioritised = self.ready.has_priorities();
         for r in items {
             let seq = self.next_seq;
@@ -452,7 +446,7 @@ impl Queue {
             } else {
                 0
             };
-            self.ready.push_back(Entry {
+            self.enter(Entry {
                 seq,
                 msg: None,
                 pos: Some(r.pos),

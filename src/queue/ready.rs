@@ -140,6 +140,15 @@ impl Ready {
         lane.insert(at, e);
     }
 
+    /// Put a message at its place by expiry (then sequence) in its lane:
+    /// a delayed-message exchange's store, released in time order.
+    pub fn insert_by_expiry(&mut self, e: Entry) {
+        self.entered(&e);
+        let lane = self.lane_mut(e.lane);
+        let at = lane.partition_point(|x| (x.expires, x.seq) <= (e.expires, e.seq));
+        lane.insert(at, e);
+    }
+
     /// Take the next message: the head of the highest non-empty lane.
     pub fn pop_front(&mut self) -> Option<Entry> {
         if self.len == 0 {

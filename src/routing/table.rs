@@ -21,6 +21,45 @@ enum Index {
     Topic(TopicTrie<Dest>),
     Headers(Vec<(FieldTable, Dest)>),
     ConsistentHash(super::consistent_hash::ConsistentHash),
+    /// `x-delayed-message`: its bindings live in the index of its
+    /// `x-delayed-type`; a message with a delay goes to `store` instead
+    /// (see `defs::delayed`).
+    Delayed {
+        inner: Box<Index>,
+        store: Dest,
+    },
+}
+
+impl Index {
+    fn for_kind(kind: ExchangeKind, args: &FieldTable) -> Index {
+        match kind {
+            ExchangeKind::Direct => Index::Direct(DirectIndex::default()),
+            ExchangeKind::Fanout => Index::Fanout(FanoutIndex::default()),
+            ExchangeKind::Topic => Index::Topic(TopicTrie::new()),
+            ExchangeKind::Headers => Index::Headers(Vec::new()),
+            ExchangeKind::ConsistentHash => {
+                Index::ConsistentHash(super::consistent_hash::ConsistentHash::new(args))
+            }
+            // Only reached with a definition the authority did not check.
+            ExchangeKind::DelayedMessage => Index::Direct(DirectIndex::default()),
+        }
+    }
+
+    /// The index that holds the bindings (a delayed exchange's inner one).
+    fn bindings_mut(&mut self) -> &mut Index {
+        match self {
+            Index::Delayed { inner, .. } => inner,
+            other => other,
+        }
+    }
+
+    /// The index that decides by key (a delayed exchange's inner one).
+    fn routing(&self) -> &Index {
+        match self {
+            Index::Delayed { inner, .. } => inner,
+            other => other,
+        }
+    }
 }
 
 /// An exchange in the table: its definition and its bindings as source.
@@ -38,14 +77,13 @@ pub struct ExchangeEntry {
 
 impl ExchangeEntry {
     fn new(def: ExchangeDef) -> Self {
-        let index = match def.kind {
-            ExchangeKind::Direct => Index::Direct(DirectIndex::default()),
-            ExchangeKind::Fanout => Index::Fanout(FanoutIndex::default()),
-            ExchangeKind::Topic => Index::Topic(TopicTrie::new()),
-            ExchangeKind::Headers => Index::Headers(Vec::new()),
-            ExchangeKind::ConsistentHash => {
-                Index::ConsistentHash(super::consistent_hash::ConsistentHash::new(&def.args))
-            }
+        let inner = Index::for_kind(def.routing_kind(), &def.args);
+        let index = match def.delay_store {
+            Some(store) => Index::Delayed {
+                inner: Box::new(inner),
+                store: Dest::Queue(store.id, store.home),
+            },
+            None => inner,
         };
         ExchangeEntry {
             def,
@@ -66,7 +104,7 @@ impl ExchangeEntry {
         v.push(args.clone());
         self.binding_count += 1;
         let first = v.len() == 1;
-        match &mut self.index {
+        match self.index.bindings_mut() {
             Index::Headers(list) => list.push((args.clone(), dest)),
             Index::Direct(d) if first => d.insert(key, dest),
             Index::Fanout(f) if first => f.insert(dest),
@@ -93,7 +131,7 @@ impl ExchangeEntry {
         if last {
             self.bindings.remove(&k);
         }
-        match &mut self.index {
+        match self.index.bindings_mut() {
             Index::Headers(list) => {
                 if let Some(p) = list.iter().position(|(a, d)| a == args && d == dest) {
                     list.remove(p);
@@ -141,7 +179,17 @@ impl ExchangeEntry {
     }
 
     fn route(&self, key: &str, headers: Option<&FieldTable>, props: &[u8], out: &mut Vec<Dest>) {
-        match &self.index {
+        let index = match &self.index {
+            Index::Delayed { inner, store } => {
+                if crate::defs::delayed::delay_of(headers).is_some() {
+                    out.push(store.clone());
+                    return;
+                }
+                &**inner
+            }
+            other => other,
+        };
+        match index {
             Index::ConsistentHash(c) => c.route(key, headers, props, out),
             Index::Direct(d) => d.route(key, out),
             Index::Fanout(f) => f.route(out),
@@ -153,6 +201,7 @@ impl ExchangeEntry {
                     }
                 }
             }
+            Index::Delayed { .. } => {}
         }
     }
 }
@@ -230,7 +279,7 @@ impl RoutingTable {
             self.property_hashing = self
                 .exchanges
                 .values()
-                .filter(|e| matches!(&e.index, Index::ConsistentHash(c) if c.hashes_property()))
+                .filter(|e| matches!(e.index.routing(), Index::ConsistentHash(c) if c.hashes_property()))
                 .count();
         }
     }
@@ -440,7 +489,7 @@ impl RoutingTable {
             // Fanout and headers exchanges ignore the key, and a
             // consistent-hash exchange hashes the first key only (the
             // plugin's rule for CC/BCC): one pass each.
-            let keys = match e.index {
+            let keys = match e.index.routing() {
                 Index::Fanout(_) | Index::Headers(_) | Index::ConsistentHash(_) => {
                     &keys[..keys.len().min(1)]
                 }
@@ -495,6 +544,7 @@ mod tests {
             auto_delete: false,
             internal: false,
             args: FieldTable::default(),
+            delay_store: None,
         })
     }
 

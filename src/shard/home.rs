@@ -40,6 +40,9 @@ pub struct QueueHome {
     /// Messages that died in queues with a dead-letter exchange, waiting
     /// to be re-published ([`QueueHome::send_dead_letters`]).
     dead: RefCell<Vec<PendingDeadLetter>>,
+    /// Messages due in delayed-message exchanges' stores, waiting to be
+    /// routed by their exchange (vhost, exchange, message).
+    released: RefCell<Vec<(String, String, MsgRef)>>,
 }
 
 /// A dead letter with the queue it died in.
@@ -64,6 +67,7 @@ impl QueueHome {
             awaiting: RefCell::new(VecDeque::new()),
             expiring: RefCell::new(std::collections::HashSet::new()),
             dead: RefCell::new(Vec::new()),
+            released: RefCell::new(Vec::new()),
             idle_expiring: RefCell::new(std::collections::HashSet::new()),
             idle_deleting: Rc::new(RefCell::new(std::collections::HashSet::new())),
         }
@@ -141,6 +145,9 @@ impl QueueHome {
     /// every batch. A missing dead-letter exchange drops the message, as in
     /// RabbitMQ.
     pub fn send_dead_letters(&self) {
+        if !self.released.borrow().is_empty() {
+            self.send_released();
+        }
         if self.dead.borrow().is_empty() {
             return;
         }
@@ -165,29 +172,65 @@ impl QueueHome {
                 &out.msg.props,
                 &mut dests,
             );
+            // (A delayed-message exchange's store is no queue of the
+            // table: a dead letter may always wait there.)
             dests.retain(|(qid, _)| {
                 table
                     .queue_by_id(*qid)
-                    .is_some_and(|q| out.may_enter(&q.name))
+                    .is_none_or(|q| out.may_enter(&q.name))
             });
-            dests.sort_unstable_by_key(|d| d.1);
-            let mut i = 0;
-            while i < dests.len() {
-                let shard = dests[i].1;
-                let mut queues = QueueList::new();
-                while i < dests.len() && dests[i].1 == shard {
-                    queues.push(dests[i].0);
-                    i += 1;
-                }
-                self.link.outbox.push(
-                    shard,
-                    ShardMsg::Publish {
-                        queues,
-                        msg: out.msg.clone(),
-                        confirm: None,
-                    },
-                );
+            self.publish_to(&mut dests, &out.msg);
+        }
+    }
+
+    /// Send `msg` to each destination's home shard (one outbox message per
+    /// shard), unconfirmed.
+    fn publish_to(&self, dests: &mut [(QueueId, ShardId)], msg: &MsgRef) {
+        dests.sort_unstable_by_key(|d| d.1);
+        let mut i = 0;
+        while i < dests.len() {
+            let shard = dests[i].1;
+            let mut queues = QueueList::new();
+            while i < dests.len() && dests[i].1 == shard {
+                queues.push(dests[i].0);
+                i += 1;
             }
+            self.link.outbox.push(
+                shard,
+                ShardMsg::Publish {
+                    queues,
+                    msg: msg.clone(),
+                    confirm: None,
+                },
+            );
+        }
+    }
+
+    /// Route the messages released by delayed-message exchanges' stores
+    /// through their exchanges (with the routing key and any `CC`/`BCC`
+    /// keys, `x-delay` negated so they are not delayed again), as the
+    /// plugin does: once, unconfirmed, an unroutable one dropped (there is
+    /// no publisher left to return it to). An exchange deleted meanwhile
+    /// drops its messages.
+    fn send_released(&self) {
+        let pending = std::mem::take(&mut *self.released.borrow_mut());
+        let table = self.link.table();
+        let mut dests = Vec::new();
+        for (vhost, exchange, msg) in pending {
+            let (msg, headers) = crate::queue::delayed_release(&msg);
+            let mut keys: smallvec::SmallVec<[&str; 1]> =
+                smallvec::smallvec![msg.routing_key.as_str()];
+            crate::channel::sender_routes::extra_keys(Some(&headers), &mut keys);
+            dests.clear();
+            table.route_keys(
+                &vhost,
+                &exchange,
+                &keys,
+                Some(&headers),
+                &msg.props,
+                &mut dests,
+            );
+            self.publish_to(&mut dests, &msg);
         }
     }
 
@@ -197,6 +240,14 @@ impl QueueHome {
         apply_store_ops(store, q);
         // Nothing to copy on the delivery path unless something died.
         if !q.has_dead_letters() {
+            return;
+        }
+        if q.is_delay_store() {
+            let (vhost, exchange) = (q.def.vhost.clone(), q.def.name.clone());
+            let mut released = self.released.borrow_mut();
+            for letter in q.take_dead_letters() {
+                released.push((vhost.clone(), exchange.clone(), letter.msg));
+            }
             return;
         }
         let Some(target) = q.dead_letter_target().cloned() else {

@@ -306,20 +306,37 @@ impl Shard {
             {
                 let mut q = Queue::new(def.clone());
                 q.configure(&self.effective_args(def));
-                if def.durable && def.exclusive_owner.is_none() {
-                    let items = self
-                        .home
-                        .store
-                        .borrow_mut()
-                        .open_queue(def.id, &def.vhost, &def.name);
-                    if !items.is_empty() {
-                        tracing::info!(queue = %def.name, messages = items.len(), "recovered");
-                    }
-                    let store = self.home.store.borrow();
-                    q.recover(items, home::now_ms(), |p| store.load(p));
+                self.add_queue(q);
+            }
+            MetaChange::ExchangeDeclared(x) => match x.delay_store {
+                Some(ds)
+                    if ds.home == self.link.id
+                        && !self.home.queues.borrow().contains_key(&ds.id) =>
+                {
+                    self.add_queue(Queue::delay_store(crate::defs::QueueDef {
+                        id: ds.id,
+                        vhost: x.vhost.clone(),
+                        name: x.name.clone(),
+                        home: ds.home,
+                        durable: x.durable,
+                        exclusive_owner: None,
+                        auto_delete: false,
+                        args: Default::default(),
+                    }));
                 }
-                self.home.added(&mut q, home::now_ms());
-                self.home.queues.borrow_mut().insert(def.id, q);
+                _ => {}
+            },
+            MetaChange::ExchangeDeleted { vhost, name } => {
+                // A delayed-message exchange's waiting messages go with it
+                // (as the plugin's do).
+                let store = self
+                    .link
+                    .table()
+                    .exchange(vhost, name)
+                    .and_then(|x| x.def.delay_store);
+                if let Some(ds) = store.filter(|ds| ds.home == self.link.id) {
+                    self.home.remove(ds.id);
+                }
             }
             MetaChange::VhostDeleted { name } => {
                 let ids: Vec<QueueId> = self
@@ -348,7 +365,7 @@ impl Shard {
                 .queues
                 .borrow()
                 .values()
-                .filter(|q| &q.def.vhost == vhost)
+                .filter(|q| &q.def.vhost == vhost && !q.is_delay_store())
                 .map(|q| q.def.clone())
                 .collect();
             for def in defs {
@@ -356,6 +373,26 @@ impl Shard {
             }
         }
         value
+    }
+
+    /// Home a new queue (or delay store) here, recovering its stored
+    /// messages if it is durable.
+    fn add_queue(&self, mut q: Queue) {
+        let def = &q.def;
+        if def.durable && def.exclusive_owner.is_none() {
+            let items = self
+                .home
+                .store
+                .borrow_mut()
+                .open_queue(def.id, &def.vhost, &def.name);
+            if !items.is_empty() {
+                tracing::info!(queue = %def.name, messages = items.len(), "recovered");
+            }
+            let store = self.home.store.borrow();
+            q.recover(items, home::now_ms(), |p| store.load(p));
+        }
+        self.home.added(&mut q, home::now_ms());
+        self.home.queues.borrow_mut().insert(q.id(), q);
     }
 
     /// A queue's arguments combined with the policy and operator policy

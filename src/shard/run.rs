@@ -352,8 +352,14 @@ fn recover(shard: &Rc<Shard>) -> Result<(), String> {
         changes.splice(0..0, crate::meta::authority::defaults(shard.config()));
     }
     for c in changes {
-        if let crate::defs::MetaChange::QueueDeclared(q) = &c {
-            max_id = max_id.max(q.id.0);
+        match &c {
+            crate::defs::MetaChange::QueueDeclared(q) => max_id = max_id.max(q.id.0),
+            crate::defs::MetaChange::ExchangeDeclared(x) => {
+                if let Some(ds) = x.delay_store {
+                    max_id = max_id.max(ds.id.0);
+                }
+            }
+            _ => {}
         }
         shard.apply_change(c);
     }

@@ -100,6 +100,11 @@ pub(crate) fn snapshot(shard: &Shard) -> ShardSnapshot {
     s.confirm_total = closed.confirm + s.channels.iter().map(|c| c.confirmed).sum::<u64>();
     let table = shard.link.table();
     for q in shard.home.queues.borrow().values() {
+        if q.is_delay_store() {
+            let (v, x) = (q.def.vhost.clone(), q.def.name.clone());
+            s.delayed.push((v, x, q.message_count()));
+            continue;
+        }
         let (policy, operator) = table.policies.for_object(&q.def.vhost, &q.def.name, true);
         s.queues.push(QueueInfo {
             policy: policy.map(|p| p.name.clone()),
