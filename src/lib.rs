@@ -32,8 +32,10 @@
 //!            journal (written at the next sync)
 //!  lifecycle: the queue decides expiry (TTL, at the head), length limits and dead letters
 //!            (sans-IO: StoreOps and DeadLetters); QueueHome applies the store effects at once
-//!            and re-publishes dead letters through the routing table and the outbox at the end
-//!            of the batch (any shard); a 20 ms tick visits only queues with a TTL or x-expires
+//!            and re-publishes dead letters (and delayed-message releases) through the routing
+//!            table and the outbox at the end of the batch (any shard); a stored dead letter's
+//!            journal entry is acked only once its targets confirm (ConfirmRef::dead_letter);
+//!            a 20 ms tick visits only queues with a TTL or x-expires, and delay stores
 //!  global prefetch: Conn::deliver returns OverLimit ─► queue::returned (ready again, consumer
 //!            paused) ... acks ─► Conn::resume_paused ─► outbox ─► queue::resume
 //!  metadata: channel/mgmt ─► Request::Meta to shard 0 ─► meta::authority::execute (one at a

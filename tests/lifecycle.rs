@@ -351,10 +351,103 @@ async fn message_expiry_deadlines_survive_a_crash(shards: usize) {
     assert_eq!(got.delivery.data, b"short");
 }
 
+/// At-least-once dead-lettering: confirmed persistent messages rejected
+/// from a durable queue into a durable dead-letter queue (on another
+/// shard with 2) while the broker is killed at some point of the hand-over
+/// all come back after the restart, each in its queue or in the
+/// dead-letter queue (possibly both: a duplicate, never a loss).
+async fn dead_letters_in_flight_survive_a_crash(shards: usize) {
+    // A long flush interval leaves the shards' journal writes far apart,
+    // so a kill lands between the source's and the target's.
+    let mut b = tokio::task::spawn_blocking(move || {
+        Broker::start_with(shards, &["--flush-interval-ms", "400"])
+    })
+    .await
+    .unwrap();
+    for (round, kill_after_ms) in [100u64, 250, 350, 500, 650, 800].into_iter().enumerate() {
+        let q = queue_on_shard(&format!("dl-flight-{round}"), 0, shards);
+        let dlq = queue_on_shard(&format!("dl-flight-dlq-{round}"), 1, shards);
+        let n = 2000u32;
+        {
+            let conn = connect(&b).await;
+            let ch = confirm_channel(&conn).await;
+            declare_durable(&ch, &dlq).await;
+            let durable = QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            within(
+                "declare",
+                ch.queue_declare(&q, durable, dlx_args(&dlq, None)),
+            )
+            .await
+            .unwrap();
+            let mut confirms = Vec::new();
+            for i in 0..n {
+                confirms.push(publish_with(&ch, "", &q, &i.to_be_bytes(), persistent()).await);
+            }
+            for c in confirms {
+                within("confirm", c).await.unwrap();
+            }
+            let mut c = within(
+                "basic.consume",
+                ch.basic_consume(
+                    &q,
+                    "",
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                ),
+            )
+            .await
+            .unwrap();
+            let mut last = 0;
+            for _ in 0..n {
+                last = next_delivery(&mut c, "a delivery").await.delivery_tag;
+            }
+            within(
+                "basic.nack",
+                ch.basic_nack(
+                    last,
+                    BasicNackOptions {
+                        multiple: true,
+                        requeue: false,
+                    },
+                ),
+            )
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+            b.restart(); // kill -9 mid-flight, then start on the same data directory
+        }
+        let conn = connect(&b).await;
+        let ch = open_channel(&conn).await;
+        let mut seen = std::collections::HashSet::new();
+        for queue in [&q, &dlq] {
+            while let Some(m) = within(
+                "basic.get",
+                ch.basic_get(queue, BasicGetOptions { no_ack: true }),
+            )
+            .await
+            .unwrap()
+            {
+                seen.insert(u32::from_be_bytes(m.delivery.data[..4].try_into().unwrap()));
+            }
+        }
+        let lost: Vec<u32> = (0..n).filter(|i| !seen.contains(i)).collect();
+        assert!(
+            lost.is_empty(),
+            "round {round} (kill after {kill_after_ms} ms): {} confirmed messages lost, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+    }
+}
+
 shard_tests!(
     message_expiry_deadlines_survive_a_crash,
     a_poison_messages_delivery_count_survives_a_crash,
     dead_letters_reach_a_queue_homed_on_another_shard,
     a_durable_ttl_queue_still_expires_and_dead_letters_after_a_crash,
-    a_durable_priority_queue_recovers_in_priority_order_after_a_crash
+    a_durable_priority_queue_recovers_in_priority_order_after_a_crash,
+    dead_letters_in_flight_survive_a_crash
 );

@@ -32,6 +32,25 @@ pub struct ConfirmRef {
     pub seq: u64,
 }
 
+impl ConfirmRef {
+    /// A confirm owed to the queue home on `shard` for its dead letter
+    /// `id` (held until its targets have it), not to a publisher. Channel
+    /// 0 never publishes (content travels on channels from 1, AMQP 0-9-1
+    /// §4.2.3), so it marks this kind.
+    pub fn dead_letter(shard: ShardId, id: u64) -> Self {
+        ConfirmRef {
+            conn: ConnId::new(shard, 0),
+            channel: 0,
+            seq: id,
+        }
+    }
+
+    /// A dead letter's confirm ([`ConfirmRef::dead_letter`]).
+    pub fn is_dead_letter(&self) -> bool {
+        self.channel == 0
+    }
+}
+
 /// A question one shard asks another ([`ShardMsg::Request`]); each is answered
 /// by exactly one [`Response`], named below.
 #[derive(Debug)]

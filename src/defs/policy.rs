@@ -197,7 +197,7 @@ pub fn validate_definition(def: &Map<String, Value>, operator: bool) -> Result<(
                 Some("at-most-once") => {}
                 Some("at-least-once") => {
                     return Err(
-                        "dead-letter-strategy at-least-once is not supported by Warren (dead-lettering is at most once)"
+                        "dead-letter-strategy at-least-once is not supported by Warren (persistent dead letters survive a crash, but unroutable ones are dropped, not retried)"
                             .into(),
                     )
                 }

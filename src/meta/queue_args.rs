@@ -246,7 +246,8 @@ pub fn validate(
             _ if !key.starts_with("x-") => false,
             _ if IMPLEMENTED.contains(&key) || ACCEPTED_HINTS.contains(&key) => false,
             "x-queue-type" => text(v).as_deref() == Some("stream"),
-            // Dead letters are re-published at most once (unconfirmed).
+            // Unroutable dead letters are dropped, not retried as
+            // RabbitMQ's at-least-once strategy retries them.
             "x-dead-letter-strategy" => text(v).as_deref() == Some("at-least-once"),
             k => super::authority::is_equivalence_arg(k),
         };

@@ -10,6 +10,7 @@
 
 use crate::defs::arg_text as text;
 use crate::message::{Message, MsgRef};
+use crate::store::journal::Recovered;
 use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString};
 
@@ -58,6 +59,11 @@ pub struct DeadLetter {
     pub msg: MsgRef,
     /// Why it died.
     pub reason: DeathReason,
+    /// Its stored copy in a durable queue, still live in the journal: the
+    /// home acks it only once every shard the dead letter was routed to
+    /// has taken it (stored, if persistent there), so a crash in between
+    /// brings it back to its queue instead of losing it (at-least-once).
+    pub stored: Option<crate::store::journal::Recovered>,
 }
 
 /// Where a queue's dead letters go (`x-dead-letter-exchange`, and
@@ -252,4 +258,48 @@ fn rebuild_without_expiration(p: AMQPProperties) -> AMQPProperties {
         q = q.with_cluster_id(v.clone());
     }
     q
+}
+
+impl super::Queue {
+    /// A message leaves the queue dead for `reason`: with a dead-letter
+    /// exchange and its body (`msg`), it becomes a dead letter that keeps
+    /// its stored copy (`stored`) alive until the home has it safely in
+    /// its targets (at-least-once); otherwise the stored copy goes now.
+    pub(super) fn die(&mut self, msg: Option<MsgRef>, stored: Option<Recovered>, reason: DeathReason) {
+        match msg.filter(|_| self.dead_letter.is_some()) {
+            Some(msg) => {
+                self.stats.dead_lettered += 1;
+                self.dead_letters.push(DeadLetter {
+                    msg,
+                    reason,
+                    stored,
+                });
+            }
+            None => {
+                if let Some(r) = stored {
+                    self.store_ops.push(super::StoreOp::Ack(r.pos));
+                }
+            }
+        }
+    }
+
+    /// The body of `e` if it is to become a dead letter (None: no
+    /// dead-letter exchange, so nothing is loaded).
+    pub(super) fn dying_body(
+        &self,
+        e: &super::Entry,
+        load: &impl Fn(crate::store::Position) -> Option<MsgRef>,
+    ) -> Option<MsgRef> {
+        self.dead_letter.as_ref()?;
+        self.materialise(e, load)
+    }
+}
+
+/// What the journal holds of a ready entry's stored copy.
+pub(super) fn stored(e: &super::Entry) -> Option<Recovered> {
+    e.pos.map(|pos| Recovered {
+        pos,
+        deliveries: e.deliveries.max(u32::from(e.redelivered)),
+        expires: e.expires,
+    })
 }

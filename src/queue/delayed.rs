@@ -44,16 +44,19 @@ impl Queue {
 
     /// Hand a due message to the home for re-publishing (as a dead letter
     /// with no target: the home knows a delay store's letters are
-    /// releases) and forget it in the journal.
+    /// releases); its stored copy stays until its targets have it.
     pub(super) fn release(&mut self, e: &Entry, load: &impl Fn(Position) -> Option<MsgRef>) {
-        if let Some(msg) = self.materialise(e, load) {
-            self.dead_letters.push(DeadLetter {
+        match self.materialise(e, load) {
+            Some(msg) => self.dead_letters.push(DeadLetter {
                 msg,
                 reason: DeathReason::Expired,
-            });
-        }
-        if let Some(p) = e.pos {
-            self.store_ops.push(super::StoreOp::Ack(p));
+                stored: super::dead_letter::stored(e),
+            }),
+            None => {
+                if let Some(p) = e.pos {
+                    self.store_ops.push(super::StoreOp::Ack(p));
+                }
+            }
         }
     }
 }

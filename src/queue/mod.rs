@@ -220,12 +220,6 @@ impl Queue {
         self.stats.died[usize::from(self.dead_letter.is_some())][reason.index()] += 1;
     }
 
-    /// Record a dead letter (the home re-publishes it).
-    fn dead_letter_push(&mut self, msg: MsgRef, reason: DeathReason) {
-        self.stats.dead_lettered += 1;
-        self.dead_letters.push(DeadLetter { msg, reason });
-    }
-
     /// Messages died since the last [`Queue::take_dead_letters`].
     pub fn has_dead_letters(&self) -> bool {
         !self.dead_letters.is_empty()
@@ -334,8 +328,8 @@ impl Queue {
         if self.limits.overflow == Overflow::RejectPublishDlx {
             self.count_death(DeathReason::MaxLen);
         }
-        if self.limits.overflow == Overflow::RejectPublishDlx && self.dead_letter.is_some() {
-            self.dead_letter_push(msg, DeathReason::MaxLen);
+        if self.limits.overflow == Overflow::RejectPublishDlx {
+            self.die(Some(msg), None, DeathReason::MaxLen);
         }
     }
 
@@ -348,14 +342,8 @@ impl Queue {
                 break;
             };
             self.count_death(DeathReason::MaxLen);
-            if self.dead_letter.is_some() {
-                if let Some(msg) = self.materialise(&e, &load) {
-                    self.dead_letter_push(msg, DeathReason::MaxLen);
-                }
-            }
-            if let Some(p) = e.pos {
-                self.store_ops.push(StoreOp::Ack(p));
-            }
+            let body = self.dying_body(&e, &load);
+            self.die(body, dead_letter::stored(&e), DeathReason::MaxLen);
             n += 1;
         }
         n
@@ -408,14 +396,8 @@ impl Queue {
     fn dropped_expired(&mut self, e: &Entry, load: &impl Fn(Position) -> Option<MsgRef>) {
         self.stats.expired += 1;
         self.count_death(DeathReason::Expired);
-        if self.dead_letter.is_some() {
-            if let Some(msg) = self.materialise(e, load) {
-                self.dead_letter_push(msg, DeathReason::Expired);
-            }
-        }
-        if let Some(p) = e.pos {
-            self.store_ops.push(StoreOp::Ack(p));
-        }
+        let body = self.dying_body(e, load);
+        self.die(body, dead_letter::stored(e), DeathReason::Expired);
     }
 
     /// Recovered messages, in their original order, at `now`, with the
@@ -524,15 +506,19 @@ impl Queue {
             } else if how == Settle::Discard {
                 self.count_death(DeathReason::Rejected);
             }
-            if (how == Settle::Discard || over) && self.dead_letter.is_some() {
+            if how == Settle::Discard || over {
                 let why = if over {
                     DeathReason::DeliveryLimit
                 } else {
                     DeathReason::Rejected
                 };
-                self.dead_letter_push(u.msg.clone(), why);
-            }
-            if let (Some(p), true) = (u.pos, how != Settle::Requeue || over) {
+                let kept = u.pos.map(|pos| Recovered {
+                    pos,
+                    deliveries: u.deliveries.max(1),
+                    expires: u.expires,
+                });
+                self.die(Some(u.msg.clone()), kept, why);
+            } else if let (Some(p), Settle::Ack) = (u.pos, how) {
                 self.store_ops.push(StoreOp::Ack(p));
             }
             self.unacked_settled(u.consumer);

@@ -12,7 +12,7 @@ use crate::channel::{ConnTable, Handoff};
 use crate::ids::{ConsumerId, QueueId, ShardId};
 use crate::mailbox::Notify;
 use crate::message::MsgRef;
-use crate::queue::{DeadLetter, DeadLetterTarget, Delivery, Queue, Settle, StoreOp};
+use crate::queue::{Delivery, Queue, Settle, StoreOp};
 use crate::store::Store;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -39,21 +39,17 @@ pub struct QueueHome {
     idle_deleting: Rc<RefCell<std::collections::HashSet<QueueId>>>,
     /// Messages that died in queues with a dead-letter exchange, waiting
     /// to be re-published ([`QueueHome::send_dead_letters`]).
-    dead: RefCell<Vec<PendingDeadLetter>>,
+    dead: RefCell<Vec<dead_letters::PendingDeadLetter>>,
     /// Messages due in delayed-message exchanges' stores, waiting to be
-    /// routed by their exchange (vhost, exchange, message).
-    released: RefCell<Vec<(String, String, MsgRef)>>,
-}
-
-/// A dead letter with the queue it died in.
-struct PendingDeadLetter {
-    vhost: String,
-    queue: String,
-    target: DeadLetterTarget,
-    letter: DeadLetter,
+    /// routed by their exchange.
+    released: RefCell<Vec<dead_letters::Release>>,
+    /// Dead letters whose stored copies wait for their targets' confirms.
+    held: RefCell<dead_letters::Held>,
 }
 
 pub use crate::clock::now_ms;
+
+mod dead_letters;
 
 impl QueueHome {
     /// A home with no queues yet over `store`.
@@ -68,6 +64,7 @@ impl QueueHome {
             expiring: RefCell::new(std::collections::HashSet::new()),
             dead: RefCell::new(Vec::new()),
             released: RefCell::new(Vec::new()),
+            held: RefCell::new(dead_letters::Held::default()),
             idle_expiring: RefCell::new(std::collections::HashSet::new()),
             idle_deleting: Rc::new(RefCell::new(std::collections::HashSet::new())),
         }
@@ -134,134 +131,6 @@ impl QueueHome {
                 deleting.borrow_mut().remove(&id);
             })
             .detach();
-        }
-    }
-
-    /// Re-publish the dead letters collected so far through this shard's
-    /// routing table to their dead-letter exchanges (unconfirmed, as
-    /// RabbitMQ's at-most-once dead-lettering). Each goes through the
-    /// outbox, to this shard too, so a dead letter never re-enters a queue
-    /// in the middle of another queue's operation. Called at the end of
-    /// every batch. A missing dead-letter exchange drops the message, as in
-    /// RabbitMQ.
-    pub fn send_dead_letters(&self) {
-        if !self.released.borrow().is_empty() {
-            self.send_released();
-        }
-        if self.dead.borrow().is_empty() {
-            return;
-        }
-        let pending = std::mem::take(&mut *self.dead.borrow_mut());
-        let now_secs = now_ms() / 1000;
-        let table = self.link.table();
-        let mut dests = Vec::new();
-        for p in pending {
-            let out = crate::queue::dead_letter::dead_letter(
-                &p.letter.msg,
-                p.letter.reason,
-                &p.queue,
-                &p.target,
-                now_secs,
-            );
-            dests.clear();
-            table.route(
-                &p.vhost,
-                &p.target.exchange,
-                out.msg.routing_key.as_str(),
-                Some(&out.headers),
-                &out.msg.props,
-                &mut dests,
-            );
-            // (A delayed-message exchange's store is no queue of the
-            // table: a dead letter may always wait there.)
-            dests.retain(|(qid, _)| {
-                table
-                    .queue_by_id(*qid)
-                    .is_none_or(|q| out.may_enter(&q.name))
-            });
-            self.publish_to(&mut dests, &out.msg);
-        }
-    }
-
-    /// Send `msg` to each destination's home shard (one outbox message per
-    /// shard), unconfirmed.
-    fn publish_to(&self, dests: &mut [(QueueId, ShardId)], msg: &MsgRef) {
-        dests.sort_unstable_by_key(|d| d.1);
-        let mut i = 0;
-        while i < dests.len() {
-            let shard = dests[i].1;
-            let mut queues = QueueList::new();
-            while i < dests.len() && dests[i].1 == shard {
-                queues.push(dests[i].0);
-                i += 1;
-            }
-            self.link.outbox.push(
-                shard,
-                ShardMsg::Publish {
-                    queues,
-                    msg: msg.clone(),
-                    confirm: None,
-                },
-            );
-        }
-    }
-
-    /// Route the messages released by delayed-message exchanges' stores
-    /// through their exchanges (with the routing key and any `CC`/`BCC`
-    /// keys, `x-delay` negated so they are not delayed again), as the
-    /// plugin does: once, unconfirmed, an unroutable one dropped (there is
-    /// no publisher left to return it to). An exchange deleted meanwhile
-    /// drops its messages.
-    fn send_released(&self) {
-        let pending = std::mem::take(&mut *self.released.borrow_mut());
-        let table = self.link.table();
-        let mut dests = Vec::new();
-        for (vhost, exchange, msg) in pending {
-            let (msg, headers) = crate::queue::delayed_release(&msg);
-            let mut keys: smallvec::SmallVec<[&str; 1]> =
-                smallvec::smallvec![msg.routing_key.as_str()];
-            crate::channel::sender_routes::extra_keys(Some(&headers), &mut keys);
-            dests.clear();
-            table.route_keys(
-                &vhost,
-                &exchange,
-                &keys,
-                Some(&headers),
-                &msg.props,
-                &mut dests,
-            );
-            self.publish_to(&mut dests, &msg);
-        }
-    }
-
-    /// Perform the journal effects `q` decided, and collect its dead
-    /// letters for [`QueueHome::send_dead_letters`].
-    fn effects(&self, store: &mut Store, q: &mut Queue) {
-        apply_store_ops(store, q);
-        // Nothing to copy on the delivery path unless something died.
-        if !q.has_dead_letters() {
-            return;
-        }
-        if q.is_delay_store() {
-            let (vhost, exchange) = (q.def.vhost.clone(), q.def.name.clone());
-            let mut released = self.released.borrow_mut();
-            for letter in q.take_dead_letters() {
-                released.push((vhost.clone(), exchange.clone(), letter.msg));
-            }
-            return;
-        }
-        let Some(target) = q.dead_letter_target().cloned() else {
-            return;
-        };
-        let (vhost, queue) = (q.def.vhost.clone(), q.def.name.clone());
-        let mut dead = self.dead.borrow_mut();
-        for letter in q.take_dead_letters() {
-            dead.push(PendingDeadLetter {
-                vhost: vhost.clone(),
-                queue: queue.clone(),
-                target: target.clone(),
-                letter,
-            });
         }
     }
 
@@ -638,7 +507,9 @@ impl QueueHome {
     /// A queue on this shard took a message that wants a confirm.
     pub fn confirm(&self, c: ConfirmRef) {
         let shard = c.conn.shard();
-        if shard == self.link.id {
+        // A dead letter's confirm goes through the outbox even to this
+        // shard: it touches the store, which the caller may be using.
+        if shard == self.link.id && !c.is_dead_letter() {
             self.conns.confirm(c, false);
         } else {
             self.link.outbox.push(shard, ShardMsg::Confirmed(c));
@@ -648,7 +519,7 @@ impl QueueHome {
     /// The broker could not take responsibility for a message.
     pub fn nack(&self, c: ConfirmRef) {
         let shard = c.conn.shard();
-        if shard == self.link.id {
+        if shard == self.link.id && !c.is_dead_letter() {
             self.conns.confirm(c, true);
         } else {
             self.link.outbox.push(shard, ShardMsg::Nacked(c));
@@ -723,5 +594,89 @@ mod tests {
         let sent = link.outbox.take(ShardId(1));
         assert!(matches!(&sent[..], [ShardMsg::Nacked(c)] if c.seq == 1));
         assert!(!home.sync_is_urgent());
+    }
+
+    /// What a restart would recover of queue `id` from the store in `dir`
+    /// once everything buffered is written (a crash loses nothing else).
+    fn recovered_after_a_crash(home: &QueueHome, dir: &std::path::Path, id: QueueId) -> usize {
+        {
+            let mut st = home.store.borrow_mut();
+            let batch = st.prepare_sync();
+            assert!(batch.wrote);
+            st.finish_sync();
+        }
+        let mut again = Store::open(dir.to_path_buf(), 4096, false).unwrap();
+        again.open_queue(id, "/", "q").len()
+    }
+
+    #[test]
+    fn a_dead_letters_stored_copy_stays_live_until_its_target_confirms() {
+        use crate::defs::{MetaChange, QueueDef};
+        use amq_protocol::types::{AMQPValue, FieldTable};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_path_buf(), 4096, false).unwrap();
+        let link = Rc::new(Link::new(ShardId(0), 2, Rc::new(Config::default())));
+        let home = QueueHome::new(link.clone(), Rc::new(ConnTable::new(ShardId(0))), store);
+        let mut args = FieldTable::default();
+        args.insert("x-message-ttl".into(), AMQPValue::LongInt(1));
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString("dlq".into()),
+        );
+        let def = |id: u64, name: &str, home: usize, args: FieldTable| QueueDef {
+            id: QueueId(id),
+            vhost: "/".into(),
+            name: name.into(),
+            home: ShardId(home),
+            durable: true,
+            exclusive_owner: None,
+            auto_delete: false,
+            args,
+        };
+        let (q, dlq) = (
+            def(1, "q", 0, args),
+            def(2, "dlq", 1, FieldTable::default()),
+        );
+        {
+            let mut t = link.table_mut();
+            t.apply(&MetaChange::VhostAdded { name: "/".into() });
+            t.apply(&MetaChange::QueueDeclared(q.clone()));
+            t.apply(&MetaChange::QueueDeclared(dlq));
+        }
+        home.store.borrow_mut().open_queue(q.id, "/", "q");
+        let mut queue = Queue::new(q.clone());
+        home.added(&mut queue, now_ms());
+        home.queues.borrow_mut().insert(q.id, queue);
+        let props = amq_protocol::protocol::BasicProperties::default().with_delivery_mode(2);
+        let msg = crate::message::Message {
+            exchange: "".into(),
+            routing_key: "q".into(),
+            props: crate::codec::encode_properties(&props),
+            body: bytes::Bytes::from_static(b"job"),
+            persistent: true,
+            expiration_ms: None,
+            priority: 0,
+        };
+        home.publish(smallvec::smallvec![q.id], std::sync::Arc::new(msg), None);
+        home.expire_queue(q.id, now_ms() + 1_000);
+        home.send_dead_letters();
+        let sent = link.outbox.take(ShardId(1));
+        let c = match &sent[..] {
+            [ShardMsg::Publish {
+                confirm: Some(c), ..
+            }] if c.is_dead_letter() => *c,
+            other => panic!("expected one confirmed dead-letter publish, got {other:?}"),
+        };
+        assert_eq!(
+            recovered_after_a_crash(&home, dir.path(), q.id),
+            1,
+            "before its target confirms, a crash brings the dead letter back to its queue"
+        );
+        home.dead_letter_settled(c.seq, true);
+        assert_eq!(recovered_after_a_crash(&home, dir.path(), q.id), 0);
     }
 }

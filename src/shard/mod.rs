@@ -139,6 +139,12 @@ impl Shard {
                 msg,
                 confirm,
             } => self.home.publish(queues, msg, confirm),
+            ShardMsg::Confirmed(c) if c.is_dead_letter() => {
+                self.home.dead_letter_settled(c.seq, true)
+            }
+            ShardMsg::Nacked(c) if c.is_dead_letter() => {
+                self.home.dead_letter_settled(c.seq, false)
+            }
             ShardMsg::Confirmed(c) => self.conns.confirm(c, false),
             ShardMsg::Nacked(c) => self.conns.confirm(c, true),
             ShardMsg::Deliver {

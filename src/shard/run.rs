@@ -391,7 +391,12 @@ fn durable_positions(shard: &Shard) -> Vec<(QueueId, crate::store::journal::Live
         .borrow()
         .values()
         .filter(|q| st.is_durable(q.id()))
-        .map(|q| (q.id(), q.live_positions()))
+        .map(|q| {
+            // Dead letters not yet confirmed by their targets stay live.
+            let mut live = q.live_positions();
+            live.extend(shard.home.held_dead_letters(q.id()));
+            (q.id(), live)
+        })
         .collect()
 }
 

@@ -1,0 +1,267 @@
+//! Dead letters and delayed releases leaving this shard's queues: routed
+//! through this shard's table copy and handed to their targets' shards
+//! through the outbox, with the same backpressure as publishes.
+//!
+//! At-least-once for stored messages: a message that dies in a durable
+//! queue (or is released by a durable delayed-message exchange) keeps its
+//! journal entry live until every shard it was routed to has taken it,
+//! which each confirms as it confirms a publisher (after its group commit
+//! when it stored the message). The confirm names a [`ConfirmRef`] of
+//! kind dead letter, handled here ([`QueueHome::dead_letter_settled`]);
+//! only then is the source's entry acked. A crash in between brings the
+//! message back to its source queue (where it dies again), so a dead
+//! letter may be duplicated, never lost. A dead letter a target refuses
+//! (`reject-publish`, disk full) also stays live, and returns to its queue
+//! at the next start. Unroutable dead letters are dropped, as RabbitMQ
+//! drops them. Transient messages stay at-most-once, as in RabbitMQ.
+//! Must never: route or enqueue in the middle of another queue's
+//! operation (everything goes through the outbox, to this shard too).
+
+use super::QueueHome;
+use crate::bus::{ConfirmRef, QueueList, ShardMsg};
+use crate::ids::{QueueId, ShardId};
+use crate::message::MsgRef;
+use crate::queue::{DeadLetter, DeadLetterTarget, Queue};
+use crate::store::journal::Recovered;
+use crate::store::Store;
+use std::collections::HashMap;
+
+/// A dead letter with the queue it died in.
+pub(super) struct PendingDeadLetter {
+    vhost: String,
+    queue: String,
+    source: QueueId,
+    target: DeadLetterTarget,
+    letter: DeadLetter,
+}
+
+/// A message due in a delayed-message exchange's store.
+pub(super) struct Release {
+    vhost: String,
+    exchange: String,
+    source: QueueId,
+    letter: DeadLetter,
+}
+
+/// Stored copies of dead letters waiting for their targets' confirms.
+#[derive(Default)]
+pub(super) struct Held {
+    next: u64,
+    letters: HashMap<u64, HeldLetter>,
+}
+
+struct HeldLetter {
+    source: QueueId,
+    stored: Recovered,
+    /// Target shards that have not confirmed yet.
+    outstanding: usize,
+    /// Some target refused it.
+    refused: bool,
+}
+
+impl QueueHome {
+    /// Perform the journal effects `q` decided, and collect its dead
+    /// letters for [`QueueHome::send_dead_letters`].
+    pub(super) fn effects(&self, store: &mut Store, q: &mut Queue) {
+        super::apply_store_ops(store, q);
+        // Nothing to copy on the delivery path unless something died.
+        if !q.has_dead_letters() {
+            return;
+        }
+        let (vhost, name, source) = (q.def.vhost.clone(), q.def.name.clone(), q.id());
+        if q.is_delay_store() {
+            let mut released = self.released.borrow_mut();
+            for letter in q.take_dead_letters() {
+                released.push(Release {
+                    vhost: vhost.clone(),
+                    exchange: name.clone(),
+                    source,
+                    letter,
+                });
+            }
+            return;
+        }
+        let Some(target) = q.dead_letter_target().cloned() else {
+            for letter in q.take_dead_letters() {
+                if let Some(r) = letter.stored {
+                    store.ack(source, r.pos);
+                }
+            }
+            return;
+        };
+        let mut dead = self.dead.borrow_mut();
+        for letter in q.take_dead_letters() {
+            dead.push(PendingDeadLetter {
+                vhost: vhost.clone(),
+                queue: name.clone(),
+                source,
+                target: target.clone(),
+                letter,
+            });
+        }
+    }
+
+    /// Re-publish the dead letters collected so far through this shard's
+    /// routing table to their dead-letter exchanges (see the module
+    /// documentation). Called at the end of every batch. A missing
+    /// dead-letter exchange drops the message, as in RabbitMQ.
+    pub fn send_dead_letters(&self) {
+        if !self.released.borrow().is_empty() {
+            self.send_released();
+        }
+        if self.dead.borrow().is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut *self.dead.borrow_mut());
+        let now_secs = super::now_ms() / 1000;
+        let mut dests = Vec::new();
+        for p in pending {
+            let out = crate::queue::dead_letter::dead_letter(
+                &p.letter.msg,
+                p.letter.reason,
+                &p.queue,
+                &p.target,
+                now_secs,
+            );
+            dests.clear();
+            {
+                let table = self.link.table();
+                table.route(
+                    &p.vhost,
+                    &p.target.exchange,
+                    out.msg.routing_key.as_str(),
+                    Some(&out.headers),
+                    &out.msg.props,
+                    &mut dests,
+                );
+                // (A delayed-message exchange's store is no queue of the
+                // table: a dead letter may always wait there.)
+                dests.retain(|(qid, _)| {
+                    table
+                        .queue_by_id(*qid)
+                        .is_none_or(|q| out.may_enter(&q.name))
+                });
+            }
+            self.hand_over(p.source, p.letter.stored, &mut dests, &out.msg);
+        }
+    }
+
+    /// Route the messages released by delayed-message exchanges' stores
+    /// through their exchanges (with the routing key and any `CC`/`BCC`
+    /// keys, `x-delay` negated so they are not delayed again), as the
+    /// plugin does: once, an unroutable one dropped (there is no publisher
+    /// left to return it to). An exchange deleted meanwhile drops them.
+    fn send_released(&self) {
+        let pending = std::mem::take(&mut *self.released.borrow_mut());
+        let mut dests = Vec::new();
+        for r in pending {
+            let (msg, headers) = crate::queue::delayed_release(&r.letter.msg);
+            let mut keys: smallvec::SmallVec<[&str; 1]> =
+                smallvec::smallvec![msg.routing_key.as_str()];
+            crate::channel::sender_routes::extra_keys(Some(&headers), &mut keys);
+            dests.clear();
+            self.link.table().route_keys(
+                &r.vhost,
+                &r.exchange,
+                &keys,
+                Some(&headers),
+                &msg.props,
+                &mut dests,
+            );
+            self.hand_over(r.source, r.letter.stored, &mut dests, &msg);
+        }
+    }
+
+    /// Send `msg` to each destination's home shard (one outbox message per
+    /// shard); a stored source copy (`stored`, of queue `source`) is held
+    /// until every one of them confirms, or acked now if there is none.
+    fn hand_over(
+        &self,
+        source: QueueId,
+        stored: Option<Recovered>,
+        dests: &mut [(QueueId, ShardId)],
+        msg: &MsgRef,
+    ) {
+        dests.sort_unstable_by_key(|d| d.1);
+        let confirm = match stored {
+            None => None,
+            Some(r) => {
+                let mut shards = dests.iter().map(|d| d.1).collect::<Vec<_>>();
+                shards.dedup();
+                if shards.is_empty() {
+                    self.store.borrow_mut().ack(source, r.pos);
+                    return;
+                }
+                let mut held = self.held.borrow_mut();
+                held.next += 1;
+                let id = held.next;
+                held.letters.insert(
+                    id,
+                    HeldLetter {
+                        source,
+                        stored: r,
+                        outstanding: shards.len(),
+                        refused: false,
+                    },
+                );
+                Some(ConfirmRef::dead_letter(self.link.id, id))
+            }
+        };
+        let mut i = 0;
+        while i < dests.len() {
+            let shard = dests[i].1;
+            let mut queues = QueueList::new();
+            while i < dests.len() && dests[i].1 == shard {
+                queues.push(dests[i].0);
+                i += 1;
+            }
+            self.link.outbox.push(
+                shard,
+                ShardMsg::Publish {
+                    queues,
+                    msg: msg.clone(),
+                    confirm,
+                },
+            );
+        }
+    }
+
+    /// A target shard took the held dead letter `id` (`ok`), or refused
+    /// it. Once every target has answered, the source's stored copy is
+    /// acked, unless one refused and the source queue still exists: then
+    /// it stays live in the journal and returns to its queue at the next
+    /// start (never lost, as RabbitMQ's at-least-once dead-lettering).
+    pub fn dead_letter_settled(&self, id: u64, ok: bool) {
+        let done = {
+            let mut held = self.held.borrow_mut();
+            let Some(h) = held.letters.get_mut(&id) else {
+                return;
+            };
+            h.outstanding = h.outstanding.saturating_sub(1);
+            h.refused |= !ok;
+            if h.outstanding > 0 {
+                return;
+            }
+            held.letters.remove(&id)
+        };
+        let Some(h) = done else { return };
+        let mut st = self.store.borrow_mut();
+        if h.refused && st.is_durable(h.source) {
+            tracing::warn!(queue = ?h.source, "a dead letter was refused by its target; it stays in its queue's journal");
+            return;
+        }
+        st.ack(h.source, h.stored.pos);
+    }
+
+    /// The stored copies of queue `q`'s dead letters still held (they are
+    /// live in the journal, so a compaction keeps them).
+    pub fn held_dead_letters(&self, q: QueueId) -> Vec<Recovered> {
+        self.held
+            .borrow()
+            .letters
+            .values()
+            .filter(|h| h.source == q)
+            .map(|h| h.stored)
+            .collect()
+    }
+}
