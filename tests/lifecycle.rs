@@ -5,6 +5,7 @@
 //! test_queue_limits.py.)
 
 mod common;
+mod mgmt;
 
 use common::*;
 use lapin::options::*;
@@ -443,11 +444,52 @@ async fn dead_letters_in_flight_survive_a_crash(shards: usize) {
     }
 }
 
+/// `x-expires` across a crash: a durable queue's unused time before a
+/// `kill -9` still counts after the restart (the broker's downtime does
+/// not), so it goes sooner than a whole new period after the restart, but
+/// not at start-up.
+async fn an_idle_queues_expiry_resumes_after_a_crash(shards: usize) {
+    let mut b = start_broker(shards).await;
+    let q = queue_on_shard("idle-crash", shards - 1, shards);
+    let mut args = FieldTable::default();
+    args.insert("x-expires".into(), AMQPValue::LongInt(3000));
+    {
+        let conn = connect(&b).await;
+        let ch = open_channel(&conn).await;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        within("declare", ch.queue_declare(&q, durable, args))
+            .await
+            .unwrap();
+    }
+    // Unused for 2.2 s; its unused time is saved once a second.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    b.restart(); // kill -9, then start on the same data directory
+    let restarted = std::time::Instant::now();
+    let port = b.mgmt_port;
+    let path = format!("/api/queues/%2F/{}", mgmt::seg(&q));
+    let status = move || {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || mgmt::Api::new(port).get(&path).status)
+    };
+    assert_eq!(status().await.unwrap(), 200, "not deleted at start-up");
+    while status().await.unwrap() == 200 {
+        assert!(
+            restarted.elapsed() < Duration::from_millis(2500),
+            "its period started again after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 shard_tests!(
     message_expiry_deadlines_survive_a_crash,
     a_poison_messages_delivery_count_survives_a_crash,
     dead_letters_reach_a_queue_homed_on_another_shard,
     a_durable_ttl_queue_still_expires_and_dead_letters_after_a_crash,
     a_durable_priority_queue_recovers_in_priority_order_after_a_crash,
-    dead_letters_in_flight_survive_a_crash
+    dead_letters_in_flight_survive_a_crash,
+    an_idle_queues_expiry_resumes_after_a_crash
 );

@@ -66,6 +66,9 @@ pub enum Request {
     /// expiries run first and the queue counts as used (x-expires). Also sent with
     /// a queue id that exists nowhere as a FIFO barrier. Answer: `Stats` or `Gone`.
     QueueStats(QueueId),
+    /// Whether a queue is still unused for its whole `x-expires` period
+    /// (not counting as a use). Answer: `Idle` or `Gone`.
+    QueueIdle(QueueId),
     /// Register a consumer at the queue's home shard (basic.consume). Answer:
     /// `Consumed` or `Gone`.
     Consume(QueueId, ConsumerSpec),
@@ -134,6 +137,8 @@ pub enum Response {
         /// Consumers on the queue.
         consumers: u32,
     },
+    /// Answer to `QueueIdle`.
+    Idle(bool),
     /// Answer to `Consume`: Ok, or 403 ACCESS_REFUSED when an exclusive consumer is
     /// involved (RabbitMQ's "in exclusive use").
     Consumed(Result<(), AmqpError>),

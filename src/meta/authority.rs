@@ -330,6 +330,7 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
             if_empty,
             owner,
             only,
+            if_idle,
         } => {
             let Some(def) = cluster.table().queue(&vhost, &name).cloned() else {
                 return Ok(MetaReply::Deleted { messages: 0 });
@@ -337,6 +338,10 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
             if only.is_some_and(|id| id != def.id) {
                 // The queue this was meant for is gone; the name is reused.
                 return Ok(MetaReply::Deleted { messages: 0 });
+            }
+            // Checked before the stats call below, which counts as a use.
+            if if_idle && !cluster.queue_idle(def.home, def.id).await {
+                return Ok(MetaReply::Ok);
             }
             if let (Some(o), Some(owner)) = (def.exclusive_owner, owner) {
                 if o != owner {

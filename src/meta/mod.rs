@@ -104,6 +104,10 @@ pub enum MetaOp {
         /// `x-expires`, are decided on one queue and may arrive after it
         /// was deleted and its name reused).
         only: Option<QueueId>,
+        /// `x-expires`: only if the queue is still unused for its whole
+        /// period when this is executed (a declare, get or consume that
+        /// came first keeps it).
+        if_idle: bool,
     },
     /// queue.bind / exchange.bind, or their unbind. An existing binding is
     /// not added twice; a missing one (or a missing end) unbinds as Ok.
@@ -256,4 +260,7 @@ pub trait Cluster {
     /// (messages ready, consumers) of queue `id` on shard `home`; `None`
     /// if it is gone meanwhile.
     fn queue_stats(&self, home: ShardId, id: QueueId) -> impl Future<Output = Option<(u32, u32)>>;
+    /// Whether queue `id` on shard `home` is still unused for its whole
+    /// `x-expires` period (false if gone); not a use of the queue.
+    fn queue_idle(&self, home: ShardId, id: QueueId) -> impl Future<Output = bool>;
 }

@@ -85,6 +85,7 @@ pub async fn route(
                 if_empty: q(req, "if-empty").as_deref() == Some("true"),
                 owner: Some(ConnId(0)),
                 only: None,
+                if_idle: false,
             };
             done(meta(m, op).await, 204)
         }

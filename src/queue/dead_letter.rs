@@ -265,7 +265,12 @@ impl super::Queue {
     /// exchange and its body (`msg`), it becomes a dead letter that keeps
     /// its stored copy (`stored`) alive until the home has it safely in
     /// its targets (at-least-once); otherwise the stored copy goes now.
-    pub(super) fn die(&mut self, msg: Option<MsgRef>, stored: Option<Recovered>, reason: DeathReason) {
+    pub(super) fn die(
+        &mut self,
+        msg: Option<MsgRef>,
+        stored: Option<Recovered>,
+        reason: DeathReason,
+    ) {
         match msg.filter(|_| self.dead_letter.is_some()) {
             Some(msg) => {
                 self.stats.dead_lettered += 1;

@@ -360,6 +360,15 @@ impl Queue {
         self.idle_expiry.is_some()
     }
 
+    /// How long it has been unused at `now` (0 while it has consumers), in ms.
+    pub fn unused_for(&self, now: u64) -> u64 {
+        if self.consumers.is_empty() {
+            now.saturating_sub(self.last_used)
+        } else {
+            0
+        }
+    }
+
     /// Unused (no consumers) for its whole `x-expires` period at `now`.
     pub fn idle_expired(&self, now: u64) -> bool {
         self.idle_expiry

@@ -45,15 +45,23 @@ pub struct QueueHome {
     released: RefCell<Vec<dead_letters::Release>>,
     /// Dead letters whose stored copies wait for their targets' confirms.
     held: RefCell<dead_letters::Held>,
+    /// Unused time of queues with `x-expires` saved before this start.
+    recorded_idle: RefCell<HashMap<QueueId, u64>>,
+    /// When that state was last saved (ms since the epoch).
+    idle_saved_at: std::cell::Cell<u64>,
+    /// The last save named some queue (so an empty state is saved once).
+    idle_file_written: std::cell::Cell<bool>,
 }
 
 pub use crate::clock::now_ms;
 
 mod dead_letters;
+mod idle;
 
 impl QueueHome {
     /// A home with no queues yet over `store`.
     pub fn new(link: Rc<Link>, conns: Rc<ConnTable>, store: Store) -> Self {
+        let recorded_idle = RefCell::new(idle::load(&store.dir));
         QueueHome {
             link,
             conns,
@@ -65,15 +73,19 @@ impl QueueHome {
             dead: RefCell::new(Vec::new()),
             released: RefCell::new(Vec::new()),
             held: RefCell::new(dead_letters::Held::default()),
+            recorded_idle,
+            idle_saved_at: std::cell::Cell::new(0),
+            idle_file_written: std::cell::Cell::new(true),
             idle_expiring: RefCell::new(std::collections::HashSet::new()),
             idle_deleting: Rc::new(RefCell::new(std::collections::HashSet::new())),
         }
     }
 
     /// A queue homed here was declared or recovered at `now`: its
-    /// `x-expires` period starts (after a restart it starts again).
+    /// `x-expires` period starts, or resumes where it was before a restart
+    /// (see `idle`).
     pub fn added(&self, q: &mut Queue, now: u64) {
-        q.touch(now);
+        q.touch(now.saturating_sub(self.recorded_idle(q.id())));
         if q.has_idle_expiry() {
             self.idle_expiring.borrow_mut().insert(q.id());
         }
@@ -125,6 +137,7 @@ impl QueueHome {
                     if_empty: false,
                     owner: None,
                     only: Some(id),
+                    if_idle: true,
                 };
                 link.call(link.authority(), crate::bus::Request::Meta(op))
                     .await;

@@ -199,6 +199,10 @@ impl Shard {
                     None => Response::Gone,
                 }
             }
+            Request::QueueIdle(q) => match self.home.queues.borrow().get(&q) {
+                Some(q) => Response::Idle(q.idle_expired(home::now_ms())),
+                None => Response::Gone,
+            },
             Request::Consume(qid, spec) => {
                 self.home.touch(qid);
                 let r = match self.home.queues.borrow_mut().get_mut(&qid) {
@@ -291,6 +295,7 @@ impl Shard {
                 if_empty: false,
                 owner: None,
                 only: Some(queue),
+                if_idle: false,
             };
             link.call(link.authority(), Request::Meta(op)).await;
         })
@@ -468,6 +473,11 @@ impl crate::meta::Cluster for Shard {
             }
             Ok(out)
         }
+    }
+
+    fn queue_idle(&self, home: ShardId, id: QueueId) -> impl Future<Output = bool> {
+        let call = self.link.call(home, Request::QueueIdle(id));
+        async move { matches!(call.await, Response::Idle(true)) }
     }
 
     fn queue_stats(&self, home: ShardId, id: QueueId) -> impl Future<Output = Option<(u32, u32)>> {

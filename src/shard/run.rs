@@ -299,6 +299,7 @@ async fn expiry_tick(shard: Rc<Shard>) {
         shard.home.expire_due();
         shard.home.send_dead_letters();
         shard.home.delete_idle_queues();
+        shard.home.save_idle_state();
     }
 }
 

@@ -107,6 +107,7 @@ pub(super) async fn queue_delete(
         if_empty: d.if_empty,
         owner: Some(conn.id),
         only: None,
+        if_idle: false,
     };
     let messages = match meta(cx, op).await? {
         MetaReply::Deleted { messages } => messages,
