@@ -2,10 +2,13 @@
 //!
 //! Scenarios: `throughput` (default), `latency` (fixed rate, open loop),
 //! `connections` (idle connections: open time and broker RSS), `churn`
-//! (queue declare/bind/delete and connection open/close rates).
+//! (queue declare/bind/delete and connection open/close rates), `rpc`
+//! (direct reply-to round trips) and `dead-letter` (nacked messages into a
+//! dead-letter queue).
 //! See PERF.md at the repository root for how the numbers are used.
 
 mod client;
+mod extensions;
 mod other;
 mod report;
 mod run;
@@ -20,6 +23,8 @@ pub enum Scenario {
     Latency,
     Connections,
     Churn,
+    Rpc,
+    DeadLetter,
 }
 
 impl Scenario {
@@ -29,6 +34,8 @@ impl Scenario {
             Scenario::Latency => "latency",
             Scenario::Connections => "connections",
             Scenario::Churn => "churn",
+            Scenario::Rpc => "rpc",
+            Scenario::DeadLetter => "dead-letter",
         }
     }
 }
@@ -127,6 +134,13 @@ pub struct Opts {
     /// `connections`: seconds to hold the connections before measuring RSS.
     #[arg(long, default_value_t = 2.0)]
     pub hold: f64,
+    /// `dead-letter`: messages queued and then dead-lettered.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub messages: u64,
+    /// `dead-letter`: Warren's shard count, to home the target queue on
+    /// another shard than the source (1: no choice).
+    #[arg(long, default_value_t = 2)]
+    pub shards_hint: usize,
     /// Keep the queues and exchange afterwards.
     #[arg(long)]
     pub keep: bool,
@@ -144,6 +158,8 @@ fn main() {
         Scenario::Throughput | Scenario::Latency => run::run(&o),
         Scenario::Connections => other::connections(&o),
         Scenario::Churn => other::churn(&o),
+        Scenario::Rpc => extensions::rpc(&o),
+        Scenario::DeadLetter => extensions::dead_letter(&o),
     };
     std::process::exit(code);
 }

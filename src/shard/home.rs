@@ -39,10 +39,9 @@ pub struct QueueHome {
     idle_deleting: Rc<RefCell<std::collections::HashSet<QueueId>>>,
     /// Messages that died in queues with a dead-letter exchange, waiting
     /// to be re-published ([`QueueHome::send_dead_letters`]).
-    dead: RefCell<Vec<dead_letters::PendingDeadLetter>>,
-    /// Messages due in delayed-message exchanges' stores, waiting to be
-    /// routed by their exchange.
-    released: RefCell<Vec<dead_letters::Release>>,
+    /// (And messages due in delayed-message exchanges' stores, waiting to
+    /// be routed by their exchange.)
+    dead: RefCell<dead_letters::Pending>,
     /// Dead letters whose stored copies wait for their targets' confirms.
     held: RefCell<dead_letters::Held>,
     /// Unused time of queues with `x-expires` saved before this start.
@@ -70,8 +69,7 @@ impl QueueHome {
             sync_needed: Notify::default(),
             awaiting: RefCell::new(VecDeque::new()),
             expiring: RefCell::new(std::collections::HashSet::new()),
-            dead: RefCell::new(Vec::new()),
-            released: RefCell::new(Vec::new()),
+            dead: RefCell::new(dead_letters::Pending::default()),
             held: RefCell::new(dead_letters::Held::default()),
             recorded_idle,
             idle_saved_at: std::cell::Cell::new(0),
