@@ -186,6 +186,10 @@ scenario_args() {
     s7a) echo "connections -n 1000 --hold 3" ;;
     s7b) echo "connections -n 10000 --hold 5" ;;
     s8) echo "churn -z $DURATION" ;;
+    s9a) echo "rpc -z $DURATION --warmup $WARMUP -x 1 -y 1 -s 64" ;;
+    s9b) echo "rpc -z $DURATION --warmup $WARMUP -x 16 -y 1 -s 64" ;;
+    s10) echo "dead-letter --messages 1000000 -s 16 -q 1000 -a 100" ;;
+    s10p) echo "dead-letter --messages 200000 -s 16 -q 1000 -a 100 -p" ;;
     *) log "unknown scenario $1"; return 1 ;;
   esac
 }
@@ -283,6 +287,12 @@ rows = [  # (scenario, label, getter, unit, higher_is_better, target ratio or No
   ("s7b", "10,000 idle connections: broker RSS growth", lambda x: (x["broker_rss_after_bytes"] - x["broker_rss_before_bytes"]) / 1048576, "MiB", False, 2, None),
   ("s8", "queue declare+bind+delete cycles/s", lambda x: x["queue_cycles_per_s"], "/s", True, None, None),
   ("s8", "connection open+close cycles/s", lambda x: x["conn_cycles_per_s"], "/s", True, None, None),
+  ("s9a", "direct reply-to RPC, 1 requester: round trips/s", lambda x: x["round_trips_per_s"], "/s", True, None, None),
+  ("s9a", "direct reply-to RPC, 1 requester: p99", p99, "us", False, None, None),
+  ("s9b", "direct reply-to RPC, 16 requesters: round trips/s", lambda x: x["round_trips_per_s"], "/s", True, None, None),
+  ("s9b", "direct reply-to RPC, 16 requesters: p99", p99, "us", False, None, None),
+  ("s10", "1M transient messages nacked into a dead-letter queue (other shard): dead letters/s", lambda x: x["dead_letter_rate"], "/s", True, None, None),
+  ("s10p", "200k persistent messages nacked into a durable dead-letter queue (other shard): dead letters/s", lambda x: x["dead_letter_rate"], "/s", True, None, None),
 ]
 def fmt(v, unit):
     if v is None: return "-"

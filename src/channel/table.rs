@@ -137,6 +137,10 @@ impl ConnTable {
     /// A publisher confirm (`nack` false) or nack for a channel on this
     /// shard; sent coalesced at [`ConnTable::flush_dirty`].
     pub fn confirm(&self, c: ConfirmRef, nack: bool) {
+        debug_assert!(
+            !c.is_dead_letter(),
+            "a dead letter's confirm reached a channel"
+        );
         let conn = self.conns.borrow().get(&c.conn).cloned();
         if let Some(conn) = conn {
             if conn.confirm_one(c.channel, c.seq, nack) && !conn.dirty.replace(true) {

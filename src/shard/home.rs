@@ -550,6 +550,7 @@ impl QueueHome {
             if st.is_durable(id) {
                 st.drop_queue(id, positions);
             }
+            self.release_held(&mut st, id);
         }
         for c in q.take_consumers() {
             self.link
@@ -672,7 +673,8 @@ mod tests {
             expiration_ms: None,
             priority: 0,
         };
-        home.publish(smallvec::smallvec![q.id], std::sync::Arc::new(msg), None);
+        let msg = std::sync::Arc::new(msg);
+        home.publish(smallvec::smallvec![q.id], msg.clone(), None);
         home.expire_queue(q.id, now_ms() + 1_000);
         home.send_dead_letters();
         let sent = link.outbox.take(ShardId(1));
@@ -689,5 +691,22 @@ mod tests {
         );
         home.dead_letter_settled(c.seq, true);
         assert_eq!(recovered_after_a_crash(&home, dir.path(), q.id), 0);
+
+        // A refused one is parked: still live (compactions keep it) and
+        // back in its queue after a restart; deleting the queue frees it.
+        home.publish(smallvec::smallvec![q.id], msg.clone(), None);
+        home.expire_queue(q.id, now_ms() + 1_000);
+        home.send_dead_letters();
+        let c = match &link.outbox.take(ShardId(1))[..] {
+            [ShardMsg::Publish {
+                confirm: Some(c), ..
+            }] => *c,
+            other => panic!("expected one confirmed dead-letter publish, got {other:?}"),
+        };
+        home.dead_letter_settled(c.seq, false);
+        assert_eq!(home.held_dead_letters(q.id).len(), 1, "parked");
+        assert_eq!(recovered_after_a_crash(&home, dir.path(), q.id), 1);
+        home.remove(q.id);
+        assert!(home.held_dead_letters(q.id).is_empty());
     }
 }

@@ -364,6 +364,7 @@ fn recover(shard: &Rc<Shard>) -> Result<(), String> {
         }
         shard.apply_change(c);
     }
+    shard.home.forget_recorded_idle();
     // The journal is rewritten with exactly the queues that exist now, so
     // entries of deleted queues can never be claimed by a later one.
     let live = durable_positions(shard);

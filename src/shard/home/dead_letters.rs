@@ -234,29 +234,43 @@ impl QueueHome {
 
     /// A target shard took the held dead letter `id` (`ok`), or refused
     /// it. Once every target has answered, the source's stored copy is
-    /// acked, unless one refused and the source queue still exists: then
-    /// it stays live in the journal and returns to its queue at the next
-    /// start (never lost, as RabbitMQ's at-least-once dead-lettering).
+    /// acked; if one refused, it is parked instead: it stays live in the
+    /// journal (compactions keep it, [`QueueHome::held_dead_letters`]) and
+    /// returns to its queue at the next start (never lost, as RabbitMQ's
+    /// at-least-once dead-lettering), or goes when its queue is deleted.
     pub fn dead_letter_settled(&self, id: u64, ok: bool) {
-        let done = {
-            let mut held = self.held.borrow_mut();
-            let Some(h) = held.letters.get_mut(&id) else {
-                return;
-            };
-            h.outstanding = h.outstanding.saturating_sub(1);
-            h.refused |= !ok;
-            if h.outstanding > 0 {
-                return;
-            }
-            held.letters.remove(&id)
+        let mut held = self.held.borrow_mut();
+        let Some(h) = held.letters.get_mut(&id) else {
+            return;
         };
-        let Some(h) = done else { return };
-        let mut st = self.store.borrow_mut();
-        if h.refused && st.is_durable(h.source) {
-            tracing::warn!(queue = ?h.source, "a dead letter was refused by its target; it stays in its queue's journal");
+        if h.outstanding == 0 {
+            return; // parked
+        }
+        h.outstanding -= 1;
+        h.refused |= !ok;
+        if h.outstanding > 0 {
             return;
         }
-        st.ack(h.source, h.stored.pos);
+        if h.refused {
+            tracing::warn!(queue = ?h.source, "a dead letter was refused by its target; it stays in its queue's journal until the next start");
+            return;
+        }
+        if let Some(h) = held.letters.remove(&id) {
+            drop(held);
+            self.store.borrow_mut().ack(h.source, h.stored.pos);
+        }
+    }
+
+    /// Queue `q` was deleted (its journal entries with it): release the
+    /// stored copies of its held dead letters now; confirms that arrive
+    /// later find nothing, so each copy is released once.
+    pub(super) fn release_held(&self, st: &mut Store, q: QueueId) {
+        self.held.borrow_mut().letters.retain(|_, h| {
+            if h.source == q {
+                st.ack(q, h.stored.pos);
+            }
+            h.source != q
+        });
     }
 
     /// The stored copies of queue `q`'s dead letters still held (they are

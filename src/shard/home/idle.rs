@@ -45,6 +45,12 @@ impl QueueHome {
         self.recorded_idle.borrow_mut().remove(&id).unwrap_or(0)
     }
 
+    /// Recovery is over: forget saved times no queue claimed (a queue
+    /// declared later may get the id of one deleted just before a crash).
+    pub fn forget_recorded_idle(&self) {
+        self.recorded_idle.borrow_mut().clear();
+    }
+
     /// Write the unused time of every durable queue with `x-expires`
     /// (called by the expiry tick; writes at most once a second, and only
     /// while such queues exist or the file still names some).
