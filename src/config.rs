@@ -70,6 +70,10 @@ pub struct Config {
     /// record may wait this long before it reaches the store's journal.
     /// Confirms never wait for it (a pending confirm starts a pass at once).
     pub flush_interval_ms: u64,
+    /// The memory high watermark (RabbitMQ's `vm_memory_high_watermark`):
+    /// above it every publishing connection is blocked (`memory`; default
+    /// 0.4 of the memory available to the process).
+    pub memory_limit: crate::memory::MemoryLimit,
     /// Management HTTP API port (None: disabled).
     pub mgmt_port: Option<u16>,
     /// Address the management HTTP API binds (default: the AMQP `bind` address).
@@ -99,6 +103,7 @@ impl Default for Config {
             segment_size: DEFAULT_SEGMENT_SIZE,
             fsync: true,
             flush_interval_ms: 200,
+            memory_limit: crate::memory::MemoryLimit::Fraction(crate::memory::DEFAULT_WATERMARK),
             mgmt_port: Some(15672),
             mgmt_bind: IpAddr::from([0, 0, 0, 0]),
             mgmt_idle_timeout_ms: 120_000,
@@ -140,6 +145,12 @@ pub struct FileConfig {
     pub product: Option<String>,
     /// `guest_remote`: let guest log in remotely ([`Config::guest_remote`]); file only.
     pub guest_remote: Option<bool>,
+    /// `memory_limit`: the memory high watermark in bytes (wins over
+    /// `vm_memory_high_watermark`; [`Config::memory_limit`]).
+    pub memory_limit: Option<u64>,
+    /// `vm_memory_high_watermark`: the watermark as a fraction of the
+    /// memory available, above 0 and at most 1 (default 0.4).
+    pub vm_memory_high_watermark: Option<f64>,
     /// `pin_cores`: pin each shard's thread to its own core (default true;
     /// `--no-pin` turns it off).
     pub pin_cores: Option<bool>,
@@ -252,6 +263,8 @@ pub struct Overrides {
     pub consumer_timeout: Option<u64>,
     /// `--mgmt-bind` / `WARREN_MGMT_BIND`.
     pub mgmt_bind: Option<IpAddr>,
+    /// `--memory-limit` / `WARREN_MEMORY_LIMIT`, bytes.
+    pub memory_limit: Option<u64>,
     /// `--no-mgmt` / `WARREN_NO_MGMT`: no management HTTP API (wins over
     /// `management.enabled`).
     pub no_mgmt: bool,
@@ -294,6 +307,22 @@ impl Config {
             ));
         }
         let mgmt_enabled = !o.no_mgmt && file.management.enabled.unwrap_or(true);
+        use crate::memory::MemoryLimit;
+        let memory_limit = match (
+            o.memory_limit.or(file.memory_limit),
+            file.vm_memory_high_watermark,
+        ) {
+            (Some(0), _) => return Err(config_error("memory_limit", "must be at least 1 (bytes)")),
+            (Some(b), _) => MemoryLimit::Bytes(b),
+            (None, Some(f)) if !(f > 0.0 && f <= 1.0) => {
+                return Err(config_error(
+                    "vm_memory_high_watermark",
+                    "must be above 0 and at most 1",
+                ))
+            }
+            (None, Some(f)) => MemoryLimit::Fraction(f),
+            (None, None) => d.memory_limit,
+        };
         let c = Config {
             bind: o.bind.or(file.bind).unwrap_or(d.bind),
             port: o.port.or(file.port).unwrap_or(d.port),
@@ -325,6 +354,7 @@ impl Config {
                 .flush_interval_ms
                 .or(file.store.flush_interval_ms)
                 .unwrap_or(d.flush_interval_ms),
+            memory_limit,
             mgmt_port: mgmt_enabled.then(|| o.mgmt_port.or(file.management.port).unwrap_or(15672)),
             // The management API listens where AMQP does unless told otherwise.
             mgmt_bind: o

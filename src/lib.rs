@@ -9,7 +9,7 @@
 //!        bus                   ShardMsg/Request/Response (data), Link, stats records
 //!          meta                the authority's rules (sans-IO: effects through meta::Cluster)
 //!            codec net routing store queue mailbox
-//!              ids error message config defs clock     leaf vocabulary
+//!              ids error message config defs clock memory   leaf vocabulary
 //! ```
 //!
 //! # The data path and who owns what
@@ -43,10 +43,11 @@
 //!            shard's table and queue home, then the *-ok
 //! ```
 //!
-//! * [`ids`], [`error`], [`message`], [`config`], [`defs`], [`clock`]: leaf
-//!   vocabulary (ids, `AmqpError` with reply codes, the shared message,
-//!   configuration, entity definitions, users, limits and metadata changes,
-//!   the shards' wall clocks).
+//! * [`ids`], [`error`], [`message`], [`config`], [`defs`], [`clock`],
+//!   [`memory`]: leaf vocabulary (ids, `AmqpError` with reply codes, the
+//!   shared message, configuration, entity definitions, users, limits and
+//!   metadata changes, the shards' wall clocks, memory use and the memory
+//!   high watermark).
 //! * [`codec`]: frame envelope; methods and properties via `amq-protocol`,
 //!   fast paths for publish/deliver/ack.
 //! * [`net`]: the socket shared by a connection's reader and writer.
@@ -82,6 +83,7 @@ pub mod defs;
 pub mod error;
 pub mod ids;
 pub mod mailbox;
+pub mod memory;
 pub mod message;
 pub mod meta;
 pub mod mgmt;

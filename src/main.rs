@@ -68,6 +68,10 @@ struct Args {
     /// closed, ms; 0 = no limit [default: 1800000, RabbitMQ's 30 min].
     #[arg(long, env = "WARREN_CONSUMER_TIMEOUT")]
     consumer_timeout: Option<u64>,
+    /// Memory high watermark in bytes: above it publishers are blocked
+    /// [default: 0.4 of RAM or of the cgroup's memory.max].
+    #[arg(long, env = "WARREN_MEMORY_LIMIT")]
+    memory_limit: Option<u64>,
     /// Management HTTP API port; 0 picks a free one and prints it [default: 15672].
     #[arg(long, env = "WARREN_MGMT_PORT")]
     mgmt_port: Option<u16>,
@@ -200,6 +204,7 @@ fn main() {
         flush_interval_ms: args.flush_interval_ms,
         mgmt_port: args.mgmt_port,
         consumer_timeout: args.consumer_timeout,
+        memory_limit: args.memory_limit,
         mgmt_bind: args.mgmt_bind,
         no_mgmt: args.no_mgmt,
     };

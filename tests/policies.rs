@@ -197,9 +197,69 @@ async fn policies_survive_a_crash_and_warrenctl_manages_them(shards: usize) {
     assert_eq!(ready_count(&conn, "lost-and-found").await, 1);
 }
 
+/// RabbitMQ's precedence between a queue's arguments and a policy
+/// (recorded from RabbitMQ 3.10 with the same declarations): for
+/// `max-length` the lower value wins, whoever sets it; for
+/// `dead-letter-exchange` and `overflow` the queue's own argument wins.
+/// Here the policy's max-length 1 beats the argument's 3, while the
+/// argument's dead-letter exchange and `drop-head` beat the policy's
+/// `nowhere` and `reject-publish`: three confirmed publishes, one stays,
+/// two are dead-lettered into the argument's dead-letter queue.
+async fn queue_arguments_and_policies_combine_as_in_rabbitmq(shards: usize) {
+    let b = start_broker(shards).await;
+    let conn = connect(&b).await;
+    let ch = confirm_channel(&conn).await;
+    let dlq = queue_on_shard("prec-dead", 0, shards);
+    declare_queue(&ch, &dlq).await;
+    api(b.mgmt_port, |a| {
+        let body = json!({"pattern": "^prec\\.", "apply-to": "queues",
+            "definition": {"max-length": 1, "dead-letter-exchange": "nowhere",
+                "overflow": "reject-publish"}});
+        a.expect("PUT", "/api/policies/%2F/prec", Some(&body), &[201]);
+    })
+    .await;
+    let q = queue_on_shard("prec.q", shards - 1, shards);
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongInt(3));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(dlq.as_str().into()),
+    );
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("drop-head".into()),
+    );
+    within(
+        "declare",
+        ch.queue_declare(&q, QueueDeclareOptions::default(), args),
+    )
+    .await
+    .unwrap();
+    for i in 0..3u8 {
+        let c = within("confirm", publish(&ch, "", &q, &[i]).await)
+            .await
+            .unwrap();
+        assert!(
+            c.is_ack(),
+            "drop-head (the argument) never refuses a publish"
+        );
+    }
+    wait_ready(&conn, &dlq, 2).await;
+    assert_eq!(
+        ready_count(&conn, &q).await,
+        1,
+        "the policy's lower max-length"
+    );
+}
+
 shard_tests!(
     policies_apply_to_new_and_existing_queues,
-    policies_survive_a_crash_and_warrenctl_manages_them
+    policies_survive_a_crash_and_warrenctl_manages_them,
+    queue_arguments_and_policies_combine_as_in_rabbitmq
 );
 
 #[test]

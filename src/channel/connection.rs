@@ -398,6 +398,18 @@ async fn run(cx: &Cx, conn: &Rc<Conn>, stream: &SharedStream) -> std::io::Result
             let b = conn.written.wait();
             futures_lite::future::or(a, b).await;
         }
+        // The memory alarm (RabbitMQ's high watermark): a connection that
+        // publishes is not read from until it clears (what it sent stays
+        // in the socket); the heartbeat check spares it meanwhile.
+        while cx.conns.memory_alarm.get() && conn.published.get() && !conn.closed.get() {
+            conn.read_paused.set(true);
+            let a = cx.conns.memory_cleared.wait();
+            let b = conn.closed_notify.wait();
+            futures_lite::future::or(a, b).await;
+        }
+        if conn.read_paused.replace(false) {
+            conn.last_recv.set(Instant::now());
+        }
         if conn.closed.get() {
             return Ok(());
         }

@@ -84,7 +84,9 @@ pub async fn heartbeat_task(conn: Rc<Conn>, interval: Duration) {
         if conn.closed.get() {
             return;
         }
-        if conn.last_recv.get().elapsed() > interval * 2 {
+        if conn.read_paused.get() {
+            conn.last_recv.set(std::time::Instant::now());
+        } else if conn.last_recv.get().elapsed() > interval * 2 {
             tracing::info!(peer = %conn.peer, "missed heartbeats from client, closing");
             conn.closed.set(true);
             conn.out_notify.notify();

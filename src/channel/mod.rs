@@ -327,6 +327,9 @@ pub struct Conn {
     pub published: Cell<bool>,
     /// We sent connection.blocked and not yet unblocked.
     pub blocked_sent: Cell<bool>,
+    /// The reader is paused by the memory alarm (heartbeats from the peer
+    /// are not read meanwhile, so their absence is no sign of death).
+    pub read_paused: Cell<bool>,
     /// Negotiated frame-max in bytes ([`codec::FRAME_MIN_SIZE`] until
     /// connection.tune-ok); body frames are split to it.
     pub frame_max: Cell<u32>,
@@ -375,6 +378,7 @@ impl Conn {
             server_closing: Cell::new(false),
             published: Cell::new(false),
             blocked_sent: Cell::new(false),
+            read_paused: Cell::new(false),
             frame_max: Cell::new(codec::FRAME_MIN_SIZE),
             closed: Cell::new(false),
             closed_notify: Notify::default(),

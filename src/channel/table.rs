@@ -3,7 +3,7 @@
 //!
 //! Owns: connections by id, consumer routes, the list of connections with
 //! confirms or writes to flush at the end of a batch, the disk-alarm
-//! `blocked` flag, and the counters of closed channels kept for the
+//! `blocked` flag and the memory alarm, and the counters of closed channels kept for the
 //! management API. Must never: await, lock, or touch a queue (queues are
 //! reached through the outbox).
 
@@ -55,6 +55,15 @@ pub struct ConnTable {
     /// Publishers are told connection.blocked while the store cannot
     /// allocate (disk full).
     pub blocked: Cell<bool>,
+    /// The memory alarm (`crate::memory`): publishing connections on this
+    /// shard are blocked and not read from while it is raised.
+    pub memory_alarm: Cell<bool>,
+    /// Wakes the readers paused by the memory alarm when it clears.
+    pub memory_cleared: crate::mailbox::Notify,
+    /// Last measured memory use and the limit, bytes (`crate::memory`).
+    pub memory_used: Cell<u64>,
+    /// The memory high watermark, bytes (0: none).
+    pub memory_limit: Cell<u64>,
     /// The AMQP port (for connection names in listings).
     pub listen_port: Cell<u16>,
     /// Exchange counters of closed channels, kept for the management API.
@@ -74,6 +83,10 @@ impl ConnTable {
             next_conn: Cell::new(1),
             next_consumer: Cell::new(1),
             blocked: Cell::new(false),
+            memory_alarm: Cell::new(false),
+            memory_cleared: crate::mailbox::Notify::default(),
+            memory_used: Cell::new(0),
+            memory_limit: Cell::new(0),
             listen_port: Cell::new(0),
             closed_exchange_stats: RefCell::new(Vec::new()),
             closed_channel_totals: Cell::new(ClosedTotals::default()),
@@ -184,26 +197,66 @@ impl ConnTable {
         } else {
             tracing::info!(shard = self.shard.0, "disk alarm cleared");
         }
+        self.tell_publishers();
+    }
+
+    /// Raise or clear the memory alarm (RabbitMQ's memory high watermark):
+    /// publishing connections get `connection.blocked` ("low on memory")
+    /// and their readers pause until it clears; consumers and acks on
+    /// other connections keep flowing.
+    pub fn set_memory_alarm(&self, on: bool) {
+        if self.memory_alarm.replace(on) == on {
+            return;
+        }
+        let (used, limit) = (self.memory_used.get(), self.memory_limit.get());
+        if on {
+            tracing::warn!(
+                shard = self.shard.0,
+                used,
+                limit,
+                "memory alarm: publishers blocked until memory use falls"
+            );
+        } else {
+            tracing::info!(shard = self.shard.0, used, limit, "memory alarm cleared");
+            self.memory_cleared.notify();
+        }
+        self.tell_publishers();
+    }
+
+    /// Whether any resource alarm (disk or memory) is raised.
+    pub fn alarmed(&self) -> bool {
+        self.blocked.get() || self.memory_alarm.get()
+    }
+
+    /// Tell every publishing connection the current alarm state.
+    fn tell_publishers(&self) {
         let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
         for c in conns {
             // Like RabbitMQ, only connections that publish are blocked.
             if c.published.get() || c.blocked_sent.get() {
-                Self::notify_blocked(&c, on);
+                self.notify_blocked(&c, self.alarmed());
             }
         }
     }
 
     /// Send `connection.blocked` / `unblocked` to one connection if it
-    /// advertised the capability and its state changes.
-    pub fn notify_blocked(c: &Conn, on: bool) {
+    /// advertised the capability and its state changes; the reason is
+    /// RabbitMQ's text for the alarm raised ("low on memory", "low on
+    /// disk").
+    pub fn notify_blocked(&self, c: &Conn, on: bool) {
         use amq_protocol::protocol::{connection, AMQPClass};
         if !c.state.borrow().blocked_capable || !c.open.get() || c.blocked_sent.get() == on {
             return;
         }
         c.blocked_sent.set(on);
         let m = if on {
+            let reason = if self.memory_alarm.get() {
+                "low on memory"
+            } else {
+                "low on disk"
+            };
             connection::AMQPMethod::Blocked(connection::Blocked {
-                reason: "low on disk".into(),
+                reason: reason.into(),
             })
         } else {
             connection::AMQPMethod::Unblocked(connection::Unblocked {})

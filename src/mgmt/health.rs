@@ -20,10 +20,17 @@ pub async fn route(m: &Rc<Mgmt>, _req: &Request, meth: &str, s: &[&str]) -> Resp
             // An unresponsive shard is reported like a resource alarm: the
             // node is not healthy (see also `checks/shards`).
             let stalled = stalled_shards(m).await;
+            let mut alarms = Vec::new();
+            if m.cx.conns.memory_alarm.get() {
+                alarms.push(json!({"resource": "memory", "node": node_name()}));
+            }
             if m.cx.conns.blocked.get() {
+                alarms.push(json!({"resource": "disk", "node": node_name()}));
+            }
+            if !alarms.is_empty() {
                 Response::json(
                     503,
-                    &json!({"status": "failed", "reason": "resource alarm(s) in effect", "alarms": [{"resource": "disk", "node": node_name()}]}),
+                    &json!({"status": "failed", "reason": "resource alarm(s) in effect", "alarms": alarms}),
                 )
             } else if !stalled.is_empty() {
                 Response::json(

@@ -232,5 +232,37 @@ pub async fn render(m: &Mgmt) -> Response {
         "1 while persistent publishes are refused for lack of disk",
     );
     o.sample("warren_disk_alarm", &[], m.cx.conns.blocked.get() as u8);
+    let conns = &m.cx.conns;
+    for (name, help, v) in [
+        (
+            "warren_memory_used_bytes",
+            "Anonymous resident memory of the broker process (what the memory high watermark compares)",
+            conns.memory_used.get(),
+        ),
+        (
+            "warren_memory_limit_bytes",
+            "Memory high watermark in bytes (0: none)",
+            conns.memory_limit.get(),
+        ),
+        (
+            "warren_memory_alarm",
+            "1 while publishers are blocked by the memory high watermark",
+            u64::from(conns.memory_alarm.get()),
+        ),
+        // RabbitMQ's names (rabbitmq_prometheus).
+        (
+            "rabbitmq_alarms_memory_used_watermark",
+            "is 1 if VM memory watermark alarm is in effect",
+            u64::from(conns.memory_alarm.get()),
+        ),
+        (
+            "rabbitmq_resident_memory_limit_bytes",
+            "Memory high watermark in bytes",
+            conns.memory_limit.get(),
+        ),
+    ] {
+        o.family(name, "gauge", help);
+        o.sample(name, &[], v);
+    }
     Response::text(200, "text/plain; version=0.0.4; charset=utf-8", o.0)
 }

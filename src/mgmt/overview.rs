@@ -53,22 +53,13 @@ fn fds() -> (usize, usize) {
     (all, sockets)
 }
 
-/// The machine's RAM in bytes (`MemTotal` of /proc/meminfo), 0 if unknown.
-fn total_ram() -> u64 {
-    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    info.lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// `/api/nodes/{node}` with the members tools read, real values of this
 /// process: `fd_total` and `sockets_total` are the open-file limit
 /// (RLIMIT_NOFILE; sockets share it), `disk_free` is free space in the data
 /// directory and `disk_free_limit` the room Warren needs for one more
 /// segment (below it the disk alarm blocks publishers), `mem_used` the
-/// resident set. There is no memory watermark yet (issue 13): `mem_limit`
-/// is the machine's RAM and `mem_alarm` is never raised.
+/// anonymous resident memory and `mem_limit` the memory high watermark
+/// (`crate::memory`), `mem_alarm` whether publishers are blocked by it.
 async fn node_json(m: &Mgmt) -> Value {
     let cfg = &m.cx.link.config;
     let (fd_used, sockets_used) = fds();
@@ -77,8 +68,8 @@ async fn node_json(m: &Mgmt) -> Value {
     let disk_free = nix::sys::statvfs::statvfs(&cfg.data_dir)
         .map_or(0, |s| s.blocks_available() * s.fragment_size());
     json!({"name": node_name(), "type": "disc", "running": true, "os_pid": std::process::id().to_string(),
-        "mem_used": super::metrics::rss_bytes(), "mem_limit": total_ram(), "mem_alarm": false,
-        "mem_calculation_strategy": "rss",
+        "mem_used": crate::memory::used_bytes(), "mem_limit": m.cx.conns.memory_limit.get(),
+        "mem_alarm": m.cx.conns.memory_alarm.get(), "mem_calculation_strategy": "rss",
         "uptime": m.started.elapsed().as_millis() as u64, "processors": m.cx.shard_count(),
         "fd_used": fd_used, "fd_total": fd_total, "sockets_used": sockets_used, "sockets_total": fd_total,
         "disk_free": disk_free, "disk_free_limit": cfg.segment_size as u64 + 64 * 1024,

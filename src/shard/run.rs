@@ -273,6 +273,7 @@ fn local_tasks(shard: &Rc<Shard>) -> Vec<glommio::Task<()>> {
     tasks.push(glommio::spawn_local(sync_task(shard.clone())));
     tasks.push(glommio::spawn_local(expiry_tick(shard.clone())));
     tasks.push(glommio::spawn_local(clock_tick(shard.clone())));
+    tasks.push(glommio::spawn_local(memory_watch(shard.clone())));
     tasks
 }
 
@@ -300,6 +301,23 @@ async fn expiry_tick(shard: Rc<Shard>) {
         shard.home.send_dead_letters();
         shard.home.delete_idle_queues();
         shard.home.save_idle_state();
+    }
+}
+
+/// The memory high watermark (`crate::memory`): every shard measures the
+/// process's memory itself (the same number for all), so each blocks its
+/// own publishers without asking another shard.
+async fn memory_watch(shard: Rc<Shard>) {
+    let limit = shard.config().memory_limit.bytes();
+    shard.conns.memory_limit.set(limit);
+    loop {
+        let used = crate::memory::used_bytes();
+        shard.conns.memory_used.set(used);
+        let raised = shard.conns.memory_alarm.get();
+        shard
+            .conns
+            .set_memory_alarm(crate::memory::alarm(raised, used, limit));
+        glommio::timer::sleep(Duration::from_millis(crate::memory::CHECK_EVERY_MS)).await;
     }
 }
 

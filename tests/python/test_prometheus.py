@@ -46,6 +46,11 @@ EXPECTED = {
     "warren_store_segments": ("gauge", {"shard"}),
     "warren_process_resident_memory_bytes": ("gauge", set()),
     "warren_disk_alarm": ("gauge", set()),
+    "warren_memory_used_bytes": ("gauge", set()),
+    "warren_memory_limit_bytes": ("gauge", set()),
+    "warren_memory_alarm": ("gauge", set()),
+    "rabbitmq_alarms_memory_used_watermark": ("gauge", set()),
+    "rabbitmq_resident_memory_limit_bytes": ("gauge", set()),
     # RabbitMQ's names (rabbitmq_prometheus 3.12+).
     "rabbitmq_global_messages_dead_lettered_rejected": ("counter", {"queue_type", "dead_letter_strategy"}),
     "rabbitmq_global_messages_dead_lettered_expired": ("counter", {"queue_type", "dead_letter_strategy"}),
@@ -153,6 +158,8 @@ def test_every_family_is_well_formed(warren):
     assert pairs == {(a, b) for a in shards for b in shards}
     assert sample(fams, "warren_process_resident_memory_bytes") > 0
     assert sample(fams, "warren_disk_alarm") == 0
+    assert sample(fams, "warren_memory_alarm") == 0
+    assert 0 < sample(fams, "warren_memory_used_bytes") < sample(fams, "warren_memory_limit_bytes")
     # No authentication is needed for /metrics (as with RabbitMQ's plugin).
 
 

@@ -7,8 +7,8 @@ pub(super) fn basic_publish(conn: &Conn, cx: &Cx, ch: u16, p: basic::Publish) ->
     if p.immediate {
         return Err(AmqpError::not_implemented("immediate=true"));
     }
-    if !conn.published.replace(true) && cx.conns.blocked.get() {
-        ConnTable::notify_blocked(conn, true);
+    if !conn.published.replace(true) && cx.conns.alarmed() {
+        cx.conns.notify_blocked(conn, true);
     }
     // Permission check, cached per channel for the last exchange (the
     // common case publishes to one exchange) until permissions change.

@@ -9,7 +9,6 @@
 //! (declarations, consume, get) await a mailbox request with no borrow held.
 
 use super::publish::{publish_complete, route_and_send, Header, PendingPublish, Progress};
-use super::table::ConnTable;
 use super::{settle_grouped, Channel, ChannelConsumer, Conn, TxOp, Unacked};
 use super::{ConsumerRoute, Cx};
 use crate::bus::{Request, Response};

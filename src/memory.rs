@@ -1,0 +1,141 @@
+//! This process's memory use and the node's memory limit (RabbitMQ's
+//! `vm_memory_high_watermark`): leaf vocabulary, reads of `/proc` and
+//! `/sys/fs/cgroup` only.
+//!
+//! What is measured: the anonymous resident memory (`RssAnon` in
+//! `/proc/self/status`), the heap that only this process can give back.
+//! Not the whole resident set: the store's segment files are memory-mapped,
+//! and their resident pages are page cache the kernel reclaims under
+//! pressure; counting them would raise the alarm for a durable backlog that
+//! costs no RAM. Not the allocator's statistics either: they miss the
+//! executors' own mappings and what the allocator holds but has not
+//! returned, which the OOM killer does count. One read is a few
+//! microseconds; each shard reads it every [`CHECK_EVERY_MS`].
+//!
+//! The limit: an absolute size (`memory_limit`) or a fraction of the
+//! memory available to the process (`vm_memory_high_watermark`, default
+//! 0.4 as RabbitMQ): the lower of the machine's RAM (`MemTotal`) and its
+//! cgroup v2 `memory.max`. The alarm is raised above the limit and cleared
+//! below [`CLEAR_RATIO`] of it (hysteresis, so that publishers are not
+//! blocked and unblocked on every check near the limit).
+
+/// How often each shard measures, in ms.
+pub const CHECK_EVERY_MS: u64 = 50;
+
+/// The alarm clears once use is below this fraction of the limit.
+pub const CLEAR_RATIO: f64 = 0.9;
+
+/// RabbitMQ's default `vm_memory_high_watermark`.
+pub const DEFAULT_WATERMARK: f64 = 0.4;
+
+/// How the memory limit is configured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MemoryLimit {
+    /// `memory_limit`: bytes.
+    Bytes(u64),
+    /// `vm_memory_high_watermark`: a fraction (0 to 1] of the memory
+    /// available to the process ([`available_bytes`]).
+    Fraction(f64),
+}
+
+impl MemoryLimit {
+    /// The limit in bytes (a fraction of [`available_bytes`]; 0 if that
+    /// cannot be read, which then means no limit).
+    pub fn bytes(self) -> u64 {
+        match self {
+            MemoryLimit::Bytes(b) => b,
+            MemoryLimit::Fraction(f) => (available_bytes() as f64 * f) as u64,
+        }
+    }
+}
+
+/// The value of a `Key:   N kB` line of a `/proc` status file, in bytes.
+fn kb_field(text: &str, key: &str) -> Option<u64> {
+    let v = text.lines().find_map(|l| l.strip_prefix(key))?;
+    let kb: u64 = v.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// This process's anonymous resident memory, bytes (see the module
+/// documentation); 0 if `/proc` cannot be read.
+pub fn used_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| kb_field(&s, "RssAnon:"))
+        .unwrap_or(0)
+}
+
+/// The machine's RAM (`MemTotal`), bytes; 0 if unknown.
+pub fn total_ram_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| kb_field(&s, "MemTotal:"))
+        .unwrap_or(0)
+}
+
+/// This process's cgroup v2 `memory.max`, bytes; None when unlimited or
+/// not on cgroup v2.
+pub fn cgroup_limit_bytes() -> Option<u64> {
+    let cg = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = cg.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let file = format!("/sys/fs/cgroup{}/memory.max", path.trim_end_matches('/'));
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+/// The memory available to this process: the lower of RAM and the cgroup
+/// limit, bytes.
+pub fn available_bytes() -> u64 {
+    let ram = total_ram_bytes();
+    match cgroup_limit_bytes() {
+        Some(c) if ram == 0 || c < ram => c,
+        _ => ram,
+    }
+}
+
+/// The alarm's next state: raised above `limit`, cleared below
+/// [`CLEAR_RATIO`] of it, unchanged in between. A limit of 0 never raises it.
+pub fn alarm(raised: bool, used: u64, limit: u64) -> bool {
+    if limit == 0 {
+        return false;
+    }
+    if raised {
+        used as f64 >= limit as f64 * CLEAR_RATIO
+    } else {
+        used > limit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alarm_rises_above_the_limit_and_clears_below_the_hysteresis() {
+        assert!(!alarm(false, 100, 100));
+        assert!(alarm(false, 101, 100));
+        assert!(
+            alarm(true, 95, 100),
+            "still raised between 90% and the limit"
+        );
+        assert!(!alarm(true, 89, 100));
+        assert!(!alarm(false, u64::MAX, 0), "0 = no limit");
+    }
+
+    #[test]
+    fn this_process_and_machine_are_measured() {
+        assert!(used_bytes() > 0);
+        assert!(total_ram_bytes() > 0);
+        assert!(available_bytes() > 0 && available_bytes() <= total_ram_bytes());
+        assert_eq!(MemoryLimit::Bytes(5).bytes(), 5);
+        assert!(MemoryLimit::Fraction(0.5).bytes() <= available_bytes() / 2 + 1);
+    }
+
+    #[test]
+    fn status_fields_are_read_in_kb() {
+        assert_eq!(
+            kb_field("RssAnon:\t   2048 kB\n", "RssAnon:"),
+            Some(2048 * 1024)
+        );
+        assert_eq!(kb_field("VmRSS: 1 kB\n", "RssAnon:"), None);
+    }
+}
