@@ -181,7 +181,14 @@ fn nodes_and_overview_carry_the_members_tools_read_with_real_values() {
         .collect();
     assert_eq!(
         types,
-        ["direct", "fanout", "headers", "topic", "x-consistent-hash"]
+        [
+            "direct",
+            "fanout",
+            "headers",
+            "topic",
+            "x-consistent-hash",
+            "x-delayed-message"
+        ]
     );
 }
 
