@@ -188,6 +188,76 @@ pub struct ShardSnapshot {
     /// Messages waiting in the stores of the delayed-message exchanges
     /// homed here: (vhost, exchange, messages).
     pub delayed: Vec<(String, String, u32)>,
+    /// This shard's node-wide counters.
+    pub counters: GlobalCounters,
+}
+
+/// Monotonic counters of one shard, summed over shards into RabbitMQ's
+/// node-wide Prometheus families (`rabbitmq_prometheus`'s core collector
+/// and `rabbit_global_counters`): what their names say, in messages,
+/// connections, channels or queues. Kept in `ConnTable::counters`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GlobalCounters {
+    /// Connections that reached connection.open-ok.
+    pub connections_opened: u64,
+    /// Of those, closed since.
+    pub connections_closed: u64,
+    /// channel.open-ok sent.
+    pub channels_opened: u64,
+    /// Channels closed (by either side, or with their connection).
+    pub channels_closed: u64,
+    /// Publishes received on a channel in confirm mode.
+    pub received_confirm: u64,
+    /// Publishes routed to at least one queue.
+    pub routed: u64,
+    /// Unroutable publishes without `mandatory` (dropped).
+    pub unroutable_dropped: u64,
+    /// Unroutable publishes with `mandatory` (returned).
+    pub unroutable_returned: u64,
+    /// basic.deliver to consumers that acknowledge.
+    pub delivered_consume_manual_ack: u64,
+    /// basic.deliver to no-ack consumers.
+    pub delivered_consume_auto_ack: u64,
+    /// basic.get-ok with acknowledgement.
+    pub delivered_get_manual_ack: u64,
+    /// basic.get-ok without.
+    pub delivered_get_auto_ack: u64,
+    /// basic.get-empty answers.
+    pub get_empty: u64,
+    /// Deliveries (and get-oks) with `redelivered` set.
+    pub redelivered: u64,
+    /// Messages acknowledged by clients.
+    pub acknowledged: u64,
+    /// Successful queue.declare (passive and redeclares included).
+    pub queues_declared: u64,
+    /// Queues created (counted by the metadata authority's shard).
+    pub queues_created: u64,
+    /// Queues deleted (counted by the metadata authority's shard).
+    pub queues_deleted: u64,
+}
+
+impl GlobalCounters {
+    /// Field-wise sum.
+    pub fn add(&mut self, o: &GlobalCounters) {
+        self.connections_opened += o.connections_opened;
+        self.connections_closed += o.connections_closed;
+        self.channels_opened += o.channels_opened;
+        self.channels_closed += o.channels_closed;
+        self.received_confirm += o.received_confirm;
+        self.routed += o.routed;
+        self.unroutable_dropped += o.unroutable_dropped;
+        self.unroutable_returned += o.unroutable_returned;
+        self.delivered_consume_manual_ack += o.delivered_consume_manual_ack;
+        self.delivered_consume_auto_ack += o.delivered_consume_auto_ack;
+        self.delivered_get_manual_ack += o.delivered_get_manual_ack;
+        self.delivered_get_auto_ack += o.delivered_get_auto_ack;
+        self.get_empty += o.get_empty;
+        self.redelivered += o.redelivered;
+        self.acknowledged += o.acknowledged;
+        self.queues_declared += o.queues_declared;
+        self.queues_created += o.queues_created;
+        self.queues_deleted += o.queues_deleted;
+    }
 }
 
 /// A connection's name as RabbitMQ shows it: `peer -> local` addresses.

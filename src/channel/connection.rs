@@ -174,6 +174,9 @@ fn release_all_channels(cx: &Cx, conn: &Conn) -> bool {
 
 fn cleanup(cx: &Cx, conn: &Rc<Conn>) {
     release_all_channels(cx, conn);
+    if conn.open.get() {
+        cx.conns.counters.borrow_mut().connections_closed += 1;
+    }
     cx.conns.conns.borrow_mut().remove(&conn.id);
     // Exclusive queues die with their connection.
     let owns_exclusive = cx
@@ -674,6 +677,7 @@ async fn connection_method(
             );
             *phase = Phase::Running;
             conn.open.set(true);
+            cx.conns.counters.borrow_mut().connections_opened += 1;
             Ok(true)
         }
         (_, connection::AMQPMethod::Close(_)) => {

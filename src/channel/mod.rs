@@ -14,6 +14,8 @@ pub mod limits;
 mod publish;
 pub mod reply_to;
 pub mod sender_routes;
+mod stats;
+pub use stats::ChannelStats;
 pub mod table;
 
 pub use table::{ConnTable, ConsumerRoute, Cx};
@@ -216,26 +218,6 @@ pub struct RouteCache {
     pub routing_key: amq_protocol::types::ShortString,
     /// Destination queues with their home shards, grouped by shard.
     pub queues: Vec<(QueueId, ShardId)>,
-}
-
-/// Channel counters for the management API.
-#[derive(Default, Clone, Debug)]
-pub struct ChannelStats {
-    /// The channel's vhost (set at channel.open), for its exchange counters.
-    pub vhost: String,
-    /// Messages published (counted when routed; in a transaction, at commit).
-    pub publish: u64,
-    /// Deliveries: basic.deliver plus basic.get-ok.
-    pub deliver: u64,
-    /// Messages acked by the client (counted when received, even inside a
-    /// transaction later rolled back).
-    pub ack: u64,
-    /// Publishes confirmed with basic.ack (messages, not frames).
-    pub confirm: u64,
-    /// Messages returned with basic.return (mandatory and unroutable).
-    pub returned: u64,
-    /// Per exchange published to: (exchange, messages in, messages routed).
-    pub exchanges: Vec<(amq_protocol::types::ShortString, u64, u64)>,
 }
 
 impl Channel {
@@ -740,6 +722,7 @@ impl Conn {
     /// Release everything a channel holds: requeue its unacked messages and
     /// cancel its consumers at their queues (fire and forget, in FIFO order).
     pub fn release_channel(&self, cx: &Cx, ch: &mut Channel) {
+        cx.conns.counters.borrow_mut().channels_closed += 1;
         let mut totals = cx.conns.closed_channel_totals.get();
         totals.publish += ch.stats.publish;
         totals.confirm += ch.stats.confirm;

@@ -222,6 +222,16 @@ fn route_to(
 ) {
     ch.stats.publish += 1;
     let routed = !dests.is_empty() as u64;
+    {
+        // RabbitMQ's rabbit_global_counters (a borrow and two adds).
+        let mut k = cx.conns.counters.borrow_mut();
+        k.received_confirm += u64::from(confirm);
+        match (routed, mandatory) {
+            (1, _) => k.routed += 1,
+            (_, true) => k.unroutable_returned += 1,
+            (_, false) => k.unroutable_dropped += 1,
+        }
+    }
     match ch
         .stats
         .exchanges

@@ -70,6 +70,9 @@ pub struct ConnTable {
     pub closed_exchange_stats: RefCell<Vec<ExchangeCounts>>,
     /// Counted by channels that have since closed.
     pub closed_channel_totals: Cell<ClosedTotals>,
+    /// Node-wide counters (this shard's part), for RabbitMQ's Prometheus
+    /// families; a borrow and an add per event.
+    pub counters: RefCell<crate::bus::stats::GlobalCounters>,
 }
 
 impl ConnTable {
@@ -90,6 +93,7 @@ impl ConnTable {
             listen_port: Cell::new(0),
             closed_exchange_stats: RefCell::new(Vec::new()),
             closed_channel_totals: Cell::new(ClosedTotals::default()),
+            counters: RefCell::new(Default::default()),
         }
     }
 
@@ -144,7 +148,17 @@ impl ConnTable {
         let Some(conn) = self.conns.borrow().get(&route.conn).cloned() else {
             return Handoff::Gone;
         };
-        conn.deliver(&route, consumer, queue, home, seq, redelivered, msg)
+        let h = conn.deliver(&route, consumer, queue, home, seq, redelivered, msg);
+        if matches!(h, Handoff::Taken) {
+            let mut k = self.counters.borrow_mut();
+            if route.no_ack {
+                k.delivered_consume_auto_ack += 1;
+            } else {
+                k.delivered_consume_manual_ack += 1;
+            }
+            k.redelivered += u64::from(redelivered);
+        }
+        h
     }
 
     /// A publisher confirm (`nack` false) or nack for a channel on this

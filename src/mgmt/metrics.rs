@@ -22,14 +22,22 @@ fn esc(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-struct Out(String);
+/// The text being written (Prometheus text format 0.0.4).
+pub(super) struct Out(String);
 
 impl Out {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
+    /// `# HELP` and `# TYPE` lines of a family.
+    pub(super) fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.0, "# HELP {name} {help}");
         let _ = writeln!(self.0, "# TYPE {name} {kind}");
     }
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
+    /// One sample line.
+    pub(super) fn sample(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        v: impl std::fmt::Display,
+    ) {
         self.0.push_str(name);
         if !labels.is_empty() {
             self.0.push('{');
@@ -249,20 +257,10 @@ pub async fn render(m: &Mgmt) -> Response {
             "1 while publishers are blocked by the memory high watermark",
             u64::from(conns.memory_alarm.get()),
         ),
-        // RabbitMQ's names (rabbitmq_prometheus).
-        (
-            "rabbitmq_alarms_memory_used_watermark",
-            "is 1 if VM memory watermark alarm is in effect",
-            u64::from(conns.memory_alarm.get()),
-        ),
-        (
-            "rabbitmq_resident_memory_limit_bytes",
-            "Memory high watermark in bytes",
-            conns.memory_limit.get(),
-        ),
     ] {
         o.family(name, "gauge", help);
         o.sample(name, &[], v);
     }
+    super::metrics_rabbitmq::render(&mut o, m, &snaps);
     Response::text(200, "text/plain; version=0.0.4; charset=utf-8", o.0)
 }

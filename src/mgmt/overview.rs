@@ -38,7 +38,7 @@ pub async fn route(
 }
 
 /// This process's open file descriptors: (all, sockets).
-fn fds() -> (usize, usize) {
+pub(super) fn fds() -> (usize, usize) {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return (0, 0);
     };

@@ -440,6 +440,11 @@ impl crate::meta::Cluster for Shard {
         // deletes was durable. The log append (with its fsync) happens
         // before any shard applies the change, so a declare-ok / delete-ok
         // is only ever sent for a durable change.
+        match &change {
+            MetaChange::QueueDeclared(_) => self.conns.counters.borrow_mut().queues_created += 1,
+            MetaChange::QueueDeleted { .. } => self.conns.counters.borrow_mut().queues_deleted += 1,
+            _ => {}
+        }
         let logged = if crate::meta::persist::is_durable(&self.link.table(), &change) {
             match self.authority.defs_log.borrow_mut().as_mut() {
                 Some(log) => log.append(&change).map_err(|e| {

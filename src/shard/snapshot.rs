@@ -98,6 +98,7 @@ pub(crate) fn snapshot(shard: &Shard) -> ShardSnapshot {
     let closed = shard.conns.closed_channel_totals.get();
     s.publish_total = closed.publish + s.channels.iter().map(|c| c.publish).sum::<u64>();
     s.confirm_total = closed.confirm + s.channels.iter().map(|c| c.confirmed).sum::<u64>();
+    s.counters = *shard.conns.counters.borrow();
     let table = shard.link.table();
     for q in shard.home.queues.borrow().values() {
         if q.is_delay_store() {

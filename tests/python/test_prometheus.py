@@ -26,6 +26,11 @@ pytestmark = pytest.mark.skipif(EXTERNAL_URL is not None, reason="Warren's own m
 LINE_RE = re.compile(r"^warren (?:management )?listening on (\S+):(\d+)\s*$")
 
 # family -> (type, label names), as parsed (counters lose their _total).
+GLOBAL = ["received", "received_confirm", "routed", "unroutable_dropped", "unroutable_returned",
+          "confirmed", "delivered", "delivered_consume_manual_ack", "delivered_consume_auto_ack",
+          "delivered_get_manual_ack", "delivered_get_auto_ack", "get_empty", "redelivered",
+          "acknowledged"]
+
 EXPECTED = {
     "warren_queue_messages_ready": ("gauge", {"vhost", "queue"}),
     "warren_queue_messages_unacked": ("gauge", {"vhost", "queue"}),
@@ -51,6 +56,35 @@ EXPECTED = {
     "warren_memory_alarm": ("gauge", set()),
     "rabbitmq_alarms_memory_used_watermark": ("gauge", set()),
     "rabbitmq_resident_memory_limit_bytes": ("gauge", set()),
+    # RabbitMQ's names for its aggregated endpoint, as Grafana's
+    # RabbitMQ-Overview dashboard queries them (rabbitmq_prometheus 3.10-3.12).
+    "rabbitmq_identity_info": ("unknown", {"rabbitmq_node", "rabbitmq_cluster", "rabbitmq_cluster_permanent_id"}),
+    "rabbitmq_build_info": ("unknown", {"rabbitmq_version", "prometheus_plugin_version", "prometheus_client_version",
+                                        "erlang_version", "product_name", "product_version"}),
+    "rabbitmq_connections": ("gauge", set()),
+    "rabbitmq_channels": ("gauge", set()),
+    "rabbitmq_consumers": ("gauge", set()),
+    "rabbitmq_queues": ("gauge", set()),
+    "rabbitmq_queue_messages_ready": ("gauge", set()),
+    "rabbitmq_queue_messages_unacked": ("gauge", set()),
+    "rabbitmq_connections_opened": ("counter", set()),
+    "rabbitmq_connections_closed": ("counter", set()),
+    "rabbitmq_channels_opened": ("counter", set()),
+    "rabbitmq_channels_closed": ("counter", set()),
+    "rabbitmq_queues_declared": ("counter", set()),
+    "rabbitmq_queues_created": ("counter", set()),
+    "rabbitmq_queues_deleted": ("counter", set()),
+    "rabbitmq_process_resident_memory_bytes": ("gauge", set()),
+    "rabbitmq_resident_memory_limit_bytes": ("gauge", set()),
+    "rabbitmq_alarms_memory_used_watermark": ("gauge", set()),
+    "rabbitmq_alarms_free_disk_space_watermark": ("gauge", set()),
+    "rabbitmq_disk_space_available_bytes": ("gauge", set()),
+    "rabbitmq_process_open_fds": ("gauge", set()),
+    "rabbitmq_process_max_fds": ("gauge", set()),
+    "rabbitmq_process_open_tcp_sockets": ("gauge", set()),
+    "rabbitmq_process_max_tcp_sockets": ("gauge", set()),
+    "rabbitmq_global_publishers": ("gauge", {"protocol"}),
+    **{"rabbitmq_global_messages_%s" % k: ("counter", {"protocol"}) for k in GLOBAL},
     # RabbitMQ's names (rabbitmq_prometheus 3.12+).
     "rabbitmq_global_messages_dead_lettered_rejected": ("counter", {"queue_type", "dead_letter_strategy"}),
     "rabbitmq_global_messages_dead_lettered_expired": ("counter", {"queue_type", "dead_letter_strategy"}),
@@ -281,3 +315,66 @@ def test_dead_letter_counters_carry_rabbitmqs_names(warren):
         return got if got == (1, 2, 1) else None
 
     eventually("dead-letter counters", counted, timeout=10)
+
+
+def test_rabbitmqs_node_families_count_what_rabbitmq_counts(warren):
+    """The global counters Grafana's RabbitMQ-Overview dashboard plots move
+    as RabbitMQ's would for the same operations (deltas, since the broker
+    is shared by the module's tests)."""
+    def counters():
+        _, fams = warren.families()
+        out = {k: sample(fams, "rabbitmq_global_messages_" + k, protocol="amqp091") for k in GLOBAL}
+        for k in ["connections_opened", "connections_closed", "channels_opened", "channels_closed",
+                  "queues_declared", "queues_created", "queues_deleted"]:
+            out[k] = sample(fams, "rabbitmq_" + k)
+        return out
+
+    _, fams = warren.families()
+    ident = fams["rabbitmq_identity_info"].samples[0]
+    assert ident.value == 1 and ident.labels["rabbitmq_cluster"] == "warren"
+    assert ident.labels["rabbitmq_node"].startswith("warren@")
+    before = counters()
+    conn = warren.connect()
+    ch = conn.channel()
+    ch.confirm_delivery()
+    q = "prom.rabbit"
+    ch.queue_declare(q)
+    for i in range(3):
+        ch.basic_publish("", q, b"m%d" % i)
+    ch.basic_publish("amq.direct", "nowhere", b"dropped")
+    try:
+        ch.basic_publish("amq.direct", "nowhere", b"returned", mandatory=True)
+    except pika.exceptions.UnroutableError:
+        pass
+    assert ch.basic_get(q, auto_ack=True)[2] == b"m0"
+    m, _, _ = ch.basic_get(q)
+    ch.basic_nack(m.delivery_tag, requeue=True)
+    m, _, body = ch.basic_get(q)
+    assert (body, m.redelivered) == (b"m1", True)
+    ch.basic_ack(m.delivery_tag)
+    assert ch.basic_get(q, auto_ack=True)[2] == b"m2"
+    assert ch.basic_get(q)[0] is None
+    ch.basic_publish("", q, b"m3")
+    got = []
+    ch.basic_consume(q, lambda c, m, p, b: got.append(b), auto_ack=True)
+    while not got:
+        conn.process_data_events(0.05)
+    ch.queue_delete(q)
+    conn.close()
+
+    def settled():
+        c = counters()
+        return c if c["connections_closed"] > before["connections_closed"] else None
+
+    after = eventually("the connection's close counted", settled)
+    delta = {k: after[k] - before[k] for k in after}
+    assert delta == {
+        "received": 6, "received_confirm": 6, "routed": 4, "unroutable_dropped": 1,
+        "unroutable_returned": 1, "confirmed": 6, "delivered": 5,
+        "delivered_consume_manual_ack": 0, "delivered_consume_auto_ack": 1,
+        "delivered_get_manual_ack": 2, "delivered_get_auto_ack": 2, "get_empty": 1,
+        "redelivered": 1, "acknowledged": 1,
+        "connections_opened": 1, "connections_closed": 1, "channels_opened": 1,
+        "channels_closed": 1, "queues_declared": 1, "queues_created": 1, "queues_deleted": 1,
+    }
+

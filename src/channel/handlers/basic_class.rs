@@ -228,6 +228,7 @@ pub(super) async fn basic_get(conn: &Conn, cx: &Cx, ch: u16, g: basic::Get) -> A
         _ => return Err(no_queue(&name, &vh)),
     };
     let Some(got) = got else {
+        cx.conns.counters.borrow_mut().get_empty += 1;
         reply(
             conn,
             ch,
@@ -245,6 +246,15 @@ pub(super) async fn basic_get(conn: &Conn, cx: &Cx, ch: u16, g: basic::Get) -> A
         let t = c.next_tag;
         c.next_tag += 1;
         c.stats.deliver += 1;
+        {
+            let mut k = cx.conns.counters.borrow_mut();
+            if g.no_ack {
+                k.delivered_get_auto_ack += 1;
+            } else {
+                k.delivered_get_manual_ack += 1;
+            }
+            k.redelivered += u64::from(got.redelivered);
+        }
         if !g.no_ack {
             c.unacked.insert(
                 t,
@@ -384,6 +394,7 @@ pub(super) fn basic_settle(
         };
         if how == Settle::Ack {
             c.stats.ack += taken.len() as u64;
+            cx.conns.counters.borrow_mut().acknowledged += taken.len() as u64;
         }
         if let Some(tx) = &mut c.tx {
             tx.push(TxOp::Settle { tags: taken, how });

@@ -23,6 +23,7 @@ pub(super) async fn channel_open(conn: &Conn, cx: &Cx, ch: u16, exists: bool) ->
     crate::channel::limits::admit_channel(cx, conn, ch).await?;
     let vh = vhost(conn);
     with_channel(conn, ch, |c, _| c.stats.vhost = vh);
+    cx.conns.counters.borrow_mut().channels_opened += 1;
     reply(
         conn,
         ch,

@@ -57,6 +57,7 @@ pub(super) async fn queue_declare(
         return Err(AmqpError::internal_error("bad reply to queue.declare"));
     };
     with_channel(conn, ch, |c, _| c.last_queue = Some(name.clone()));
+    cx.conns.counters.borrow_mut().queues_declared += 1;
     if !nowait {
         reply(
             conn,
