@@ -105,20 +105,7 @@ async fn durable_delayed_messages_survive_a_crash_and_leave_on_time(shards: usiz
     b.restart(); // kill -9, then start on the same data directory
     let conn = connect(&b).await;
     let ch = open_channel(&conn).await;
-    let mut c = within(
-        "basic.consume",
-        ch.basic_consume(
-            &q,
-            "",
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .unwrap();
+    let mut c = consume(&ch, &q, true).await;
     let mut got = Vec::new();
     for _ in 0..2 {
         let d = next_delivery(&mut c, "a released delayed message").await;

@@ -390,17 +390,7 @@ async fn dead_letters_in_flight_survive_a_crash(shards: usize) {
             for c in confirms {
                 within("confirm", c).await.unwrap();
             }
-            let mut c = within(
-                "basic.consume",
-                ch.basic_consume(
-                    &q,
-                    "",
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                ),
-            )
-            .await
-            .unwrap();
+            let mut c = consume(&ch, &q, false).await;
             let mut last = 0;
             for _ in 0..n {
                 last = next_delivery(&mut c, "a delivery").await.delivery_tag;

@@ -11,7 +11,6 @@ mod mgmt;
 
 use common::*;
 use lapin::options::*;
-use lapin::types::FieldTable;
 use mgmt::Api;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,23 +92,14 @@ async fn publishers_are_blocked_at_the_watermark_and_released_as_it_drains(shard
             .unwrap();
     assert_eq!(health.status, 503);
     assert_eq!(health.json["alarms"][0]["resource"], "memory");
+    let listed = tokio::task::spawn_blocking(move || Api::new(port).get_ok("/api/connections"))
+        .await
+        .unwrap();
+    assert_eq!(listed[0]["state"], "blocked", "{listed}");
     // A consumer on its own connection is served while the alarm holds.
     let consumer_conn = connect(&b).await;
     let cch = open_channel(&consumer_conn).await;
-    let mut c = within(
-        "basic.consume",
-        cch.basic_consume(
-            q,
-            "",
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .unwrap();
+    let mut c = consume(&cch, q, true).await;
     // Everything published is delivered exactly once; meanwhile the
     // backlog drains, the alarm clears, the publisher is unblocked (its
     // held publish goes out) and every publish is confirmed.

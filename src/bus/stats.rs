@@ -41,6 +41,8 @@ pub struct ConnInfo {
     pub client_properties: Value,
     /// Shard that owns the connection.
     pub shard: usize,
+    /// `running`, `flow` or `blocked` (`channel::Conn::api_state`).
+    pub state: &'static str,
 }
 
 /// One open channel (not closing), as listed by `/api/channels`.

@@ -397,6 +397,9 @@ async fn run(cx: &Cx, conn: &Rc<Conn>, stream: &SharedStream) -> std::io::Result
             if conn.closed.get() {
                 return Ok(());
             }
+            if cx.link.outbox.over_high_water() {
+                conn.flow_at.set(Some(Instant::now()));
+            }
             let a = cx.link.outbox.drained.wait();
             let b = conn.written.wait();
             futures_lite::future::or(a, b).await;

@@ -31,7 +31,7 @@ use amq_protocol::protocol::{basic, AMQPClass};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use publish::PendingPublish;
 
@@ -312,6 +312,9 @@ pub struct Conn {
     /// The reader is paused by the memory alarm (heartbeats from the peer
     /// are not read meanwhile, so their absence is no sign of death).
     pub read_paused: Cell<bool>,
+    /// When the reader last waited because other shards' mailboxes were
+    /// full (RabbitMQ's credit flow; `state: flow` for a second after).
+    pub flow_at: Cell<Option<Instant>>,
     /// Negotiated frame-max in bytes ([`codec::FRAME_MIN_SIZE`] until
     /// connection.tune-ok); body frames are split to it.
     pub frame_max: Cell<u32>,
@@ -336,6 +339,24 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// The connection's `state` as RabbitMQ's management API reports it:
+    /// `blocked` while told `connection.blocked` (a resource alarm),
+    /// `flow` within a second of its reader waiting for other shards'
+    /// mailboxes (publisher flow control), else `running`.
+    pub fn api_state(&self, now: Instant) -> &'static str {
+        if self.blocked_sent.get() || self.read_paused.get() {
+            "blocked"
+        } else if self
+            .flow_at
+            .get()
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            "flow"
+        } else {
+            "running"
+        }
+    }
+
     /// A new connection from `peer`: vhost "/", no channels, frame-max
     /// [`codec::FRAME_MIN_SIZE`] until tuned.
     pub fn new(id: ConnId, peer: std::net::SocketAddr) -> Rc<Self> {
@@ -361,6 +382,7 @@ impl Conn {
             published: Cell::new(false),
             blocked_sent: Cell::new(false),
             read_paused: Cell::new(false),
+            flow_at: Cell::new(None),
             frame_max: Cell::new(codec::FRAME_MIN_SIZE),
             closed: Cell::new(false),
             closed_notify: Notify::default(),

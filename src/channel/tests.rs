@@ -279,3 +279,16 @@ fn channel_flow_holds_deliveries_in_tag_order_until_released() {
         .collect();
     assert_eq!(tags, [1, 2]);
 }
+
+#[test]
+fn the_api_state_is_blocked_then_flow_then_running() {
+    use std::time::{Duration, Instant};
+    let c = Conn::new(ConnId(1), "127.0.0.1:5000".parse().unwrap());
+    let now = Instant::now();
+    assert_eq!(c.api_state(now), "running");
+    c.flow_at.set(Some(now));
+    assert_eq!(c.api_state(now + Duration::from_millis(500)), "flow");
+    assert_eq!(c.api_state(now + Duration::from_secs(2)), "running");
+    c.blocked_sent.set(true);
+    assert_eq!(c.api_state(now), "blocked");
+}

@@ -124,7 +124,7 @@ fn conn_json(m: &Mgmt, c: &super::stats::ConnInfo) -> Value {
     let prefix = format!("connection|{}|{}|", c.vhost, c.name);
     json!({"name": c.name, "node": node_name(), "vhost": c.vhost, "user": c.user, "host": "127.0.0.1",
         "port": c.port, "peer_host": c.peer_host, "peer_port": c.peer_port, "channels": c.channels,
-        "state": "running", "type": "network", "protocol": "AMQP 0-9-1", "auth_mechanism": "PLAIN",
+        "state": c.state, "type": "network", "protocol": "AMQP 0-9-1", "auth_mechanism": "PLAIN",
         "recv_oct": c.recv_oct, "send_oct": c.send_oct, "frame_max": c.frame_max, "channel_max": c.channel_max,
         "ssl": false, "user_who_performed_action": c.user,
         "recv_oct_details": {"rate": m.rate(&format!("{prefix}recv_oct"))},

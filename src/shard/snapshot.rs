@@ -20,6 +20,7 @@ pub(crate) fn snapshot(shard: &Shard) -> ShardSnapshot {
             .unwrap_or_default()
     };
     let port = shard.conns.listen_port.get();
+    let now = std::time::Instant::now();
     let mut exchanges: Vec<ExchangeCounts> = shard.conns.closed_exchange_stats.borrow().clone();
     for conn in shard.conns.conns.borrow().values() {
         if !conn.open.get() {
@@ -47,6 +48,7 @@ pub(crate) fn snapshot(shard: &Shard) -> ShardSnapshot {
             channel_max: st.channel_max,
             client_properties: crate::mgmt::json::table_to_json(&conn.client_properties.borrow()),
             shard: shard.id().0,
+            state: conn.api_state(now),
         });
         for ch in st.channels.values() {
             if ch.closing {

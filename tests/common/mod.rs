@@ -807,6 +807,25 @@ pub async fn assert_no_delivery(c: &mut lapin::Consumer, wait: Duration, what: &
 }
 
 /// Ready message count of a queue, by passive declare on a fresh channel.
+/// basic.consume on `queue` with a server-chosen tag, acknowledging
+/// (`no_ack` false) or not.
+pub async fn consume(ch: &Channel, queue: &str, no_ack: bool) -> lapin::Consumer {
+    within(
+        "basic.consume",
+        ch.basic_consume(
+            queue,
+            "",
+            lapin::options::BasicConsumeOptions {
+                no_ack,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("basic.consume")
+}
+
 pub async fn ready_count(conn: &Connection, queue: &str) -> u32 {
     let ch = open_channel(conn).await;
     let q = within(
