@@ -53,7 +53,7 @@ impl MemoryLimit {
 fn kb_field(text: &str, key: &str) -> Option<u64> {
     let v = text.lines().find_map(|l| l.strip_prefix(key))?;
     let kb: u64 = v.trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kb * 1024)
+    Some(kb.saturating_mul(1024))
 }
 
 /// This process's anonymous resident memory, bytes (see the module
@@ -73,13 +73,38 @@ pub fn total_ram_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-/// This process's cgroup v2 `memory.max`, bytes; None when unlimited or
-/// not on cgroup v2.
+/// The lowest memory limit on this process's cgroup and its ancestors,
+/// bytes: cgroup v2 `memory.max` (a parent slice may be the one set), or
+/// cgroup v1 `memory.limit_in_bytes`; None when unlimited or unreadable.
 pub fn cgroup_limit_bytes() -> Option<u64> {
     let cg = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path = cg.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let file = format!("/sys/fs/cgroup{}/memory.max", path.trim_end_matches('/'));
-    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    let read = |f: String| -> Option<u64> { std::fs::read_to_string(f).ok()?.trim().parse().ok() };
+    if let Some(path) = cg.lines().find_map(|l| l.strip_prefix("0::")) {
+        let mut dir = path.trim_end_matches('/').to_string();
+        let mut lowest: Option<u64> = None;
+        loop {
+            if let Some(v) = read(format!("/sys/fs/cgroup{dir}/memory.max")) {
+                lowest = Some(lowest.map_or(v, |l| l.min(v)));
+            }
+            match dir.rfind('/') {
+                Some(i) => dir.truncate(i),
+                None => break,
+            }
+        }
+        if lowest.is_some() {
+            return lowest;
+        }
+    }
+    // cgroup v1: the memory controller's line, `N:memory:/path`. (An
+    // "unlimited" v1 limit is a huge number, above any RAM.)
+    let path = cg
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))?;
+    read(format!(
+        "/sys/fs/cgroup/memory{}/memory.limit_in_bytes",
+        path.trim_end_matches('/')
+    ))
+    .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes".into()))
 }
 
 /// The memory available to this process: the lower of RAM and the cgroup

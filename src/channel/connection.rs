@@ -407,7 +407,13 @@ async fn run(cx: &Cx, conn: &Rc<Conn>, stream: &SharedStream) -> std::io::Result
         // The memory alarm (RabbitMQ's high watermark): a connection that
         // publishes is not read from until it clears (what it sent stays
         // in the socket); the heartbeat check spares it meanwhile.
-        while cx.conns.memory_alarm.get() && conn.published.get() && !conn.closed.get() {
+        // (Not while closing: the close-ok must still be read.)
+        while cx.conns.memory_alarm.get()
+            && conn.published.get()
+            && !conn.closed.get()
+            && session.phase == Phase::Running
+            && !conn.server_closing.get()
+        {
             conn.read_paused.set(true);
             let a = cx.conns.memory_cleared.wait();
             let b = conn.closed_notify.wait();

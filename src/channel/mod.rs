@@ -31,7 +31,7 @@ use amq_protocol::protocol::{basic, AMQPClass};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use publish::PendingPublish;
 
@@ -339,24 +339,6 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// The connection's `state` as RabbitMQ's management API reports it:
-    /// `blocked` while told `connection.blocked` (a resource alarm),
-    /// `flow` within a second of its reader waiting for other shards'
-    /// mailboxes (publisher flow control), else `running`.
-    pub fn api_state(&self, now: Instant) -> &'static str {
-        if self.blocked_sent.get() || self.read_paused.get() {
-            "blocked"
-        } else if self
-            .flow_at
-            .get()
-            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
-        {
-            "flow"
-        } else {
-            "running"
-        }
-    }
-
     /// A new connection from `peer`: vhost "/", no channels, frame-max
     /// [`codec::FRAME_MIN_SIZE`] until tuned.
     pub fn new(id: ConnId, peer: std::net::SocketAddr) -> Rc<Self> {
@@ -744,7 +726,11 @@ impl Conn {
     /// Release everything a channel holds: requeue its unacked messages and
     /// cancel its consumers at their queues (fire and forget, in FIFO order).
     pub fn release_channel(&self, cx: &Cx, ch: &mut Channel) {
-        cx.conns.counters.borrow_mut().channels_closed += 1;
+        // (A channel closed by the broker was released once already and
+        // left `closing`.)
+        if !ch.closing {
+            cx.conns.counters.borrow_mut().channels_closed += 1;
+        }
         let mut totals = cx.conns.closed_channel_totals.get();
         totals.publish += ch.stats.publish;
         totals.confirm += ch.stats.confirm;

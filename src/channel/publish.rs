@@ -225,7 +225,8 @@ fn route_to(
     {
         // RabbitMQ's rabbit_global_counters (a borrow and two adds).
         let mut k = cx.conns.counters.borrow_mut();
-        k.received_confirm += u64::from(confirm);
+        // (`confirm` is also set for a transaction's publishes.)
+        k.received_confirm += u64::from(confirm && ch.confirm);
         match (routed, mandatory) {
             (1, _) => k.routed += 1,
             (_, true) => k.unroutable_returned += 1,

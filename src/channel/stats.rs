@@ -1,5 +1,8 @@
 //! A channel's counters for the management API (`/api/channels`,
-//! exchange `message_stats`): plain numbers bumped by the handlers.
+//! exchange `message_stats`): plain numbers bumped by the handlers; and a
+//! connection's `state` as the API reports it.
+
+use std::time::{Duration, Instant};
 
 /// Channel counters for the management API.
 #[derive(Default, Clone, Debug)]
@@ -19,4 +22,24 @@ pub struct ChannelStats {
     pub returned: u64,
     /// Per exchange published to: (exchange, messages in, messages routed).
     pub exchanges: Vec<(amq_protocol::types::ShortString, u64, u64)>,
+}
+
+impl super::Conn {
+    /// The connection's `state` as RabbitMQ's management API reports it:
+    /// `blocked` while told `connection.blocked` (a resource alarm),
+    /// `flow` within a second of its reader waiting for other shards'
+    /// mailboxes (publisher flow control), else `running`.
+    pub fn api_state(&self, now: Instant) -> &'static str {
+        if self.blocked_sent.get() || self.read_paused.get() {
+            "blocked"
+        } else if self
+            .flow_at
+            .get()
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            "flow"
+        } else {
+            "running"
+        }
+    }
 }

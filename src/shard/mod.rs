@@ -440,11 +440,16 @@ impl crate::meta::Cluster for Shard {
         // deletes was durable. The log append (with its fsync) happens
         // before any shard applies the change, so a declare-ok / delete-ok
         // is only ever sent for a durable change.
-        match &change {
-            MetaChange::QueueDeclared(_) => self.conns.counters.borrow_mut().queues_created += 1,
-            MetaChange::QueueDeleted { .. } => self.conns.counters.borrow_mut().queues_deleted += 1,
-            _ => {}
-        }
+        let deleted_with_vhost = match &change {
+            MetaChange::VhostDeleted { name } => self
+                .link
+                .table()
+                .queues
+                .values()
+                .filter(|q| &q.vhost == name)
+                .count() as u64,
+            _ => 0,
+        };
         let logged = if crate::meta::persist::is_durable(&self.link.table(), &change) {
             match self.authority.defs_log.borrow_mut().as_mut() {
                 Some(log) => log.append(&change).map_err(|e| {
@@ -458,6 +463,15 @@ impl crate::meta::Cluster for Shard {
         } else {
             Ok(())
         };
+        if logged.is_ok() {
+            // RabbitMQ's queue churn counters (`rabbitmq_queues_*_total`).
+            let mut k = self.conns.counters.borrow_mut();
+            match &change {
+                MetaChange::QueueDeclared(_) => k.queues_created += 1,
+                MetaChange::QueueDeleted { .. } => k.queues_deleted += 1,
+                _ => k.queues_deleted += deleted_with_vhost,
+            }
+        }
         let slots: Vec<_> = match logged {
             Ok(()) => (0..self.link.shard_count())
                 .map(|s| {

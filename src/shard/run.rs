@@ -310,6 +310,9 @@ async fn expiry_tick(shard: Rc<Shard>) {
 async fn memory_watch(shard: Rc<Shard>) {
     let limit = shard.config().memory_limit.bytes();
     shard.conns.memory_limit.set(limit);
+    if limit == 0 && shard.id().0 == 0 {
+        tracing::warn!("the memory available could not be read: no memory high watermark");
+    }
     loop {
         let used = crate::memory::used_bytes();
         shard.conns.memory_used.set(used);
