@@ -5,10 +5,8 @@
 //! TTL uses; the home re-publishes a released message through the exchange
 //! ([`released`]). It never has consumers, limits or a TTL of its own.
 //!
-//! Cost: finding a message's place is a binary search; inserting it moves
-//! the entries due after it, so a store whose delays grow with time (one
-//! delay per exchange, the common retry ladder) inserts at the tail in
-//! O(1), while random delays cost a move proportional to the later entries.
+//! Cost: O(log n) per message in and out, whatever the delays
+//! (`Ready::insert_by_expiry`).
 
 use super::{DeadLetter, DeathReason, Entry, Queue};
 use crate::defs::delayed::{delay_of, header_value, DELAY_HEADER};

@@ -428,12 +428,6 @@ impl Queue {
         } else {
             self.expiry(None, now)
         };
-        let mut items = items;
-        if self.delay {
-            // In release order, so each goes in at the tail (an insertion
-            // in the middle would make recovery quadratic).
-            items.sort_by_key(|r| if r.expires != 0 { r.expires } else { fallback });
-        }
         let prioritised = self.ready.has_priorities();
         for r in items {
             let seq = self.next_seq;

@@ -14,7 +14,7 @@
 
 use crate::message::MsgRef;
 use crate::store::Position;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 /// A ready message.
 #[derive(Debug)]
@@ -51,6 +51,11 @@ impl Entry {
 #[derive(Debug)]
 pub struct Ready {
     lanes: Vec<VecDeque<Entry>>,
+    /// A delayed-message exchange's store: entries by (release time,
+    /// sequence), so a message with any delay goes in and the next due
+    /// comes out in O(log n) (a peer choosing delays cannot make an insert
+    /// move the whole backlog). Empty, and never allocated, otherwise.
+    timed: BTreeMap<(u64, u64), Entry>,
     /// Highest lane that may be non-empty.
     top: usize,
     len: usize,
@@ -65,6 +70,7 @@ impl Ready {
         let levels = max_priority.map_or(1, |m| usize::from(m) + 1);
         Ready {
             lanes: (0..levels).map(|_| VecDeque::new()).collect(),
+            timed: BTreeMap::new(),
             top: 0,
             len: 0,
             bytes: 0,
@@ -140,19 +146,22 @@ impl Ready {
         lane.insert(at, e);
     }
 
-    /// Put a message at its place by expiry (then sequence) in its lane:
-    /// a delayed-message exchange's store, released in time order.
+    /// Put a message at its place by expiry (then sequence): a
+    /// delayed-message exchange's store, released in time order (a store
+    /// uses only this order, never the lanes).
     pub fn insert_by_expiry(&mut self, e: Entry) {
         self.entered(&e);
-        let lane = self.lane_mut(e.lane);
-        let at = lane.partition_point(|x| (x.expires, x.seq) <= (e.expires, e.seq));
-        lane.insert(at, e);
+        self.timed.insert((e.expires, e.seq), e);
     }
 
     /// Take the next message: the head of the highest non-empty lane.
     pub fn pop_front(&mut self) -> Option<Entry> {
         if self.len == 0 {
             return None;
+        }
+        if let Some((_, e)) = self.timed.pop_first() {
+            self.left(&e);
+            return Some(e);
         }
         while self.top > 0 && self.lanes[self.top].is_empty() {
             self.top -= 1;
@@ -169,6 +178,13 @@ impl Ready {
         if self.expiring == 0 {
             return None;
         }
+        if self
+            .timed
+            .first_key_value()
+            .is_some_and(|(_, e)| e.expired(now))
+        {
+            return self.pop_front();
+        }
         let lane = self
             .lanes
             .iter()
@@ -180,7 +196,7 @@ impl Ready {
 
     /// Every ready message, lane by lane (no particular order across lanes).
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
-        self.lanes.iter().flatten()
+        self.lanes.iter().flatten().chain(self.timed.values())
     }
 
     /// Remove every ready message (queue.purge).
@@ -189,6 +205,7 @@ impl Ready {
         for l in &mut self.lanes {
             out.extend(l.drain(..));
         }
+        out.extend(std::mem::take(&mut self.timed).into_values());
         self.len = 0;
         self.bytes = 0;
         self.expiring = 0;
@@ -277,6 +294,23 @@ mod tests {
         };
         r.insert(two);
         assert_eq!(order(&mut r), [2, 3, 4]);
+    }
+
+    #[test]
+    fn a_delay_store_releases_by_time_whatever_the_insertion_order() {
+        let mut r = Ready::new(None);
+        for (seq, expires) in [(1, 300), (2, 100), (3, 200), (4, 100)] {
+            let mut e = entry(seq, 0);
+            e.expires = expires;
+            r.insert_by_expiry(e);
+        }
+        assert!(r.pop_expired(100).is_none(), "due strictly after its time");
+        assert_eq!(r.pop_expired(101).map(|e| e.seq), Some(2));
+        assert_eq!(r.pop_expired(101).map(|e| e.seq), Some(4));
+        assert!(r.pop_expired(101).is_none());
+        assert_eq!(r.iter().count(), 2);
+        assert_eq!(order(&mut r), [3, 1]);
+        assert_eq!((r.len(), r.expiring()), (0, 0));
     }
 
     #[test]
