@@ -74,6 +74,14 @@ pub struct Config {
     /// above it every publishing connection is blocked (`memory`; default
     /// 0.4 of the memory available to the process).
     pub memory_limit: crate::memory::MemoryLimit,
+    /// Fraction of the memory limit from which queues page messages of
+    /// every kind to disk (RabbitMQ's
+    /// `vm_memory_high_watermark_paging_ratio`, default 0.5; above 1:
+    /// queues page only by their own backlog size).
+    pub paging_ratio: f64,
+    /// Free disk space below which publishers are blocked (RabbitMQ's
+    /// `disk_free_limit`; default 50 MB).
+    pub disk_free_limit: crate::disk::DiskFreeLimit,
     /// Management HTTP API port (None: disabled).
     pub mgmt_port: Option<u16>,
     /// Address the management HTTP API binds (default: the AMQP `bind` address).
@@ -104,6 +112,8 @@ impl Default for Config {
             fsync: true,
             flush_interval_ms: 200,
             memory_limit: crate::memory::MemoryLimit::Fraction(crate::memory::DEFAULT_WATERMARK),
+            paging_ratio: crate::memory::PAGING_RATIO,
+            disk_free_limit: crate::disk::DiskFreeLimit::Bytes(crate::disk::DEFAULT_FREE_LIMIT),
             mgmt_port: Some(15672),
             mgmt_bind: IpAddr::from([0, 0, 0, 0]),
             mgmt_idle_timeout_ms: 120_000,
@@ -151,6 +161,12 @@ pub struct FileConfig {
     /// `vm_memory_high_watermark`: the watermark as a fraction of the
     /// memory available, above 0 and at most 1 (default 0.4).
     pub vm_memory_high_watermark: Option<f64>,
+    /// `vm_memory_high_watermark_paging_ratio`: above 0 ([`Config::paging_ratio`]).
+    pub vm_memory_high_watermark_paging_ratio: Option<f64>,
+    /// `disk_free_limit.absolute` / `disk_free_limit.relative`
+    /// ([`Config::disk_free_limit`]).
+    #[serde(default)]
+    pub disk_free_limit: DiskSection,
     /// `pin_cores`: pin each shard's thread to its own core (default true;
     /// `--no-pin` turns it off).
     pub pin_cores: Option<bool>,
@@ -172,6 +188,29 @@ pub struct StoreSection {
     pub fsync: Option<bool>,
     /// `flush_interval_ms`: ms between group-commit passes ([`Config::flush_interval_ms`]).
     pub flush_interval_ms: Option<u64>,
+}
+
+/// The `disk_free_limit` table (RabbitMQ's dotted keys work as they are in
+/// TOML: `disk_free_limit.absolute = "50MB"`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskSection {
+    /// `absolute`: bytes, as a number or a string with a unit ("50MB",
+    /// "1GiB"; `crate::disk::parse_size`).
+    pub absolute: Option<SizeValue>,
+    /// `relative`: a factor of the memory available (RabbitMQ's
+    /// `disk_free_limit.relative`).
+    pub relative: Option<f64>,
+}
+
+/// A size in the configuration file: bytes, or a string with a unit.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    /// A byte count.
+    Bytes(u64),
+    /// A number with a unit (`crate::disk::parse_size`).
+    Text(String),
 }
 
 /// The `[management]` table of the configuration file (the HTTP API).
@@ -265,6 +304,11 @@ pub struct Overrides {
     pub mgmt_bind: Option<IpAddr>,
     /// `--memory-limit` / `WARREN_MEMORY_LIMIT`, bytes.
     pub memory_limit: Option<u64>,
+    /// `--paging-ratio` / `WARREN_PAGING_RATIO` ([`Config::paging_ratio`]).
+    pub paging_ratio: Option<f64>,
+    /// `--disk-free-limit` / `WARREN_DISK_FREE_LIMIT`: a size
+    /// (`crate::disk::parse_size`).
+    pub disk_free_limit: Option<String>,
     /// `--no-mgmt` / `WARREN_NO_MGMT`: no management HTTP API (wins over
     /// `management.enabled`).
     pub no_mgmt: bool,
@@ -323,6 +367,37 @@ impl Config {
             (None, Some(f)) => MemoryLimit::Fraction(f),
             (None, None) => d.memory_limit,
         };
+        let paging_ratio = o
+            .paging_ratio
+            .or(file.vm_memory_high_watermark_paging_ratio)
+            .unwrap_or(d.paging_ratio);
+        if !(paging_ratio > 0.0 && paging_ratio.is_finite()) {
+            return Err(config_error(
+                "vm_memory_high_watermark_paging_ratio",
+                "must be above 0",
+            ));
+        }
+        use crate::disk::DiskFreeLimit;
+        let size = |key: &str, v: SizeValue| match v {
+            SizeValue::Bytes(b) => Ok(b),
+            SizeValue::Text(t) => crate::disk::parse_size(&t).map_err(|e| config_error(key, e)),
+        };
+        let disk_free_limit = match (
+            o.disk_free_limit.map(SizeValue::Text),
+            file.disk_free_limit.absolute,
+            file.disk_free_limit.relative,
+        ) {
+            (Some(v), _, _) => DiskFreeLimit::Bytes(size("disk_free_limit", v)?),
+            (None, Some(v), _) => DiskFreeLimit::Bytes(size("disk_free_limit.absolute", v)?),
+            (None, None, Some(f)) if !(f >= 0.0 && f.is_finite()) => {
+                return Err(config_error(
+                    "disk_free_limit.relative",
+                    "must be 0 or more",
+                ))
+            }
+            (None, None, Some(f)) => DiskFreeLimit::Relative(f),
+            (None, None, None) => d.disk_free_limit,
+        };
         let c = Config {
             bind: o.bind.or(file.bind).unwrap_or(d.bind),
             port: o.port.or(file.port).unwrap_or(d.port),
@@ -355,6 +430,8 @@ impl Config {
                 .or(file.store.flush_interval_ms)
                 .unwrap_or(d.flush_interval_ms),
             memory_limit,
+            paging_ratio,
+            disk_free_limit,
             mgmt_port: mgmt_enabled.then(|| o.mgmt_port.or(file.management.port).unwrap_or(15672)),
             // The management API listens where AMQP does unless told otherwise.
             mgmt_bind: o
@@ -407,5 +484,23 @@ mod tests {
             (c.port, c.heartbeat, c.mgmt_port, c.shards),
             (999, 5, None, 2)
         );
+    }
+
+    #[test]
+    fn disk_free_limit_reads_rabbitmq_dotted_keys_and_units() {
+        use crate::disk::DiskFreeLimit;
+        let f = parse_file("disk_free_limit.absolute = \"2GB\"\n").unwrap();
+        let (c, _) = Config::resolve(f, Overrides::default(), 1).unwrap();
+        assert_eq!(c.disk_free_limit, DiskFreeLimit::Bytes(2_000_000_000));
+        let f = parse_file("disk_free_limit.relative = 1.5\n").unwrap();
+        let (c, _) = Config::resolve(f, Overrides::default(), 1).unwrap();
+        assert_eq!(c.disk_free_limit, DiskFreeLimit::Relative(1.5));
+        let (c, _) = Config::resolve(FileConfig::default(), Overrides::default(), 1).unwrap();
+        assert_eq!(c.disk_free_limit, DiskFreeLimit::Bytes(50_000_000));
+        let f = parse_file("disk_free_limit.absolute = \"9 parsecs\"\n").unwrap();
+        let e = Config::resolve(f, Overrides::default(), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("disk_free_limit.absolute"), "{e}");
     }
 }

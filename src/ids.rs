@@ -35,6 +35,17 @@ pub struct ConsumerId(pub u64);
 )]
 pub struct SegmentId(pub u64);
 
+impl SegmentId {
+    /// Ids with this bit set name segments of the shard's transient page
+    /// area (`store::paging`): never journalled, discarded at start-up.
+    pub const PAGED: u64 = 1 << 63;
+
+    /// A segment of the transient page area (see [`SegmentId::PAGED`]).
+    pub fn is_paged(self) -> bool {
+        self.0 & Self::PAGED != 0
+    }
+}
+
 const SHARD_SHIFT: u32 = 48;
 
 /// Where a direct reply-to address (`amq.rabbitmq.reply-to.<token>`)

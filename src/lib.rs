@@ -80,6 +80,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod defs;
+pub mod disk;
 pub mod error;
 pub mod ids;
 pub mod mailbox;

@@ -72,6 +72,14 @@ struct Args {
     /// [default: 0.4 of RAM or of the cgroup's memory.max].
     #[arg(long, env = "WARREN_MEMORY_LIMIT")]
     memory_limit: Option<u64>,
+    /// Fraction of the memory limit from which queues page messages to
+    /// disk (vm_memory_high_watermark_paging_ratio) [default: 0.5].
+    #[arg(long, env = "WARREN_PAGING_RATIO")]
+    paging_ratio: Option<f64>,
+    /// Free disk space below which publishers are blocked: bytes, or with
+    /// a unit (50MB, 1GiB) [default: 50MB, RabbitMQ's].
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT")]
+    disk_free_limit: Option<String>,
     /// Management HTTP API port; 0 picks a free one and prints it [default: 15672].
     #[arg(long, env = "WARREN_MGMT_PORT")]
     mgmt_port: Option<u16>,
@@ -207,6 +215,8 @@ fn main() {
         mgmt_port: args.mgmt_port,
         consumer_timeout: args.consumer_timeout,
         memory_limit: args.memory_limit,
+        paging_ratio: args.paging_ratio,
+        disk_free_limit: args.disk_free_limit,
         mgmt_bind: args.mgmt_bind,
         no_mgmt: args.no_mgmt,
     };

@@ -25,6 +25,13 @@ pub const CHECK_EVERY_MS: u64 = 50;
 /// The alarm clears once use is below this fraction of the limit.
 pub const CLEAR_RATIO: f64 = 0.9;
 
+/// Above this fraction of the limit, queues page new messages of every
+/// kind to disk (`store::paging`) once they hold more than their read-ahead
+/// (the default of RabbitMQ's `vm_memory_high_watermark_paging_ratio`,
+/// configurable under the same name), so the alarm is the last resort,
+/// not the first.
+pub const PAGING_RATIO: f64 = 0.5;
+
 /// RabbitMQ's default `vm_memory_high_watermark`.
 pub const DEFAULT_WATERMARK: f64 = 0.4;
 
@@ -63,6 +70,21 @@ pub fn used_bytes() -> u64 {
         .ok()
         .and_then(|s| kb_field(&s, "RssAnon:"))
         .unwrap_or(0)
+}
+
+/// Make the calling thread's allocator heap process the blocks other
+/// threads freed into it and return empty pages to the OS (mimalloc's
+/// `mi_collect`). A message body allocated by the shard that read it and
+/// freed by the shard that delivered or paged it waits on the reading
+/// shard's heap until that shard allocates again; a shard whose publishers
+/// are paused by an alarm may not, so its memory would never fall and the
+/// alarm never clear. Each shard calls this while an alarm holds. Costs a
+/// walk of the calling thread's heap pages; a no-op for memory not
+/// allocated by mimalloc.
+pub fn collect() {
+    // SAFETY: mi_collect takes no pointers; it only operates on the calling
+    // thread's own heap.
+    unsafe { libmimalloc_sys::mi_collect(false) }
 }
 
 /// The machine's RAM (`MemTotal`), bytes; 0 if unknown.

@@ -1,9 +1,11 @@
 //! Disk full: on a small tmpfs made for the test, persistent publishes are
 //! nacked (and capable clients get connection.blocked) while consumers keep
 //! being served and nothing already stored is lost. Skipped, with a message,
-//! where the test cannot mount a filesystem.
+//! where the test cannot mount a filesystem. Below `disk_free_limit`
+//! (RabbitMQ's disk alarm) publishers are blocked before the disk is full.
 
 mod common;
+mod mgmt;
 
 use common::*;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
@@ -46,8 +48,13 @@ fn disk_full_nacks_persistent_publishes_and_keeps_serving_consumers() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let broker =
-            tokio::task::block_in_place(|| Broker::start_in(tmp.path(), 1, &["--segment-mb", "1"]));
+        let broker = tokio::task::block_in_place(|| {
+            Broker::start_in(
+                tmp.path(),
+                1,
+                &["--segment-mb", "1", "--disk-free-limit", "0"],
+            )
+        });
         let conn = connect(&broker).await;
         let ch = confirm_channel(&conn).await;
         within(
@@ -170,8 +177,9 @@ fn full_disk_never_undoes_acks_or_loses_confirmed_definitions() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut broker =
-            tokio::task::block_in_place(|| Broker::start_in(&data, 1, &["--segment-mb", "1"]));
+        let mut broker = tokio::task::block_in_place(|| {
+            Broker::start_in(&data, 1, &["--segment-mb", "1", "--disk-free-limit", "0"])
+        });
         let conn = connect(&broker).await;
         let ch = confirm_channel(&conn).await;
         try_declare_durable(&ch, "acked").await.unwrap();
@@ -240,3 +248,114 @@ fn full_disk_never_undoes_acks_or_loses_confirmed_definitions() {
         }
     });
 }
+
+/// The disk free-space alarm (RabbitMQ's `disk_free_limit`): on a 24 MiB
+/// tmpfs with a 12 MiB limit, a publisher of persistent messages is told
+/// `connection.blocked` and no longer read from once the store's segments
+/// bring free space under the limit, before the disk is full; the node
+/// reports the alarm; a consumer on another connection drains the queue,
+/// the freed segments clear the alarm, the held publish goes through, and
+/// every confirmed message is delivered exactly once.
+async fn publishers_are_blocked_below_the_disk_free_limit(shards: usize) {
+    use futures_lite::StreamExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(_mount) = mount_tmpfs(tmp.path(), "24m") else {
+        eprintln!(
+            "SKIPPED disk alarm test: cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN)"
+        );
+        return;
+    };
+    let dir = tmp.path().to_path_buf();
+    let b = tokio::task::spawn_blocking(move || {
+        Broker::start_in(
+            &dir,
+            shards,
+            &["--segment-mb", "1", "--disk-free-limit", "12MiB"],
+        )
+    })
+    .await
+    .unwrap();
+    let port = b.mgmt_port;
+    let node = move || async move {
+        tokio::task::spawn_blocking(move || mgmt::Api::new(port).get_ok("/api/nodes")[0].clone())
+            .await
+            .unwrap()
+    };
+    let n0 = node().await;
+    assert_eq!(n0["disk_free_limit"], 12u64 << 20);
+    assert_eq!(n0["disk_free_alarm"], false);
+    let publisher = connect(&b).await;
+    let ch = confirm_channel(&publisher).await;
+    declare_durable(&ch, "disk.q").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let task = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let props = BasicProperties::default().with_delivery_mode(2);
+            let mut body = vec![b'd'; 64 * 1024];
+            let mut confirms = Vec::new();
+            let mut i = 0u32;
+            while !stop.load(Ordering::Relaxed) && i < 1000 {
+                body[..4].copy_from_slice(&i.to_be_bytes());
+                confirms.push(publish_with(&ch, "", "disk.q", &body, props.clone()).await);
+                i += 1;
+            }
+            for c in confirms {
+                assert!(c.await.expect("confirm").is_ack(), "a publish was nacked");
+            }
+            i
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !publisher.status().blocked() {
+        assert!(
+            Instant::now() < deadline && !task.is_finished(),
+            "never blocked by the disk alarm"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let n1 = node().await;
+    assert_eq!(n1["disk_free_alarm"], true, "{n1}");
+    assert!(n1["disk_free"].as_u64().unwrap() < 12 << 20, "{n1}");
+    let health =
+        tokio::task::spawn_blocking(move || mgmt::Api::new(port).get("/api/health/checks/alarms"))
+            .await
+            .unwrap();
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json["alarms"][0]["resource"], "disk");
+    // A consumer on its own connection drains everything; the acks free
+    // segments, the alarm clears and the held publishes complete.
+    let cconn = connect(&b).await;
+    let cch = open_channel(&cconn).await;
+    let mut c = consume(&cch, "disk.q", true).await;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = None;
+    let mut task = Some(task);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while total.is_none_or(|t| seen.len() < t as usize) {
+        assert!(
+            Instant::now() < deadline,
+            "{} delivered, total {total:?}",
+            seen.len()
+        );
+        if let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(200), c.next()).await {
+            let d = d.expect("delivery");
+            let i = u32::from_be_bytes(d.data[..4].try_into().unwrap());
+            assert!(seen.insert(i), "message {i} delivered twice");
+        }
+        if task.as_ref().is_some_and(|t| t.is_finished()) {
+            total = Some(task.take().unwrap().await.unwrap());
+        }
+    }
+    assert!(
+        !publisher.status().blocked(),
+        "unblocked once space is back"
+    );
+    assert_eq!(node().await["disk_free_alarm"], false);
+}
+
+shard_tests!(publishers_are_blocked_below_the_disk_free_limit);

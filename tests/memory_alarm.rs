@@ -27,7 +27,12 @@ async fn node(port: u16) -> Value {
 
 async fn publishers_are_blocked_at_the_watermark_and_released_as_it_drains(shards: usize) {
     let b = tokio::task::spawn_blocking(move || {
-        Broker::start_with(shards, &["--memory-limit", &LIMIT.to_string()])
+        // Paging only by backlog size (64 MiB per queue), so the heap
+        // reaches the watermark quickly; `tests/paging.rs` covers paging.
+        Broker::start_with(
+            shards,
+            &["--memory-limit", &LIMIT.to_string(), "--paging-ratio", "2"],
+        )
     })
     .await
     .unwrap();

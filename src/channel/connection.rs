@@ -404,18 +404,19 @@ async fn run(cx: &Cx, conn: &Rc<Conn>, stream: &SharedStream) -> std::io::Result
             let b = conn.written.wait();
             futures_lite::future::or(a, b).await;
         }
-        // The memory alarm (RabbitMQ's high watermark): a connection that
-        // publishes is not read from until it clears (what it sent stays
+        // The memory alarm (RabbitMQ's high watermark) and the disk
+        // free-space alarm: a connection that publishes is not read from
+        // until they clear (what it sent stays
         // in the socket); the heartbeat check spares it meanwhile.
         // (Not while closing: the close-ok must still be read.)
-        while cx.conns.memory_alarm.get()
+        while cx.conns.reading_paused()
             && conn.published.get()
             && !conn.closed.get()
             && session.phase == Phase::Running
             && !conn.server_closing.get()
         {
             conn.read_paused.set(true);
-            let a = cx.conns.memory_cleared.wait();
+            let a = cx.conns.alarm_cleared.wait();
             let b = conn.closed_notify.wait();
             futures_lite::future::or(a, b).await;
         }

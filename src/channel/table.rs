@@ -58,12 +58,24 @@ pub struct ConnTable {
     /// The memory alarm (`crate::memory`): publishing connections on this
     /// shard are blocked and not read from while it is raised.
     pub memory_alarm: Cell<bool>,
-    /// Wakes the readers paused by the memory alarm when it clears.
-    pub memory_cleared: crate::mailbox::Notify,
+    /// The disk free-space alarm (`crate::disk`): free space in the data
+    /// directory is below `disk_free_limit`; publishers are blocked and not
+    /// read from, as under the memory alarm.
+    pub disk_alarm: Cell<bool>,
+    /// Wakes the readers paused by the memory or disk alarm when it clears.
+    pub alarm_cleared: crate::mailbox::Notify,
     /// Last measured memory use and the limit, bytes (`crate::memory`).
     pub memory_used: Cell<u64>,
     /// The memory high watermark, bytes (0: none).
     pub memory_limit: Cell<u64>,
+    /// Memory use from which queues page to disk, bytes (0: never;
+    /// `vm_memory_high_watermark_paging_ratio` of the limit).
+    pub memory_paging_at: Cell<u64>,
+    /// Last measured free space in the data directory, and the
+    /// `disk_free_limit`, bytes.
+    pub disk_free: Cell<u64>,
+    /// See [`ConnTable::disk_free`].
+    pub disk_free_limit: Cell<u64>,
     /// The AMQP port (for connection names in listings).
     pub listen_port: Cell<u16>,
     /// Exchange counters of closed channels, kept for the management API.
@@ -87,9 +99,13 @@ impl ConnTable {
             next_consumer: Cell::new(1),
             blocked: Cell::new(false),
             memory_alarm: Cell::new(false),
-            memory_cleared: crate::mailbox::Notify::default(),
+            alarm_cleared: crate::mailbox::Notify::default(),
             memory_used: Cell::new(0),
             memory_limit: Cell::new(0),
+            memory_paging_at: Cell::new(0),
+            disk_free: Cell::new(0),
+            disk_free_limit: Cell::new(0),
+            disk_alarm: Cell::new(false),
             listen_port: Cell::new(0),
             closed_exchange_stats: RefCell::new(Vec::new()),
             closed_channel_totals: Cell::new(ClosedTotals::default()),
@@ -232,14 +248,66 @@ impl ConnTable {
             );
         } else {
             tracing::info!(shard = self.shard.0, used, limit, "memory alarm cleared");
-            self.memory_cleared.notify();
+            self.alarm_cleared.notify();
         }
         self.tell_publishers();
     }
 
+    /// Memory use is past the paging threshold
+    /// ([`ConnTable::memory_paging_at`]): queues page new messages to disk
+    /// beyond their read-ahead.
+    pub fn memory_pressure(&self) -> bool {
+        let at = self.memory_paging_at.get();
+        at != 0 && self.memory_used.get() >= at
+    }
+
+    /// Raise or clear the disk free-space alarm (RabbitMQ's
+    /// `disk_free_limit`): publishing connections get `connection.blocked`
+    /// ("low on disk") and their readers pause until it clears.
+    pub fn set_disk_alarm(&self, on: bool) {
+        if self.disk_alarm.replace(on) == on {
+            return;
+        }
+        let (free, limit) = (self.disk_free.get(), self.disk_free_limit.get());
+        if on {
+            tracing::warn!(
+                shard = self.shard.0,
+                free,
+                limit,
+                "disk alarm: free disk space below disk_free_limit; publishers blocked"
+            );
+        } else {
+            tracing::info!(shard = self.shard.0, free, limit, "disk alarm cleared");
+            self.alarm_cleared.notify();
+        }
+        self.tell_publishers();
+    }
+
+    /// Measure free space in `dir` (the data directory's filesystem) and
+    /// raise or clear the disk alarm against `disk_free_limit`; an
+    /// unreadable filesystem leaves the alarm as it is.
+    pub fn check_disk(&self, dir: &std::path::Path) {
+        if let Some(free) = crate::disk::free_bytes(dir) {
+            self.disk_free.set(free);
+            self.set_disk_alarm(free < self.disk_free_limit.get());
+        }
+    }
+
+    /// A disk alarm is raised: free space below `disk_free_limit`, or the
+    /// store could not allocate a segment.
+    pub fn disk_alarmed(&self) -> bool {
+        self.blocked.get() || self.disk_alarm.get()
+    }
+
+    /// An alarm under which publishing connections are not read from
+    /// (memory, or disk free space below the limit).
+    pub fn reading_paused(&self) -> bool {
+        self.memory_alarm.get() || self.disk_alarm.get()
+    }
+
     /// Whether any resource alarm (disk or memory) is raised.
     pub fn alarmed(&self) -> bool {
-        self.blocked.get() || self.memory_alarm.get()
+        self.disk_alarmed() || self.memory_alarm.get()
     }
 
     /// Tell every publishing connection the current alarm state.

@@ -24,7 +24,7 @@ pub async fn route(m: &Rc<Mgmt>, _req: &Request, meth: &str, s: &[&str]) -> Resp
             if m.cx.conns.memory_alarm.get() {
                 alarms.push(json!({"resource": "memory", "node": node_name()}));
             }
-            if m.cx.conns.blocked.get() {
+            if m.cx.conns.disk_alarmed() {
                 alarms.push(json!({"resource": "disk", "node": node_name()}));
             }
             if !alarms.is_empty() {

@@ -239,7 +239,7 @@ pub async fn render(m: &Mgmt) -> Response {
         "gauge",
         "1 while persistent publishes are refused for lack of disk",
     );
-    o.sample("warren_disk_alarm", &[], m.cx.conns.blocked.get() as u8);
+    o.sample("warren_disk_alarm", &[], m.cx.conns.disk_alarmed() as u8);
     let conns = &m.cx.conns;
     for (name, help, v) in [
         (

@@ -160,7 +160,7 @@ pub(super) fn render(o: &mut Out, m: &Mgmt, snaps: &[ShardSnapshot]) {
             "rabbitmq_alarms_free_disk_space_watermark",
             "gauge",
             "is 1 if free disk space watermark alarm is in effect",
-            u64::from(conns.blocked.get()),
+            u64::from(conns.disk_alarmed()),
         ),
         (
             "rabbitmq_disk_space_available_bytes",

@@ -56,8 +56,8 @@ pub(super) fn fds() -> (usize, usize) {
 /// `/api/nodes/{node}` with the members tools read, real values of this
 /// process: `fd_total` and `sockets_total` are the open-file limit
 /// (RLIMIT_NOFILE; sockets share it), `disk_free` is free space in the data
-/// directory and `disk_free_limit` the room Warren needs for one more
-/// segment (below it the disk alarm blocks publishers), `mem_used` the
+/// directory and `disk_free_limit` the configured limit (`crate::disk`;
+/// below it the disk alarm blocks publishers), `mem_used` the
 /// anonymous resident memory and `mem_limit` the memory high watermark
 /// (`crate::memory`), `mem_alarm` whether publishers are blocked by it.
 async fn node_json(m: &Mgmt) -> Value {
@@ -72,8 +72,8 @@ async fn node_json(m: &Mgmt) -> Value {
         "mem_alarm": m.cx.conns.memory_alarm.get(), "mem_calculation_strategy": "rss",
         "uptime": m.started.elapsed().as_millis() as u64, "processors": m.cx.shard_count(),
         "fd_used": fd_used, "fd_total": fd_total, "sockets_used": sockets_used, "sockets_total": fd_total,
-        "disk_free": disk_free, "disk_free_limit": cfg.segment_size as u64 + 64 * 1024,
-        "disk_free_alarm": m.cx.conns.blocked.get(), "rates_mode": "basic"})
+        "disk_free": disk_free, "disk_free_limit": m.cx.conns.disk_free_limit.get(),
+        "disk_free_alarm": m.cx.conns.disk_alarmed(), "rates_mode": "basic"})
 }
 
 async fn overview(m: &Mgmt, _req: &Request) -> Response {

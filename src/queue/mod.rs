@@ -82,7 +82,13 @@ pub struct Got {
 
 /// A durable queue keeps at most this many ready messages in memory; the
 /// rest are only positions in the store, loaded when they are delivered.
+/// A paged queue (see [`Queue::wants_page`]) keeps the same read-ahead.
 pub const READ_AHEAD: usize = 1024;
+
+/// A queue whose ready messages hold this many body bytes (64 MiB) pages
+/// every further message to disk even without memory pressure, so one
+/// queue's backlog alone never costs more heap than this.
+pub const PAGE_AFTER_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug)]
 struct Unacked {
@@ -373,6 +379,15 @@ impl Queue {
     pub fn idle_expired(&self, now: u64) -> bool {
         self.idle_expiry
             .is_some_and(|x| self.consumers.is_empty() && now >= self.last_used.saturating_add(x))
+    }
+
+    /// Whether the next message this queue takes should be paged to disk
+    /// (`store::paging`) rather than kept on the heap: beyond the
+    /// read-ahead, when the node's memory use is past the paging threshold
+    /// (`pressure`, [`crate::memory::PAGING_RATIO`]) or the backlog's body
+    /// bytes are past [`PAGE_AFTER_BYTES`].
+    pub fn wants_page(&self, pressure: bool) -> bool {
+        self.ready.len() >= READ_AHEAD && (pressure || self.ready.bytes() >= PAGE_AFTER_BYTES)
     }
 
     /// The queue has `x-message-ttl` (or is a delay store): a publish

@@ -13,7 +13,7 @@ use crate::ids::{ConsumerId, QueueId, ShardId};
 use crate::mailbox::Notify;
 use crate::message::MsgRef;
 use crate::queue::{Delivery, Queue, Settle, StoreOp};
-use crate::store::Store;
+use crate::store::{Position, Store};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -50,6 +50,8 @@ pub struct QueueHome {
     idle_saved_at: std::cell::Cell<u64>,
     /// The last save named some queue (so an empty state is saved once).
     idle_file_written: std::cell::Cell<bool>,
+    /// Paging to disk failed and has not worked since (logged once).
+    paging_failed: std::cell::Cell<bool>,
 }
 
 pub use crate::clock::now_ms;
@@ -74,6 +76,7 @@ impl QueueHome {
             recorded_idle,
             idle_saved_at: std::cell::Cell::new(0),
             idle_file_written: std::cell::Cell::new(true),
+            paging_failed: std::cell::Cell::new(false),
             idle_expiring: RefCell::new(std::collections::HashSet::new()),
             idle_deleting: Rc::new(RefCell::new(std::collections::HashSet::new())),
         }
@@ -292,9 +295,19 @@ impl QueueHome {
             }
             if !failed {
                 let mut qs = self.queues.borrow_mut();
+                let pressure = self.conns.memory_pressure();
+                // Written to the page area at most once for this shard,
+                // whatever the number of queues that page it.
+                let mut paged: Option<Position> = None;
                 for qid in &admitted {
                     if let Some(q) = qs.get_mut(qid) {
-                        let pos = stored.filter(|_| st.is_durable(*qid));
+                        let mut pos = stored.filter(|_| st.is_durable(*qid));
+                        if pos.is_none() && q.wants_page(pressure) {
+                            if paged.is_none() {
+                                paged = self.page(&mut st, &msg);
+                            }
+                            pos = paged;
+                        }
                         // Journalled after the queue decided the expiry,
                         // before any effect (a drop) names the position.
                         let expires = q.publish(msg.clone(), pos, now);
@@ -307,6 +320,11 @@ impl QueueHome {
                         self.track_expiring(q);
                     }
                 }
+            }
+            if st.take_rolled() {
+                // Disk space is taken a segment at a time: check the
+                // free-space limit now, not only at the next periodic check.
+                self.conns.check_disk(&st.dir);
             }
             if let (Some(c), Some(_), false) = (confirm, stored, rejected) {
                 let generation = st.await_sync();
@@ -328,6 +346,25 @@ impl QueueHome {
             for qid in &admitted {
                 self.drain_queue(*qid);
                 self.drop_due(*qid, now);
+            }
+        }
+    }
+
+    /// Write `msg` to the transient page area; None (the message stays on
+    /// the heap) when the disk cannot take it, reported once per outage.
+    fn page(&self, st: &mut Store, msg: &MsgRef) -> Option<Position> {
+        match st.pages.append(msg) {
+            Ok(p) => {
+                if self.paging_failed.replace(false) {
+                    tracing::info!("paging to disk works again");
+                }
+                Some(p)
+            }
+            Err(e) => {
+                if !self.paging_failed.replace(true) {
+                    tracing::error!("cannot page messages to disk, keeping them in memory: {e}");
+                }
+                None
             }
         }
     }
@@ -547,9 +584,7 @@ impl QueueHome {
         let positions = q.all_positions();
         {
             let mut st = self.store.borrow_mut();
-            if st.is_durable(id) {
-                st.drop_queue(id, positions);
-            }
+            st.drop_queue(id, positions);
             self.release_held(&mut st, id);
         }
         for c in q.take_consumers() {

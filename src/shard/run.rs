@@ -304,22 +304,39 @@ async fn expiry_tick(shard: Rc<Shard>) {
     }
 }
 
-/// The memory high watermark (`crate::memory`): every shard measures the
-/// process's memory itself (the same number for all), so each blocks its
-/// own publishers without asking another shard.
+/// The memory high watermark (`crate::memory`) and the disk free-space
+/// limit (`crate::disk`): every shard measures the process's memory and
+/// the data directory's free space itself (the same numbers for all), so
+/// each blocks its own publishers without asking another shard.
 async fn memory_watch(shard: Rc<Shard>) {
     let limit = shard.config().memory_limit.bytes();
     shard.conns.memory_limit.set(limit);
     if limit == 0 && shard.id().0 == 0 {
         tracing::warn!("the memory available could not be read: no memory high watermark");
     }
+    let paging_at = (limit as f64 * shard.config().paging_ratio) as u64;
+    shard
+        .conns
+        .memory_paging_at
+        .set(paging_at.max(u64::from(limit != 0)));
+    let disk_limit = shard.config().disk_free_limit.bytes();
+    shard.conns.disk_free_limit.set(disk_limit);
+    let disk_every = crate::disk::CHECK_EVERY_MS / crate::memory::CHECK_EVERY_MS;
+    let mut tick = 0u64;
     loop {
         let used = crate::memory::used_bytes();
         shard.conns.memory_used.set(used);
         let raised = shard.conns.memory_alarm.get();
+        if raised {
+            crate::memory::collect();
+        }
         shard
             .conns
             .set_memory_alarm(crate::memory::alarm(raised, used, limit));
+        if tick.is_multiple_of(disk_every) {
+            shard.conns.check_disk(&shard.config().data_dir);
+        }
+        tick += 1;
         glommio::timer::sleep(Duration::from_millis(crate::memory::CHECK_EVERY_MS)).await;
     }
 }

@@ -262,7 +262,9 @@ pub fn snapshot_bytes<'a>(
         encode(SEG, 0, max_segment, 0, &mut out);
     }
     for (q, items) in queues {
-        for r in items {
+        // Paged transient copies live outside the journal (they do not
+        // survive a restart), so a snapshot never names them.
+        for r in items.iter().filter(|r| !r.pos.seg.is_paged()) {
             let p = r.pos;
             encode_enqueue(q.0, p, r.expires, &mut out);
             live += 1;

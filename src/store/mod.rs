@@ -21,6 +21,7 @@
 
 pub mod journal;
 mod legacy;
+pub mod paging;
 pub mod segment;
 
 use crate::error::InfraError;
@@ -120,9 +121,15 @@ pub struct Store {
     next_generation: u64,
     /// Set while segment allocation fails (disk full).
     pub disk_full: bool,
+    /// A segment file was created since [`Store::take_rolled`] was last
+    /// called (the owner then checks the disk's free space at once).
+    rolled: bool,
     /// fdatasync at each group commit (configuration `fsync`); when off,
     /// confirms wait only for the write to the page cache.
     pub fsync: bool,
+    /// The transient page area (`paging`): positions with
+    /// [`SegmentId::PAGED`] are its records, never this journal's.
+    pub pages: paging::Pages,
 }
 
 fn io(path: &Path, source: std::io::Error) -> InfraError {
@@ -186,6 +193,7 @@ impl Store {
     /// segment (checksums).
     pub fn open(dir: PathBuf, segment_size: usize, fsync: bool) -> Result<Store, InfraError> {
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let pages = paging::Pages::open(&dir, segment_size)?;
         let (journal, replay) = Journal::open(&dir)?;
         let mut segments = BTreeMap::new();
         let mut valid = HashMap::new();
@@ -233,7 +241,9 @@ impl Store {
             waiters: false,
             next_generation: 1,
             disk_full: false,
+            rolled: false,
             fsync,
+            pages,
         })
     }
 
@@ -327,6 +337,7 @@ impl Store {
         let size = self.segment_size.max(need + segment::HEADER);
         let seg = Segment::create(&self.dir, id, size)?;
         self.next_segment += 1;
+        self.rolled = true;
         // Recorded before any entry that points into it (same buffer, in
         // order), so the number is never handed out again after a restart.
         self.journal.segment_created(id);
@@ -378,6 +389,9 @@ impl Store {
     /// A durable queue took a stored message that expires at `expires`
     /// (ms since the epoch; 0 = never).
     pub fn enqueue(&mut self, q: QueueId, pos: Position, expires: u64) {
+        if pos.seg.is_paged() {
+            return self.pages.retain(pos);
+        }
         if let Some(n) = self.durable.get_mut(&q) {
             *n += 1;
             self.journal.enqueue(q, pos, expires);
@@ -390,7 +404,7 @@ impl Store {
     /// A stored message was handed to a consumer for the `count`th time
     /// (it comes back redelivered, with its delivery count).
     pub fn delivered(&mut self, q: QueueId, pos: Position, count: u32) {
-        if self.durable.contains_key(&q) {
+        if !pos.seg.is_paged() && self.durable.contains_key(&q) {
             self.journal.delivered(q, pos, count);
             self.unwritten_deliveries = true;
         }
@@ -398,6 +412,9 @@ impl Store {
 
     /// The queue is done with a message (ack, purge, no-ack delivery).
     pub fn ack(&mut self, q: QueueId, pos: Position) {
+        if pos.seg.is_paged() {
+            return self.pages.release(pos);
+        }
         if let Some(n) = self.durable.get_mut(&q) {
             *n = n.saturating_sub(1);
             self.journal.ack(q, pos);
@@ -406,6 +423,9 @@ impl Store {
     }
 
     fn release(&mut self, pos: Position) {
+        if pos.seg.is_paged() {
+            return self.pages.release(pos);
+        }
         let dead = match self.segments.get_mut(&pos.seg) {
             Some(s) => {
                 s.refs = s.refs.saturating_sub(1);
@@ -420,12 +440,16 @@ impl Store {
 
     /// Load a stored message (zero-copy from the mapping).
     pub fn load(&self, pos: Position) -> Option<MsgRef> {
+        if pos.seg.is_paged() {
+            return self.pages.load(pos);
+        }
         let rec = self.segments.get(&pos.seg)?.read(pos.off)?;
         decode_message(&rec).map(Arc::new)
     }
 
-    /// A durable queue was deleted: release its messages and record that
-    /// its id is gone (its entries are never replayed again).
+    /// A queue was deleted: release its stored and paged messages and, for
+    /// a durable queue, record that its id is gone (its entries are never
+    /// replayed again).
     pub fn drop_queue(&mut self, q: QueueId, positions: impl IntoIterator<Item = Position>) {
         for p in positions {
             self.release(p);
@@ -569,6 +593,12 @@ impl Store {
         }
     }
 
+    /// Whether a segment file (durable or paged) was created since the last
+    /// call: disk space was just taken in a segment-sized step.
+    pub fn take_rolled(&mut self) -> bool {
+        std::mem::take(&mut self.rolled) | std::mem::take(&mut self.pages.rolled)
+    }
+
     /// Is there room for another segment again?
     pub fn has_room(&self) -> bool {
         match nix::sys::statvfs::statvfs(&self.dir) {
@@ -585,8 +615,10 @@ impl Store {
         self.segments.values().map(|s| s.capacity as u64).sum()
     }
 
-    /// Shed resident pages of every segment but the one being written.
+    /// Shed resident pages of every segment but the one being written
+    /// (the page area's too).
     pub fn shed_cold(&self) {
+        self.pages.shed_cold();
         for (id, s) in &self.segments {
             if Some(*id) != self.current {
                 s.shed();
@@ -601,178 +633,4 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn msg(body: &'static [u8]) -> Message {
-        Message {
-            exchange: "x".into(),
-            routing_key: "k".into(),
-            props: Bytes::from_static(&[0x10, 0, 2]),
-            body: Bytes::from_static(body),
-            persistent: true,
-            expiration_ms: None,
-            priority: 0,
-        }
-    }
-
-    #[test]
-    fn segments_roll_over_and_are_deleted_once_all_acked() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path().to_path_buf(), 256, false).unwrap();
-        s.open_queue(QueueId(1), "/", "q");
-        let mut positions = Vec::new();
-        for _ in 0..10 {
-            let p = s.append_message(&msg(&[7u8; 100])).unwrap();
-            s.enqueue(QueueId(1), p, 0);
-            positions.push(p);
-        }
-        let segs: HashSet<SegmentId> = positions.iter().map(|p| p.seg).collect();
-        assert!(segs.len() >= 5, "rolled over: {segs:?}");
-        let before = s.segment_count();
-        let first = positions[0].seg;
-        for p in positions.iter().filter(|p| p.seg == first) {
-            s.ack(QueueId(1), *p);
-        }
-        assert_eq!(s.segment_count(), before, "kept until the acks are synced");
-        let b = s.prepare_sync();
-        assert!(b.wrote);
-        s.finish_sync();
-        assert_eq!(s.segment_count(), before - 1);
-        assert!(!segment::segment_path(dir.path(), first).exists());
-        let loaded = s.load(positions[9]).unwrap();
-        assert_eq!(&loaded.body[..], &[7u8; 100][..]);
-        assert_eq!(loaded.routing_key.as_str(), "k");
-    }
-
-    fn sync(s: &mut Store) {
-        let b = s.prepare_sync();
-        assert!(b.wrote);
-        for f in b.files {
-            f.sync().unwrap();
-        }
-        s.finish_sync();
-    }
-
-    #[test]
-    fn recovery_returns_unacked_messages_and_drops_unreferenced_segments() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b);
-        {
-            let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
-            s.open_queue(QueueId(1), "/", "q");
-            a = s.append_message(&msg(b"one")).unwrap();
-            s.enqueue(QueueId(1), a, 0);
-            b = s.append_message(&msg(b"two")).unwrap();
-            s.enqueue(QueueId(1), b, 0);
-            s.delivered(QueueId(1), b, 3);
-            s.ack(QueueId(1), a);
-            sync(&mut s);
-        }
-        let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
-        let live = s.open_queue(QueueId(1), "/", "q");
-        s.finish_recovery([(QueueId(1), &live[..])]).unwrap();
-        assert_eq!(
-            live,
-            vec![Recovered {
-                pos: b,
-                deliveries: 3,
-                expires: 0
-            }],
-            "the delivery count survives"
-        );
-        assert_eq!(&s.load(b).unwrap().body[..], b"two");
-    }
-
-    #[test]
-    fn a_redeclared_queue_keeps_its_own_messages_and_not_the_old_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let new;
-        {
-            let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
-            // Old incarnation of "q": one message, then deleted.
-            s.open_queue(QueueId(1), "/", "q");
-            let old = s.append_message(&msg(b"old")).unwrap();
-            s.enqueue(QueueId(1), old, 0);
-            s.drop_queue(QueueId(1), [old]);
-            // New incarnation of the same name.
-            s.open_queue(QueueId(2), "/", "q");
-            new = s.append_message(&msg(b"new")).unwrap();
-            s.enqueue(QueueId(2), new, 0);
-            sync(&mut s);
-        }
-        let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
-        assert!(s.open_queue(QueueId(1), "/", "q").is_empty());
-        let live = s.open_queue(QueueId(2), "/", "q");
-        assert_eq!(
-            live,
-            vec![Recovered {
-                pos: new,
-                deliveries: 0,
-                expires: 0
-            }]
-        );
-        s.finish_recovery([(QueueId(2), &live[..])]).unwrap();
-        assert_eq!(&s.load(new).unwrap().body[..], b"new");
-    }
-
-    #[test]
-    fn segment_numbers_are_never_reused_after_every_segment_is_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        let first;
-        {
-            let mut s = Store::open(dir.path().to_path_buf(), 256, true).unwrap();
-            s.open_queue(QueueId(1), "/", "q");
-            first = s.append_message(&msg(&[1u8; 100])).unwrap();
-            s.enqueue(QueueId(1), first, 0);
-            let second = s.append_message(&msg(&[2u8; 200])).unwrap();
-            s.enqueue(QueueId(1), second, 0);
-            s.ack(QueueId(1), first);
-            s.ack(QueueId(1), second);
-            sync(&mut s);
-        }
-        let mut s = Store::open(dir.path().to_path_buf(), 256, true).unwrap();
-        s.open_queue(QueueId(1), "/", "q");
-        s.finish_recovery([(QueueId(1), &[][..])]).unwrap();
-        assert_eq!(s.segment_count(), 0, "every segment was released");
-        s.open_queue(QueueId(3), "/", "other");
-        let p = s.append_message(&msg(b"x")).unwrap();
-        assert!(
-            p.seg > first.seg,
-            "{:?} reuses a number at or below {:?}",
-            p.seg,
-            first.seg
-        );
-    }
-
-    #[test]
-    fn a_failed_journal_write_keeps_its_entries_for_the_retry() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
-        s.open_queue(QueueId(1), "/", "q");
-        let a = s.append_message(&msg(b"a")).unwrap();
-        s.enqueue(QueueId(1), a, 0);
-        sync(&mut s);
-        s.ack(QueueId(1), a);
-        // Make the write fail: give the journal a read-only descriptor.
-        let path = dir.path().join(journal::FILE_NAME);
-        let len = std::fs::metadata(&path).unwrap().len();
-        s.journal
-            .install(std::fs::File::open(&path).unwrap(), len, 0, 0);
-        assert!(!s.prepare_sync().wrote, "a failed write is reported");
-        assert!(s.journal.has_pending(), "and its entries are kept");
-        let rw = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
-        s.journal.install(rw, len, 0, 0);
-        sync(&mut s);
-        drop(s);
-        let mut s = Store::open(dir.path().to_path_buf(), 4096, true).unwrap();
-        assert!(
-            s.open_queue(QueueId(1), "/", "q").is_empty(),
-            "the retried ack is on disk"
-        );
-    }
-}
+mod tests;
