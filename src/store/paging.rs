@@ -202,7 +202,7 @@ mod tests {
     fn paged_records_round_trip_and_segments_go_with_their_last_reference() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = Pages::open(dir.path(), 4096).unwrap();
-        let a = p.append(&msg(&[1u8; 4000], false)).unwrap();
+        let a = p.append(&msg(&[1u8; 4070], false)).unwrap();
         p.retain(a);
         p.retain(a);
         let b = p.append(&msg(b"second", true)).unwrap();
@@ -212,7 +212,7 @@ mod tests {
             "rolled to a new segment"
         );
         let got = p.load(a).unwrap();
-        assert_eq!(&got.body[..], &[1u8; 4000][..]);
+        assert_eq!(&got.body[..], &[1u8; 4070][..]);
         assert!(!got.persistent);
         assert!(p.load(b).unwrap().persistent);
         let first = segment::segment_path(&p.dir, a.seg);
