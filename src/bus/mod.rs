@@ -272,6 +272,15 @@ pub enum ShardMsg {
         /// The reply.
         msg: MsgRef,
     },
+    /// A queue on the sending shard entered (`on`) or left flow control
+    /// (`queue::pressure`): the receiving shard pauses or resumes reading
+    /// connections that publish to it.
+    QueueFlow {
+        /// The queue.
+        queue: QueueId,
+        /// In flow now.
+        on: bool,
+    },
     /// Server-sent basic.cancel: the consumer's queue went away.
     ConsumerCancelled {
         /// The consumer cancelled; its connection sends basic.cancel to the client.
@@ -279,8 +288,9 @@ pub enum ShardMsg {
     },
 }
 
-/// Delivery credit and settlements that remove messages (`Credit`;
-/// `Settle` with `Ack` or `Discard`) take the urgent lane: they only let a
+/// Delivery credit, flow changes and settlements that remove messages
+/// (`Credit`; `QueueFlow`; `Settle` with `Ack` or `Discard`) take the
+/// urgent lane: they only let a
 /// queue deliver again, and none can depend on a message sent before it in
 /// the data lane (credit is for deliveries already written, an ack for
 /// deliveries already received, after their `basic.consume` or
@@ -292,7 +302,7 @@ pub enum ShardMsg {
 impl crate::mailbox::Lane for ShardMsg {
     fn urgent(&self) -> bool {
         match self {
-            ShardMsg::Credit { .. } => true,
+            ShardMsg::Credit { .. } | ShardMsg::QueueFlow { .. } => true,
             ShardMsg::Settle { how, .. } => !matches!(how, Settle::Requeue),
             _ => false,
         }

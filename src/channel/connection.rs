@@ -420,6 +420,25 @@ async fn run(cx: &Cx, conn: &Rc<Conn>, stream: &SharedStream) -> std::io::Result
             let b = conn.closed_notify.wait();
             futures_lite::future::or(a, b).await;
         }
+        // Flow control (`queue::pressure`): it published to a queue whose
+        // backlog outruns its consumers; wait until the queue catches up.
+        // Never a connection that consumes itself (its acks must be read).
+        while let Some(q) = conn.flow_hold.get() {
+            if !cx.conns.in_flow(q)
+                || conn.closed.get()
+                || conn.consumes()
+                || session.phase != Phase::Running
+                || conn.server_closing.get()
+            {
+                conn.flow_hold.set(None);
+                break;
+            }
+            conn.flow_at.set(Some(Instant::now()));
+            conn.read_paused.set(true);
+            let a = cx.conns.flow_cleared.wait();
+            let b = conn.closed_notify.wait();
+            futures_lite::future::or(a, b).await;
+        }
         if conn.read_paused.replace(false) {
             conn.last_recv.set(Instant::now());
         }

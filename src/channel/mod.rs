@@ -313,8 +313,13 @@ pub struct Conn {
     /// are not read meanwhile, so their absence is no sign of death).
     pub read_paused: Cell<bool>,
     /// When the reader last waited because other shards' mailboxes were
-    /// full (RabbitMQ's credit flow; `state: flow` for a second after).
+    /// full or a queue it publishes to was in flow (RabbitMQ's credit flow;
+    /// `state: flow` for a second after).
     pub flow_at: Cell<Option<Instant>>,
+    /// A queue in flow control this connection published to: the reader
+    /// waits after its current batch until the queue leaves flow
+    /// (`queue::pressure`).
+    pub flow_hold: Cell<Option<crate::ids::QueueId>>,
     /// Negotiated frame-max in bytes ([`codec::FRAME_MIN_SIZE`] until
     /// connection.tune-ok); body frames are split to it.
     pub frame_max: Cell<u32>,
@@ -365,6 +370,7 @@ impl Conn {
             blocked_sent: Cell::new(false),
             read_paused: Cell::new(false),
             flow_at: Cell::new(None),
+            flow_hold: Cell::new(None),
             frame_max: Cell::new(codec::FRAME_MIN_SIZE),
             closed: Cell::new(false),
             closed_notify: Notify::default(),

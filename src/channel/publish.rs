@@ -300,6 +300,12 @@ fn route_to(
     if let Some(seq) = seq {
         ch.pending_confirms.insert(seq, (shards_involved, false));
     }
+    // Flow control (`queue::pressure`): one load while no queue is in flow.
+    if cx.conns.flow_count.get() != 0 && conn.flow_hold.get().is_none() {
+        if let Some(&(q, _)) = dests.iter().find(|(q, _)| cx.conns.in_flow(*q)) {
+            conn.flow_hold.set(Some(q));
+        }
+    }
 }
 
 /// A message is complete on a channel: buffer it (tx) or route it now.

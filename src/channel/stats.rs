@@ -25,19 +25,33 @@ pub struct ChannelStats {
 }
 
 impl super::Conn {
+    /// Some channel of this connection has a consumer (flow control never
+    /// pauses such a connection; see `queue::pressure`).
+    pub fn consumes(&self) -> bool {
+        self.state
+            .borrow()
+            .channels
+            .values()
+            .any(|c| !c.consumers.is_empty())
+    }
+
     /// The connection's `state` as RabbitMQ's management API reports it:
     /// `blocked` while told `connection.blocked` (a resource alarm),
-    /// `flow` within a second of its reader waiting for other shards'
-    /// mailboxes (publisher flow control), else `running`.
+    /// `flow` while (and a second after) its reader waits for other
+    /// shards' mailboxes or for a queue in flow control (publisher flow
+    /// control), `blocked` while otherwise not read from, else `running`.
     pub fn api_state(&self, now: Instant) -> &'static str {
-        if self.blocked_sent.get() || self.read_paused.get() {
+        if self.blocked_sent.get() {
             "blocked"
-        } else if self
-            .flow_at
-            .get()
-            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        } else if self.flow_hold.get().is_some()
+            || self
+                .flow_at
+                .get()
+                .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
         {
             "flow"
+        } else if self.read_paused.get() {
+            "blocked"
         } else {
             "running"
         }

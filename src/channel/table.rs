@@ -64,6 +64,14 @@ pub struct ConnTable {
     pub disk_alarm: Cell<bool>,
     /// Wakes the readers paused by the memory or disk alarm when it clears.
     pub alarm_cleared: crate::mailbox::Notify,
+    /// Queues (on any shard) in flow control (`queue::pressure`): a
+    /// connection publishing to one is not read from until it leaves.
+    pub flow_queues: RefCell<std::collections::HashSet<QueueId>>,
+    /// `flow_queues.len()`: the publish path checks only this while no
+    /// queue is in flow (no borrow, no hash).
+    pub flow_count: Cell<usize>,
+    /// Wakes readers paused by flow when a queue leaves it.
+    pub flow_cleared: crate::mailbox::Notify,
     /// Last measured memory use and the limit, bytes (`crate::memory`).
     pub memory_used: Cell<u64>,
     /// The memory high watermark, bytes (0: none).
@@ -106,6 +114,9 @@ impl ConnTable {
             disk_free: Cell::new(0),
             disk_free_limit: Cell::new(0),
             disk_alarm: Cell::new(false),
+            flow_queues: RefCell::new(Default::default()),
+            flow_count: Cell::new(0),
+            flow_cleared: crate::mailbox::Notify::default(),
             listen_port: Cell::new(0),
             closed_exchange_stats: RefCell::new(Vec::new()),
             closed_channel_totals: Cell::new(ClosedTotals::default()),
@@ -281,6 +292,22 @@ impl ConnTable {
             self.alarm_cleared.notify();
         }
         self.tell_publishers();
+    }
+
+    /// Queue `q` entered or left flow control (`ShardMsg::QueueFlow`).
+    pub fn set_queue_flow(&self, q: QueueId, on: bool) {
+        let mut set = self.flow_queues.borrow_mut();
+        if on {
+            set.insert(q);
+        } else if set.remove(&q) {
+            self.flow_cleared.notify();
+        }
+        self.flow_count.set(set.len());
+    }
+
+    /// Queue `q` is in flow control.
+    pub fn in_flow(&self, q: QueueId) -> bool {
+        self.flow_count.get() != 0 && self.flow_queues.borrow().contains(&q)
     }
 
     /// Measure free space in `dir` (the data directory's filesystem) and

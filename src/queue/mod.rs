@@ -16,6 +16,7 @@ pub mod dead_letter;
 mod delayed;
 pub mod delivery_count;
 pub mod limits;
+pub mod pressure;
 pub mod ready;
 mod stats;
 
@@ -85,11 +86,6 @@ pub struct Got {
 /// A paged queue (see [`Queue::wants_page`]) keeps the same read-ahead.
 pub const READ_AHEAD: usize = 1024;
 
-/// A queue whose ready messages hold this many body bytes (64 MiB) pages
-/// every further message to disk even without memory pressure, so one
-/// queue's backlog alone never costs more heap than this.
-pub const PAGE_AFTER_BYTES: u64 = 64 * 1024 * 1024;
-
 #[derive(Debug)]
 struct Unacked {
     msg: MsgRef,
@@ -142,6 +138,8 @@ pub struct Queue {
     single_active: Option<SingleActive>,
     next_seq: u64,
     had_consumer: bool,
+    /// Publisher flow control by backlog ([`pressure::Flow`]).
+    flow: pressure::Flow,
     /// Counters for the management API (monotonic).
     pub stats: QueueStats,
     /// `x-message-ttl`, in ms (validated at declare).
@@ -202,6 +200,7 @@ impl Queue {
             consumer_priorities: false,
             next_seq: 1,
             had_consumer: false,
+            flow: pressure::Flow::default(),
             stats: QueueStats::default(),
             store_ops: Vec::new(),
             delay: false,
@@ -379,15 +378,6 @@ impl Queue {
     pub fn idle_expired(&self, now: u64) -> bool {
         self.idle_expiry
             .is_some_and(|x| self.consumers.is_empty() && now >= self.last_used.saturating_add(x))
-    }
-
-    /// Whether the next message this queue takes should be paged to disk
-    /// (`store::paging`) rather than kept on the heap: beyond the
-    /// read-ahead, when the node's memory use is past the paging threshold
-    /// (`pressure`, [`crate::memory::PAGING_RATIO`]) or the backlog's body
-    /// bytes are past [`PAGE_AFTER_BYTES`].
-    pub fn wants_page(&self, pressure: bool) -> bool {
-        self.ready.len() >= READ_AHEAD && (pressure || self.ready.bytes() >= PAGE_AFTER_BYTES)
     }
 
     /// The queue has `x-message-ttl` (or is a delay store): a publish

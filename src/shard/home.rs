@@ -432,7 +432,7 @@ impl QueueHome {
                 }
                 None => None,
             };
-            let Some(d) = d else { return };
+            let Some(d) = d else { break };
             if d.shard == me {
                 let Delivery {
                     consumer,
@@ -473,6 +473,28 @@ impl QueueHome {
                     },
                 );
             }
+        }
+        self.flow_check(qid);
+    }
+
+    /// Tell every shard when queue `qid` enters or leaves flow control
+    /// (`queue::pressure`): a few comparisons unless it changes.
+    fn flow_check(&self, qid: QueueId) {
+        let change = self
+            .queues
+            .borrow_mut()
+            .get_mut(&qid)
+            .and_then(|q| q.flow_update());
+        if let Some(on) = change {
+            self.broadcast_flow(qid, on);
+        }
+    }
+
+    fn broadcast_flow(&self, queue: QueueId, on: bool) {
+        for s in 0..self.link.shard_count() {
+            self.link
+                .outbox
+                .push(ShardId(s), ShardMsg::QueueFlow { queue, on });
         }
     }
 
@@ -580,6 +602,9 @@ impl QueueHome {
     pub fn remove(&self, id: QueueId) -> u32 {
         let removed = self.queues.borrow_mut().remove(&id);
         let Some(mut q) = removed else { return 0 };
+        if q.in_flow() {
+            self.broadcast_flow(id, false);
+        }
         let value = q.message_count();
         let positions = q.all_positions();
         {

@@ -170,6 +170,7 @@ impl Shard {
             } => self.home.returned(queue, consumer, seq),
             ShardMsg::Resume { queue, consumer } => self.home.resume(queue, consumer),
             ShardMsg::ConsumerCancelled { consumer } => self.conns.consumer_cancelled(consumer),
+            ShardMsg::QueueFlow { queue, on } => self.conns.set_queue_flow(queue, on),
             ShardMsg::DirectReply { to, msg } => self.conns.direct_reply(&to, &msg),
         }
     }
