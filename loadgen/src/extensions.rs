@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
-fn header(size: usize, props: basic::AMQPProperties) -> Vec<u8> {
+pub(crate) fn header(size: usize, props: basic::AMQPProperties) -> Vec<u8> {
     let mut v = Vec::new();
     put_frame(
         &mut v,
@@ -57,7 +57,7 @@ fn header(size: usize, props: basic::AMQPProperties) -> Vec<u8> {
     v
 }
 
-fn body(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn body(out: &mut Vec<u8>, b: &[u8]) {
     out.push(FRAME_BODY);
     out.extend_from_slice(&1u16.to_be_bytes());
     out.extend_from_slice(&(b.len() as u32).to_be_bytes());
@@ -65,7 +65,7 @@ fn body(out: &mut Vec<u8>, b: &[u8]) {
     out.push(crate::client::FRAME_END);
 }
 
-fn publish(out: &mut Vec<u8>, key: &str) {
+pub(crate) fn publish(out: &mut Vec<u8>, key: &str) {
     put_method(
         out,
         1,
@@ -78,7 +78,7 @@ fn publish(out: &mut Vec<u8>, key: &str) {
     );
 }
 
-fn run_scenario(o: &Opts, f: fn(&Opts) -> io::Result<i32>) -> i32 {
+pub(crate) fn run_scenario(o: &Opts, f: fn(&Opts) -> io::Result<i32>) -> i32 {
     report::set_json(o.json);
     match f(o) {
         Ok(c) => c,

@@ -3,10 +3,12 @@
 //! Scenarios: `throughput` (default), `latency` (fixed rate, open loop),
 //! `connections` (idle connections: open time and broker RSS), `churn`
 //! (queue declare/bind/delete and connection open/close rates), `rpc`
-//! (direct reply-to round trips) and `dead-letter` (nacked messages into a
-//! dead-letter queue).
+//! (direct reply-to round trips), `dead-letter` (nacked messages into a
+//! dead-letter queue) and `backlog` (a backlog built with no consumer, the
+//! broker's memory meanwhile, then drained).
 //! See PERF.md at the repository root for how the numbers are used.
 
+mod backlog;
 mod client;
 mod extensions;
 mod other;
@@ -25,6 +27,7 @@ pub enum Scenario {
     Churn,
     Rpc,
     DeadLetter,
+    Backlog,
 }
 
 impl Scenario {
@@ -36,6 +39,7 @@ impl Scenario {
             Scenario::Churn => "churn",
             Scenario::Rpc => "rpc",
             Scenario::DeadLetter => "dead-letter",
+            Scenario::Backlog => "backlog",
         }
     }
 }
@@ -134,7 +138,7 @@ pub struct Opts {
     /// `connections`: seconds to hold the connections before measuring RSS.
     #[arg(long, default_value_t = 2.0)]
     pub hold: f64,
-    /// `dead-letter`: messages queued and then dead-lettered.
+    /// `dead-letter`: messages queued and then dead-lettered; `backlog`: messages in the backlog.
     #[arg(long, default_value_t = 1_000_000)]
     pub messages: u64,
     /// `dead-letter`: Warren's shard count, to home the target queue on
@@ -160,6 +164,7 @@ fn main() {
         Scenario::Churn => other::churn(&o),
         Scenario::Rpc => extensions::rpc(&o),
         Scenario::DeadLetter => extensions::dead_letter(&o),
+        Scenario::Backlog => backlog::backlog(&o),
     };
     std::process::exit(code);
 }

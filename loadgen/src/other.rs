@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-fn local_pid(o: &Opts, t: &Target) -> Option<u32> {
+pub(crate) fn local_pid(o: &Opts, t: &Target) -> Option<u32> {
     o.broker_pid.or_else(|| {
         if t.host == "localhost" || t.host.starts_with("127.") {
             sys::pid_listening_on(t.port)
@@ -22,7 +22,7 @@ fn local_pid(o: &Opts, t: &Target) -> Option<u32> {
     })
 }
 
-fn mib(b: Option<u64>) -> String {
+pub(crate) fn mib(b: Option<u64>) -> String {
     b.map(|b| format!("{:.1} MiB", b as f64 / 1048576.0))
         .unwrap_or_else(|| "n/a".into())
 }
