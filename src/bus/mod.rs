@@ -281,6 +281,11 @@ pub enum ShardMsg {
         /// In flow now.
         on: bool,
     },
+    /// The sending shard just took disk space (a new segment file):
+    /// measure free space now against `disk_free_limit` rather than at the
+    /// next periodic check, so every shard's publishers are paused before
+    /// the disk fills.
+    CheckDisk,
     /// Server-sent basic.cancel: the consumer's queue went away.
     ConsumerCancelled {
         /// The consumer cancelled; its connection sends basic.cancel to the client.
@@ -302,7 +307,7 @@ pub enum ShardMsg {
 impl crate::mailbox::Lane for ShardMsg {
     fn urgent(&self) -> bool {
         match self {
-            ShardMsg::Credit { .. } | ShardMsg::QueueFlow { .. } => true,
+            ShardMsg::Credit { .. } | ShardMsg::QueueFlow { .. } | ShardMsg::CheckDisk => true,
             ShardMsg::Settle { how, .. } => !matches!(how, Settle::Requeue),
             _ => false,
         }

@@ -322,9 +322,12 @@ impl QueueHome {
                 }
             }
             if st.take_rolled() {
-                // Disk space is taken a segment at a time: check the
-                // free-space limit now, not only at the next periodic check.
-                self.conns.check_disk(&st.dir);
+                // Disk space is taken a segment at a time: every shard
+                // checks the free-space limit now, not only at its next
+                // periodic check (publishers may be on any shard).
+                for s in 0..self.link.shard_count() {
+                    self.link.outbox.push(ShardId(s), ShardMsg::CheckDisk);
+                }
             }
             if let (Some(c), Some(_), false) = (confirm, stored, rejected) {
                 let generation = st.await_sync();

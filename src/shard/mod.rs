@@ -171,6 +171,7 @@ impl Shard {
             ShardMsg::Resume { queue, consumer } => self.home.resume(queue, consumer),
             ShardMsg::ConsumerCancelled { consumer } => self.conns.consumer_cancelled(consumer),
             ShardMsg::QueueFlow { queue, on } => self.conns.set_queue_flow(queue, on),
+            ShardMsg::CheckDisk => self.conns.check_disk(&self.link.config.data_dir),
             ShardMsg::DirectReply { to, msg } => self.conns.direct_reply(&to, &msg),
         }
     }
