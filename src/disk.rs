@@ -7,7 +7,9 @@
 //! store nor the transient page area (`store::paging`) fills the disk
 //! silently. The limit is absolute (`disk_free_limit.absolute`, default
 //! 50 MB = 50,000,000 bytes as RabbitMQ's) or relative to the memory
-//! available (`disk_free_limit.relative`, a factor). The alarm clears once
+//! available (`disk_free_limit.relative`, a factor); the shard raises it to
+//! one segment file plus 64 KiB when lower, since the store needs that
+//! room for its next file. The alarm clears once
 //! free space is back above the limit. Each shard measures the data
 //! directory's filesystem itself every [`CHECK_EVERY_MS`] (one system call).
 

@@ -124,3 +124,63 @@ async fn a_max_rate_publisher_converges_to_a_slow_consumer(shards: usize) {
 }
 
 shard_tests!(a_max_rate_publisher_converges_to_a_slow_consumer);
+
+/// A queue in flow whose consumer stalls (prefetch full, no acks) holds its
+/// publishers until the backlog shrinks some other way: purging it releases
+/// them at once.
+async fn purging_a_queue_in_flow_releases_its_publishers(shards: usize) {
+    let b = start_broker(shards).await;
+    let q = queue_on_shard("flowpurge", shards - 1, shards);
+    let admin = connect(&b).await;
+    let ach = open_channel(&admin).await;
+    declare_queue(&ach, &q).await;
+    let cconn = connect(&b).await;
+    let cch = open_channel(&cconn).await;
+    cch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
+    let _stalled = consume(&cch, &q, false).await;
+    let pconn = connect(&b).await;
+    let pch = open_channel(&pconn).await;
+    let published = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (published, stop, q) = (published.clone(), stop.clone(), q.clone());
+        tokio::spawn(async move {
+            let body = vec![b'p'; 256];
+            while !stop.load(Ordering::Relaxed) {
+                drop(publish(&pch, "", &q, &body).await);
+                published.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // Held: the backlog stops growing past the flow mark.
+    let mut last = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let n = ready_count(&admin, &q).await;
+        if n > 10_000 && n == last {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never held (backlog {n})");
+        last = n;
+    }
+    assert!(last <= BOUND, "backlog {last}");
+    within("purge", ach.queue_purge(&q, QueuePurgeOptions::default()))
+        .await
+        .unwrap();
+    // Released: the publisher's messages reach the queue again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ready_count(&admin, &q).await < 1_000 {
+        assert!(
+            Instant::now() < deadline,
+            "publishers still held after the purge"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    within_for(Duration::from_secs(60), "publisher stops", publisher)
+        .await
+        .unwrap();
+}
+
+shard_tests!(purging_a_queue_in_flow_releases_its_publishers);

@@ -50,8 +50,9 @@ pub struct QueueHome {
     idle_saved_at: std::cell::Cell<u64>,
     /// The last save named some queue (so an empty state is saved once).
     idle_file_written: std::cell::Cell<bool>,
-    /// Paging to disk failed and has not worked since (logged once).
-    paging_failed: std::cell::Cell<bool>,
+    /// Paging to disk failed and has not worked since (logged once): when
+    /// to try again (ms since the epoch; 0 = it works).
+    paging_failed: std::cell::Cell<u64>,
 }
 
 pub use crate::clock::now_ms;
@@ -76,7 +77,7 @@ impl QueueHome {
             recorded_idle,
             idle_saved_at: std::cell::Cell::new(0),
             idle_file_written: std::cell::Cell::new(true),
-            paging_failed: std::cell::Cell::new(false),
+            paging_failed: std::cell::Cell::new(0),
             idle_expiring: RefCell::new(std::collections::HashSet::new()),
             idle_deleting: Rc::new(RefCell::new(std::collections::HashSet::new())),
         }
@@ -181,6 +182,8 @@ impl QueueHome {
         if !q.has_expiring() {
             self.expiring.borrow_mut().remove(&id);
         }
+        drop((st, qs));
+        self.flow_check(id);
     }
 
     /// A policy change gave queue `id` the effective arguments `args`:
@@ -355,16 +358,22 @@ impl QueueHome {
 
     /// Write `msg` to the transient page area; None (the message stays on
     /// the heap) when the disk cannot take it, reported once per outage.
+    /// After a failure, paging is retried only once a second (each try may
+    /// create and preallocate a segment file).
     fn page(&self, st: &mut Store, msg: &MsgRef) -> Option<Position> {
+        let retry_at = self.paging_failed.get();
+        if retry_at != 0 && now_ms() < retry_at {
+            return None;
+        }
         match st.pages.append(msg) {
             Ok(p) => {
-                if self.paging_failed.replace(false) {
+                if self.paging_failed.replace(0) != 0 {
                     tracing::info!("paging to disk works again");
                 }
                 Some(p)
             }
             Err(e) => {
-                if !self.paging_failed.replace(true) {
+                if self.paging_failed.replace(now_ms() + 1_000) == 0 {
                     tracing::error!("cannot page messages to disk, keeping them in memory: {e}");
                 }
                 None
@@ -564,6 +573,8 @@ impl QueueHome {
         q.touch(now);
         let got = q.get(no_ack, now, |p| st.load(p));
         self.effects(&mut st, q);
+        drop((st, qs));
+        self.flow_check(queue);
         Some(got)
     }
 
@@ -574,6 +585,8 @@ impl QueueHome {
         let q = qs.get_mut(&queue)?;
         let n = q.purge();
         self.effects(&mut self.store.borrow_mut(), q);
+        drop(qs);
+        self.flow_check(queue);
         Some(n)
     }
 
@@ -740,7 +753,8 @@ mod tests {
         home.publish(smallvec::smallvec![q.id], msg.clone(), None);
         home.expire_queue(q.id, now_ms() + 1_000);
         home.send_dead_letters();
-        let sent = link.outbox.take(ShardId(1));
+        let mut sent = link.outbox.take(ShardId(1));
+        sent.retain(|m| !matches!(m, ShardMsg::CheckDisk));
         let c = match &sent[..] {
             [ShardMsg::Publish {
                 confirm: Some(c), ..

@@ -319,7 +319,14 @@ async fn memory_watch(shard: Rc<Shard>) {
         .conns
         .memory_paging_at
         .set(paging_at.max(u64::from(limit != 0)));
-    let disk_limit = shard.config().disk_free_limit.bytes();
+    // Never below the room the store needs to start one more segment file
+    // (a limit under it would let a segment allocation fail first); 0
+    // turns the alarm off (only an actually full disk blocks).
+    let configured = shard.config().disk_free_limit.bytes();
+    let disk_limit = match configured {
+        0 => 0,
+        b => b.max(shard.config().segment_size as u64 + 64 * 1024),
+    };
     shard.conns.disk_free_limit.set(disk_limit);
     let disk_every = crate::disk::CHECK_EVERY_MS / crate::memory::CHECK_EVERY_MS;
     let mut tick = 0u64;

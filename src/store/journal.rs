@@ -231,7 +231,7 @@ pub fn replay(data: &[u8], path: &Path) -> (Replay, usize, u64) {
             DROP => {
                 queues.remove(&q);
             }
-            SEG => max_segment = max_segment.max(seg),
+            SEG if !SegmentId(seg).is_paged() => max_segment = max_segment.max(seg),
             _ => {}
         }
     }

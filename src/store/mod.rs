@@ -209,6 +209,8 @@ impl Store {
             let Some(n) = name
                 .strip_prefix("msgs.")
                 .and_then(|n| n.parse::<u64>().ok())
+                // Numbers with the page area's bit are not durable segments.
+                .filter(|n| !SegmentId(*n).is_paged())
             else {
                 continue;
             };

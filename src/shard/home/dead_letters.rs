@@ -189,6 +189,16 @@ impl QueueHome {
         msg: &MsgRef,
     ) {
         dests.sort_unstable_by_key(|d| d.1);
+        // A paged copy is transient (gone at the next start anyway): it is
+        // released now and the letter handed over at most once, as a
+        // transient message kept in memory would be.
+        let stored = match stored {
+            Some(r) if r.pos.seg.is_paged() => {
+                self.store.borrow_mut().ack(source, r.pos);
+                None
+            }
+            s => s,
+        };
         let confirm = match stored {
             None => None,
             Some(r) => {
