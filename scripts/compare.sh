@@ -190,6 +190,7 @@ scenario_args() {
     s9b) echo "rpc -z $DURATION --warmup $WARMUP -x 16 -y 1 -s 64" ;;
     s10) echo "dead-letter --messages 1000000 -s 16 -q 1000 -a 100" ;;
     s10p) echo "dead-letter --messages 200000 -s 16 -q 1000 -a 100 -p" ;;
+    s11) echo "backlog --messages ${BACKLOG_MESSAGES:-10000000} -s 1024 -c 256 --drain-timeout $DRAIN" ;;
     *) log "unknown scenario $1"; return 1 ;;
   esac
 }
@@ -293,6 +294,9 @@ rows = [  # (scenario, label, getter, unit, higher_is_better, target ratio or No
   ("s9b", "direct reply-to RPC, 16 requesters: p99", p99, "us", False, None, None),
   ("s10", "1M transient messages nacked into a dead-letter queue (other shard): dead letters/s", lambda x: x["dead_letter_rate"], "/s", True, None, None),
   ("s10p", "200k persistent messages nacked into a durable dead-letter queue (other shard): dead letters/s", lambda x: x["dead_letter_rate"], "/s", True, None, None),
+  ("s11", "transient 1 KiB backlog, no consumer, confirms 256: publishes/s", lambda x: x["publish_rate"], "/s", True, None, None),
+  ("s11", "transient 1 KiB backlog: peak broker RSS while building", lambda x: x["rss_peak_fill"] / 1048576, "MiB", False, None, None),
+  ("s11", "transient 1 KiB backlog: drain rate (1 consumer, no-ack)", lambda x: x["drain_rate"], "/s", True, None, None),
 ]
 def fmt(v, unit):
     if v is None: return "-"
