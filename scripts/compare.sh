@@ -6,6 +6,7 @@
 #   BROKERS="warren rabbitmq" SCENARIOS="s1 s5" scripts/compare.sh
 #   scripts/compare.sh start rabbitmq  # just start one (prints its URI); `stop` to stop
 #   scripts/compare.sh table [results.jsonl]  # redo the PERF.md table from saved results
+#   RUN_TIMEOUT=1800 SCENARIOS=s11 ...  # seconds one loadgen run may take (s11's 10M backlog)
 #
 # Each broker runs on a private port and data directory under $WORK, is
 # started fresh for every scenario (for every run in the s7 memory scenarios)
@@ -216,7 +217,7 @@ run_all() {
         fi
         log "$b $s run $r/$RUNS: warren-loadgen $args"
         # shellcheck disable=SC2086
-        local line; line=$(timeout $((DURATION + WARMUP + DRAIN + 120)) "$LOADGEN" $args --uri "$uri" --json --label "$b" 2>"$WORK/$b-$s-$r.log")
+        local line; line=$(timeout "${RUN_TIMEOUT:-$((DURATION + WARMUP + DRAIN + 120))}" "$LOADGEN" $args --uri "$uri" --json --label "$b" 2>"$WORK/$b-$s-$r.log")
         local rc=$?
         tail -4 "$WORK/$b-$s-$r.log" >&2
         if [[ -n $line ]]; then
