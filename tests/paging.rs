@@ -160,7 +160,78 @@ async fn a_restart_discards_transient_pages_and_keeps_persistent_messages(shards
     assert_no_delivery(&mut c, Duration::from_millis(300), "no transient message").await;
 }
 
+/// Messages held in memory when paging is wanted are paged out by the
+/// shard's memory check, not only new arrivals: with paging on from the
+/// start (`--paging-ratio 0.01`), 10,000 messages go straight to a consumer
+/// that does not ack (so nothing is paged: the queue holds none ready);
+/// closing its channel requeues them all into the queue's memory, and the
+/// next checks move the bodies past the read-ahead to disk. The queue
+/// still drains in order, intact.
+async fn messages_in_memory_before_pressure_are_paged_out_when_it_begins(shards: usize) {
+    let b = tokio::task::spawn_blocking(move || {
+        Broker::start_with(
+            shards,
+            &[
+                "--memory-limit",
+                &(1u64 << 30).to_string(),
+                "--paging-ratio",
+                "0.01",
+                "--segment-mb",
+                "1",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let conn = connect(&b).await;
+    let ch = confirm_channel(&conn).await;
+    declare_queue(&ch, "early").await;
+    let cch = open_channel(&conn).await;
+    let mut held = consume(&cch, "early", false).await;
+    let mut body = vec![b'e'; BODY];
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..10_000u32 {
+        body[..4].copy_from_slice(&i.to_be_bytes());
+        body[BODY - 4..].copy_from_slice(&i.to_le_bytes());
+        pending.push_back(publish(&ch, "", "early", &body).await);
+        if pending.len() > 100 {
+            assert!(within("confirm", pending.pop_front().unwrap())
+                .await
+                .unwrap()
+                .is_ack());
+        }
+    }
+    for c in pending {
+        assert!(within("confirm", c).await.unwrap().is_ack());
+    }
+    for _ in 0..10_000 {
+        next_delivery(&mut held, "held delivery").await;
+    }
+    let before = paged_bytes(&b);
+    within("channel.close", cch.close(200, "requeue"))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while paged_bytes(&b) < before + (30 << 20) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of the requeued bytes were paged out ({before} before)",
+            paged_bytes(&b) - before
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dch = open_channel(&conn).await;
+    let mut c = consume(&dch, "early", true).await;
+    for i in 0..10_000u32 {
+        let d = next_delivery(&mut c, "early delivery").await;
+        assert_eq!(u32::from_be_bytes(d.data[..4].try_into().unwrap()), i);
+        assert_eq!(d.data[BODY - 4..], i.to_le_bytes(), "body of {i} intact");
+        assert!(d.redelivered);
+    }
+}
+
 shard_tests!(
+    messages_in_memory_before_pressure_are_paged_out_when_it_begins,
     a_transient_backlog_larger_than_the_memory_limit_is_paged_and_drained_in_order,
     a_restart_discards_transient_pages_and_keeps_persistent_messages
 );

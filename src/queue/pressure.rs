@@ -72,6 +72,50 @@ impl Queue {
         self.ready.len() >= READ_AHEAD && (pressure || self.ready.bytes() >= PAGE_AFTER_BYTES)
     }
 
+    /// Page out up to `budget` ready messages still held only in memory
+    /// past the read-ahead (those that arrived before memory pressure
+    /// began): `write` stores a body in the page area and returns its
+    /// position (None: the disk cannot take it; the pass stops). Returns
+    /// how many were paged. A pass that finds none left marks the queue
+    /// clean, so later passes cost nothing until a message enters
+    /// resident past the read-ahead again.
+    pub fn page_out(
+        &mut self,
+        budget: usize,
+        mut write: impl FnMut(&crate::message::MsgRef) -> Option<crate::store::Position>,
+    ) -> usize {
+        if !self.ready.resident_tail {
+            return 0;
+        }
+        if self.ready.len() <= READ_AHEAD {
+            self.ready.resident_tail = false;
+            return 0;
+        }
+        let mut n = 0;
+        let mut exhausted = true;
+        for e in self.ready.iter_mut().skip(READ_AHEAD) {
+            if e.pos.is_some() {
+                continue;
+            }
+            let Some(m) = e.msg.as_ref() else { continue };
+            if n == budget {
+                exhausted = false;
+                break;
+            }
+            let Some(p) = write(m) else {
+                exhausted = false;
+                break;
+            };
+            e.pos = Some(p);
+            e.msg = None;
+            n += 1;
+        }
+        if exhausted {
+            self.ready.resident_tail = false;
+        }
+        n
+    }
+
     /// Re-evaluate flow control after the backlog or the consumers
     /// changed; Some(new state) when publishers must be told.
     pub fn flow_update(&mut self) -> Option<bool> {
@@ -91,6 +135,66 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_out_moves_resident_bodies_past_the_read_ahead_and_keeps_order() {
+        use crate::ids::{QueueId, ShardId};
+        use crate::message::{Message, MsgRef};
+        use crate::store::Position;
+        use std::collections::HashMap;
+        use std::sync::Arc;
+        let mut q = Queue::new(crate::defs::QueueDef {
+            id: QueueId(1),
+            vhost: "/".into(),
+            name: "q".into(),
+            home: ShardId(0),
+            durable: false,
+            exclusive_owner: None,
+            auto_delete: false,
+            args: Default::default(),
+        });
+        let n = READ_AHEAD as u32 + 500;
+        for i in 0..n {
+            q.publish(
+                Arc::new(Message {
+                    exchange: "".into(),
+                    routing_key: "q".into(),
+                    props: bytes::Bytes::from_static(&[0, 0]),
+                    body: bytes::Bytes::copy_from_slice(&i.to_be_bytes()),
+                    persistent: false,
+                    expiration_ms: None,
+                    priority: 0,
+                }),
+                None,
+                0,
+            );
+        }
+        let mut pages: HashMap<u32, MsgRef> = HashMap::new();
+        let mut write = |m: &MsgRef| {
+            let off = pages.len() as u32;
+            pages.insert(off, m.clone());
+            Some(Position {
+                seg: crate::ids::SegmentId(crate::ids::SegmentId::PAGED | 1),
+                off,
+            })
+        };
+        assert_eq!(q.page_out(300, &mut write), 300, "the budget holds");
+        assert_eq!(q.page_out(1000, &mut write), 200, "the rest");
+        assert_eq!(q.page_out(1000, &mut write), 0, "clean now");
+        assert!(!q.ready.resident_tail);
+        let resident = q.ready.iter().filter(|e| e.msg.is_some()).count();
+        assert_eq!(resident, READ_AHEAD, "only the read-ahead stays in memory");
+        for i in 0..n {
+            let got = q
+                .get(true, 0, |p| pages.get(&p.off).cloned())
+                .expect("a message");
+            assert_eq!(&got.msg.body[..], &i.to_be_bytes(), "in order");
+        }
+        assert!(
+            q.take_store_ops().count() >= 500,
+            "every paged copy is released"
+        );
+    }
 
     #[test]
     fn flow_starts_above_the_high_mark_and_ends_below_the_low_one() {

@@ -61,6 +61,11 @@ pub struct Ready {
     len: usize,
     bytes: u64,
     expiring: usize,
+    /// An entry held only in memory may sit past the read-ahead (set when
+    /// one enters there; cleared by a page-out pass that found none), so a
+    /// page-out pass under memory pressure skips queues with nothing to do
+    /// instead of walking their whole backlog.
+    pub resident_tail: bool,
 }
 
 impl Ready {
@@ -75,6 +80,7 @@ impl Ready {
             len: 0,
             bytes: 0,
             expiring: 0,
+            resident_tail: false,
         }
     }
 
@@ -111,6 +117,9 @@ impl Ready {
 
     fn entered(&mut self, e: &Entry) {
         self.len += 1;
+        if self.len > super::READ_AHEAD && e.pos.is_none() {
+            self.resident_tail = true;
+        }
         self.bytes += u64::from(e.size);
         if e.expires != 0 {
             self.expiring += 1;
@@ -197,6 +206,15 @@ impl Ready {
     /// Every ready message, lane by lane (no particular order across lanes).
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.lanes.iter().flatten().chain(self.timed.values())
+    }
+
+    /// Every ready message, mutably, lane by lane, then the delay store's
+    /// (for paging bodies out; nothing that changes the counts or order).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
+        self.lanes
+            .iter_mut()
+            .flatten()
+            .chain(self.timed.values_mut())
     }
 
     /// Remove every ready message (queue.purge).

@@ -381,6 +381,26 @@ impl QueueHome {
         }
     }
 
+    /// Under memory pressure: page out, across this shard's queues, up to
+    /// `budget` messages still held in memory past their read-ahead (they
+    /// arrived before the pressure began). Returns how many.
+    pub fn page_out_resident(&self, budget: usize) -> usize {
+        let mut qs = self.queues.borrow_mut();
+        let mut st = self.store.borrow_mut();
+        let mut left = budget;
+        for q in qs.values_mut() {
+            if left == 0 {
+                break;
+            }
+            left -= q.page_out(left, |m| {
+                let p = self.page(&mut st, m)?;
+                st.pages.retain(p);
+                Some(p)
+            });
+        }
+        budget - left
+    }
+
     /// After a publish was dispatched: messages already due (a TTL of 0
     /// that no consumer could take at once) are dropped now, as RabbitMQ
     /// does, rather than at the next tick.

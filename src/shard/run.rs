@@ -304,6 +304,10 @@ async fn expiry_tick(shard: Rc<Shard>) {
     }
 }
 
+/// Messages paged out per memory check under pressure
+/// ([`crate::shard::home::QueueHome::page_out_resident`]).
+const PAGE_OUT_PER_TICK: usize = 16 * 1024;
+
 /// The memory high watermark (`crate::memory`) and the disk free-space
 /// limit (`crate::disk`): every shard measures the process's memory and
 /// the data directory's free space itself (the same numbers for all), so
@@ -336,6 +340,12 @@ async fn memory_watch(shard: Rc<Shard>) {
         let raised = shard.conns.memory_alarm.get();
         if raised {
             crate::memory::collect();
+        }
+        if shard.conns.memory_pressure() {
+            // Bounded work per tick (about 16 MiB of 1 KiB messages), so a
+            // large resident backlog is paged over a few ticks without
+            // stalling the shard.
+            shard.home.page_out_resident(PAGE_OUT_PER_TICK);
         }
         shard
             .conns
