@@ -137,66 +137,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn page_out_moves_resident_bodies_past_the_read_ahead_and_keeps_order() {
-        use crate::ids::{QueueId, ShardId};
-        use crate::message::{Message, MsgRef};
-        use crate::store::Position;
-        use std::collections::HashMap;
-        use std::sync::Arc;
-        let mut q = Queue::new(crate::defs::QueueDef {
-            id: QueueId(1),
-            vhost: "/".into(),
-            name: "q".into(),
-            home: ShardId(0),
-            durable: false,
-            exclusive_owner: None,
-            auto_delete: false,
-            args: Default::default(),
-        });
-        let n = READ_AHEAD as u32 + 500;
-        for i in 0..n {
-            q.publish(
-                Arc::new(Message {
-                    exchange: "".into(),
-                    routing_key: "q".into(),
-                    props: bytes::Bytes::from_static(&[0, 0]),
-                    body: bytes::Bytes::copy_from_slice(&i.to_be_bytes()),
-                    persistent: false,
-                    expiration_ms: None,
-                    priority: 0,
-                }),
-                None,
-                0,
-            );
-        }
-        let mut pages: HashMap<u32, MsgRef> = HashMap::new();
-        let mut write = |m: &MsgRef| {
-            let off = pages.len() as u32;
-            pages.insert(off, m.clone());
-            Some(Position {
-                seg: crate::ids::SegmentId(crate::ids::SegmentId::PAGED | 1),
-                off,
-            })
-        };
-        assert_eq!(q.page_out(300, &mut write), 300, "the budget holds");
-        assert_eq!(q.page_out(1000, &mut write), 200, "the rest");
-        assert_eq!(q.page_out(1000, &mut write), 0, "clean now");
-        assert!(!q.ready.resident_tail);
-        let resident = q.ready.iter().filter(|e| e.msg.is_some()).count();
-        assert_eq!(resident, READ_AHEAD, "only the read-ahead stays in memory");
-        for i in 0..n {
-            let got = q
-                .get(true, 0, |p| pages.get(&p.off).cloned())
-                .expect("a message");
-            assert_eq!(&got.msg.body[..], &i.to_be_bytes(), "in order");
-        }
-        assert!(
-            q.take_store_ops().count() >= 500,
-            "every paged copy is released"
-        );
-    }
-
-    #[test]
     fn flow_starts_above_the_high_mark_and_ends_below_the_low_one() {
         let mut f = Flow::default();
         assert_eq!(f.update(true, FLOW_HIGH_MESSAGES, 0), None);

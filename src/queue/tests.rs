@@ -367,3 +367,42 @@ fn x_expires_counts_from_the_last_use_and_never_with_a_consumer() {
     q.consume(consumer(1, 0)).unwrap();
     assert!(!q.idle_expired(5_000));
 }
+
+#[test]
+fn page_out_moves_resident_bodies_past_the_read_ahead_and_keeps_order() {
+    let mut q = q();
+    let n = READ_AHEAD as u32 + 500;
+    for i in 0..n {
+        let m = Message {
+            body: Bytes::copy_from_slice(&i.to_be_bytes()),
+            ..(*msg("")).clone()
+        };
+        q.publish(Arc::new(m), None, 0);
+    }
+    let mut pages: std::collections::HashMap<u32, MsgRef> = Default::default();
+    let mut write = |m: &MsgRef| {
+        let off = pages.len() as u32;
+        pages.insert(off, m.clone());
+        Some(Position {
+            seg: crate::ids::SegmentId(crate::ids::SegmentId::PAGED | 1),
+            off,
+        })
+    };
+    assert_eq!(q.page_out(300, &mut write), 300, "the budget holds");
+    assert_eq!(q.page_out(1000, &mut write), 200, "the rest");
+    assert_eq!(q.page_out(1000, &mut write), 0, "clean now");
+    assert!(!q.ready.resident_tail);
+    let resident = q.ready.iter().filter(|e| e.msg.is_some()).count();
+    assert_eq!(resident, READ_AHEAD, "only the read-ahead stays in memory");
+    for i in 0..n {
+        let got = q
+            .get(true, 0, |p| pages.get(&p.off).cloned())
+            .expect("a message");
+        assert_eq!(&got.msg.body[..], &i.to_be_bytes(), "in order");
+    }
+    assert_eq!(
+        q.take_store_ops().count(),
+        500,
+        "every paged copy is released"
+    );
+}
