@@ -410,12 +410,18 @@ impl QueueHome {
             Some(q) if q.has_expiring() => now_ms(),
             _ => 0,
         };
+        // The flow state is re-evaluated with the queue already in hand
+        // when the loop ends (no second lookup per publish).
+        let mut flow = None;
         loop {
             let d = match self.queues.borrow_mut().get_mut(&qid) {
                 Some(q) => {
                     let mut st = self.store.borrow_mut();
                     let d = q.next_delivery(now, |p| st.load(p));
                     self.effects(&mut st, q);
+                    if d.is_none() {
+                        flow = q.flow_update();
+                    }
                     d
                 }
                 None => None,
@@ -462,7 +468,9 @@ impl QueueHome {
                 );
             }
         }
-        self.flow_check(qid);
+        if let Some(on) = flow {
+            self.broadcast_flow(qid, on);
+        }
     }
 
     /// Tell every shard when queue `qid` enters or leaves flow control
