@@ -243,6 +243,20 @@ fn main() {
         }
     };
     raise_open_file_limit();
+    // Clean shutdown: every shard writes and syncs its store, then we exit.
+    // Installed before any shard starts, so a SIGTERM that arrives during
+    // recovery or right after the banner is never the default (immediate)
+    // termination; it is handled once every shard has reported ready.
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("warren: cannot install signal handlers: {e}");
+            std::process::exit(1);
+        }
+    };
     let shutdown = Arc::new(AtomicBool::new(false));
     let (stopped_tx, stopped_rx) = mpsc::channel();
 
@@ -314,23 +328,11 @@ fn main() {
         "warren listening on {}:{port}\nwarren management listening on {mgmt}\n",
         config.bind
     );
+    // Logged before the banner: whoever waits for the banner (a test, a
+    // supervisor) then finds the start in the log as well.
+    tracing::info!(shards, port, "warren started");
     let _ = std::io::stdout().write_all(banner.as_bytes());
     let _ = std::io::stdout().flush();
-    tracing::info!(shards, port, "warren started");
-    // Clean shutdown: every shard writes and syncs its store, then we exit.
-    let mut signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("warren: cannot install signal handlers: {e}");
-            for h in handles {
-                let _ = h.join();
-            }
-            return;
-        }
-    };
     if signals.forever().next().is_some() {
         tracing::info!("shutting down");
         shutdown.store(true, Ordering::Release);

@@ -48,8 +48,12 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
-    let _ = child.wait();
+    let status = child.wait().unwrap();
+    // A SIGTERM right after the banner is a clean stop, never the default
+    // (immediate) termination: the handler is installed before any shard.
+    assert!(status.success(), "{status:?}: {err}");
     assert!(err.contains("warren started"), "{err}");
+    assert!(err.contains("shutting down"), "{err}");
     assert!(
         !err.contains('\u{1b}'),
         "colour codes in a piped log: {err:?}"
