@@ -89,6 +89,11 @@ pub struct Config {
     /// Management HTTP: longest wait for the next request on a connection,
     /// idle time included, ms (RabbitMQ's `management.tcp.idle_timeout`).
     pub mgmt_idle_timeout_ms: u64,
+    /// Append log lines to this file instead of stderr; SIGHUP reopens it
+    /// (RabbitMQ's `log.file`).
+    pub log_file: Option<PathBuf>,
+    /// Log line format (RabbitMQ's `log.file.formatter`: plaintext or json).
+    pub log_format: crate::logging::LogFormat,
 }
 
 impl Default for Config {
@@ -117,6 +122,8 @@ impl Default for Config {
             mgmt_port: Some(15672),
             mgmt_bind: IpAddr::from([0, 0, 0, 0]),
             mgmt_idle_timeout_ms: 120_000,
+            log_file: None,
+            log_format: crate::logging::LogFormat::Text,
         }
     }
 }
@@ -176,6 +183,19 @@ pub struct FileConfig {
     /// The `[management]` table.
     #[serde(default)]
     pub management: MgmtSection,
+    /// `[log]`: where and how to log.
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// The `[log]` table of the configuration file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `file`: append log lines to this path instead of stderr ([`Config::log_file`]).
+    pub file: Option<PathBuf>,
+    /// `format`: `plaintext` (default) or `json` ([`Config::log_format`]).
+    pub format: Option<String>,
 }
 
 /// The `[store]` table of the configuration file.
@@ -312,6 +332,10 @@ pub struct Overrides {
     /// `--no-mgmt` / `WARREN_NO_MGMT`: no management HTTP API (wins over
     /// `management.enabled`).
     pub no_mgmt: bool,
+    /// `--log-file`.
+    pub log_file: Option<PathBuf>,
+    /// `--log-format`: `plaintext`/`text` or `json`.
+    pub log_format: Option<String>,
 }
 
 impl Config {
@@ -398,7 +422,13 @@ impl Config {
             (None, None, Some(f)) => DiskFreeLimit::Relative(f),
             (None, None, None) => d.disk_free_limit,
         };
+        let log_format = match o.log_format.or(file.log.format) {
+            Some(f) => f.parse().map_err(|e| config_error("log.format", e))?,
+            None => d.log_format,
+        };
         let c = Config {
+            log_file: o.log_file.or(file.log.file),
+            log_format,
             bind: o.bind.or(file.bind).unwrap_or(d.bind),
             port: o.port.or(file.port).unwrap_or(d.port),
             shards,
@@ -483,6 +513,20 @@ mod tests {
         assert_eq!(
             (c.port, c.heartbeat, c.mgmt_port, c.shards),
             (999, 5, None, 2)
+        );
+    }
+
+    #[test]
+    fn deploy_example_config_is_valid() {
+        let f = parse_file(include_str!("../deploy/warren.toml")).unwrap();
+        let (c, _) = Config::resolve(f, Overrides::default(), 2).unwrap();
+        assert_eq!(c.log_format, crate::logging::LogFormat::Text);
+        let f = parse_file("[log]\nformat = \"json\"\nfile = \"/tmp/w.log\"\n").unwrap();
+        let (c, _) = Config::resolve(f, Overrides::default(), 2).unwrap();
+        assert_eq!(c.log_format, crate::logging::LogFormat::Json);
+        assert_eq!(
+            c.log_file.as_deref(),
+            Some(std::path::Path::new("/tmp/w.log"))
         );
     }
 

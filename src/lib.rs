@@ -9,7 +9,7 @@
 //!        bus                   ShardMsg/Request/Response (data), Link, stats records
 //!          meta                the authority's rules (sans-IO: effects through meta::Cluster)
 //!            codec net routing store queue mailbox
-//!              ids error message config defs clock memory   leaf vocabulary
+//!              ids error message config defs clock memory logging   leaf vocabulary
 //! ```
 //!
 //! # The data path and who owns what
@@ -47,7 +47,8 @@
 //!   [`memory`]: leaf vocabulary (ids, `AmqpError` with reply codes, the
 //!   shared message, configuration, entity definitions, users, limits and
 //!   metadata changes, the shards' wall clocks, memory use and the memory
-//!   high watermark).
+//!   high watermark). [`logging`]: stderr or a reopenable file, plain
+//!   text or JSON lines.
 //! * [`codec`]: frame envelope; methods and properties via `amq-protocol`,
 //!   fast paths for publish/deliver/ack.
 //! * [`net`]: the socket shared by a connection's reader and writer.
@@ -83,6 +84,7 @@ pub mod defs;
 pub mod disk;
 pub mod error;
 pub mod ids;
+pub mod logging;
 pub mod mailbox;
 pub mod memory;
 pub mod message;

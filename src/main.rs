@@ -15,6 +15,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use warren::config::{load_file, Config, FileConfig, Overrides};
 use warren::ids::ShardId;
+use warren::logging::Logging;
 use warren::mailbox::{MAILBOX_BATCHES, URGENT_MAILBOX_BATCHES};
 use warren::shard::{start_shard, ShardBoot};
 
@@ -89,6 +90,13 @@ struct Args {
     /// Do not start the management HTTP API.
     #[arg(long, env = "WARREN_NO_MGMT")]
     no_mgmt: bool,
+    /// Append log lines to this file instead of stderr; SIGHUP reopens it
+    /// (for logrotate).
+    #[arg(long, env = "WARREN_LOG_FILE")]
+    log_file: Option<PathBuf>,
+    /// Log line format: plaintext (or text) or json [default: plaintext].
+    #[arg(long, env = "WARREN_LOG_FORMAT")]
+    log_format: Option<String>,
 }
 
 /// Hold an exclusive lock on `<data-dir>/warren.lock` for the process
@@ -176,15 +184,6 @@ fn main() {
     }
     exit_on_panic();
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only for a terminal: a file or the journal gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cores: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
         .into_iter()
@@ -219,9 +218,19 @@ fn main() {
         disk_free_limit: args.disk_free_limit,
         mgmt_bind: args.mgmt_bind,
         no_mgmt: args.no_mgmt,
+        log_file: args.log_file,
+        log_format: args.log_format,
     };
     let (config, pin) = match Config::resolve(file, overrides, cores.len()) {
         Ok(c) => c,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            std::process::exit(78);
+        }
+    };
+    let filter = std::env::var("WARREN_LOG").unwrap_or_else(|_| "info".into());
+    let logging = match Logging::init(config.log_format, config.log_file.as_deref(), &filter) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("warren: {e}");
             std::process::exit(78);
@@ -250,6 +259,7 @@ fn main() {
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ]) {
         Ok(s) => s,
         Err(e) => {
@@ -333,14 +343,33 @@ fn main() {
     tracing::info!(shards, port, "warren started");
     let _ = std::io::stdout().write_all(banner.as_bytes());
     let _ = std::io::stdout().flush();
-    if signals.forever().next().is_some() {
+    // systemd `Type=notify`: ready once every shard listens (a no-op
+    // without NOTIFY_SOCKET).
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("cannot notify the service manager: {e}");
+    }
+    for signal in signals.forever() {
+        if signal == signal_hook::consts::SIGHUP {
+            // Log rotation: reopen the log file. No other setting is
+            // reloaded at run time; a changed config file needs a restart.
+            match logging.reopen() {
+                Ok(Some(path)) => {
+                    tracing::info!(path = %path.display(), "SIGHUP: reopened the log file")
+                }
+                Ok(None) => tracing::info!("SIGHUP: logging to stderr, nothing to reopen"),
+                Err(e) => tracing::warn!("SIGHUP: {e}"),
+            }
+            continue;
+        }
         tracing::info!("shutting down");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         shutdown.store(true, Ordering::Release);
         for _ in 0..shards {
             if stopped_rx.recv_timeout(Duration::from_secs(10)).is_err() {
                 break;
             }
         }
+        break;
     }
     drop(handles);
     std::process::exit(0);
