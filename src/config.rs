@@ -94,6 +94,44 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// Log line format (RabbitMQ's `log.file.formatter`: plaintext or json).
     pub log_format: crate::logging::LogFormat,
+    /// The AMQPS listener (TLS), when a certificate and key are configured.
+    pub tls: Option<TlsConfig>,
+    /// Which part of a client certificate names the user of an EXTERNAL
+    /// login (RabbitMQ's `ssl_cert_login_from`).
+    pub ssl_cert_login_from: CertLoginFrom,
+}
+
+/// The AMQPS listener's settings (RabbitMQ's `listeners.ssl` and
+/// `ssl_options.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    /// PEM file with the server's certificate chain (`ssl_options.certfile`).
+    pub cert_file: PathBuf,
+    /// PEM file with the server's private key (`ssl_options.keyfile`).
+    pub key_file: PathBuf,
+    /// PEM file with the CAs client certificates are checked against
+    /// (`ssl_options.cacertfile`); required with `verify_peer`.
+    pub ca_file: Option<PathBuf>,
+    /// AMQPS port (default 5671; 0 picks a free one and prints it).
+    pub port: u16,
+    /// Ask clients for a certificate and verify it against `ca_file`
+    /// (`ssl_options.verify = verify_peer`); default false (`verify_none`).
+    pub verify_peer: bool,
+    /// With `verify_peer`: refuse a client that sends no certificate
+    /// (`ssl_options.fail_if_no_peer_cert`); default false.
+    pub fail_if_no_peer_cert: bool,
+}
+
+/// RabbitMQ's `ssl_cert_login_from`: the user name an EXTERNAL login takes
+/// from the client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertLoginFrom {
+    /// The whole subject, RFC 4514 order as RabbitMQ prints it
+    /// (`CN=client,O=Example`); RabbitMQ's default.
+    #[default]
+    DistinguishedName,
+    /// The subject's common name only.
+    CommonName,
 }
 
 impl Default for Config {
@@ -124,6 +162,8 @@ impl Default for Config {
             mgmt_idle_timeout_ms: 120_000,
             log_file: None,
             log_format: crate::logging::LogFormat::Text,
+            tls: None,
+            ssl_cert_login_from: CertLoginFrom::DistinguishedName,
         }
     }
 }
@@ -186,6 +226,30 @@ pub struct FileConfig {
     /// `[log]`: where and how to log.
     #[serde(default)]
     pub log: LogSection,
+    /// `[tls]`: the AMQPS listener.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// `ssl_cert_login_from`: `distinguished_name` (default) or `common_name`.
+    pub ssl_cert_login_from: Option<String>,
+}
+
+/// The `[tls]` table of the configuration file ([`TlsConfig`]); TLS is on
+/// when `cert_file` and `key_file` are both set.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// `cert_file`: PEM certificate chain.
+    pub cert_file: Option<PathBuf>,
+    /// `key_file`: PEM private key.
+    pub key_file: Option<PathBuf>,
+    /// `ca_file`: PEM CA certificates for client certificates.
+    pub ca_file: Option<PathBuf>,
+    /// `port`: AMQPS port (default 5671).
+    pub port: Option<u16>,
+    /// `verify_peer`: verify client certificates (default false).
+    pub verify_peer: Option<bool>,
+    /// `fail_if_no_peer_cert`: refuse clients without one (default false).
+    pub fail_if_no_peer_cert: Option<bool>,
 }
 
 /// The `[log]` table of the configuration file.
@@ -336,6 +400,18 @@ pub struct Overrides {
     pub log_file: Option<PathBuf>,
     /// `--log-format`: `plaintext`/`text` or `json`.
     pub log_format: Option<String>,
+    /// `--tls-cert-file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// `--tls-key-file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// `--tls-ca-file`.
+    pub tls_ca_file: Option<PathBuf>,
+    /// `--tls-port`.
+    pub tls_port: Option<u16>,
+    /// `--tls-verify-peer`.
+    pub tls_verify_peer: bool,
+    /// `--tls-fail-if-no-peer-cert`.
+    pub tls_fail_if_no_peer_cert: bool,
 }
 
 impl Config {
@@ -345,10 +421,11 @@ impl Config {
     /// shards to cores; an invalid value is `InfraError::Config`.
     pub fn resolve(
         file: FileConfig,
-        o: Overrides,
+        mut o: Overrides,
         cores: usize,
     ) -> Result<(Config, bool), crate::error::InfraError> {
         let d = Config::default();
+        let tls = resolve_tls(&mut o, file.tls)?;
         let segment_mb = o
             .segment_mb
             .or(file.store.segment_mb)
@@ -422,13 +499,25 @@ impl Config {
             (None, None, Some(f)) => DiskFreeLimit::Relative(f),
             (None, None, None) => d.disk_free_limit,
         };
-        let log_format = match o.log_format.or(file.log.format) {
+        let log_format = match o.log_format.take().or(file.log.format) {
             Some(f) => f.parse().map_err(|e| config_error("log.format", e))?,
             None => d.log_format,
+        };
+        let ssl_cert_login_from = match file.ssl_cert_login_from.as_deref() {
+            None | Some("distinguished_name") => CertLoginFrom::DistinguishedName,
+            Some("common_name") => CertLoginFrom::CommonName,
+            Some(other) => {
+                return Err(config_error(
+                    "ssl_cert_login_from",
+                    format!("{other:?}: expected distinguished_name or common_name"),
+                ))
+            }
         };
         let c = Config {
             log_file: o.log_file.or(file.log.file),
             log_format,
+            tls,
+            ssl_cert_login_from,
             bind: o.bind.or(file.bind).unwrap_or(d.bind),
             port: o.port.or(file.port).unwrap_or(d.port),
             shards,
@@ -479,6 +568,54 @@ impl Config {
         let pin = !o.no_pin && file.pin_cores.unwrap_or(true);
         Ok((c, pin))
     }
+}
+
+/// The `[tls]` table merged with its flags: `None` without a certificate
+/// and key; a half-configured listener is an error naming the missing key.
+fn resolve_tls(
+    o: &mut Overrides,
+    f: TlsSection,
+) -> Result<Option<TlsConfig>, crate::error::InfraError> {
+    let cert = o.tls_cert_file.take().or(f.cert_file);
+    let key = o.tls_key_file.take().or(f.key_file);
+    let ca_file = o.tls_ca_file.take().or(f.ca_file);
+    let verify_peer = o.tls_verify_peer || f.verify_peer.unwrap_or(false);
+    let fail_if_no_peer_cert =
+        o.tls_fail_if_no_peer_cert || f.fail_if_no_peer_cert.unwrap_or(false);
+    let (cert_file, key_file) = match (cert, key) {
+        (None, None) => {
+            if verify_peer || ca_file.is_some() || o.tls_port.is_some() || f.port.is_some() {
+                return Err(config_error(
+                    "tls.cert_file",
+                    "the TLS listener needs cert_file and key_file",
+                ));
+            }
+            return Ok(None);
+        }
+        (Some(_), None) => return Err(config_error("tls.key_file", "missing (cert_file is set)")),
+        (None, Some(_)) => return Err(config_error("tls.cert_file", "missing (key_file is set)")),
+        (Some(c), Some(k)) => (c, k),
+    };
+    if verify_peer && ca_file.is_none() {
+        return Err(config_error(
+            "tls.ca_file",
+            "verify_peer needs the CA certificates to verify against",
+        ));
+    }
+    if fail_if_no_peer_cert && !verify_peer {
+        return Err(config_error(
+            "tls.fail_if_no_peer_cert",
+            "only meaningful with verify_peer = true",
+        ));
+    }
+    Ok(Some(TlsConfig {
+        cert_file,
+        key_file,
+        ca_file,
+        port: o.tls_port.or(f.port).unwrap_or(5671),
+        verify_peer,
+        fail_if_no_peer_cert,
+    }))
 }
 
 #[cfg(test)]

@@ -97,6 +97,25 @@ struct Args {
     /// Log line format: plaintext (or text) or json [default: plaintext].
     #[arg(long, env = "WARREN_LOG_FORMAT")]
     log_format: Option<String>,
+    /// PEM certificate chain for the AMQPS (TLS) listener; with
+    /// --tls-key-file it turns the listener on.
+    #[arg(long, env = "WARREN_TLS_CERT_FILE")]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key for the AMQPS listener.
+    #[arg(long, env = "WARREN_TLS_KEY_FILE")]
+    tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates that client certificates are verified against.
+    #[arg(long, env = "WARREN_TLS_CA_FILE")]
+    tls_ca_file: Option<PathBuf>,
+    /// AMQPS port; 0 picks a free one and prints it [default: 5671].
+    #[arg(long, env = "WARREN_TLS_PORT")]
+    tls_port: Option<u16>,
+    /// Ask clients for a certificate and verify it (RabbitMQ's verify_peer).
+    #[arg(long, env = "WARREN_TLS_VERIFY_PEER")]
+    tls_verify_peer: bool,
+    /// With --tls-verify-peer: refuse clients without a certificate.
+    #[arg(long, env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT")]
+    tls_fail_if_no_peer_cert: bool,
 }
 
 /// Hold an exclusive lock on `<data-dir>/warren.lock` for the process
@@ -220,6 +239,12 @@ fn main() {
         no_mgmt: args.no_mgmt,
         log_file: args.log_file,
         log_format: args.log_format,
+        tls_cert_file: args.tls_cert_file,
+        tls_key_file: args.tls_key_file,
+        tls_ca_file: args.tls_ca_file,
+        tls_port: args.tls_port,
+        tls_verify_peer: args.tls_verify_peer,
+        tls_fail_if_no_peer_cert: args.tls_fail_if_no_peer_cert,
     };
     let (config, pin) = match Config::resolve(file, overrides, cores.len()) {
         Ok(c) => c,
@@ -289,6 +314,7 @@ fn main() {
     let mut urgent = urgent_senders.into_iter().zip(urgent_receivers);
     let mut handles = Vec::new();
     let mut port = config.port;
+    let mut tls_port = config.tls.as_ref().map(|t| t.port).unwrap_or(0);
     let mut mgmt_port: Option<u16> = None;
     for (i, (s, r)) in senders.into_iter().zip(receivers).enumerate() {
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -309,6 +335,7 @@ fn main() {
             urgent_receivers: ur,
             ready: ready_tx,
             port,
+            tls_port,
             shutdown: shutdown.clone(),
             stopped: stopped_tx.clone(),
         };
@@ -322,22 +349,31 @@ fn main() {
         // One shard at a time: it recovers, then listens, then reports.
         // Shard 0 resolves port 0; the others bind the same port
         // (SO_REUSEPORT).
-        let (p, m) = report_or_exit(i, ready_rx.recv());
-        port = p;
-        if m.is_some() {
-            mgmt_port = m;
+        let listening = report_or_exit(i, ready_rx.recv());
+        port = listening.port;
+        tls_port = listening.tls_port.unwrap_or(tls_port);
+        if listening.mgmt_port.is_some() {
+            mgmt_port = listening.mgmt_port;
         }
     }
-    // Both lines in one write: a reader that takes only the first line and
-    // closes the pipe must not make a later write fail.
+    // Every line in one write: a reader that takes only the first line and
+    // closes the pipe must not make a later write fail. The amqps line
+    // comes last, and only with TLS, so readers of the first two lines
+    // need not know about it.
     let mgmt = match mgmt_port {
         Some(p) => format!("{}:{p}", config.mgmt_bind),
         None => "disabled".into(),
     };
-    let banner = format!(
+    let mut banner = format!(
         "warren listening on {}:{port}\nwarren management listening on {mgmt}\n",
         config.bind
     );
+    if config.tls.is_some() {
+        banner.push_str(&format!(
+            "warren amqps listening on {}:{tls_port}\n",
+            config.bind
+        ));
+    }
     // Logged before the banner: whoever waits for the banner (a test, a
     // supervisor) then finds the start in the log as well.
     tracing::info!(shards, port, "warren started");

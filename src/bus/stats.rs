@@ -43,6 +43,10 @@ pub struct ConnInfo {
     pub shard: usize,
     /// `running`, `flow` or `blocked` (`channel::Conn::api_state`).
     pub state: &'static str,
+    /// SASL mechanism of the login (`PLAIN`, `AMQPLAIN`, `EXTERNAL`).
+    pub auth_mechanism: &'static str,
+    /// The TLS session, None on a plain connection.
+    pub tls: Option<crate::net::tls::TlsInfo>,
 }
 
 /// One open channel (not closing), as listed by `/api/channels`.

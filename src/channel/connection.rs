@@ -26,7 +26,9 @@ const READ_CHUNK: usize = 128 * 1024;
 const READ_MIN: usize = 4 * 1024;
 /// Stop reading while this much is waiting to be written to the client.
 const OUT_HIGH_WATER: usize = 8 * 1024 * 1024;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Accept to connection.open (and the TLS handshake before it), as
+/// RabbitMQ's `handshake_timeout` (10 s).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Phase {
@@ -71,13 +73,46 @@ fn server_properties(cx: &Cx) -> FieldTable {
     p
 }
 
-/// Check SASL credentials (PLAIN or AMQPLAIN) against the configured user.
-fn authenticate(cx: &Cx, conn: &Conn, mechanism: &str, response: &[u8]) -> AmqpResult<String> {
+/// The SASL mechanisms offered in connection.start: EXTERNAL only on a TLS
+/// connection whose client sent a certificate the broker verified (as
+/// RabbitMQ's `rabbit_auth_mechanism_ssl` offers it only then).
+fn mechanisms(cx: &Cx, conn: &Conn) -> &'static str {
+    let from = cx.link.config.ssl_cert_login_from;
+    match &conn.tls {
+        Some(t) if t.external_login(from).is_some() => "PLAIN AMQPLAIN EXTERNAL",
+        _ => "PLAIN AMQPLAIN",
+    }
+}
+
+/// Check SASL credentials against the users table: PLAIN and AMQPLAIN by
+/// password; EXTERNAL by the verified client certificate's subject (or
+/// common name, `ssl_cert_login_from`), which must name an existing user,
+/// as RabbitMQ's `rabbit_auth_mechanism_ssl`. Returns the user and the
+/// mechanism; 403 ACCESS_REFUSED with RabbitMQ's text otherwise.
+fn authenticate(
+    cx: &Cx,
+    conn: &Conn,
+    mechanism: &str,
+    response: &[u8],
+) -> AmqpResult<(String, &'static str)> {
     let refused = || {
         AmqpError::access_refused(format!(
             "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
         ))
     };
+    if mechanism == "EXTERNAL" {
+        let from = cx.link.config.ssl_cert_login_from;
+        let Some(user) = conn.tls.as_ref().and_then(|t| t.external_login(from)) else {
+            tracing::warn!(peer = %conn.peer, "EXTERNAL login without a verified client certificate");
+            return Err(refused());
+        };
+        if !cx.table().users.contains_key(user) {
+            tracing::warn!(peer = %conn.peer, user, "EXTERNAL login: no such user");
+            return Err(refused());
+        }
+        guest_only_from_loopback(cx, conn, user, refused)?;
+        return Ok((user.to_string(), "EXTERNAL"));
+    }
     let (user, pass) = match mechanism {
         "PLAIN" => {
             let mut parts = response.split(|b| *b == 0);
@@ -121,6 +156,21 @@ fn authenticate(cx: &Cx, conn: &Conn, mechanism: &str, response: &[u8]) -> AmqpR
         tracing::warn!(peer = %conn.peer, user, "authentication failed");
         return Err(refused());
     }
+    guest_only_from_loopback(cx, conn, &user, refused)?;
+    let mechanism = if mechanism == "PLAIN" {
+        "PLAIN"
+    } else {
+        "AMQPLAIN"
+    };
+    Ok((user, mechanism))
+}
+
+fn guest_only_from_loopback(
+    cx: &Cx,
+    conn: &Conn,
+    user: &str,
+    refused: impl Fn() -> AmqpError,
+) -> AmqpResult<()> {
     // Like RabbitMQ, the default guest user may only connect from loopback.
     // An IPv4 client on a dual-stack listener shows as ::ffff:a.b.c.d.
     let ip = match conn.peer.ip() {
@@ -134,12 +184,18 @@ fn authenticate(cx: &Cx, conn: &Conn, mechanism: &str, response: &[u8]) -> AmqpR
         tracing::warn!(peer = %conn.peer, "guest refused from a non-loopback address");
         return Err(refused());
     }
-    Ok(user)
+    Ok(())
 }
 
-/// Serve one accepted connection until it closes.
-pub async fn serve(cx: Cx, stream: SharedStream, peer: std::net::SocketAddr) {
-    let conn = Conn::new(cx.conns.new_conn_id(), peer);
+/// Serve one accepted connection until it closes; `tls` is what its TLS
+/// handshake settled (None on a plain connection).
+pub async fn serve(
+    cx: Cx,
+    stream: SharedStream,
+    peer: std::net::SocketAddr,
+    tls: Option<crate::net::tls::TlsInfo>,
+) {
+    let conn = Conn::new(cx.conns.new_conn_id(), peer, tls);
     cx.conns.conns.borrow_mut().insert(conn.id, conn.clone());
     let writer = glommio::spawn_local(super::io::writer_task(
         cx.clone(),
@@ -247,7 +303,7 @@ impl Session {
                 version_major: 0,
                 version_minor: 9,
                 server_properties: server_properties(cx),
-                mechanisms: "PLAIN AMQPLAIN".into(),
+                mechanisms: mechanisms(cx, conn).into(),
                 locales: "en_US".into(),
             })),
         );
@@ -326,7 +382,7 @@ impl Session {
 /// tasks, so a call that never returns is a hang in the broker.
 pub async fn run_in_process(cx: &Cx, input: &[u8], chunk: usize) -> Vec<u8> {
     let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
-    let conn = Conn::new(cx.conns.new_conn_id(), peer);
+    let conn = Conn::new(cx.conns.new_conn_id(), peer, None);
     cx.conns.conns.borrow_mut().insert(conn.id, conn.clone());
     let mut session = Session::start(cx, &conn);
     let mut buf = BytesMut::new();
@@ -625,7 +681,8 @@ async fn connection_method(
     };
     match (*phase, m) {
         (Phase::StartOk, connection::AMQPMethod::StartOk(s)) => {
-            let user = authenticate(cx, conn, s.mechanism.as_str(), s.response.as_bytes())?;
+            let (user, mechanism) =
+                authenticate(cx, conn, s.mechanism.as_str(), s.response.as_bytes())?;
             *conn.client_properties.borrow_mut() = s.client_properties.clone();
             let blocked_capable = match s.client_properties.inner().get("capabilities") {
                 Some(AMQPValue::FieldTable(c)) => {
@@ -639,6 +696,7 @@ async fn connection_method(
             {
                 let mut st = conn.state.borrow_mut();
                 st.user = user;
+                st.auth_mechanism = mechanism;
                 st.blocked_capable = blocked_capable;
             }
 

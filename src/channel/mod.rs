@@ -17,6 +17,8 @@ pub mod sender_routes;
 mod stats;
 pub use stats::ChannelStats;
 pub mod table;
+mod tx;
+pub use tx::TxOp;
 
 pub use table::{ConnTable, ConsumerRoute, Cx};
 
@@ -117,29 +119,6 @@ impl Held {
             },
         );
     }
-}
-
-/// One transactional operation, applied at tx.commit.
-pub enum TxOp {
-    /// A basic.publish (complete with its content) buffered until tx.commit.
-    Publish {
-        /// The complete message.
-        msg: MsgRef,
-        /// basic.publish `mandatory`: basic.return with 312 NO_ROUTE if unroutable at
-        /// commit.
-        mandatory: bool,
-        /// The message's `headers` table, decoded, for headers exchanges.
-        headers: Option<amq_protocol::types::FieldTable>,
-    },
-    /// basic.ack / nack / reject buffered until tx.commit. The deliveries are out
-    /// of `Channel::unacked` meanwhile: tx.rollback puts them back, a channel
-    /// closing first requeues them.
-    Settle {
-        /// (delivery tag, delivery) pairs settled.
-        tags: Vec<(u64, Unacked)>,
-        /// Ack, requeue or discard.
-        how: Settle,
-    },
 }
 
 /// One open channel: delivery tags and unacked deliveries, consumers,
@@ -247,6 +226,9 @@ pub struct ConnState {
     pub channel_max: u16,
     /// The client understands connection.blocked / unblocked.
     pub blocked_capable: bool,
+    /// The SASL mechanism the client logged in with (`PLAIN`, `AMQPLAIN`,
+    /// `EXTERNAL`; empty until connection.start-ok).
+    pub auth_mechanism: &'static str,
 }
 
 /// A consumer as its queue knows it: where its credit, settlements and
@@ -280,6 +262,8 @@ pub struct Conn {
     pub id: ConnId,
     /// The client's address.
     pub peer: std::net::SocketAddr,
+    /// What the TLS handshake settled; None on a plain connection.
+    pub tls: Option<crate::net::tls::TlsInfo>,
     /// Channels, vhost, user, negotiated channel-max.
     pub state: RefCell<ConnState>,
     /// Outbound bytes; the writer task swaps it out and writes it in one
@@ -346,16 +330,22 @@ pub struct Conn {
 impl Conn {
     /// A new connection from `peer`: vhost "/", no channels, frame-max
     /// [`codec::FRAME_MIN_SIZE`] until tuned.
-    pub fn new(id: ConnId, peer: std::net::SocketAddr) -> Rc<Self> {
+    pub fn new(
+        id: ConnId,
+        peer: std::net::SocketAddr,
+        tls: Option<crate::net::tls::TlsInfo>,
+    ) -> Rc<Self> {
         Rc::new(Conn {
             id,
             peer,
+            tls,
             state: RefCell::new(ConnState {
                 channels: HashMap::new(),
                 vhost: "/".into(),
                 user: String::new(),
                 channel_max: 2047,
                 blocked_capable: false,
+                auth_mechanism: "",
             }),
             out: RefCell::new(Vec::new()),
             read_size: Cell::new(4096),

@@ -86,6 +86,8 @@ pub struct ConnTable {
     pub disk_free_limit: Cell<u64>,
     /// The AMQP port (for connection names in listings).
     pub listen_port: Cell<u16>,
+    /// The AMQPS port, 0 without TLS.
+    pub tls_port: Cell<u16>,
     /// Exchange counters of closed channels, kept for the management API.
     pub closed_exchange_stats: RefCell<Vec<ExchangeCounts>>,
     /// Counted by channels that have since closed.
@@ -96,6 +98,16 @@ pub struct ConnTable {
 }
 
 impl ConnTable {
+    /// The listening port `conn` came in on: the AMQPS port for a TLS
+    /// connection, the AMQP one otherwise (connection names carry it).
+    pub fn port_of(&self, conn: &Conn) -> u16 {
+        if conn.tls.is_some() {
+            self.tls_port.get()
+        } else {
+            self.listen_port.get()
+        }
+    }
+
     /// An empty table for shard `shard`.
     pub fn new(shard: ShardId) -> Self {
         ConnTable {
@@ -118,6 +130,7 @@ impl ConnTable {
             flow_count: Cell::new(0),
             flow_cleared: crate::mailbox::Notify::default(),
             listen_port: Cell::new(0),
+            tls_port: Cell::new(0),
             closed_exchange_stats: RefCell::new(Vec::new()),
             closed_channel_totals: Cell::new(ClosedTotals::default()),
             counters: RefCell::new(Default::default()),

@@ -122,11 +122,18 @@ pub async fn route(
 
 fn conn_json(m: &Mgmt, c: &super::stats::ConnInfo) -> Value {
     let prefix = format!("connection|{}|{}|", c.vhost, c.name);
-    json!({"name": c.name, "node": node_name(), "vhost": c.vhost, "user": c.user, "host": "127.0.0.1",
+    let tls = c.tls.as_ref();
+    // RabbitMQ lists these as null on a plain connection.
+    let tls_field = |f: fn(&crate::net::tls::TlsInfo) -> Option<String>| tls.and_then(f);
+    json!({"ssl_protocol": tls_field(|t| Some(t.protocol.clone())),
+        "ssl_cipher": tls_field(|t| Some(t.cipher.clone())),
+        "peer_cert_subject": tls_field(|t| t.peer_cert_subject.clone()),
+        "peer_cert_issuer": tls_field(|t| t.peer_cert_issuer.clone()),
+        "name": c.name, "node": node_name(), "vhost": c.vhost, "user": c.user, "host": "127.0.0.1",
         "port": c.port, "peer_host": c.peer_host, "peer_port": c.peer_port, "channels": c.channels,
-        "state": c.state, "type": "network", "protocol": "AMQP 0-9-1", "auth_mechanism": "PLAIN",
+        "state": c.state, "type": "network", "protocol": "AMQP 0-9-1", "auth_mechanism": c.auth_mechanism,
         "recv_oct": c.recv_oct, "send_oct": c.send_oct, "frame_max": c.frame_max, "channel_max": c.channel_max,
-        "ssl": false, "user_who_performed_action": c.user,
+        "ssl": tls.is_some(), "user_who_performed_action": c.user,
         "recv_oct_details": {"rate": m.rate(&format!("{prefix}recv_oct"))},
         "send_oct_details": {"rate": m.rate(&format!("{prefix}send_oct"))},
         "connected_at": c.connected_at, "client_properties": c.client_properties, "shard": c.shard})

@@ -1,28 +1,92 @@
 //! Network: the socket a connection's reader and writer share.
 //!
 //! A leaf socket layer: it knows bytes, not AMQP. Owns: [`SharedStream`]
-//! (reads into zero-copy buffers, whole writes, shutdown). Accepting and
+//! (reads into zero-copy buffers, whole writes, shutdown), over plain TCP
+//! or TLS ([`tls`]). Accepting and
 //! spawning connections belong to the shard's boot code (`shard::run`);
 //! the writer and heartbeat tasks to the channel layer (`channel::io`).
 //! Must never: block the executor, or be written from two tasks at once
 //! (only the writer task writes; everyone else appends to `Conn::out`).
 
+pub mod tls;
+
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use std::cell::RefCell;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
+
+/// The transport under a connection.
+pub enum Stream {
+    /// Plain TCP: reads land in the connection's buffer, writes go out as is.
+    Tcp(TcpStream),
+    /// TLS over TCP (boxed: rustls's state is large, and plain connections
+    /// should not pay for it).
+    Tls(Box<futures_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
+        match self {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self {
+            // glommio's TCP writes are not buffered: nothing to flush.
+            Stream::Tcp(_) => Poll::Ready(Ok(())),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => Pin::new(s).poll_close(cx),
+            // Sends close_notify, then shuts the socket's sending side.
+            Stream::Tls(s) => Pin::new(&mut **s).poll_close(cx),
+        }
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Tls(s) => s.get_ref().0.as_raw_fd(),
+        }
+    }
+}
 
 /// One socket used by a reader task and a writer task. The `RefCell` is
 /// only borrowed inside a single `poll_*` call, never across an `.await`.
 #[derive(Clone)]
-pub struct SharedStream(Rc<RefCell<TcpStream>>);
+pub struct SharedStream(Rc<RefCell<Stream>>);
 
 impl SharedStream {
-    /// Wrap an accepted socket; clone the result for the reader and writer tasks.
+    /// Wrap an accepted plain socket; clone the result for the reader and
+    /// writer tasks.
     pub fn new(s: TcpStream) -> Self {
+        Self::from_stream(Stream::Tcp(s))
+    }
+
+    /// Wrap any transport (TLS streams come from [`tls::accept`]).
+    pub fn from_stream(s: Stream) -> Self {
         SharedStream(Rc::new(RefCell::new(s)))
+    }
+
+    /// True over TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(&*self.0.borrow(), Stream::Tls(_))
     }
 
     /// Read up to `max` more bytes onto the end of `buf`.
@@ -30,8 +94,7 @@ impl SharedStream {
         let start = buf.len();
         buf.resize(start + max, 0);
         let r = futures_lite::future::poll_fn(|cx| {
-            let mut s = self.0.borrow_mut();
-            Pin::new(&mut *s).poll_read(cx, &mut buf[start..])
+            self.0.borrow_mut().poll_read(cx, &mut buf[start..])
         })
         .await;
         let n = *r.as_ref().unwrap_or(&0);
@@ -42,37 +105,31 @@ impl SharedStream {
     /// Write all of `data`, looping over partial writes; a zero-length write is
     /// `WriteZero`. On an AMQP connection only the writer task calls it (one
     /// call per batch); the management HTTP server writes responses with it.
+    /// Over TLS the batch is then flushed: rustls holds encrypted records
+    /// until told to send them.
     pub async fn write_all(&self, mut data: &[u8]) -> std::io::Result<()> {
         while !data.is_empty() {
-            let n = futures_lite::future::poll_fn(|cx| {
-                let mut s = self.0.borrow_mut();
-                Pin::new(&mut *s).poll_write(cx, data)
-            })
-            .await?;
+            let n = futures_lite::future::poll_fn(|cx| self.0.borrow_mut().poll_write(cx, data))
+                .await?;
             if n == 0 {
                 return Err(std::io::ErrorKind::WriteZero.into());
             }
             data = &data[n..];
         }
-        Ok(())
+        futures_lite::future::poll_fn(|cx| self.0.borrow_mut().poll_flush(cx)).await
     }
 
     /// Half-close: the peer reads EOF after what was written, and may
     /// still send (see `mgmt::linger`).
     pub fn shutdown_write(&self) {
-        use std::os::fd::AsRawFd;
-        let fd = self.0.borrow().as_raw_fd();
+        let fd = self.0.borrow().raw_fd();
         let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write);
     }
 
     /// Close our sending side through glommio's `poll_close` (a write shutdown;
     /// errors ignored). The descriptor is closed when the last clone is dropped.
     pub async fn shutdown(&self) {
-        let r = futures_lite::future::poll_fn(|cx| {
-            let mut s = self.0.borrow_mut();
-            Pin::new(&mut *s).poll_close(cx)
-        })
-        .await;
+        let r = futures_lite::future::poll_fn(|cx| self.0.borrow_mut().poll_close(cx)).await;
         let _ = r;
     }
 }

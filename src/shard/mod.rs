@@ -240,13 +240,12 @@ impl Shard {
                 Response::Snapshot(Box::new(snapshot::snapshot(self)))
             }
             Request::CloseConnection(name, reason) => {
-                let port = self.conns.listen_port.get();
                 let conn = self
                     .conns
                     .conns
                     .borrow()
                     .values()
-                    .find(|c| crate::bus::stats::conn_name(&c.peer, port) == name)
+                    .find(|c| crate::bus::stats::conn_name(&c.peer, self.conns.port_of(c)) == name)
                     .cloned();
                 if let Some(c) = conn {
                     c.force_close(&reason);

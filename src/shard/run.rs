@@ -17,6 +17,17 @@ use std::time::Duration;
 
 type Batch = Vec<ShardMsg>;
 
+/// The ports a shard listens on, reported once it accepts connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    /// AMQP port.
+    pub port: u16,
+    /// AMQPS port, when TLS is configured.
+    pub tls_port: Option<u16>,
+    /// Management HTTP port, when this shard serves it.
+    pub mgmt_port: Option<u16>,
+}
+
 /// What a shard thread needs: its id, the mailbox ends, where to report.
 pub struct ShardBoot {
     /// This shard's id (shard 0 is the authority and serves the HTTP API
@@ -36,11 +47,13 @@ pub struct ShardBoot {
     pub urgent_senders: Vec<(ShardId, SharedSender<Batch>)>,
     /// The urgent lane's receivers, as `receivers`.
     pub urgent_receivers: Vec<(ShardId, SharedReceiver<Batch>)>,
-    /// Reports the bound port (or an error) once listening.
-    /// (AMQP port, management port when this shard serves it).
-    pub ready: mpsc::Sender<Result<(u16, Option<u16>), String>>,
+    /// Reports the bound ports (or an error) once listening.
+    pub ready: mpsc::Sender<Result<Listening, String>>,
     /// Port to bind; shard 0 may get 0 and report the real one.
     pub port: u16,
+    /// AMQPS port to bind when `config.tls` is set; shard 0 may get 0 and
+    /// report the real one.
+    pub tls_port: u16,
     /// Set by the signal handler: flush everything and report on `stopped`.
     pub shutdown: Arc<AtomicBool>,
     /// Gets this shard's id once its final sync after `shutdown` is done.
@@ -128,6 +141,7 @@ async fn shard_main(boot: ShardBoot) {
         urgent_receivers,
         ready,
         port,
+        tls_port,
         shutdown,
         stopped,
         ..
@@ -209,6 +223,34 @@ async fn shard_main(boot: ShardBoot) {
     };
     let bound = listener.local_addr().map(|a| a.port()).unwrap_or(port);
     shard.conns.listen_port.set(bound);
+    let tls = match &shard.config().tls {
+        None => None,
+        Some(t) => {
+            let addr = std::net::SocketAddr::new(bind, tls_port);
+            let acceptor = match crate::net::tls::server_config(t) {
+                Ok(c) => futures_rustls::TlsAcceptor::from(c),
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            };
+            match glommio::net::TcpListener::bind(addr) {
+                Ok(l) => {
+                    let p = l.local_addr().map(|a| a.port()).unwrap_or(tls_port);
+                    shard.conns.tls_port.set(p);
+                    Some((l, acceptor, p))
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(format!("cannot listen for amqps on {addr}: {e}")));
+                    return;
+                }
+            }
+        }
+    };
+    let tls_bound = tls.as_ref().map(|t| t.2);
+    if let Some((l, acceptor, _)) = tls {
+        glommio::spawn_local(accept_tls_loop(shard.cx(), l, acceptor)).detach();
+    }
     let mut mgmt_port = None;
     if id.0 == 0 {
         if let Some(p) = shard.config().mgmt_port {
@@ -226,7 +268,11 @@ async fn shard_main(boot: ShardBoot) {
             }
         }
     }
-    let _ = ready.send(Ok((bound, mgmt_port)));
+    let _ = ready.send(Ok(Listening {
+        port: bound,
+        tls_port: tls_bound,
+        mgmt_port,
+    }));
     accept_loop(shard.cx(), listener).await;
 }
 
@@ -580,11 +626,50 @@ async fn accept_loop(cx: Cx, listener: glommio::net::TcpListener) {
                     sh,
                     SharedStream::new(stream),
                     peer,
+                    None,
                 ))
                 .detach();
             }
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Accept AMQPS connections on this shard's SO_REUSEPORT TLS listener, as
+/// [`accept_loop`] does for plain ones: the TLS handshake runs in the
+/// connection's own task (a slow client holds nobody else up), bounded by
+/// the AMQP handshake timeout, then the connection is served as any other.
+async fn accept_tls_loop(
+    cx: Cx,
+    listener: glommio::net::TcpListener,
+    acceptor: futures_rustls::TlsAcceptor,
+) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                let peer = match stream.peer_addr() {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                };
+                let sh = cx.clone();
+                let acceptor = acceptor.clone();
+                glommio::spawn_local(async move {
+                    let timeout = crate::channel::connection::HANDSHAKE_TIMEOUT;
+                    match crate::net::tls::accept(&acceptor, stream, timeout).await {
+                        Ok((s, info)) => {
+                            crate::channel::connection::serve(sh, s, peer, Some(info)).await
+                        }
+                        Err(e) => tracing::info!(%peer, "TLS handshake failed: {e}"),
+                    }
+                })
+                .detach();
+            }
+            Err(e) => {
+                tracing::warn!("amqps accept failed: {e}");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         }

@@ -19,7 +19,6 @@ pub(crate) fn snapshot(shard: &Shard) -> ShardSnapshot {
             .map(|q| (q.vhost.clone(), q.name.clone()))
             .unwrap_or_default()
     };
-    let port = shard.conns.listen_port.get();
     let now = std::time::Instant::now();
     let mut exchanges: Vec<ExchangeCounts> = shard.conns.closed_exchange_stats.borrow().clone();
     for conn in shard.conns.conns.borrow().values() {
@@ -27,6 +26,7 @@ pub(crate) fn snapshot(shard: &Shard) -> ShardSnapshot {
             continue;
         }
         let st = conn.state.borrow();
+        let port = shard.conns.port_of(conn);
         let name = conn_name(&conn.peer, port);
         let peer_host = conn.peer.ip().to_string();
         s.connections.push(ConnInfo {
@@ -49,6 +49,8 @@ pub(crate) fn snapshot(shard: &Shard) -> ShardSnapshot {
             client_properties: crate::mgmt::json::table_to_json(&conn.client_properties.borrow()),
             shard: shard.id().0,
             state: conn.api_state(now),
+            auth_mechanism: st.auth_mechanism,
+            tls: conn.tls.clone(),
         });
         for ch in st.channels.values() {
             if ch.closing {
