@@ -99,6 +99,12 @@ pub struct Config {
     /// Which part of a client certificate names the user of an EXTERNAL
     /// login (RabbitMQ's `ssl_cert_login_from`).
     pub ssl_cert_login_from: CertLoginFrom,
+    /// Also accept AMQP connections on this Unix domain socket (LavinMQ's
+    /// `unix_path`); None = no Unix listener.
+    pub unix_socket: Option<PathBuf>,
+    /// File mode the socket is created with (access control: only users
+    /// who may write to it can connect); default 0o666.
+    pub unix_socket_mode: u32,
 }
 
 /// The AMQPS listener's settings (RabbitMQ's `listeners.ssl` and
@@ -164,6 +170,8 @@ impl Default for Config {
             log_format: crate::logging::LogFormat::Text,
             tls: None,
             ssl_cert_login_from: CertLoginFrom::DistinguishedName,
+            unix_socket: None,
+            unix_socket_mode: 0o666,
         }
     }
 }
@@ -231,6 +239,10 @@ pub struct FileConfig {
     pub tls: TlsSection,
     /// `ssl_cert_login_from`: `distinguished_name` (default) or `common_name`.
     pub ssl_cert_login_from: Option<String>,
+    /// `unix_socket`: path of a Unix domain socket listener ([`Config::unix_socket`]).
+    pub unix_socket: Option<PathBuf>,
+    /// `unix_socket_mode`: its file mode, e.g. `0o660` ([`Config::unix_socket_mode`]).
+    pub unix_socket_mode: Option<u32>,
 }
 
 /// The `[tls]` table of the configuration file ([`TlsConfig`]); TLS is on
@@ -412,6 +424,8 @@ pub struct Overrides {
     pub tls_verify_peer: bool,
     /// `--tls-fail-if-no-peer-cert`.
     pub tls_fail_if_no_peer_cert: bool,
+    /// `--unix-socket`.
+    pub unix_socket: Option<PathBuf>,
 }
 
 impl Config {
@@ -513,7 +527,16 @@ impl Config {
                 ))
             }
         };
+        let unix_socket_mode = file.unix_socket_mode.unwrap_or(d.unix_socket_mode);
+        if unix_socket_mode > 0o777 {
+            return Err(config_error(
+                "unix_socket_mode",
+                "must be a file mode (0o000 to 0o777)",
+            ));
+        }
         let c = Config {
+            unix_socket: o.unix_socket.take().or(file.unix_socket),
+            unix_socket_mode,
             log_file: o.log_file.or(file.log.file),
             log_format,
             tls,

@@ -116,6 +116,9 @@ struct Args {
     /// With --tls-verify-peer: refuse clients without a certificate.
     #[arg(long, env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT")]
     tls_fail_if_no_peer_cert: bool,
+    /// Also accept AMQP connections on this Unix domain socket.
+    #[arg(long, env = "WARREN_UNIX_SOCKET")]
+    unix_socket: Option<PathBuf>,
 }
 
 /// Hold an exclusive lock on `<data-dir>/warren.lock` for the process
@@ -245,6 +248,7 @@ fn main() {
         tls_port: args.tls_port,
         tls_verify_peer: args.tls_verify_peer,
         tls_fail_if_no_peer_cert: args.tls_fail_if_no_peer_cert,
+        unix_socket: args.unix_socket,
     };
     let (config, pin) = match Config::resolve(file, overrides, cores.len()) {
         Ok(c) => c,
@@ -374,6 +378,12 @@ fn main() {
             config.bind
         ));
     }
+    if let Some(path) = &config.unix_socket {
+        banner.push_str(&format!(
+            "warren unix socket listening on {}\n",
+            path.display()
+        ));
+    }
     // Logged before the banner: whoever waits for the banner (a test, a
     // supervisor) then finds the start in the log as well.
     tracing::info!(shards, port, "warren started");
@@ -406,6 +416,9 @@ fn main() {
             }
         }
         break;
+    }
+    if let Some(path) = &config.unix_socket {
+        let _ = std::fs::remove_file(path);
     }
     drop(handles);
     std::process::exit(0);

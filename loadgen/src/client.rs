@@ -14,6 +14,9 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::ops::Range;
 use std::str::FromStr;
+use std::sync::Arc;
+
+pub use crate::sock::Sock;
 use std::time::Duration;
 
 pub const FRAME_METHOD: u8 = 1;
@@ -25,7 +28,7 @@ pub fn err(msg: impl Into<String>) -> io::Error {
     io::Error::other(msg.into())
 }
 
-/// Parsed `amqp://user:pass@host:port/vhost`.
+/// Parsed `amqp://user:pass@host:port/vhost` (or `amqps://`, TLS).
 #[derive(Clone, Debug)]
 pub struct Target {
     pub host: String,
@@ -33,17 +36,42 @@ pub struct Target {
     pub user: String,
     pub pass: String,
     pub vhost: String,
+    /// TLS client settings for an `amqps://` URI.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Connect through this Unix domain socket instead (`--unix`).
+    pub unix: Option<std::path::PathBuf>,
 }
 
 impl Target {
-    pub fn parse(uri: &str) -> Result<Target, String> {
+    /// The target the command line names (`--uri`, `--cacert`, `--unix`).
+    pub fn from_opts(o: &crate::Opts) -> Result<Target, String> {
+        let mut t = Target::parse(&o.uri, o.cacert.as_deref())?;
+        if o.unix.is_some() && t.tls.is_some() {
+            return Err("--unix and amqps:// do not go together".into());
+        }
+        t.unix = o.unix.clone();
+        Ok(t)
+    }
+
+    /// Parse `uri`; an `amqps://` URI needs `cacert`, the PEM file of the
+    /// CA (or self-signed certificate) that signed the broker's certificate.
+    pub fn parse(uri: &str, cacert: Option<&std::path::Path>) -> Result<Target, String> {
         let u = AMQPUri::from_str(uri)?;
+        let tls = match u.scheme {
+            amq_protocol::uri::AMQPScheme::AMQP => None,
+            amq_protocol::uri::AMQPScheme::AMQPS => {
+                let path = cacert.ok_or("an amqps:// URI needs --cacert")?;
+                Some(crate::sock::tls_config(path)?)
+            }
+        };
         Ok(Target {
             host: u.authority.host,
             port: u.authority.port,
             user: u.authority.userinfo.username,
             pass: u.authority.userinfo.password,
             vhost: u.vhost,
+            tls,
+            unix: None,
         })
     }
 }
@@ -191,7 +219,7 @@ fn prop_str(t: &FieldTable, k: &str) -> String {
 
 /// One connection with (usually) one channel, number 1.
 pub struct Conn {
-    pub sock: TcpStream,
+    pub sock: Sock,
     pub rd: Reader,
     pub out: Vec<u8>,
     pub frame_max: u32,
@@ -200,14 +228,36 @@ pub struct Conn {
 
 impl Conn {
     /// TCP connect plus the full handshake (heartbeats off).
-    pub fn open(t: &Target, read_buf: usize) -> io::Result<Conn> {
+    /// The socket `t` names: Unix, TLS over TCP, or plain TCP.
+    fn connect(t: &Target) -> io::Result<Sock> {
+        if let Some(path) = &t.unix {
+            let s = std::os::unix::net::UnixStream::connect(path)
+                .map_err(|e| err(format!("{}: {e}", path.display())))?;
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            return Ok(Sock::Unix(s));
+        }
         let addr = (t.host.as_str(), t.port)
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| err(format!("cannot resolve {}", t.host)))?;
-        let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-        sock.set_nodelay(true)?;
-        sock.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+        tcp.set_nodelay(true)?;
+        tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let sock = match &t.tls {
+            None => Sock::Plain(tcp),
+            Some(cfg) => {
+                let name = rustls::pki_types::ServerName::try_from(t.host.clone())
+                    .map_err(|e| err(format!("TLS server name {}: {e}", t.host)))?;
+                let conn = rustls::ClientConnection::new(cfg.clone(), name)
+                    .map_err(|e| err(e.to_string()))?;
+                Sock::tls(conn, tcp)
+            }
+        };
+        Ok(sock)
+    }
+
+    pub fn open(t: &Target, read_buf: usize) -> io::Result<Conn> {
+        let sock = Self::connect(t)?;
         let mut c = Conn {
             sock,
             rd: Reader::new(read_buf),
@@ -305,6 +355,8 @@ impl Conn {
     pub fn flush(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
             self.sock.write_all(&self.out)?;
+            // TLS: push the encrypted records out now (a no-op on TCP).
+            self.sock.flush()?;
             self.out.clear();
         }
         Ok(())

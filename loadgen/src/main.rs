@@ -14,6 +14,7 @@ mod extensions;
 mod other;
 mod report;
 mod run;
+mod sock;
 mod sys;
 mod track;
 
@@ -57,6 +58,14 @@ pub struct Opts {
     /// Broker URI.
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     pub uri: String,
+    /// PEM file of the CA that signed the broker's certificate (for an
+    /// `amqps://` URI).
+    #[arg(long)]
+    pub cacert: Option<std::path::PathBuf>,
+    /// Connect through this Unix domain socket instead of TCP (the URI's
+    /// user, password and vhost still apply; its host and port do not).
+    #[arg(long)]
+    pub unix: Option<std::path::PathBuf>,
     /// Publishers (one connection each).
     #[arg(short = 'x', long = "producers", default_value_t = 1)]
     pub producers: usize,

@@ -6,7 +6,6 @@ use crate::{sys, Opts};
 use amq_protocol::protocol::{connection, AMQPClass};
 use serde_json::json;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread;
@@ -40,7 +39,7 @@ pub fn connections(o: &Opts) -> i32 {
 
 fn connections_inner(o: &Opts) -> io::Result<i32> {
     let limit = sys::raise_nofile();
-    let t = Target::parse(&o.uri).map_err(err)?;
+    let t = Target::from_opts(&o).map_err(err)?;
     let pid = local_pid(o, &t);
     let admin = Conn::open(&t, 8 * 1024)?;
     let server = admin.server.clone();
@@ -67,7 +66,7 @@ fn connections_inner(o: &Opts) -> io::Result<i32> {
         let n = o.connections / threads + usize::from(i < o.connections % threads);
         let t = t.clone();
         hs.push(thread::spawn(move || {
-            let mut socks: Vec<TcpStream> = Vec::with_capacity(n);
+            let mut socks: Vec<crate::client::Sock> = Vec::with_capacity(n);
             for _ in 0..n {
                 match Conn::open(&t, 4096) {
                     Ok(c) => socks.push(c.sock),
@@ -180,7 +179,7 @@ pub fn churn(o: &Opts) -> i32 {
 }
 
 fn churn_inner(o: &Opts) -> io::Result<i32> {
-    let t = Target::parse(&o.uri).map_err(err)?;
+    let t = Target::from_opts(&o).map_err(err)?;
     let pid = local_pid(o, &t);
     let admin = Conn::open(&t, 8 * 1024)?;
     let server = admin.server.clone();

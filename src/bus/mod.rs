@@ -286,11 +286,26 @@ pub enum ShardMsg {
     /// next periodic check, so every shard's publishers are paused before
     /// the disk fills.
     CheckDisk,
+    /// A connection shard 0 accepted on the Unix socket, for the receiving
+    /// shard to serve (shard 0 deals them out round-robin, as the kernel's
+    /// SO_REUSEPORT spreads TCP connections).
+    AdoptUnix(UnixConnection),
     /// Server-sent basic.cancel: the consumer's queue went away.
     ConsumerCancelled {
         /// The consumer cancelled; its connection sends basic.cancel to the client.
         consumer: ConsumerId,
     },
+}
+
+/// An accepted Unix socket connection on its way to the shard that will
+/// serve it (glommio's executor-independent handle; it is bound to the
+/// receiving shard's executor there).
+pub struct UnixConnection(pub glommio::net::AcceptedUnixStream);
+
+impl std::fmt::Debug for UnixConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UnixConnection")
+    }
 }
 
 /// Delivery credit, flow changes and settlements that remove messages
@@ -307,7 +322,10 @@ pub enum ShardMsg {
 impl crate::mailbox::Lane for ShardMsg {
     fn urgent(&self) -> bool {
         match self {
-            ShardMsg::Credit { .. } | ShardMsg::QueueFlow { .. } | ShardMsg::CheckDisk => true,
+            ShardMsg::Credit { .. }
+            | ShardMsg::QueueFlow { .. }
+            | ShardMsg::CheckDisk
+            | ShardMsg::AdoptUnix(_) => true,
             ShardMsg::Settle { how, .. } => !matches!(how, Settle::Requeue),
             _ => false,
         }

@@ -78,7 +78,7 @@ fn server_properties(cx: &Cx) -> FieldTable {
 /// RabbitMQ's `rabbit_auth_mechanism_ssl` offers it only then).
 fn mechanisms(cx: &Cx, conn: &Conn) -> &'static str {
     let from = cx.link.config.ssl_cert_login_from;
-    match &conn.tls {
+    match conn.transport.tls() {
         Some(t) if t.external_login(from).is_some() => "PLAIN AMQPLAIN EXTERNAL",
         _ => "PLAIN AMQPLAIN",
     }
@@ -102,7 +102,7 @@ fn authenticate(
     };
     if mechanism == "EXTERNAL" {
         let from = cx.link.config.ssl_cert_login_from;
-        let Some(user) = conn.tls.as_ref().and_then(|t| t.external_login(from)) else {
+        let Some(user) = conn.transport.tls().and_then(|t| t.external_login(from)) else {
             tracing::warn!(peer = %conn.peer, "EXTERNAL login without a verified client certificate");
             return Err(refused());
         };
@@ -187,15 +187,15 @@ fn guest_only_from_loopback(
     Ok(())
 }
 
-/// Serve one accepted connection until it closes; `tls` is what its TLS
-/// handshake settled (None on a plain connection).
+/// Serve one accepted connection until it closes; `transport` says how it
+/// came in (a TLS one with what its handshake settled).
 pub async fn serve(
     cx: Cx,
     stream: SharedStream,
     peer: std::net::SocketAddr,
-    tls: Option<crate::net::tls::TlsInfo>,
+    transport: crate::net::Transport,
 ) {
-    let conn = Conn::new(cx.conns.new_conn_id(), peer, tls);
+    let conn = Conn::new(cx.conns.new_conn_id(), peer, transport);
     cx.conns.conns.borrow_mut().insert(conn.id, conn.clone());
     let writer = glommio::spawn_local(super::io::writer_task(
         cx.clone(),
@@ -382,7 +382,7 @@ impl Session {
 /// tasks, so a call that never returns is a hang in the broker.
 pub async fn run_in_process(cx: &Cx, input: &[u8], chunk: usize) -> Vec<u8> {
     let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
-    let conn = Conn::new(cx.conns.new_conn_id(), peer, None);
+    let conn = Conn::new(cx.conns.new_conn_id(), peer, crate::net::Transport::Tcp);
     cx.conns.conns.borrow_mut().insert(conn.id, conn.clone());
     let mut session = Session::start(cx, &conn);
     let mut buf = BytesMut::new();

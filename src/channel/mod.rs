@@ -262,8 +262,9 @@ pub struct Conn {
     pub id: ConnId,
     /// The client's address.
     pub peer: std::net::SocketAddr,
-    /// What the TLS handshake settled; None on a plain connection.
-    pub tls: Option<crate::net::tls::TlsInfo>,
+    /// How it came in: TCP, TLS (with what the handshake settled) or the
+    /// Unix socket.
+    pub transport: crate::net::Transport,
     /// Channels, vhost, user, negotiated channel-max.
     pub state: RefCell<ConnState>,
     /// Outbound bytes; the writer task swaps it out and writes it in one
@@ -333,12 +334,12 @@ impl Conn {
     pub fn new(
         id: ConnId,
         peer: std::net::SocketAddr,
-        tls: Option<crate::net::tls::TlsInfo>,
+        transport: crate::net::Transport,
     ) -> Rc<Self> {
         Rc::new(Conn {
             id,
             peer,
-            tls,
+            transport,
             state: RefCell::new(ConnState {
                 channels: HashMap::new(),
                 vhost: "/".into(),

@@ -100,11 +100,23 @@ pub struct ConnTable {
 impl ConnTable {
     /// The listening port `conn` came in on: the AMQPS port for a TLS
     /// connection, the AMQP one otherwise (connection names carry it).
+    /// 0 for the Unix socket.
     pub fn port_of(&self, conn: &Conn) -> u16 {
-        if conn.tls.is_some() {
-            self.tls_port.get()
-        } else {
-            self.listen_port.get()
+        match conn.transport {
+            crate::net::Transport::Tcp => self.listen_port.get(),
+            crate::net::Transport::Tls(_) => self.tls_port.get(),
+            crate::net::Transport::Unix => 0,
+        }
+    }
+
+    /// The name listings show and management close requests use:
+    /// RabbitMQ's `"<peer ip>:<port> -> 127.0.0.1:<listen port>"` for TCP
+    /// and TLS; `"unix:<shard>.<connection>"` (unique on the node) for the
+    /// Unix socket, which has no peer address.
+    pub fn name_of(&self, conn: &Conn) -> String {
+        match conn.transport {
+            crate::net::Transport::Unix => format!("unix:{}.{}", self.shard.0, conn.id.0),
+            _ => crate::bus::stats::conn_name(&conn.peer, self.port_of(conn)),
         }
     }
 

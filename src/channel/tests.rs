@@ -10,7 +10,11 @@ use bytes::Bytes;
 use std::sync::Arc;
 
 fn conn() -> Rc<Conn> {
-    let c = Conn::new(ConnId(1), "127.0.0.1:5000".parse().unwrap(), None);
+    let c = Conn::new(
+        ConnId(1),
+        "127.0.0.1:5000".parse().unwrap(),
+        crate::net::Transport::Tcp,
+    );
     c.state.borrow_mut().channels.insert(1, Channel::new(1));
     c
 }
@@ -283,7 +287,11 @@ fn channel_flow_holds_deliveries_in_tag_order_until_released() {
 #[test]
 fn the_api_state_is_blocked_then_flow_then_running() {
     use std::time::{Duration, Instant};
-    let c = Conn::new(ConnId(1), "127.0.0.1:5000".parse().unwrap(), None);
+    let c = Conn::new(
+        ConnId(1),
+        "127.0.0.1:5000".parse().unwrap(),
+        crate::net::Transport::Tcp,
+    );
     let now = Instant::now();
     assert_eq!(c.api_state(now), "running");
     c.flow_at.set(Some(now));

@@ -26,6 +26,30 @@ pub enum Stream {
     /// TLS over TCP (boxed: rustls's state is large, and plain connections
     /// should not pay for it).
     Tls(Box<futures_rustls::server::TlsStream<TcpStream>>),
+    /// A Unix domain socket (`unix_socket`): as plain TCP, without the
+    /// loopback network stack.
+    Unix(glommio::net::UnixStream),
+}
+
+/// How a connection reached the broker (for listings, names and EXTERNAL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain TCP on the AMQP port.
+    Tcp,
+    /// TLS on the AMQPS port, with what its handshake settled.
+    Tls(tls::TlsInfo),
+    /// The Unix domain socket listener.
+    Unix,
+}
+
+impl Transport {
+    /// The TLS session, if any.
+    pub fn tls(&self) -> Option<&tls::TlsInfo> {
+        match self {
+            Transport::Tls(t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 impl Stream {
@@ -33,6 +57,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 
@@ -40,13 +65,14 @@ impl Stream {
         match self {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self {
-            // glommio's TCP writes are not buffered: nothing to flush.
-            Stream::Tcp(_) => Poll::Ready(Ok(())),
+            // glommio's socket writes are not buffered: nothing to flush.
+            Stream::Tcp(_) | Stream::Unix(_) => Poll::Ready(Ok(())),
             Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
@@ -56,13 +82,17 @@ impl Stream {
             Stream::Tcp(s) => Pin::new(s).poll_close(cx),
             // Sends close_notify, then shuts the socket's sending side.
             Stream::Tls(s) => Pin::new(&mut **s).poll_close(cx),
+            Stream::Unix(s) => Pin::new(s).poll_close(cx),
         }
     }
 
-    fn raw_fd(&self) -> RawFd {
+    /// The TCP socket's descriptor (glommio does not expose a Unix
+    /// stream's).
+    fn tcp_fd(&self) -> Option<RawFd> {
         match self {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::Tls(s) => s.get_ref().0.as_raw_fd(),
+            Stream::Tcp(s) => Some(s.as_raw_fd()),
+            Stream::Tls(s) => Some(s.get_ref().0.as_raw_fd()),
+            Stream::Unix(_) => None,
         }
     }
 }
@@ -122,8 +152,9 @@ impl SharedStream {
     /// Half-close: the peer reads EOF after what was written, and may
     /// still send (see `mgmt::linger`).
     pub fn shutdown_write(&self) {
-        let fd = self.0.borrow().raw_fd();
-        let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write);
+        if let Some(fd) = self.0.borrow().tcp_fd() {
+            let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write);
+        }
     }
 
     /// Close our sending side through glommio's `poll_close` (a write shutdown;

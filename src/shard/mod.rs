@@ -172,6 +172,7 @@ impl Shard {
             ShardMsg::ConsumerCancelled { consumer } => self.conns.consumer_cancelled(consumer),
             ShardMsg::QueueFlow { queue, on } => self.conns.set_queue_flow(queue, on),
             ShardMsg::CheckDisk => self.conns.check_disk(&self.link.config.data_dir),
+            ShardMsg::AdoptUnix(c) => run::serve_unix(self.cx(), c.0.bind_to_executor()),
             ShardMsg::DirectReply { to, msg } => self.conns.direct_reply(&to, &msg),
         }
     }
@@ -245,7 +246,7 @@ impl Shard {
                     .conns
                     .borrow()
                     .values()
-                    .find(|c| crate::bus::stats::conn_name(&c.peer, self.conns.port_of(c)) == name)
+                    .find(|c| self.conns.name_of(c) == name)
                     .cloned();
                 if let Some(c) = conn {
                     c.force_close(&reason);

@@ -248,6 +248,19 @@ async fn shard_main(boot: ShardBoot) {
         }
     };
     let tls_bound = tls.as_ref().map(|t| t.2);
+    if id.0 == 0 {
+        if let Some(path) = &shard.config().unix_socket {
+            match bind_unix(path, shard.config().unix_socket_mode) {
+                Ok(l) => {
+                    glommio::spawn_local(accept_unix_loop(shard.cx(), l, shards)).detach();
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            }
+        }
+    }
     if let Some((l, acceptor, _)) = tls {
         glommio::spawn_local(accept_tls_loop(shard.cx(), l, acceptor)).detach();
     }
@@ -626,7 +639,7 @@ async fn accept_loop(cx: Cx, listener: glommio::net::TcpListener) {
                     sh,
                     SharedStream::new(stream),
                     peer,
-                    None,
+                    crate::net::Transport::Tcp,
                 ))
                 .detach();
             }
@@ -661,7 +674,13 @@ async fn accept_tls_loop(
                     let timeout = crate::channel::connection::HANDSHAKE_TIMEOUT;
                     match crate::net::tls::accept(&acceptor, stream, timeout).await {
                         Ok((s, info)) => {
-                            crate::channel::connection::serve(sh, s, peer, Some(info)).await
+                            crate::channel::connection::serve(
+                                sh,
+                                s,
+                                peer,
+                                crate::net::Transport::Tls(info),
+                            )
+                            .await
                         }
                         Err(e) => tracing::info!(%peer, "TLS handshake failed: {e}"),
                     }
@@ -674,4 +693,71 @@ async fn accept_tls_loop(
             }
         }
     }
+}
+
+/// Bind the Unix socket listener at `path` with file mode `mode`. A socket
+/// file left by a broker that is gone is replaced; one a live process
+/// answers on is an error, as is any other file at that path.
+fn bind_unix(path: &std::path::Path, mode: u32) -> Result<glommio::net::UnixListener, String> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let shown = path.display();
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(format!("unix_socket {shown}: exists and is not a socket"));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "unix_socket {shown}: another process listens on it"
+            ));
+        }
+        std::fs::remove_file(path).map_err(|e| format!("unix_socket {shown}: {e}"))?;
+    }
+    let l = glommio::net::UnixListener::bind(path)
+        .map_err(|e| format!("cannot listen on unix socket {shown}: {e}"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("unix_socket {shown}: cannot set its mode: {e}"))?;
+    Ok(l)
+}
+
+/// Accept on the Unix socket (shard 0 only: a Unix listener cannot be
+/// shared with SO_REUSEPORT) and deal the connections out round-robin: the
+/// n-th goes to shard n mod `shards` through the urgent lane
+/// (`ShardMsg::AdoptUnix`), so Unix clients spread over the cores as TCP
+/// clients do.
+async fn accept_unix_loop(cx: Cx, listener: glommio::net::UnixListener, shards: usize) {
+    let mut next = 0usize;
+    loop {
+        match listener.shared_accept().await {
+            Ok(accepted) => {
+                let to = ShardId(next % shards.max(1));
+                next = next.wrapping_add(1);
+                if to == cx.link.id {
+                    serve_unix(cx.clone(), accepted.bind_to_executor());
+                } else {
+                    cx.link.outbox.push(
+                        to,
+                        ShardMsg::AdoptUnix(crate::bus::UnixConnection(accepted)),
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!("unix socket accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Serve a Unix socket connection on this shard. It has no peer address:
+/// it is local, so it counts as loopback (the `guest` user may use it).
+pub(super) fn serve_unix(cx: Cx, stream: glommio::net::UnixStream) {
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let stream = SharedStream::from_stream(crate::net::Stream::Unix(stream));
+    glommio::spawn_local(crate::channel::connection::serve(
+        cx,
+        stream,
+        peer,
+        crate::net::Transport::Unix,
+    ))
+    .detach();
 }

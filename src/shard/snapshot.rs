@@ -27,7 +27,7 @@ pub(crate) fn snapshot(shard: &Shard) -> ShardSnapshot {
         }
         let st = conn.state.borrow();
         let port = shard.conns.port_of(conn);
-        let name = conn_name(&conn.peer, port);
+        let name = shard.conns.name_of(conn);
         let peer_host = conn.peer.ip().to_string();
         s.connections.push(ConnInfo {
             name: name.clone(),
@@ -50,7 +50,7 @@ pub(crate) fn snapshot(shard: &Shard) -> ShardSnapshot {
             shard: shard.id().0,
             state: conn.api_state(now),
             auth_mechanism: st.auth_mechanism,
-            tls: conn.tls.clone(),
+            tls: conn.transport.tls().cloned(),
         });
         for ch in st.channels.values() {
             if ch.closing {

@@ -626,11 +626,39 @@ pub async fn connect_on_shard_as(
 }
 
 // ---------------------------------------------------------------------------
-// Raw AMQP over std::net::TcpStream, for malformed-input tests.
+// Raw AMQP over a TCP or Unix socket, for malformed-input tests (and the
+// Unix socket listener, which no common client library reaches).
 // ---------------------------------------------------------------------------
 
+/// The socket under a [`RawClient`].
+pub enum RawStream {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Read for RawStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            RawStream::Tcp(s) => s.read(buf),
+            RawStream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for RawStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            RawStream::Tcp(s) => s.write(buf),
+            RawStream::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 pub struct RawClient {
-    pub stream: std::net::TcpStream,
+    pub stream: RawStream,
     pub shard: usize,
     buf: Vec<u8>,
 }
@@ -649,6 +677,13 @@ impl RawClient {
     /// Full handshake negotiating `heartbeat` seconds.
     pub fn handshake_with(port: u16, heartbeat: u16) -> RawClient {
         let mut c = Self::start(port);
+        c.finish_handshake(heartbeat);
+        c
+    }
+
+    /// start-ok (guest), tune-ok and connection.open up to open-ok.
+    fn finish_handshake(&mut self, heartbeat: u16) {
+        let c = self;
         c.start_ok("PLAIN", "\0guest\0guest");
         match c.read_frame() {
             Some(AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Tune(_)))) => {}
@@ -663,7 +698,6 @@ impl RawClient {
             )) => {}
             other => panic!("expected connection.open-ok, got {other:?}"),
         }
-        c
     }
 
     /// Connect, send the protocol header and read connection.start.
@@ -671,6 +705,24 @@ impl RawClient {
         let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("raw connect");
         stream.set_read_timeout(Some(STEP)).unwrap();
         stream.set_nodelay(true).unwrap();
+        Self::start_on(RawStream::Tcp(stream))
+    }
+
+    /// Connect to a Unix socket listener and read connection.start.
+    pub fn start_unix(path: &Path) -> RawClient {
+        let stream = std::os::unix::net::UnixStream::connect(path).expect("unix connect");
+        stream.set_read_timeout(Some(STEP)).unwrap();
+        Self::start_on(RawStream::Unix(stream))
+    }
+
+    /// The full handshake (guest, vhost "/") over a Unix socket listener.
+    pub fn handshake_unix(path: &Path) -> RawClient {
+        let mut c = Self::start_unix(path);
+        c.finish_handshake(0);
+        c
+    }
+
+    fn start_on(stream: RawStream) -> RawClient {
         let mut c = RawClient {
             stream,
             shard: usize::MAX,

@@ -243,7 +243,7 @@ pub(super) fn settle(sh: &Shared, me: &Pub, tag: u64, multiple: bool, ack: bool)
 pub(super) fn publisher_reader(
     sh: Arc<Shared>,
     id: usize,
-    mut sock: std::net::TcpStream,
+    mut sock: crate::client::Sock,
     mut rd: Reader,
 ) -> Reader {
     let me = &sh.pubs[id];
