@@ -99,6 +99,10 @@ pub struct Config {
     /// Which part of a client certificate names the user of an EXTERNAL
     /// login (RabbitMQ's `ssl_cert_login_from`).
     pub ssl_cert_login_from: CertLoginFrom,
+    /// SASL mechanisms offered, in this order (RabbitMQ's
+    /// `auth_mechanisms`): `PLAIN`, `AMQPLAIN`, and `EXTERNAL` (offered on
+    /// TLS connections only); default PLAIN and AMQPLAIN.
+    pub auth_mechanisms: Vec<String>,
     /// Also accept AMQP connections on this Unix domain socket (LavinMQ's
     /// `unix_path`); None = no Unix listener.
     pub unix_socket: Option<PathBuf>,
@@ -172,6 +176,7 @@ impl Default for Config {
             ssl_cert_login_from: CertLoginFrom::DistinguishedName,
             unix_socket: None,
             unix_socket_mode: 0o666,
+            auth_mechanisms: vec!["PLAIN".into(), "AMQPLAIN".into()],
         }
     }
 }
@@ -239,6 +244,8 @@ pub struct FileConfig {
     pub tls: TlsSection,
     /// `ssl_cert_login_from`: `distinguished_name` (default) or `common_name`.
     pub ssl_cert_login_from: Option<String>,
+    /// `auth_mechanisms`: e.g. `["PLAIN", "AMQPLAIN", "EXTERNAL"]` ([`Config::auth_mechanisms`]).
+    pub auth_mechanisms: Option<Vec<String>>,
     /// `unix_socket`: path of a Unix domain socket listener ([`Config::unix_socket`]).
     pub unix_socket: Option<PathBuf>,
     /// `unix_socket_mode`: its file mode, e.g. `0o660` ([`Config::unix_socket_mode`]).
@@ -534,7 +541,33 @@ impl Config {
                 "must be a file mode (0o000 to 0o777)",
             ));
         }
+        let auth_mechanisms = file.auth_mechanisms.unwrap_or(d.auth_mechanisms);
+        if auth_mechanisms.is_empty() {
+            return Err(config_error(
+                "auth_mechanisms",
+                "must name at least one mechanism",
+            ));
+        }
+        if let Some(bad) = auth_mechanisms
+            .iter()
+            .find(|m| !matches!(m.as_str(), "PLAIN" | "AMQPLAIN" | "EXTERNAL"))
+        {
+            return Err(config_error(
+                "auth_mechanisms",
+                format!("unknown mechanism {bad:?}: expected PLAIN, AMQPLAIN or EXTERNAL"),
+            ));
+        }
+        if let Some(t) = &tls {
+            let p = o.port.or(file.port).unwrap_or(d.port);
+            if t.port != 0 && t.port == p {
+                return Err(config_error(
+                    "tls.port",
+                    format!("{p} is the plain AMQP port too"),
+                ));
+            }
+        }
         let c = Config {
+            auth_mechanisms,
             unix_socket: o.unix_socket.take().or(file.unix_socket),
             unix_socket_mode,
             log_file: o.log_file.or(file.log.file),

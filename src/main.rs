@@ -297,6 +297,7 @@ fn main() {
         }
     };
     let shutdown = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
     let (stopped_tx, stopped_rx) = mpsc::channel();
 
     // Full mesh of SPSC mailboxes: senders[i][j] goes from shard i to j.
@@ -341,6 +342,7 @@ fn main() {
             port,
             tls_port,
             shutdown: shutdown.clone(),
+            started: started.clone(),
             stopped: stopped_tx.clone(),
         };
         match start_shard(boot) {
@@ -384,6 +386,7 @@ fn main() {
             path.display()
         ));
     }
+    started.store(true, Ordering::Release);
     // Logged before the banner: whoever waits for the banner (a test, a
     // supervisor) then finds the start in the log as well.
     tracing::info!(shards, port, "warren started");

@@ -185,7 +185,7 @@ fn ack(out: &mut Vec<u8>, tag: u64) {
 }
 
 fn backlog_inner(o: &Opts) -> io::Result<i32> {
-    let t = Target::from_opts(&o).map_err(err)?;
+    let t = Target::from_opts(o).map_err(err)?;
     let n = o.messages;
     let pid = local_pid(o, &t);
     let mut admin = Conn::open(&t, 64 * 1024)?;

@@ -98,7 +98,7 @@ pub fn dead_letter(o: &Opts) -> i32 {
 }
 
 fn rpc_inner(o: &Opts) -> io::Result<i32> {
-    let t = Target::from_opts(&o).map_err(err)?;
+    let t = Target::from_opts(o).map_err(err)?;
     let queue = "loadgen-rpc";
     let mut admin = Conn::open(&t, 64 * 1024)?;
     admin.queue_delete_if_exists(queue)?;
@@ -294,7 +294,7 @@ fn warren_home(vhost: &str, name: &str, shards: usize) -> usize {
 }
 
 fn dead_letter_inner(o: &Opts) -> io::Result<i32> {
-    let t = Target::from_opts(&o).map_err(err)?;
+    let t = Target::from_opts(o).map_err(err)?;
     let src = "loadgen-dl-source";
     let shards = o.shards_hint.max(1);
     let target = (0..)

@@ -39,7 +39,7 @@ pub fn connections(o: &Opts) -> i32 {
 
 fn connections_inner(o: &Opts) -> io::Result<i32> {
     let limit = sys::raise_nofile();
-    let t = Target::from_opts(&o).map_err(err)?;
+    let t = Target::from_opts(o).map_err(err)?;
     let pid = local_pid(o, &t);
     let admin = Conn::open(&t, 8 * 1024)?;
     let server = admin.server.clone();
@@ -179,7 +179,7 @@ pub fn churn(o: &Opts) -> i32 {
 }
 
 fn churn_inner(o: &Opts) -> io::Result<i32> {
-    let t = Target::from_opts(&o).map_err(err)?;
+    let t = Target::from_opts(o).map_err(err)?;
     let pid = local_pid(o, &t);
     let admin = Conn::open(&t, 8 * 1024)?;
     let server = admin.server.clone();

@@ -73,15 +73,31 @@ fn server_properties(cx: &Cx) -> FieldTable {
     p
 }
 
-/// The SASL mechanisms offered in connection.start: EXTERNAL only on a TLS
-/// connection whose client sent a certificate the broker verified (as
-/// RabbitMQ's `rabbit_auth_mechanism_ssl` offers it only then).
-fn mechanisms(cx: &Cx, conn: &Conn) -> &'static str {
-    let from = cx.link.config.ssl_cert_login_from;
-    match conn.transport.tls() {
-        Some(t) if t.external_login(from).is_some() => "PLAIN AMQPLAIN EXTERNAL",
-        _ => "PLAIN AMQPLAIN",
-    }
+/// Whether `mechanism` is offered on `conn`: configured in
+/// `auth_mechanisms`, and for EXTERNAL a TLS connection (with or without a
+/// client certificate, as RabbitMQ's `rabbit_auth_mechanism_ssl:should_offer`:
+/// a missing certificate is then refused with a clear log line rather than
+/// leaving the client without a mechanism).
+fn offered(cx: &Cx, conn: &Conn, mechanism: &str) -> bool {
+    cx.link
+        .config
+        .auth_mechanisms
+        .iter()
+        .any(|m| m == mechanism)
+        && (mechanism != "EXTERNAL" || conn.transport.tls().is_some())
+}
+
+/// The space-separated mechanisms for connection.start, in configured order.
+fn mechanisms(cx: &Cx, conn: &Conn) -> String {
+    let list: Vec<&str> = cx
+        .link
+        .config
+        .auth_mechanisms
+        .iter()
+        .map(String::as_str)
+        .filter(|m| offered(cx, conn, m))
+        .collect();
+    list.join(" ")
 }
 
 /// Check SASL credentials against the users table: PLAIN and AMQPLAIN by
@@ -100,10 +116,25 @@ fn authenticate(
             "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
         ))
     };
+    // rabbit_reader: a mechanism the broker does not know, or does not
+    // offer on this connection, is a 503 connection error.
+    if !matches!(mechanism, "PLAIN" | "AMQPLAIN" | "EXTERNAL") {
+        return Err(AmqpError::command_invalid(format!(
+            "unknown authentication mechanism '{mechanism}'"
+        )));
+    }
+    if !offered(cx, conn, mechanism) {
+        return Err(AmqpError::command_invalid(format!(
+            "invalid authentication mechanism '{mechanism}'"
+        )));
+    }
     if mechanism == "EXTERNAL" {
         let from = cx.link.config.ssl_cert_login_from;
         let Some(user) = conn.transport.tls().and_then(|t| t.external_login(from)) else {
-            tracing::warn!(peer = %conn.peer, "EXTERNAL login without a verified client certificate");
+            tracing::warn!(
+                peer = %conn.peer,
+                "EXTERNAL login refused: connection peer presented no TLS (x.509) certificate"
+            );
             return Err(refused());
         };
         if !cx.table().users.contains_key(user) {
@@ -141,11 +172,7 @@ fn authenticate(
                 get("PASSWORD").ok_or_else(refused)?,
             )
         }
-        _ => {
-            return Err(AmqpError::access_refused(format!(
-                "unsupported authentication mechanism '{mechanism}'"
-            )))
-        }
+        _ => return Err(refused()),
     };
     let ok = cx
         .table()

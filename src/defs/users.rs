@@ -75,8 +75,14 @@ impl UserDef {
         }
     }
 
-    /// Check a password against the stored salted hash.
+    /// Check a password against the stored salted hash. A blank password
+    /// never matches, whatever is stored: RabbitMQ's internal backend
+    /// refuses blank passwords at login, so a user created for
+    /// certificate (EXTERNAL) logins cannot be entered with PLAIN.
     pub fn check_password(&self, password: &str) -> bool {
+        if password.is_empty() {
+            return false;
+        }
         let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(&self.password_hash) else {
             return false;
         };
@@ -181,6 +187,12 @@ mod tests {
             tags: vec![],
         };
         assert!(known.check_password("guest"));
+    }
+
+    #[test]
+    fn a_blank_password_never_logs_in() {
+        let u = UserDef::new("cert-user", "", vec![]);
+        assert!(!u.check_password(""));
     }
 
     #[test]

@@ -121,6 +121,12 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
     if s.first() == Some(&"metrics") {
         return metrics::render(m).await;
     }
+    // The web UI's files (public, as RabbitMQ's): `/` and `/ui/...`.
+    if matches!(req.method.as_str(), "GET" | "HEAD") && s.first() != Some(&"api") {
+        if let Some(r) = super::ui::asset(&req.path) {
+            return r;
+        }
+    }
     if s.first() != Some(&"api") {
         return Response::not_found();
     }

@@ -217,6 +217,14 @@ where
                 // Reading the body counts as sending the request: the
                 // watchdog still runs, so a body trickled byte by byte is
                 // cut off like a trickled head. Only answering is busy.
+                // A script's request (the web UI's, marked as browsers'
+                // scripts mark theirs) gets no Basic challenge with a
+                // 401: the browser would answer it with its own login
+                // dialog instead of letting the page show the refusal.
+                let scripted = req
+                    .headers()
+                    .get("x-requested-with")
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"));
                 let resp = match read(req).await {
                     Ok(req) => {
                         activity.busy.set(activity.busy.get() + 1);
@@ -227,7 +235,7 @@ where
                     Err(refusal) => refusal,
                 };
                 activity.last.set(Instant::now());
-                Ok::<_, Infallible>(to_hyper(resp))
+                Ok::<_, Infallible>(to_hyper(resp, !scripted))
             }
         })
     };
@@ -314,13 +322,13 @@ async fn read(req: hyper::Request<Incoming>) -> Result<Request, Response> {
 }
 
 /// Our response as hyper's. A 401 carries the Basic challenge with
-/// RabbitMQ's realm, as the management plugin sends it.
-fn to_hyper(r: Response) -> hyper::Response<Full<Bytes>> {
+/// RabbitMQ's realm, as the management plugin sends it, when `challenge`.
+fn to_hyper(r: Response, challenge: bool) -> hyper::Response<Full<Bytes>> {
     let mut b = hyper::Response::builder()
         .status(r.status)
         .header(hyper::header::CONTENT_TYPE, r.content_type)
         .header(hyper::header::SERVER, "Warren");
-    if r.status == 401 {
+    if r.status == 401 && challenge {
         b = b.header(
             hyper::header::WWW_AUTHENTICATE,
             "Basic realm=\"RabbitMQ Management\"",

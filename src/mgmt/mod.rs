@@ -28,6 +28,7 @@ pub mod parameters;
 pub mod policies;
 pub mod queues;
 pub mod requests;
+pub mod ui;
 pub use crate::bus::stats;
 
 use crate::bus::{Request, Response};

@@ -19,6 +19,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+/// How long a closing connection may take to hand its last bytes (TLS's
+/// close_notify) to a peer before its socket is shut regardless.
+pub const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The transport under a connection.
 pub enum Stream {
     /// Plain TCP: reads land in the connection's buffer, writes go out as is.
@@ -158,9 +162,26 @@ impl SharedStream {
     }
 
     /// Close our sending side through glommio's `poll_close` (a write shutdown;
-    /// errors ignored). The descriptor is closed when the last clone is dropped.
+    /// errors ignored). Over TLS that first sends close_notify, which a peer
+    /// that stopped reading never takes: after [`CLOSE_GRACE`] the socket's
+    /// sending side is shut without it, so the connection's cleanup never
+    /// waits on the peer. The descriptor is closed when the last clone is
+    /// dropped.
     pub async fn shutdown(&self) {
-        let r = futures_lite::future::poll_fn(|cx| self.0.borrow_mut().poll_close(cx)).await;
-        let _ = r;
+        let closed = futures_lite::future::or(
+            async {
+                let _ =
+                    futures_lite::future::poll_fn(|cx| self.0.borrow_mut().poll_close(cx)).await;
+                true
+            },
+            async {
+                glommio::timer::sleep(CLOSE_GRACE).await;
+                false
+            },
+        )
+        .await;
+        if !closed {
+            self.shutdown_write();
+        }
     }
 }

@@ -48,7 +48,10 @@ pub fn server_config(t: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, String>
         let cas = CertificateDer::pem_file_iter(ca)
             .and_then(|it| it.collect::<Result<Vec<_>, _>>())
             .map_err(|e| format!("tls.ca_file {}: {e}", ca.display()))?;
-        let (added, _) = roots.add_parsable_certificates(cas);
+        let (added, skipped) = roots.add_parsable_certificates(cas);
+        if skipped > 0 {
+            tracing::warn!(file = %ca.display(), skipped, "tls.ca_file: certificates skipped (unparsable)");
+        }
         if added == 0 {
             return Err(format!(
                 "tls.ca_file {}: no usable CA certificate",
@@ -102,42 +105,102 @@ impl TlsInfo {
     }
 }
 
-/// A name (subject or issuer) as RabbitMQ formats it
-/// (`rabbit_cert_info:format_rdn_sequence`): the RDNs in reverse order
-/// (RFC 4514), `TYPE=value` joined by `,`, multi-valued RDNs by `+`.
-fn format_name(name: &x509_parser::x509::X509Name<'_>) -> String {
-    let registry = x509_parser::objects::oid_registry();
-    let rdns: Vec<String> = name
-        .iter_rdn()
-        .map(|rdn| {
-            rdn.iter()
-                .map(|a| {
-                    let ty = x509_parser::objects::oid2abbrev(a.attr_type(), registry)
-                        .map(str::to_string)
-                        .unwrap_or_else(|_| a.attr_type().to_id_string());
-                    let value = a.as_str().map(escape_rdn_value).unwrap_or_default();
-                    format!("{ty}={value}")
-                })
-                .collect::<Vec<_>>()
-                .join("+")
-        })
-        .collect();
-    rdns.into_iter().rev().collect::<Vec<_>>().join(",")
+/// RabbitMQ's attribute type names (`rabbit_cert_info:format_rdn`); any
+/// other type is written as its dotted OID.
+const RDN_NAMES: &[(&str, &str)] = &[
+    ("2.5.4.4", "SN"),
+    ("2.5.4.42", "GIVENNAME"),
+    ("2.5.4.43", "INITIALS"),
+    ("2.5.4.44", "GENERATIONQUALIFIER"),
+    ("2.5.4.3", "CN"),
+    ("2.5.4.7", "L"),
+    ("2.5.4.8", "ST"),
+    ("2.5.4.10", "O"),
+    ("2.5.4.11", "OU"),
+    ("2.5.4.12", "TITLE"),
+    ("2.5.4.6", "C"),
+    ("2.5.4.5", "SERIALNUMBER"),
+    ("2.5.4.65", "PSEUDONYM"),
+    ("0.9.2342.19200300.100.1.25", "DC"),
+    ("1.2.840.113549.1.9.1", "EMAILADDRESS"),
+    ("2.5.4.9", "STREET"),
+    ("0.9.2342.19200300.100.1.1", "UID"),
+];
+
+/// An attribute value as text: the directory string types RabbitMQ reads
+/// (UTF-8, printable, IA5, teletex as Latin-1, BMP as UCS-2, universal as
+/// UCS-4). None for anything else, so a name is never built from a value
+/// that could not be read (two certificates must not share a name because
+/// their values were unreadable).
+fn attribute_text(a: &x509_parser::x509::AttributeTypeAndValue<'_>) -> Option<String> {
+    if let Ok(s) = a.as_str() {
+        return Some(s.to_string());
+    }
+    let v = a.attr_value();
+    let data: &[u8] = v.data;
+    match v.tag().0 {
+        // TeletexString (T61): read as Latin-1, as RabbitMQ does.
+        20 => Some(data.iter().map(|&b| b as char).collect()),
+        // UniversalString: UCS-4, big-endian.
+        28 if data.len().is_multiple_of(4) => data
+            .chunks(4)
+            .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+            .collect(),
+        // BMPString: UCS-2, big-endian.
+        30 if data.len().is_multiple_of(2) => {
+            let units: Vec<u16> = data
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
+            String::from_utf16(&units).ok()
+        }
+        _ => None,
+    }
 }
 
-/// RFC 4514 escaping of an attribute value (`,` `+` `"` `\` `<` `>` `;`,
-/// a leading `#` or space, a trailing space).
-fn escape_rdn_value(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    let last = v.chars().count().saturating_sub(1);
-    for (i, c) in v.chars().enumerate() {
-        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
-            || (i == 0 && (c == '#' || c == ' '))
-            || (i == last && c == ' ');
-        if special {
-            out.push('\\');
+/// A name (subject or issuer) as RabbitMQ formats it
+/// (`rabbit_cert_info:format_rdn_sequence`): the RDNs in reverse order
+/// (RFC 4514), `TYPE=value` joined by `,`, multi-valued RDNs by `+`. None
+/// if a value cannot be read.
+fn format_name(name: &x509_parser::x509::X509Name<'_>) -> Option<String> {
+    let mut rdns = Vec::new();
+    for rdn in name.iter_rdn() {
+        let mut parts = Vec::new();
+        for a in rdn.iter() {
+            let oid = a.attr_type().to_id_string();
+            let ty = RDN_NAMES
+                .iter()
+                .find(|(o, _)| *o == oid)
+                .map(|(_, n)| n.to_string())
+                .unwrap_or(oid);
+            parts.push(format!("{ty}={}", escape_rdn_value(&attribute_text(a)?)));
         }
-        out.push(c);
+        rdns.push(parts.join("+"));
+    }
+    rdns.reverse();
+    Some(rdns.join(","))
+}
+
+/// RFC 4514 escaping as RabbitMQ does it (`escape_rdn_value`): a leading
+/// space or `#` and a trailing space get a backslash, as do `"` `+` `,`
+/// `;` `<` `>` `\`; every byte below 32 or from 126 up (so each byte of a
+/// non-ASCII character's UTF-8 encoding) becomes `\XX` in upper-case hex.
+fn escape_rdn_value(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = String::with_capacity(v.len());
+    for (i, &c) in bytes.iter().enumerate() {
+        let first = i == 0;
+        let last = i + 1 == bytes.len();
+        let edge_space = (first || last) && c == b' ';
+        let special = matches!(c, b'"' | b'+' | b',' | b';' | b'<' | b'>' | b'\\');
+        if edge_space || (first && c == b'#') || special {
+            out.push('\\');
+            out.push(c as char);
+        } else if !(32..126).contains(&c) {
+            out.push_str(&format!("\\{c:02X}"));
+        } else {
+            out.push(c as char);
+        }
     }
     out
 }
@@ -160,14 +223,13 @@ fn describe(conn: &rustls::ServerConnection) -> TlsInfo {
     // rustls only hands back certificates its verifier accepted.
     if let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) {
         if let Ok((_, x)) = x509_parser::parse_x509_certificate(cert.as_ref()) {
-            info.peer_cert_subject = Some(format_name(x.subject()));
-            info.peer_cert_issuer = Some(format_name(x.issuer()));
-            info.peer_cert_cn = x
-                .subject()
-                .iter_common_name()
-                .next()
-                .and_then(|cn| cn.as_str().ok())
-                .map(str::to_string);
+            info.peer_cert_subject = format_name(x.subject());
+            info.peer_cert_issuer = format_name(x.issuer());
+            // Every CN, joined by "," as RabbitMQ's common_name mode does;
+            // None if there is none or one cannot be read.
+            let cns: Option<Vec<String>> =
+                x.subject().iter_common_name().map(attribute_text).collect();
+            info.peer_cert_cn = cns.filter(|c| !c.is_empty()).map(|c| c.join(","));
         }
     }
     info
@@ -197,11 +259,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rdn_values_are_escaped_as_rfc_4514_says() {
+    fn rdn_values_are_escaped_as_rabbitmq_escapes_them() {
         assert_eq!(escape_rdn_value("a,b+c"), "a\\,b\\+c");
         assert_eq!(escape_rdn_value(" lead"), "\\ lead");
         assert_eq!(escape_rdn_value("#x"), "\\#x");
         assert_eq!(escape_rdn_value("trail "), "trail\\ ");
+        assert_eq!(escape_rdn_value(" "), "\\ ");
         assert_eq!(escape_rdn_value("plain"), "plain");
+        // `~`, control bytes and each UTF-8 byte of "é" as \XX.
+        assert_eq!(escape_rdn_value("a~b"), "a\\7Eb");
+        assert_eq!(escape_rdn_value("x\ty"), "x\\09y");
+        assert_eq!(escape_rdn_value("é"), "\\C3\\A9");
+    }
+
+    #[test]
+    fn names_are_formatted_as_rabbitmq_formats_them() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        let dn = &mut params.distinguished_name;
+        dn.push(rcgen::DnType::CountryName, "GB");
+        dn.push(rcgen::DnType::OrganizationName, "Example, Ltd");
+        dn.push(rcgen::DnType::OrganizationalUnitName, "Ops");
+        dn.push(rcgen::DnType::CommonName, "alice");
+        dn.push(
+            rcgen::DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]),
+            rcgen::DnValue::Ia5String("alice@example.com".try_into().unwrap()),
+        );
+        dn.push(rcgen::DnType::CustomDnType(vec![2, 5, 4, 13]), "desc");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (_, x) = x509_parser::parse_x509_certificate(cert.der()).unwrap();
+        // rcgen encodes the CN first, then the rest in push order; the
+        // name lists the RDNs last to first.
+        assert_eq!(
+            format_name(x.subject()).unwrap(),
+            "2.5.4.13=desc,EMAILADDRESS=alice@example.com,OU=Ops,O=Example\\, Ltd,C=GB,CN=alice"
+        );
     }
 }

@@ -56,6 +56,9 @@ pub struct ShardBoot {
     pub tls_port: u16,
     /// Set by the signal handler: flush everything and report on `stopped`.
     pub shutdown: Arc<AtomicBool>,
+    /// Set once every shard listens: shard 0 deals Unix socket connections
+    /// out to other shards only from then on.
+    pub started: Arc<AtomicBool>,
     /// Gets this shard's id once its final sync after `shutdown` is done.
     pub stopped: mpsc::Sender<ShardId>,
 }
@@ -144,6 +147,7 @@ async fn shard_main(boot: ShardBoot) {
         tls_port,
         shutdown,
         stopped,
+        started,
         ..
     } = boot;
     let bind = config.bind;
@@ -252,7 +256,7 @@ async fn shard_main(boot: ShardBoot) {
         if let Some(path) = &shard.config().unix_socket {
             match bind_unix(path, shard.config().unix_socket_mode) {
                 Ok(l) => {
-                    glommio::spawn_local(accept_unix_loop(shard.cx(), l, shards)).detach();
+                    glommio::spawn_local(accept_unix_loop(shard.cx(), l, shards, started)).detach();
                 }
                 Err(e) => {
                     let _ = ready.send(Err(e));
@@ -696,8 +700,11 @@ async fn accept_tls_loop(
 }
 
 /// Bind the Unix socket listener at `path` with file mode `mode`. A socket
-/// file left by a broker that is gone is replaced; one a live process
-/// answers on is an error, as is any other file at that path.
+/// file left by a broker that is gone (connecting is refused) is replaced;
+/// one a process accepts on, or cannot be probed, is an error, as is any
+/// other file at that path. The socket is bound under a temporary name,
+/// given its mode, then renamed into place, so it is never reachable with
+/// a looser mode than configured.
 fn bind_unix(path: &std::path::Path, mode: u32) -> Result<glommio::net::UnixListener, String> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let shown = path.display();
@@ -705,17 +712,34 @@ fn bind_unix(path: &std::path::Path, mode: u32) -> Result<glommio::net::UnixList
         if !meta.file_type().is_socket() {
             return Err(format!("unix_socket {shown}: exists and is not a socket"));
         }
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "unix_socket {shown}: another process listens on it"
-            ));
+        match std::os::unix::net::UnixStream::connect(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Ok(_) => {
+                return Err(format!(
+                    "unix_socket {shown}: another process listens on it"
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "unix_socket {shown}: cannot tell whether it is in use: {e}"
+                ))
+            }
         }
-        std::fs::remove_file(path).map_err(|e| format!("unix_socket {shown}: {e}"))?;
     }
-    let l = glommio::net::UnixListener::bind(path)
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let l = glommio::net::UnixListener::bind(&tmp)
         .map_err(|e| format!("cannot listen on unix socket {shown}: {e}"))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("unix_socket {shown}: cannot set its mode: {e}"))?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("unix_socket {shown}: {e}"));
+    }
     Ok(l)
 }
 
@@ -724,7 +748,17 @@ fn bind_unix(path: &std::path::Path, mode: u32) -> Result<glommio::net::UnixList
 /// n-th goes to shard n mod `shards` through the urgent lane
 /// (`ShardMsg::AdoptUnix`), so Unix clients spread over the cores as TCP
 /// clients do.
-async fn accept_unix_loop(cx: Cx, listener: glommio::net::UnixListener, shards: usize) {
+async fn accept_unix_loop(
+    cx: Cx,
+    listener: glommio::net::UnixListener,
+    shards: usize,
+    started: Arc<AtomicBool>,
+) {
+    // Until every shard listens, early clients wait in the backlog rather
+    // than on a shard that is still recovering.
+    while !started.load(Ordering::Acquire) {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
     let mut next = 0usize;
     loop {
         match listener.shared_accept().await {

@@ -27,10 +27,13 @@ pytestmark = pytest.mark.skipif(EXTERNAL_URL is not None, reason="starts its own
 
 
 class TlsBroker:
-    def __init__(self, shards, extra=()):
+    def __init__(self, shards, config="""auth_mechanisms = ["PLAIN", "AMQPLAIN", "EXTERNAL"]\n"""):
         self.ca = trustme.CA()
         self.dir = tempfile.TemporaryDirectory()
         d = self.dir.name
+        cfg = os.path.join(d, "warren.toml")
+        with open(cfg, "w") as f:
+            f.write(config)
         server = self.ca.issue_cert("localhost", "127.0.0.1")
         self.cert_file = os.path.join(d, "server.pem")
         self.key_file = os.path.join(d, "server.key")
@@ -43,7 +46,7 @@ class TlsBroker:
              "--tls-port", "0", "--shards", str(shards),
              "--tls-cert-file", self.cert_file, "--tls-key-file", self.key_file,
              "--tls-ca-file", self.ca_file, "--tls-verify-peer",
-             "--data-dir", os.path.join(d, "data"), *extra],
+             "--data-dir", os.path.join(d, "data"), "--config", cfg],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=dict(os.environ, WARREN_LOG="warn"))
         ports = []
@@ -70,8 +73,9 @@ class TlsBroker:
             return json.loads(data) if data else None
 
     def add_user(self, name):
+        # No password: the user can only log in with a certificate.
         quoted = urllib.parse.quote(name, safe="")
-        self.api("PUT", "/api/users/" + quoted, {"password": "", "tags": ""})
+        self.api("PUT", "/api/users/" + quoted, {"tags": ""})
         self.api("PUT", "/api/permissions/%2F/" + quoted,
                  {"configure": ".*", "write": ".*", "read": ".*"})
 
@@ -136,10 +140,7 @@ def test_external_login_takes_the_certificate_subject_as_the_user(tls_broker):
 def test_external_login_by_common_name_when_configured(tls_broker):
     # ssl_cert_login_from is a configuration-file key, as in RabbitMQ.
     tls_broker.close()
-    cfg = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
-    cfg.write('ssl_cert_login_from = "common_name"\n')
-    cfg.close()
-    b = TlsBroker(1, extra=("--config", cfg.name))
+    b = TlsBroker(1, config='auth_mechanisms = ["EXTERNAL", "PLAIN"]\nssl_cert_login_from = "common_name"\n')
     try:
         client = b.ca.issue_cert("bob@example.com", common_name="bob")
         b.add_user("bob")
@@ -152,7 +153,6 @@ def test_external_login_by_common_name_when_configured(tls_broker):
             conn.close()
     finally:
         b.close()
-        os.unlink(cfg.name)
         # The fixture closes its broker again: make that harmless.
         tls_broker.close = lambda: None
 
@@ -171,11 +171,14 @@ def test_external_login_for_an_unknown_subject_is_refused(tls_broker):
     conn.close()
 
 
-def test_external_is_not_offered_without_a_client_certificate(tls_broker):
-    # pika checks the server's mechanism list before choosing EXTERNAL.
-    with pytest.raises(pika.exceptions.AMQPConnectionError):
+def test_external_without_a_client_certificate_is_refused_with_403(tls_broker):
+    # EXTERNAL is offered on every TLS connection, as RabbitMQ's plugin
+    # offers it; without a certificate the login is refused (403).
+    with pytest.raises(pika.exceptions.AMQPConnectionError) as e:
         pika.BlockingConnection(
             tls_broker.params(tls_broker.context(), pika.credentials.ExternalCredentials()))
+    assert "ACCESS_REFUSED" in repr(e.value) or isinstance(
+        e.value, pika.exceptions.ProbableAuthenticationError), repr(e.value)
     conn = pika.BlockingConnection(
         tls_broker.params(tls_broker.context(), pika.PlainCredentials("guest", "guest")))
     try:
@@ -188,6 +191,36 @@ def test_external_is_not_offered_without_a_client_certificate(tls_broker):
 
 def test_a_certificate_from_another_ca_is_refused_at_the_handshake(tls_broker):
     other = trustme.CA().issue_cert("eve@example.com", common_name="eve")
-    with pytest.raises(pika.exceptions.AMQPConnectionError):
+    # Even with valid PLAIN credentials the handshake itself fails: the
+    # broker does not accept a client certificate it cannot verify.
+    with pytest.raises(pika.exceptions.AMQPConnectionError) as e:
         pika.BlockingConnection(
-            tls_broker.params(tls_broker.context(other), pika.credentials.ExternalCredentials()))
+            tls_broker.params(tls_broker.context(other), pika.PlainCredentials("guest", "guest")))
+    assert not isinstance(e.value, (pika.exceptions.ProbableAuthenticationError,
+                                    pika.exceptions.AuthenticationError)), repr(e.value)
+
+
+def test_a_certificate_user_cannot_log_in_with_a_blank_password(tls_broker):
+    client = tls_broker.ca.issue_cert("carol@example.com", common_name="carol")
+    user = subject_of(client)
+    tls_broker.add_user(user)
+    # Even one created with an explicitly blank password.
+    tls_broker.api("PUT", "/api/users/" + urllib.parse.quote(user, safe=""), {"password": "", "tags": ""})
+    for password in ["", "x"]:
+        with pytest.raises(pika.exceptions.AMQPConnectionError):
+            pika.BlockingConnection(pika.ConnectionParameters(
+                host="127.0.0.1", port=tls_broker.port, connection_attempts=1,
+                credentials=pika.PlainCredentials(user, password)))
+
+
+def test_external_is_not_offered_unless_configured():
+    b = TlsBroker(1, config="")
+    try:
+        client = b.ca.issue_cert("dave@example.com", common_name="dave")
+        b.add_user(subject_of(client))
+        # pika refuses to log in when the server does not list EXTERNAL.
+        with pytest.raises(pika.exceptions.AuthenticationError) as e:
+            pika.BlockingConnection(b.params(b.context(client), pika.credentials.ExternalCredentials()))
+        assert "EXTERNAL" in repr(e.value) or "mechanism" in repr(e.value).lower(), repr(e.value)
+    finally:
+        b.close()

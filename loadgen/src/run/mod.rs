@@ -54,7 +54,7 @@ fn run_inner(o: &Opts) -> io::Result<i32> {
     if o.producers > u16::MAX as usize {
         return Err(err("too many publishers"));
     }
-    let t = Target::from_opts(&o).map_err(err)?;
+    let t = Target::from_opts(o).map_err(err)?;
     let setup = Arc::new(Setup::from_opts(o).map_err(err)?);
     let o = Arc::new(o.clone());
     let pid = o.broker_pid.or_else(|| {
