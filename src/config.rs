@@ -89,6 +89,9 @@ pub struct Config {
     /// Management HTTP: longest wait for the next request on a connection,
     /// idle time included, ms (RabbitMQ's `management.tcp.idle_timeout`).
     pub mgmt_idle_timeout_ms: u64,
+    /// Serve the management listener over HTTPS with the `[tls]`
+    /// certificate (RabbitMQ's `management.ssl.*`); default false.
+    pub mgmt_tls: bool,
     /// Append log lines to this file instead of stderr; SIGHUP reopens it
     /// (RabbitMQ's `log.file`).
     pub log_file: Option<PathBuf>,
@@ -170,6 +173,7 @@ impl Default for Config {
             mgmt_port: Some(15672),
             mgmt_bind: IpAddr::from([0, 0, 0, 0]),
             mgmt_idle_timeout_ms: 120_000,
+            mgmt_tls: false,
             log_file: None,
             log_format: crate::logging::LogFormat::Text,
             tls: None,
@@ -328,6 +332,8 @@ pub struct MgmtSection {
     pub bind: Option<IpAddr>,
     /// `idle_timeout_ms`: ms ([`Config::mgmt_idle_timeout_ms`]; default 120000, at least 1).
     pub idle_timeout_ms: Option<u64>,
+    /// `tls`: HTTPS with the `[tls]` certificate ([`Config::mgmt_tls`]).
+    pub tls: Option<bool>,
 }
 
 fn config_error(key: &str, problem: impl Into<String>) -> crate::error::InfraError {
@@ -433,6 +439,8 @@ pub struct Overrides {
     pub tls_fail_if_no_peer_cert: bool,
     /// `--unix-socket`.
     pub unix_socket: Option<PathBuf>,
+    /// `--mgmt-tls`.
+    pub mgmt_tls: bool,
 }
 
 impl Config {
@@ -566,7 +574,15 @@ impl Config {
                 ));
             }
         }
+        let mgmt_tls = o.mgmt_tls || file.management.tls.unwrap_or(false);
+        if mgmt_tls && tls.is_none() {
+            return Err(config_error(
+                "management.tls",
+                "needs the [tls] certificate and key (tls.cert_file, tls.key_file)",
+            ));
+        }
         let c = Config {
+            mgmt_tls,
             auth_mechanisms,
             unix_socket: o.unix_socket.take().or(file.unix_socket),
             unix_socket_mode,

@@ -51,7 +51,8 @@
 //!   text or JSON lines.
 //! * [`codec`]: frame envelope; methods and properties via `amq-protocol`,
 //!   fast paths for publish/deliver/ack.
-//! * [`net`]: the socket shared by a connection's reader and writer.
+//! * [`net`]: the socket shared by a connection's reader and writer, over
+//!   TCP, TLS (rustls; [`net::tls`]) or the Unix socket listener.
 //! * [`routing`]: exchange types (one file each) and the routing table.
 //! * [`store`]: per-shard segment files and the queue journal; group commit
 //!   by sync generation.
@@ -64,7 +65,8 @@
 //!   per AMQP class, connection/channel limits, the connection table.
 //! * [`mgmt`]: the management HTTP API (hyper's HTTP/1 server as tasks
 //!   on shard 0), one file per resource behind one authorisation gate,
-//!   request bodies parsed into typed structs; Prometheus metrics.
+//!   request bodies parsed into typed structs; Prometheus metrics; the web
+//!   UI's files, embedded ([`mgmt::ui`]).
 //! * [`shard`]: one pinned executor owning all of the above for its core.
 //!   Shards start one at a time, each recovering before it listens, and
 //!   the broker announces itself once all are up; shard 0 may already

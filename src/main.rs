@@ -119,6 +119,9 @@ struct Args {
     /// Also accept AMQP connections on this Unix domain socket.
     #[arg(long, env = "WARREN_UNIX_SOCKET")]
     unix_socket: Option<PathBuf>,
+    /// Serve the management API and UI over HTTPS with the --tls-* certificate.
+    #[arg(long, env = "WARREN_MGMT_TLS")]
+    mgmt_tls: bool,
 }
 
 /// Hold an exclusive lock on `<data-dir>/warren.lock` for the process
@@ -249,6 +252,7 @@ fn main() {
         tls_verify_peer: args.tls_verify_peer,
         tls_fail_if_no_peer_cert: args.tls_fail_if_no_peer_cert,
         unix_socket: args.unix_socket,
+        mgmt_tls: args.mgmt_tls,
     };
     let (config, pin) = match Config::resolve(file, overrides, cores.len()) {
         Ok(c) => c,

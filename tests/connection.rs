@@ -193,11 +193,27 @@ async fn bad_credentials_mechanism_or_vhost_are_refused() {
                 403,
                 "malformed PLAIN response"
             );
-            assert_eq!(
-                refused(port, "EXTERNAL", "", "/"),
-                403,
-                "unsupported mechanism"
-            );
+            // A mechanism not offered (EXTERNAL on plain TCP) or unknown:
+            // RabbitMQ 3.10 closes the socket with no reply, after 3 s
+            // (asked of the real broker: no frame, closed after 3.0 s).
+            for mechanism in ["EXTERNAL", "FOO"] {
+                let mut c = RawClient::start(port);
+                c.start_ok(mechanism, "");
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                loop {
+                    match c.next() {
+                        Ok(None) => break,
+                        Ok(Some(f)) => panic!("{mechanism}: a reply where none is due: {f:?}"),
+                        Err(e)
+                            if std::time::Instant::now() < deadline
+                                && matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) => {}
+                        Err(e) => panic!("{mechanism}: socket not closed: {e}"),
+                    }
+                }
+            }
             assert_eq!(
                 refused(port, "PLAIN", "\0guest\0guest", "/nope"),
                 530,

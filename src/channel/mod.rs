@@ -7,6 +7,7 @@
 //! this shard, so order is one FIFO per shard pair), or panic on input.
 
 pub mod ack_timeout;
+mod auth;
 pub mod connection;
 pub mod handlers;
 mod io;

@@ -199,8 +199,9 @@ struct Activity {
 /// Serve one management connection until the peer closes it, it breaks the
 /// protocol, or it stays idle past `idle` (see the module doc). `handle`
 /// answers one request.
-pub async fn serve<H, F>(stream: glommio::net::TcpStream, idle: Duration, handle: H)
+pub async fn serve<S, H, F>(stream: S, idle: Duration, handle: H)
 where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
     H: Fn(Request) -> F + 'static,
     F: std::future::Future<Output = Response>,
 {
@@ -259,14 +260,22 @@ where
     }
 }
 
-/// After the last answer: half-close, then discard what the peer still
-/// sends (at most 1 MiB, for at most 1 s) before closing. Closing with
-/// unread bytes (a refused body, say) makes the kernel reset the
-/// connection, and the peer could lose the answer.
-async fn linger(mut stream: glommio::net::TcpStream) {
+/// After the last answer: half-close (over TLS: close_notify, then the
+/// socket's sending side), then discard what the peer still sends (at most
+/// 1 MiB, for at most 1 s) before closing. Closing with unread bytes (a
+/// refused body, say) makes the kernel reset the connection, and the peer
+/// could lose the answer.
+async fn linger<S>(mut stream: S)
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
-    let _ = stream.flush().await;
-    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    let _ = glommio::timer::timeout(Duration::from_secs(1), async {
+        let _ = stream.flush().await;
+        let _ = stream.close().await;
+        Ok(())
+    })
+    .await;
     let drain = async {
         let mut buf = vec![0u8; 64 * 1024];
         let mut seen = 0usize;

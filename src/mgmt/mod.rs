@@ -198,8 +198,16 @@ async fn sampler(m: Rc<Mgmt>) {
     }
 }
 
-/// Start the management listener on this shard (shard 0).
-pub fn start(cx: Cx, listener: glommio::net::TcpListener, amqp_port: u16, http_port: u16) {
+/// Start the management listener on this shard (shard 0): plain HTTP, or
+/// HTTPS with `tls` (`[management] tls`, the `[tls]` certificate; the
+/// handshake bounded by the idle timeout).
+pub fn start(
+    cx: Cx,
+    listener: glommio::net::TcpListener,
+    amqp_port: u16,
+    http_port: u16,
+    tls: Option<futures_rustls::TlsAcceptor>,
+) {
     let m = Rc::new(Mgmt {
         cx,
         rates: RefCell::new(Rates::default()),
@@ -215,13 +223,27 @@ pub fn start(cx: Cx, listener: glommio::net::TcpListener, amqp_port: u16, http_p
                 continue;
             };
             let m = m.clone();
+            let tls = tls.clone();
             glommio::spawn_local(async move {
                 let idle = Duration::from_millis(m.cx.link.config.mgmt_idle_timeout_ms);
-                http::serve(stream, idle, move |req| {
+                let handle = move |req| {
                     let m = m.clone();
                     async move { api::route(&m, &req).await }
-                })
-                .await;
+                };
+                match tls {
+                    None => http::serve(stream, idle, handle).await,
+                    Some(acceptor) => {
+                        let hs = glommio::timer::timeout(idle, async {
+                            acceptor
+                                .accept(stream)
+                                .await
+                                .map_err(glommio::GlommioError::from)
+                        });
+                        if let Ok(s) = hs.await {
+                            http::serve(s, idle, handle).await;
+                        }
+                    }
+                }
             })
             .detach();
         }

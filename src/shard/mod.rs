@@ -11,6 +11,7 @@
 //! inside [`Shard::handle`] (see the deadlock argument in `mailbox`).
 
 mod home;
+mod listen;
 mod run;
 mod snapshot;
 
@@ -172,7 +173,7 @@ impl Shard {
             ShardMsg::ConsumerCancelled { consumer } => self.conns.consumer_cancelled(consumer),
             ShardMsg::QueueFlow { queue, on } => self.conns.set_queue_flow(queue, on),
             ShardMsg::CheckDisk => self.conns.check_disk(&self.link.config.data_dir),
-            ShardMsg::AdoptUnix(c) => run::serve_unix(self.cx(), c.0.bind_to_executor()),
+            ShardMsg::AdoptUnix(c) => listen::serve_unix(self.cx(), c.0.bind_to_executor()),
             ShardMsg::DirectReply { to, msg } => self.conns.direct_reply(&to, &msg),
         }
     }

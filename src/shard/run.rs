@@ -3,10 +3,8 @@
 
 use super::Shard;
 use crate::bus::ShardMsg;
-use crate::channel::Cx;
 use crate::config::Config;
 use crate::ids::{QueueId, ShardId};
-use crate::net::SharedStream;
 use crate::store::SyncBatch;
 use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
 use glommio::{LocalExecutorBuilder, Placement};
@@ -254,9 +252,15 @@ async fn shard_main(boot: ShardBoot) {
     let tls_bound = tls.as_ref().map(|t| t.2);
     if id.0 == 0 {
         if let Some(path) = &shard.config().unix_socket {
-            match bind_unix(path, shard.config().unix_socket_mode) {
+            match super::listen::bind_unix(path, shard.config().unix_socket_mode) {
                 Ok(l) => {
-                    glommio::spawn_local(accept_unix_loop(shard.cx(), l, shards, started)).detach();
+                    glommio::spawn_local(super::listen::accept_unix_loop(
+                        shard.cx(),
+                        l,
+                        shards,
+                        started,
+                    ))
+                    .detach();
                 }
                 Err(e) => {
                     let _ = ready.send(Err(e));
@@ -265,8 +269,14 @@ async fn shard_main(boot: ShardBoot) {
             }
         }
     }
+    // The management listener serves HTTPS with the same certificate when
+    // `[management] tls` is on.
+    let mgmt_tls = tls
+        .as_ref()
+        .filter(|_| shard.config().mgmt_tls)
+        .map(|t| t.1.clone());
     if let Some((l, acceptor, _)) = tls {
-        glommio::spawn_local(accept_tls_loop(shard.cx(), l, acceptor)).detach();
+        glommio::spawn_local(super::listen::accept_tls_loop(shard.cx(), l, acceptor)).detach();
     }
     let mut mgmt_port = None;
     if id.0 == 0 {
@@ -276,7 +286,7 @@ async fn shard_main(boot: ShardBoot) {
                 Ok(l) => {
                     let mp = l.local_addr().map(|a| a.port()).unwrap_or(p);
                     mgmt_port = Some(mp);
-                    crate::mgmt::start(shard.cx(), l, bound, mp);
+                    crate::mgmt::start(shard.cx(), l, bound, mp, mgmt_tls);
                 }
                 Err(e) => {
                     let _ = ready.send(Err(format!("cannot listen for management on {addr}: {e}")));
@@ -290,7 +300,7 @@ async fn shard_main(boot: ShardBoot) {
         tls_port: tls_bound,
         mgmt_port,
     }));
-    accept_loop(shard.cx(), listener).await;
+    super::listen::accept_loop(shard.cx(), listener).await;
 }
 
 /// The tasks every shard runs besides its mailbox ends and listener: the
@@ -623,175 +633,4 @@ async fn shutdown_watch(shard: Rc<Shard>, flag: Arc<AtomicBool>, stopped: mpsc::
             return;
         }
     }
-}
-
-/// Accept connections on this shard's SO_REUSEPORT listener forever, one
-/// task per connection. Every shard binds the same port with SO_REUSEPORT
-/// (glommio's `TcpListener::bind` sets it), so the kernel spreads accepted
-/// connections across shards with no shared accept queue or lock.
-async fn accept_loop(cx: Cx, listener: glommio::net::TcpListener) {
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                let peer = match stream.peer_addr() {
-                    Ok(p) => p,
-                    Err(_) => continue,
-                };
-                let sh = cx.clone();
-                glommio::spawn_local(crate::channel::connection::serve(
-                    sh,
-                    SharedStream::new(stream),
-                    peer,
-                    crate::net::Transport::Tcp,
-                ))
-                .detach();
-            }
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-}
-
-/// Accept AMQPS connections on this shard's SO_REUSEPORT TLS listener, as
-/// [`accept_loop`] does for plain ones: the TLS handshake runs in the
-/// connection's own task (a slow client holds nobody else up), bounded by
-/// the AMQP handshake timeout, then the connection is served as any other.
-async fn accept_tls_loop(
-    cx: Cx,
-    listener: glommio::net::TcpListener,
-    acceptor: futures_rustls::TlsAcceptor,
-) {
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                let peer = match stream.peer_addr() {
-                    Ok(p) => p,
-                    Err(_) => continue,
-                };
-                let sh = cx.clone();
-                let acceptor = acceptor.clone();
-                glommio::spawn_local(async move {
-                    let timeout = crate::channel::connection::HANDSHAKE_TIMEOUT;
-                    match crate::net::tls::accept(&acceptor, stream, timeout).await {
-                        Ok((s, info)) => {
-                            crate::channel::connection::serve(
-                                sh,
-                                s,
-                                peer,
-                                crate::net::Transport::Tls(info),
-                            )
-                            .await
-                        }
-                        Err(e) => tracing::info!(%peer, "TLS handshake failed: {e}"),
-                    }
-                })
-                .detach();
-            }
-            Err(e) => {
-                tracing::warn!("amqps accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-}
-
-/// Bind the Unix socket listener at `path` with file mode `mode`. A socket
-/// file left by a broker that is gone (connecting is refused) is replaced;
-/// one a process accepts on, or cannot be probed, is an error, as is any
-/// other file at that path. The socket is bound under a temporary name,
-/// given its mode, then renamed into place, so it is never reachable with
-/// a looser mode than configured.
-fn bind_unix(path: &std::path::Path, mode: u32) -> Result<glommio::net::UnixListener, String> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    let shown = path.display();
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(format!("unix_socket {shown}: exists and is not a socket"));
-        }
-        match std::os::unix::net::UnixStream::connect(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-            Ok(_) => {
-                return Err(format!(
-                    "unix_socket {shown}: another process listens on it"
-                ))
-            }
-            Err(e) => {
-                return Err(format!(
-                    "unix_socket {shown}: cannot tell whether it is in use: {e}"
-                ))
-            }
-        }
-    }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let l = glommio::net::UnixListener::bind(&tmp)
-        .map_err(|e| format!("cannot listen on unix socket {shown}: {e}"))?;
-    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = placed {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(format!("unix_socket {shown}: {e}"));
-    }
-    Ok(l)
-}
-
-/// Accept on the Unix socket (shard 0 only: a Unix listener cannot be
-/// shared with SO_REUSEPORT) and deal the connections out round-robin: the
-/// n-th goes to shard n mod `shards` through the urgent lane
-/// (`ShardMsg::AdoptUnix`), so Unix clients spread over the cores as TCP
-/// clients do.
-async fn accept_unix_loop(
-    cx: Cx,
-    listener: glommio::net::UnixListener,
-    shards: usize,
-    started: Arc<AtomicBool>,
-) {
-    // Until every shard listens, early clients wait in the backlog rather
-    // than on a shard that is still recovering.
-    while !started.load(Ordering::Acquire) {
-        glommio::timer::sleep(Duration::from_millis(10)).await;
-    }
-    let mut next = 0usize;
-    loop {
-        match listener.shared_accept().await {
-            Ok(accepted) => {
-                let to = ShardId(next % shards.max(1));
-                next = next.wrapping_add(1);
-                if to == cx.link.id {
-                    serve_unix(cx.clone(), accepted.bind_to_executor());
-                } else {
-                    cx.link.outbox.push(
-                        to,
-                        ShardMsg::AdoptUnix(crate::bus::UnixConnection(accepted)),
-                    );
-                }
-            }
-            Err(e) => {
-                tracing::warn!("unix socket accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-}
-
-/// Serve a Unix socket connection on this shard. It has no peer address:
-/// it is local, so it counts as loopback (the `guest` user may use it).
-pub(super) fn serve_unix(cx: Cx, stream: glommio::net::UnixStream) {
-    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let stream = SharedStream::from_stream(crate::net::Stream::Unix(stream));
-    glommio::spawn_local(crate::channel::connection::serve(
-        cx,
-        stream,
-        peer,
-        crate::net::Transport::Unix,
-    ))
-    .detach();
 }

@@ -224,3 +224,21 @@ def test_external_is_not_offered_unless_configured():
         assert "EXTERNAL" in repr(e.value) or "mechanism" in repr(e.value).lower(), repr(e.value)
     finally:
         b.close()
+
+
+def test_management_api_and_ui_over_https_with_the_tls_certificate():
+    b = TlsBroker(1, config="[management]\ntls = true\n")
+    try:
+        ctx = ssl.create_default_context(cafile=b.ca_file)
+        auth = "Basic " + base64.b64encode(b"guest:guest").decode()
+        url = "https://localhost:%d" % b.mgmt_port
+        req = urllib.request.Request(url + "/api/overview", headers={"Authorization": auth})
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+            assert json.loads(r.read())["management_version"]
+        with urllib.request.urlopen(url + "/", timeout=10, context=ctx) as r:
+            assert b"Warren management" in r.read()
+        # Plain HTTP on that port gets no answer.
+        with pytest.raises(Exception):
+            urllib.request.urlopen("http://127.0.0.1:%d/api/overview" % b.mgmt_port, timeout=5).read()
+    finally:
+        b.close()
