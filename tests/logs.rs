@@ -11,30 +11,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn logs_to_a_pipe_carry_no_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(warren_bin())
-        .args([
-            "--port",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--no-mgmt",
-            "--shards",
-            "1",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start warren");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut line = String::new();
-    while !line.starts_with("warren listening on") {
-        assert!(Instant::now() < deadline, "no banner");
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "warren exited");
-    }
+    let mut child = start_piped(dir.path(), &[]);
     // SIGTERM: a clean stop that logs "shutting down" too.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),

@@ -189,29 +189,28 @@ fn unix_socket_mode_stale_file_and_removal_at_a_clean_stop() {
     assert!(!Path::new(&sock).exists(), "socket file left after SIGTERM");
 }
 
+/// Start warren on `sock` expecting it to refuse: its stderr.
+fn refused_start(dir: &Path, sock: &str) -> String {
+    let out = std::process::Command::new(warren_bin())
+        .args(["--port", "0", "--no-mgmt", "--unix-socket", sock])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn a_unix_socket_path_held_by_something_else_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let sock = socket_in(dir.path());
     std::fs::write(&sock, "not a socket").unwrap();
-    let out = std::process::Command::new(warren_bin())
-        .args(["--port", "0", "--no-mgmt", "--unix-socket", &sock])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(dir.path(), &sock);
     assert!(err.contains("not a socket"), "{err}");
     // A live listener is not taken over either.
     std::fs::remove_file(&sock).unwrap();
     let _live = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let out = std::process::Command::new(warren_bin())
-        .args(["--port", "0", "--no-mgmt", "--unix-socket", &sock])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("another process listens"));
+    let err = refused_start(dir.path(), &sock);
+    assert!(err.contains("another process listens"), "{err}");
 }

@@ -250,7 +250,7 @@ impl Conn {
                     .map_err(|e| err(format!("TLS server name {}: {e}", t.host)))?;
                 let conn = rustls::ClientConnection::new(cfg.clone(), name)
                     .map_err(|e| err(e.to_string()))?;
-                Sock::tls(conn, tcp)
+                Sock::tls(conn, tcp)?
             }
         };
         Ok(sock)

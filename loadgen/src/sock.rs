@@ -2,9 +2,11 @@
 //!
 //! Publishers read on one thread and write on another (`try_clone`). A
 //! plain socket is simply duplicated; a TLS session cannot be, so both
-//! halves share it behind a mutex: the reader waits for the socket to be
-//! readable *without* the lock (poll), then takes it only to decrypt what
-//! arrived, so a writer is never held up by a reader waiting for data.
+//! halves share it behind a mutex over a non-blocking socket: each takes
+//! the lock only to move bytes that are ready and waits for the socket
+//! (poll) *without* it, so neither half can stall the other (a writer
+//! blocked on a full socket must not keep the reader from the confirms
+//! that would let the broker read again).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -57,9 +59,35 @@ impl SharedTls {
                 .map(|d| d.as_millis().clamp(1, i32::MAX as u128) as i32)
                 .unwrap_or(-1)
         };
+        self.wait(libc::POLLIN, ms)
+    }
+
+    /// Send every encrypted record rustls holds, waiting for room in the
+    /// socket without the lock.
+    fn push_records(&self) -> io::Result<()> {
+        loop {
+            {
+                let mut guard = self.lock();
+                let s = &mut *guard;
+                while s.conn.wants_write() {
+                    match s.conn.write_tls(&mut s.sock) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                if !s.conn.wants_write() {
+                    return Ok(());
+                }
+            }
+            self.wait(libc::POLLOUT, -1)?;
+        }
+    }
+
+    fn wait(&self, events: i16, ms: i32) -> io::Result<()> {
         let mut p = libc::pollfd {
             fd: self.fd,
-            events: libc::POLLIN,
+            events,
             revents: 0,
         };
         // SAFETY: one valid pollfd, owned by this frame.
@@ -74,30 +102,38 @@ impl SharedTls {
 impl Read for SharedTls {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            {
+            // Plaintext already decrypted (or the peer closed): no socket
+            // read needed. (Mid-handshake rustls may first need to send.)
+            let ready = {
                 let mut s = self.lock();
-                // Plaintext already decrypted: no socket read needed.
-                if !s.conn.wants_read() {
-                    return s.read(buf);
+                (!s.conn.wants_read()).then(|| s.conn.reader().read(buf))
+            };
+            match ready {
+                Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.push_records()?;
+                    continue;
                 }
+                Some(r) => return r,
+                None => {}
             }
             self.wait_readable()?;
-            let mut guard = self.lock();
-            let s = &mut *guard;
-            match s.conn.read_tls(&mut s.sock) {
-                Ok(0) => return Ok(0),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-            s.conn
-                .process_new_packets()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            // Answer what the records asked for (key updates, alerts).
-            while s.conn.wants_write() {
-                s.conn.write_tls(&mut s.sock)?;
-            }
-            match s.conn.reader().read(buf) {
+            let got = {
+                let mut guard = self.lock();
+                let s = &mut *guard;
+                match s.conn.read_tls(&mut s.sock) {
+                    Ok(0) => return Ok(0),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+                s.conn
+                    .process_new_packets()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                s.conn.reader().read(buf)
+            };
+            // Answer what the records asked for (handshake, key updates).
+            self.push_records()?;
+            match got {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 r => return r,
             }
@@ -107,22 +143,13 @@ impl Read for SharedTls {
 
 impl Write for SharedTls {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut guard = self.lock();
-        let s = &mut *guard;
-        let n = s.conn.writer().write(buf)?;
-        while s.conn.wants_write() {
-            s.conn.write_tls(&mut s.sock)?;
-        }
+        let n = self.lock().conn.writer().write(buf)?;
+        self.push_records()?;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        let mut guard = self.lock();
-        let s = &mut *guard;
-        s.conn.writer().flush()?;
-        while s.conn.wants_write() {
-            s.conn.write_tls(&mut s.sock)?;
-        }
-        Ok(())
+        self.lock().conn.writer().flush()?;
+        self.push_records()
     }
 }
 
@@ -134,16 +161,18 @@ pub enum Sock {
 }
 
 impl Sock {
-    /// TLS over `tcp`: the handshake runs on the first read or write.
-    pub fn tls(conn: rustls::ClientConnection, tcp: TcpStream) -> Sock {
+    /// TLS over `tcp` (made non-blocking: waits are polls): the handshake
+    /// runs on the first read or write.
+    pub fn tls(conn: rustls::ClientConnection, tcp: TcpStream) -> io::Result<Sock> {
         let fd = tcp.as_raw_fd();
         let read_timeout = tcp.read_timeout().ok().flatten();
-        Sock::Tls(SharedTls {
+        tcp.set_nonblocking(true)?;
+        Ok(Sock::Tls(SharedTls {
             stream: Arc::new(Mutex::new(rustls::StreamOwned::new(conn, tcp))),
             fd,
             read_timeout,
             nonblocking: false,
-        })
+        }))
     }
 
     pub fn set_read_timeout(&mut self, d: Option<Duration>) -> io::Result<()> {
@@ -161,7 +190,8 @@ impl Sock {
         match self {
             Sock::Plain(s) => s.set_nonblocking(on),
             Sock::Unix(s) => s.set_nonblocking(on),
-            // The TLS socket stays blocking; reads poll first.
+            // The TLS socket is always non-blocking; this sets how long a
+            // read waits.
             Sock::Tls(s) => {
                 s.nonblocking = on;
                 Ok(())

@@ -11,34 +11,45 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Accept on a TCP listener forever and hand each socket (no Nagle) with
+/// its peer address to `serve`; a failed accept is logged and retried
+/// after 10 ms (running out of descriptors must not spin the shard).
+async fn accept_tcp(
+    listener: glommio::net::TcpListener,
+    what: &str,
+    mut serve: impl FnMut(glommio::net::TcpStream, std::net::SocketAddr),
+) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                if let Ok(peer) = stream.peer_addr() {
+                    serve(stream, peer);
+                }
+            }
+            Err(e) => {
+                tracing::warn!("{what} accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
 /// Accept connections on this shard's SO_REUSEPORT listener forever, one
 /// task per connection. Every shard binds the same port with SO_REUSEPORT
 /// (glommio's `TcpListener::bind` sets it), so the kernel spreads accepted
 /// connections across shards with no shared accept queue or lock.
 pub(super) async fn accept_loop(cx: Cx, listener: glommio::net::TcpListener) {
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                let peer = match stream.peer_addr() {
-                    Ok(p) => p,
-                    Err(_) => continue,
-                };
-                let sh = cx.clone();
-                glommio::spawn_local(crate::channel::connection::serve(
-                    sh,
-                    SharedStream::new(stream),
-                    peer,
-                    crate::net::Transport::Tcp,
-                ))
-                .detach();
-            }
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
+    accept_tcp(listener, "amqp", |stream, peer| {
+        glommio::spawn_local(crate::channel::connection::serve(
+            cx.clone(),
+            SharedStream::new(stream),
+            peer,
+            crate::net::Transport::Tcp,
+        ))
+        .detach();
+    })
+    .await
 }
 
 /// Accept AMQPS connections on this shard's SO_REUSEPORT TLS listener, as
@@ -50,39 +61,21 @@ pub(super) async fn accept_tls_loop(
     listener: glommio::net::TcpListener,
     acceptor: futures_rustls::TlsAcceptor,
 ) {
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                let peer = match stream.peer_addr() {
-                    Ok(p) => p,
-                    Err(_) => continue,
-                };
-                let sh = cx.clone();
-                let acceptor = acceptor.clone();
-                glommio::spawn_local(async move {
-                    let timeout = crate::channel::connection::HANDSHAKE_TIMEOUT;
-                    match crate::net::tls::accept(&acceptor, stream, timeout).await {
-                        Ok((s, info)) => {
-                            crate::channel::connection::serve(
-                                sh,
-                                s,
-                                peer,
-                                crate::net::Transport::Tls(info),
-                            )
-                            .await
-                        }
-                        Err(e) => tracing::info!(%peer, "TLS handshake failed: {e}"),
-                    }
-                })
-                .detach();
+    accept_tcp(listener, "amqps", |stream, peer| {
+        let (cx, acceptor) = (cx.clone(), acceptor.clone());
+        glommio::spawn_local(async move {
+            let timeout = crate::channel::connection::HANDSHAKE_TIMEOUT;
+            match crate::net::tls::accept(&acceptor, stream, timeout).await {
+                Ok((s, info)) => {
+                    let transport = crate::net::Transport::Tls(info);
+                    crate::channel::connection::serve(cx, s, peer, transport).await
+                }
+                Err(e) => tracing::info!(%peer, "TLS handshake failed: {e}"),
             }
-            Err(e) => {
-                tracing::warn!("amqps accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
+        })
+        .detach();
+    })
+    .await
 }
 
 /// Bind the Unix socket listener at `path` with file mode `mode`. A socket

@@ -205,3 +205,20 @@ def wait_queue_gone(conn, queue, timeout=DELIVERY_TIMEOUT):
 
 def persistent():
     return pika.BasicProperties(delivery_mode=2)
+
+
+def mgmt_api(port, method, path, body=None, user="guest", password="guest", scheme="http", context=None):
+    """One management API request as JSON (None for an empty answer);
+    raises urllib's HTTPError for a non-2xx status."""
+    import base64
+    import json
+    import urllib.request
+    req = urllib.request.Request(
+        "%s://127.0.0.1:%d%s" % (scheme, port, path), method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode(),
+                 "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10, context=context) as r:
+        data = r.read()
+        return json.loads(data) if data else None
+

@@ -21,6 +21,7 @@ import pytest
 import trustme
 from cryptography import x509
 
+from helpers import mgmt_api
 from conftest import EXTERNAL_URL, WARREN_BIN
 
 pytestmark = pytest.mark.skipif(EXTERNAL_URL is not None, reason="starts its own TLS broker")
@@ -63,14 +64,7 @@ class TlsBroker:
         self.dir.cleanup()
 
     def api(self, method, path, body=None):
-        req = urllib.request.Request(
-            "http://127.0.0.1:%d%s" % (self.mgmt_port, path), method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode(),
-                     "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            data = r.read()
-            return json.loads(data) if data else None
+        return mgmt_api(self.mgmt_port, method, path, body)
 
     def add_user(self, name):
         # No password: the user can only log in with a certificate.

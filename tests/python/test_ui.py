@@ -8,18 +8,16 @@ they are missing the tests are skipped, unless WARREN_UI_TESTS=required
 (as CI sets it), which makes a missing browser a failure.
 """
 
-import base64
-import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
 import urllib.parse
-import urllib.request
 
 import pytest
 
+from helpers import mgmt_api
 from conftest import EXTERNAL_URL, HERE, WARREN_BIN
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -59,14 +57,7 @@ class UiBroker:
         self.dir.cleanup()
 
     def api(self, method, path, body=None):
-        req = urllib.request.Request(
-            "http://127.0.0.1:%d%s" % (self.mgmt_port, path), method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode(),
-                     "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            data = r.read()
-            return json.loads(data) if data else None
+        return mgmt_api(self.mgmt_port, method, path, body)
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["shards1", "shards2"])
