@@ -13,19 +13,7 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = start_piped(dir.path(), &[]);
     // SIGTERM: a clean stop that logs "shutting down" too.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let status = child.wait().unwrap();
+    let (status, err) = stop(&mut child);
     // A SIGTERM right after the banner is a clean stop, never the default
     // (immediate) termination: the handler is installed before any shard.
     assert!(status.success(), "{status:?}: {err}");
@@ -61,6 +49,19 @@ fn start_piped(dir: &std::path::Path, extra: &[&str]) -> std::process::Child {
     child
 }
 
+/// SIGTERM, then everything the broker wrote to stderr and its exit status.
+fn stop(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
+    signal(child, nix::sys::signal::Signal::SIGTERM);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (child.wait().unwrap(), err)
+}
+
 fn signal(child: &std::process::Child, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
 }
@@ -69,15 +70,8 @@ fn signal(child: &std::process::Child, sig: nix::sys::signal::Signal) {
 fn json_log_format_writes_one_json_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = start_piped(dir.path(), &["--log-format", "json"]);
-    signal(&child, nix::sys::signal::Signal::SIGTERM);
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let (status, err) = stop(&mut child);
+    assert!(status.success(), "{status:?}");
     let lines: Vec<&str> = err.lines().collect();
     assert!(lines.len() >= 2, "{err}");
     let mut messages = Vec::new();

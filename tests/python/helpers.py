@@ -222,3 +222,16 @@ def mgmt_api(port, method, path, body=None, user="guest", password="guest", sche
         data = r.read()
         return json.loads(data) if data else None
 
+
+class OwnBroker:
+    """Base of the test modules' own brokers (started with flags the shared
+    fixture's broker lacks): `proc`, a temporary `dir`, `mgmt_port`."""
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.dir.cleanup()
+
+    def api(self, method, path, body=None):
+        return mgmt_api(self.mgmt_port, method, path, body)
+

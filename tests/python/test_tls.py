@@ -21,13 +21,13 @@ import pytest
 import trustme
 from cryptography import x509
 
-from helpers import mgmt_api
+from helpers import OwnBroker
 from conftest import EXTERNAL_URL, WARREN_BIN
 
 pytestmark = pytest.mark.skipif(EXTERNAL_URL is not None, reason="starts its own TLS broker")
 
 
-class TlsBroker:
+class TlsBroker(OwnBroker):
     def __init__(self, shards, config="""auth_mechanisms = ["PLAIN", "AMQPLAIN", "EXTERNAL"]\n"""):
         self.ca = trustme.CA()
         self.dir = tempfile.TemporaryDirectory()
@@ -57,14 +57,6 @@ class TlsBroker:
             assert line.startswith(prefix), line
             ports.append(int(line.strip().rsplit(":", 1)[1]))
         self.port, self.mgmt_port, self.tls_port = ports
-
-    def close(self):
-        self.proc.kill()
-        self.proc.wait()
-        self.dir.cleanup()
-
-    def api(self, method, path, body=None):
-        return mgmt_api(self.mgmt_port, method, path, body)
 
     def add_user(self, name):
         # No password: the user can only log in with a certificate.

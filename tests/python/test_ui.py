@@ -17,7 +17,7 @@ import urllib.parse
 
 import pytest
 
-from helpers import mgmt_api
+from helpers import OwnBroker
 from conftest import EXTERNAL_URL, HERE, WARREN_BIN
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -39,7 +39,7 @@ from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
-class UiBroker:
+class UiBroker(OwnBroker):
     """A broker of our own, for its management port."""
 
     def __init__(self, shards):
@@ -50,15 +50,6 @@ class UiBroker:
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=dict(os.environ, WARREN_LOG="warn"))
         self.port = int(self.proc.stdout.readline().decode().strip().rsplit(":", 1)[1])
         self.mgmt_port = int(self.proc.stdout.readline().decode().strip().rsplit(":", 1)[1])
-
-    def close(self):
-        self.proc.kill()
-        self.proc.wait()
-        self.dir.cleanup()
-
-    def api(self, method, path, body=None):
-        return mgmt_api(self.mgmt_port, method, path, body)
-
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["shards1", "shards2"])
 def broker(request):
