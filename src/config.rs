@@ -105,7 +105,7 @@ pub struct Config {
     /// SASL mechanisms offered, in this order (RabbitMQ's
     /// `auth_mechanisms`): `PLAIN`, `AMQPLAIN`, and `EXTERNAL` (offered on
     /// TLS connections only); default PLAIN and AMQPLAIN.
-    pub auth_mechanisms: Vec<String>,
+    pub auth_mechanisms: Vec<AuthMechanism>,
     /// Also accept AMQP connections on this Unix domain socket (LavinMQ's
     /// `unix_path`); None = no Unix listener.
     pub unix_socket: Option<PathBuf>,
@@ -133,6 +133,36 @@ pub struct TlsConfig {
     /// With `verify_peer`: refuse a client that sends no certificate
     /// (`ssl_options.fail_if_no_peer_cert`); default false.
     pub fail_if_no_peer_cert: bool,
+}
+
+/// A SASL mechanism of connection.start-ok that Warren implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMechanism {
+    /// `PLAIN`: `\0user\0password`.
+    Plain,
+    /// `AMQPLAIN`: a field table with `LOGIN` and `PASSWORD`.
+    Amqplain,
+    /// `EXTERNAL`: the verified TLS client certificate names the user.
+    External,
+}
+
+impl AuthMechanism {
+    /// Every mechanism Warren implements.
+    pub const ALL: [AuthMechanism; 3] = [Self::Plain, Self::Amqplain, Self::External];
+
+    /// The name on the wire and in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::Amqplain => "AMQPLAIN",
+            Self::External => "EXTERNAL",
+        }
+    }
+
+    /// The mechanism called `name` (case-sensitive, as on the wire).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
 }
 
 /// RabbitMQ's `ssl_cert_login_from`: the user name an EXTERNAL login takes
@@ -180,7 +210,7 @@ impl Default for Config {
             ssl_cert_login_from: CertLoginFrom::DistinguishedName,
             unix_socket: None,
             unix_socket_mode: 0o666,
-            auth_mechanisms: vec!["PLAIN".into(), "AMQPLAIN".into()],
+            auth_mechanisms: vec![AuthMechanism::Plain, AuthMechanism::Amqplain],
         }
     }
 }
@@ -549,20 +579,26 @@ impl Config {
                 "must be a file mode (0o000 to 0o777)",
             ));
         }
-        let auth_mechanisms = file.auth_mechanisms.unwrap_or(d.auth_mechanisms);
+        let auth_mechanisms = match file.auth_mechanisms {
+            None => d.auth_mechanisms,
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    AuthMechanism::from_name(n).ok_or_else(|| {
+                        config_error(
+                            "auth_mechanisms",
+                            format!(
+                                "unknown mechanism {n:?}: expected PLAIN, AMQPLAIN or EXTERNAL"
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         if auth_mechanisms.is_empty() {
             return Err(config_error(
                 "auth_mechanisms",
                 "must name at least one mechanism",
-            ));
-        }
-        if let Some(bad) = auth_mechanisms
-            .iter()
-            .find(|m| !matches!(m.as_str(), "PLAIN" | "AMQPLAIN" | "EXTERNAL"))
-        {
-            return Err(config_error(
-                "auth_mechanisms",
-                format!("unknown mechanism {bad:?}: expected PLAIN, AMQPLAIN or EXTERNAL"),
             ));
         }
         if let Some(t) = &tls {

@@ -119,6 +119,17 @@ function formData(form) {
   return d;
 }
 
+// An inline form: on submit, its named fields go to `handler` (which may
+// return a promise); a thrown error or rejection (bad JSON in a field, a
+// refused request) is shown, never left on the console.
+function inlineForm(id, handler, ...fields) {
+  const form = h('form', { className: 'inline', id, onsubmit: e => {
+    e.preventDefault();
+    Promise.resolve().then(() => handler(formData(form))).catch(err => flash(err.message, true));
+  } }, ...fields);
+  return form;
+}
+
 function parseJsonField(text, what) {
   if (!text || !text.trim()) return {};
   try { return JSON.parse(text); } catch (e) { throw new Error(`${what} is not JSON: ${e.message}`); }
@@ -233,12 +244,10 @@ async function pageExchanges(main) {
     { title: 'In', get: x => rate(x.message_stats, 'publish_in'), num: true },
     { title: 'Out', get: x => rate(x.message_stats, 'publish_out'), num: true },
   ], listState.exchanges));
-  const form = h('form', { className: 'inline', id: 'add-exchange', onsubmit: e => {
-    e.preventDefault();
-    const d = formData(form);
+  const form = inlineForm('add-exchange', d => {
     act(`Exchange ${d.name} declared`, () => api('PUT', `/api/exchanges/${enc(d.vhost)}/${enc(d.name)}`,
       { type: d.type, durable: d.durable, auto_delete: d.auto_delete, internal: d.internal, arguments: parseJsonField(d.arguments, 'Arguments') }));
-  } },
+  },
   field('Vhost', vhostSelect(vhosts)), field('Name', h('input', { name: 'name', required: true })),
   field('Type', h('select', { name: 'type' }, ['direct', 'fanout', 'topic', 'headers'].map(t => h('option', {}, t)))),
   field('Durable', h('input', { type: 'checkbox', name: 'durable', checked: true })),
@@ -250,9 +259,7 @@ async function pageExchanges(main) {
 }
 
 function publishForm(vhost, exchange, fixedKey) {
-  const form = h('form', { className: 'inline', id: 'publish', onsubmit: e => {
-    e.preventDefault();
-    const d = formData(form);
+  const form = inlineForm('publish', d => {
     const props = parseJsonField(d.properties, 'Properties');
     if (d.persistent) props.delivery_mode = 2;
     act('Message published', async () => {
@@ -260,7 +267,7 @@ function publishForm(vhost, exchange, fixedKey) {
         { routing_key: fixedKey !== undefined ? fixedKey : d.routing_key, payload: d.payload, payload_encoding: 'string', properties: props });
       if (!r.routed) throw new Error('Message published, but not routed');
     });
-  } },
+  },
   fixedKey !== undefined ? null : field('Routing key', h('input', { name: 'routing_key' })),
   field('Persistent', h('input', { type: 'checkbox', name: 'persistent' })),
   field('Properties (JSON)', h('input', { name: 'properties', placeholder: '{"headers": {}}' })),
@@ -302,14 +309,12 @@ async function pageQueues(main) {
     { title: 'Incoming', get: q => rate(q.message_stats, 'publish'), num: true },
     { title: 'Deliver/get', get: q => rate(q.message_stats, 'deliver_get'), num: true },
   ], listState.queues));
-  const form = h('form', { className: 'inline', id: 'add-queue', onsubmit: e => {
-    e.preventDefault();
-    const d = formData(form);
+  const form = inlineForm('add-queue', d => {
     const args = parseJsonField(d.arguments, 'Arguments');
     if (d.type !== 'classic') args['x-queue-type'] = d.type;
     act(`Queue ${d.name} declared`, () => api('PUT', `/api/queues/${enc(d.vhost)}/${enc(d.name)}`,
       { durable: d.durable, auto_delete: d.auto_delete, arguments: args }));
-  } },
+  },
   field('Vhost', vhostSelect(vhosts)), field('Name', h('input', { name: 'name', required: true })),
   field('Type', h('select', { name: 'type' }, h('option', {}, 'classic'), h('option', {}, 'quorum'))),
   field('Durable', h('input', { type: 'checkbox', name: 'durable', checked: true })),
@@ -341,26 +346,20 @@ async function pageQueue(main, vhost, name) {
       { title: '', get: b => b.source ? h('button', { onclick: () => act('Unbound', () =>
         api('DELETE', `/api/bindings/${enc(vhost)}/e/${enc(b.source)}/q/${enc(name)}/${enc(b.properties_key)}`)) }, 'Unbind') : '' }],
     bindings));
-  const bind = h('form', { className: 'inline', id: 'bind', onsubmit: e => {
-    e.preventDefault();
-    const d = formData(bind);
+  const bind = inlineForm('bind', d => {
     act('Bound', () => api('POST', `/api/bindings/${enc(vhost)}/e/${enc(d.exchange)}/q/${enc(name)}`,
       { routing_key: d.routing_key, arguments: parseJsonField(d.arguments, 'Arguments') }));
-  } }, field('From exchange', h('input', { name: 'exchange', required: true })),
+  }, field('From exchange', h('input', { name: 'exchange', required: true })),
   field('Routing key', h('input', { name: 'routing_key' })), field('Arguments (JSON)', h('input', { name: 'arguments' })),
   h('button', { type: 'submit' }, 'Bind'));
-  const getForm = h('form', { className: 'inline', id: 'get', onsubmit: async e => {
-    e.preventDefault();
-    const d = formData(getForm);
-    try {
-      const msgs = await api('POST', `${base}/get`, { count: Number(d.count) || 1, ackmode: d.ackmode, encoding: 'auto', truncate: 50000 });
-      got.replaceChildren(msgs.length ? table([
-        { title: 'Routing key', get: m => m.routing_key }, { title: 'Exchange', get: m => m.exchange },
-        { title: 'Redelivered', get: m => String(m.redelivered) },
-        { title: 'Properties', get: m => JSON.stringify(m.properties || {}) },
-        { title: 'Payload', get: m => h('pre', { className: 'payload' }, m.payload) }], msgs) : h('p', {}, 'Queue is empty.'));
-    } catch (err) { flash(err.message, true); }
-  } }, field('Ack mode', h('select', { name: 'ackmode' },
+  const getForm = inlineForm('get', async d => {
+    const msgs = await api('POST', `${base}/get`, { count: Number(d.count) || 1, ackmode: d.ackmode, encoding: 'auto', truncate: 50000 });
+    got.replaceChildren(msgs.length ? table([
+      { title: 'Routing key', get: m => m.routing_key }, { title: 'Exchange', get: m => m.exchange },
+      { title: 'Redelivered', get: m => String(m.redelivered) },
+      { title: 'Properties', get: m => JSON.stringify(m.properties || {}) },
+      { title: 'Payload', get: m => h('pre', { className: 'payload' }, m.payload) }], msgs) : h('p', {}, 'Queue is empty.'));
+  }, field('Ack mode', h('select', { name: 'ackmode' },
     h('option', { value: 'ack_requeue_true' }, 'Nack, requeue'), h('option', { value: 'ack_requeue_false' }, 'Ack, remove'))),
   field('Messages', h('input', { name: 'count', value: '1', size: 4 })), h('button', { type: 'submit' }, 'Get messages'));
   main.append(h('h2', {}, 'Add binding'), bind,
@@ -383,18 +382,14 @@ async function pageUsers(main) {
       { title: '', get: u => u.name === S.user.name ? '' : h('button', { className: 'danger', onclick: () => {
         if (confirm(`Delete user ${u.name}?`)) act('User deleted', () => api('DELETE', `/api/users/${enc(u.name)}`));
       } }, 'Delete') }], users));
-  const add = h('form', { className: 'inline', id: 'add-user', onsubmit: e => {
-    e.preventDefault();
-    const d = formData(add);
+  const add = inlineForm('add-user', d => {
     act(`User ${d.name} saved`, () => api('PUT', `/api/users/${enc(d.name)}`, { password: d.password, tags: d.tags }));
-  } }, field('Username', h('input', { name: 'name', required: true })), field('Password', h('input', { name: 'password', type: 'password' })),
+  }, field('Username', h('input', { name: 'name', required: true })), field('Password', h('input', { name: 'password', type: 'password' })),
   field('Tags', h('input', { name: 'tags', placeholder: 'administrator, management' })), h('button', { type: 'submit' }, 'Add user'));
-  const perm = h('form', { className: 'inline', id: 'set-permission', onsubmit: e => {
-    e.preventDefault();
-    const d = formData(perm);
+  const perm = inlineForm('set-permission', d => {
     act('Permission set', () => api('PUT', `/api/permissions/${enc(d.vhost)}/${enc(d.user)}`,
       { configure: d.configure, write: d.write, read: d.read }));
-  } }, field('User', h('select', { name: 'user' }, users.map(u => h('option', {}, u.name)))), field('Vhost', vhostSelect(vhosts)),
+  }, field('User', h('select', { name: 'user' }, users.map(u => h('option', {}, u.name)))), field('Vhost', vhostSelect(vhosts)),
   field('Configure', h('input', { name: 'configure', value: '.*' })), field('Write', h('input', { name: 'write', value: '.*' })),
   field('Read', h('input', { name: 'read', value: '.*' })), h('button', { type: 'submit' }, 'Set permission'));
   main.append(h('h2', {}, 'Add a user'), add, h('h2', {}, 'Set permissions'), perm);
@@ -407,11 +402,9 @@ async function pageVhosts(main) {
       { title: '', get: v => v.name === '/' ? '' : h('button', { className: 'danger', onclick: () => {
         if (confirm(`Delete vhost ${v.name} and everything in it?`)) act('Vhost deleted', () => api('DELETE', `/api/vhosts/${enc(v.name)}`));
       } }, 'Delete') }], vhosts));
-  const add = h('form', { className: 'inline', id: 'add-vhost', onsubmit: e => {
-    e.preventDefault();
-    const d = formData(add);
+  const add = inlineForm('add-vhost', d => {
     act(`Vhost ${d.name} added`, () => api('PUT', `/api/vhosts/${enc(d.name)}`, {}));
-  } }, field('Name', h('input', { name: 'name', required: true })), h('button', { type: 'submit' }, 'Add virtual host'));
+  }, field('Name', h('input', { name: 'name', required: true })), h('button', { type: 'submit' }, 'Add virtual host'));
   main.append(h('h2', {}, 'Add a virtual host'), add);
 }
 
@@ -424,12 +417,10 @@ async function pagePolicies(main) {
       { title: 'Priority', get: p => p.priority, num: true },
       { title: '', get: p => h('button', { className: 'danger', onclick: () => act('Policy deleted', () =>
         api('DELETE', `/api/policies/${enc(p.vhost)}/${enc(p.name)}`)) }, 'Delete') }], policies));
-  const add = h('form', { className: 'inline', id: 'add-policy', onsubmit: e => {
-    e.preventDefault();
-    const d = formData(add);
+  const add = inlineForm('add-policy', d => {
     act(`Policy ${d.name} saved`, () => api('PUT', `/api/policies/${enc(d.vhost)}/${enc(d.name)}`, {
       pattern: d.pattern, 'apply-to': d.apply_to, priority: Number(d.priority) || 0, definition: parseJsonField(d.definition, 'Definition') }));
-  } }, field('Vhost', vhostSelect(vhosts)), field('Name', h('input', { name: 'name', required: true })),
+  }, field('Vhost', vhostSelect(vhosts)), field('Name', h('input', { name: 'name', required: true })),
   field('Pattern', h('input', { name: 'pattern', required: true, placeholder: '^orders\\.' })),
   field('Apply to', h('select', { name: 'apply_to' }, ['all', 'queues', 'exchanges'].map(a => h('option', {}, a)))),
   field('Priority', h('input', { name: 'priority', value: '0', size: 4 })),
@@ -450,11 +441,11 @@ async function pageDefinitions(main) {
       } catch (e) { flash(e.message, true); }
     } }, 'Download broker definitions'),
     h('h2', {}, 'Import'),
-    h('form', { className: 'inline', id: 'import', onsubmit: e => {
-      e.preventDefault();
-      if (!file.files.length) return flash('Choose a file first', true);
-      file.files[0].text().then(text => act('Definitions imported', () => api('POST', '/api/definitions', text)));
-    } }, file, h('button', { type: 'submit' }, 'Upload broker definitions')));
+    inlineForm('import', async () => {
+      if (!file.files.length) throw new Error('Choose a file first');
+      const text = await file.files[0].text();
+      await act('Definitions imported', () => api('POST', '/api/definitions', text));
+    }, file, h('button', { type: 'submit' }, 'Upload broker definitions')));
 }
 
 // ---- login and routing ---------------------------------------------------

@@ -3,21 +3,18 @@
 //! RabbitMQ's rules and reply texts. Reads the users table; never blocks.
 
 use super::{Conn, Cx};
+use crate::config::AuthMechanism;
 use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::types::AMQPValue;
 
-/// Whether `mechanism` is offered on `conn`: configured in
-/// `auth_mechanisms`, and for EXTERNAL a TLS connection (with or without a
-/// client certificate, as RabbitMQ's `rabbit_auth_mechanism_ssl:should_offer`:
-/// a missing certificate is then refused with a clear log line rather than
-/// leaving the client without a mechanism).
-fn offered(cx: &Cx, conn: &Conn, mechanism: &str) -> bool {
-    cx.link
-        .config
-        .auth_mechanisms
-        .iter()
-        .any(|m| m == mechanism)
-        && (mechanism != "EXTERNAL" || conn.transport.tls().is_some())
+/// Whether `m` is offered on `conn`: configured in `auth_mechanisms`, and
+/// for EXTERNAL a TLS connection (with or without a client certificate,
+/// as RabbitMQ's `rabbit_auth_mechanism_ssl:should_offer`: a missing
+/// certificate is then refused with a clear log line rather than leaving
+/// the client without a mechanism).
+fn offered(cx: &Cx, conn: &Conn, m: AuthMechanism) -> bool {
+    cx.link.config.auth_mechanisms.contains(&m)
+        && (m != AuthMechanism::External || conn.transport.tls().is_some())
 }
 
 /// The space-separated mechanisms for connection.start, in configured order.
@@ -27,8 +24,8 @@ pub(super) fn mechanisms(cx: &Cx, conn: &Conn) -> String {
         .config
         .auth_mechanisms
         .iter()
-        .map(String::as_str)
-        .filter(|m| offered(cx, conn, m))
+        .filter(|m| offered(cx, conn, **m))
+        .map(|m| m.name())
         .collect();
     list.join(" ")
 }
@@ -43,7 +40,7 @@ pub(super) fn authenticate(
     conn: &Conn,
     mechanism: &str,
     response: &[u8],
-) -> AmqpResult<(String, &'static str)> {
+) -> AmqpResult<(String, AuthMechanism)> {
     let refused = || {
         AmqpError::access_refused(format!(
             "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
@@ -51,18 +48,18 @@ pub(super) fn authenticate(
     };
     // rabbit_reader: a mechanism the broker does not know, or does not
     // offer on this connection, is a 503 error, answered (as the session
-    // does for any 503 before login) by closing the socket after a delay.
-    if !matches!(mechanism, "PLAIN" | "AMQPLAIN" | "EXTERNAL") {
+    // does for a 503 before login) by closing the socket after a delay.
+    let Some(m) = AuthMechanism::from_name(mechanism) else {
         return Err(AmqpError::command_invalid(format!(
             "unknown authentication mechanism '{mechanism}'"
         )));
-    }
-    if !offered(cx, conn, mechanism) {
+    };
+    if !offered(cx, conn, m) {
         return Err(AmqpError::command_invalid(format!(
             "invalid authentication mechanism '{mechanism}'"
         )));
     }
-    if mechanism == "EXTERNAL" {
+    if m == AuthMechanism::External {
         let from = cx.link.config.ssl_cert_login_from;
         let Some(user) = conn.transport.tls().and_then(|t| t.external_login(from)) else {
             tracing::warn!(
@@ -76,10 +73,10 @@ pub(super) fn authenticate(
             return Err(refused());
         }
         guest_only_from_loopback(cx, conn, user, refused)?;
-        return Ok((user.to_string(), "EXTERNAL"));
+        return Ok((user.to_string(), m));
     }
-    let (user, pass) = match mechanism {
-        "PLAIN" => {
+    let (user, pass) = match m {
+        AuthMechanism::Plain => {
             let mut parts = response.split(|b| *b == 0);
             let _authzid = parts.next();
             let user = parts.next().ok_or_else(refused)?;
@@ -89,7 +86,7 @@ pub(super) fn authenticate(
                 String::from_utf8_lossy(pass).into_owned(),
             )
         }
-        "AMQPLAIN" => {
+        AuthMechanism::Amqplain => {
             let mut buf = (response.len() as u32).to_be_bytes().to_vec();
             buf.extend_from_slice(response);
             let (_, table) =
@@ -106,7 +103,7 @@ pub(super) fn authenticate(
                 get("PASSWORD").ok_or_else(refused)?,
             )
         }
-        _ => return Err(refused()),
+        AuthMechanism::External => return Err(refused()),
     };
     let ok = cx
         .table()
@@ -118,12 +115,7 @@ pub(super) fn authenticate(
         return Err(refused());
     }
     guest_only_from_loopback(cx, conn, &user, refused)?;
-    let mechanism = if mechanism == "PLAIN" {
-        "PLAIN"
-    } else {
-        "AMQPLAIN"
-    };
-    Ok((user, mechanism))
+    Ok((user, m))
 }
 
 fn guest_only_from_loopback(

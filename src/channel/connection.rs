@@ -243,9 +243,10 @@ impl Session {
                 Err((0, e))
                     if self.phase == Phase::StartOk && e.code == crate::error::COMMAND_INVALID =>
                 {
-                    // rabbit_reader's handshake_error: before login, anything
-                    // but a refused login closes the socket without a reply,
-                    // after a delay (no quick retries for a client probing).
+                    // rabbit_reader's handshake_error: before login, an error
+                    // other than a refused login (here a mechanism not
+                    // offered) closes the socket without a reply, after a
+                    // delay (no quick retries for a client probing).
                     tracing::info!(peer = %conn.peer, "closing connection: {e}");
                     return Progress::SilentClose;
                 }
@@ -602,7 +603,7 @@ async fn connection_method(
             {
                 let mut st = conn.state.borrow_mut();
                 st.user = user;
-                st.auth_mechanism = mechanism;
+                st.auth_mechanism = mechanism.name();
                 st.blocked_capable = blocked_capable;
             }
 

@@ -1,9 +1,9 @@
 //! Network: the socket a connection's reader and writer share.
 //!
 //! A leaf socket layer: it knows bytes, not AMQP. Owns: [`SharedStream`]
-//! (reads into zero-copy buffers, whole writes, shutdown), over plain TCP
-//! or TLS ([`tls`]). Accepting and
-//! spawning connections belong to the shard's boot code (`shard::run`);
+//! (reads into zero-copy buffers, whole writes, shutdown), over plain TCP,
+//! TLS ([`tls`]) or a Unix socket. Accepting and spawning connections
+//! belong to the shard's listeners (`shard::listen`);
 //! the writer and heartbeat tasks to the channel layer (`channel::io`).
 //! Must never: block the executor, or be written from two tasks at once
 //! (only the writer task writes; everyone else appends to `Conn::out`).
@@ -116,11 +116,6 @@ impl SharedStream {
     /// Wrap any transport (TLS streams come from [`tls::accept`]).
     pub fn from_stream(s: Stream) -> Self {
         SharedStream(Rc::new(RefCell::new(s)))
-    }
-
-    /// True over TLS.
-    pub fn is_tls(&self) -> bool {
-        matches!(&*self.0.borrow(), Stream::Tls(_))
     }
 
     /// Read up to `max` more bytes onto the end of `buf`.

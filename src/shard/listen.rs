@@ -127,13 +127,12 @@ pub(super) fn bind_unix(
 
 /// Accept on the Unix socket (shard 0 only: a Unix listener cannot be
 /// shared with SO_REUSEPORT) and deal the connections out round-robin: the
-/// n-th goes to shard n mod `shards` through the urgent lane
+/// n-th goes to shard n mod the shard count through the urgent lane
 /// (`ShardMsg::AdoptUnix`), so Unix clients spread over the cores as TCP
 /// clients do.
 pub(super) async fn accept_unix_loop(
     cx: Cx,
     listener: glommio::net::UnixListener,
-    shards: usize,
     started: Arc<AtomicBool>,
 ) {
     // Until every shard listens, early clients wait in the backlog rather
@@ -145,7 +144,7 @@ pub(super) async fn accept_unix_loop(
     loop {
         match listener.shared_accept().await {
             Ok(accepted) => {
-                let to = ShardId(next % shards.max(1));
+                let to = ShardId(next % cx.shard_count());
                 next = next.wrapping_add(1);
                 if to == cx.link.id {
                     serve_unix(cx.clone(), accepted.bind_to_executor());

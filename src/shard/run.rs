@@ -254,13 +254,8 @@ async fn shard_main(boot: ShardBoot) {
         if let Some(path) = &shard.config().unix_socket {
             match super::listen::bind_unix(path, shard.config().unix_socket_mode) {
                 Ok(l) => {
-                    glommio::spawn_local(super::listen::accept_unix_loop(
-                        shard.cx(),
-                        l,
-                        shards,
-                        started,
-                    ))
-                    .detach();
+                    glommio::spawn_local(super::listen::accept_unix_loop(shard.cx(), l, started))
+                        .detach();
                 }
                 Err(e) => {
                     let _ = ready.send(Err(e));
