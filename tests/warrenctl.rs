@@ -213,6 +213,42 @@ fn users_permissions_and_vhosts() {
         v,
         json!([{"user": "alice", "vhost": "team", "configure": "^a\\.", "write": ".*", "read": ".*"}])
     );
+    // Topic permissions, as rabbitmqctl's set/list/clear_topic_permissions.
+    warrenctl_ok(
+        p,
+        &[
+            "-p",
+            "team",
+            "set_topic_permissions",
+            "alice",
+            "amq.topic",
+            "^w\\.",
+            "^r\\.",
+        ],
+    );
+    let v = json_out(&warrenctl_ok(
+        p,
+        &["--format", "json", "-p", "team", "list_topic_permissions"],
+    ));
+    assert_eq!(
+        v,
+        json!([{"user": "alice", "exchange": "amq.topic", "write": "^w\\.", "read": "^r\\."}])
+    );
+    warrenctl_ok(
+        p,
+        &[
+            "-p",
+            "team",
+            "clear_topic_permissions",
+            "alice",
+            "amq.topic",
+        ],
+    );
+    let v = json_out(&warrenctl_ok(
+        p,
+        &["--format", "json", "-p", "team", "list_topic_permissions"],
+    ));
+    assert_eq!(v, json!([]));
     let v = json_out(&warrenctl_ok(
         p,
         &[

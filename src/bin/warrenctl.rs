@@ -141,6 +141,8 @@ pub enum Cmd {
     ListUsers(Columns),
     /// Permissions in the vhost, or in all with -a (default columns: user vhost configure write read).
     ListPermissions(ListArgs),
+    /// Topic permissions in the vhost, or in all with -a (default columns: user exchange write read).
+    ListTopicPermissions(ListArgs),
     /// Permissions of one user in every vhost.
     ListUserPermissions {
         name: String,
@@ -181,6 +183,21 @@ pub enum Cmd {
         configure: String,
         write: String,
         read: String,
+    },
+    /// Set a user's topic permissions on a topic exchange in the vhost
+    /// (regular expressions over routing keys: publish, bind).
+    SetTopicPermissions {
+        #[arg(value_name = "USER")]
+        username: String,
+        exchange: String,
+        write: String,
+        read: String,
+    },
+    /// Remove a user's topic permissions in the vhost (on one exchange, or all).
+    ClearTopicPermissions {
+        #[arg(value_name = "USER")]
+        username: String,
+        exchange: Option<String>,
     },
     /// Remove a user's permissions in the vhost.
     ClearPermissions {

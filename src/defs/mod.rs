@@ -255,6 +255,19 @@ pub enum MetaChange {
         /// An operator policy.
         operator: bool,
     },
+    /// A user's topic permissions on one exchange were set (replacing
+    /// any for that exchange).
+    TopicPermissionSet(users::TopicPermissionDef),
+    /// A user's topic permissions on a vhost were removed: on one exchange
+    /// (`Some`) or on all of them (`None`).
+    TopicPermissionCleared {
+        /// The user's name.
+        user: String,
+        /// The vhost.
+        vhost: String,
+        /// The exchange, or every exchange.
+        exchange: Option<String>,
+    },
     /// A user's limits, all of them (empty = none).
     UserLimitsSet {
         /// The user (a non-empty set for one the table lacks is ignored).

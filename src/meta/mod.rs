@@ -8,6 +8,7 @@
 //! path.
 
 pub mod access;
+pub mod access_control;
 pub mod authority;
 pub mod exchange_args;
 pub mod persist;
@@ -197,6 +198,20 @@ pub enum MetaOp {
         name: String,
         /// An operator policy.
         operator: bool,
+    },
+    /// Set a user's topic permissions on one exchange of a vhost (RabbitMQ's
+    /// `set_topic_permissions`). Errors: 404 (no such vhost or user); 406
+    /// (a pattern is not a valid regular expression).
+    TopicPermissionSet(crate::defs::users::TopicPermissionDef),
+    /// Remove a user's topic permissions on a vhost: on one exchange
+    /// (`Some`) or all (`None`); Ok if there were none.
+    TopicPermissionClear {
+        /// Login name.
+        user: String,
+        /// The vhost.
+        vhost: String,
+        /// The exchange, or every exchange.
+        exchange: Option<String>,
     },
     /// Set or clear one limit of a user (`limits::USER_LIMITS`); 404 for a
     /// missing user, 406 for an unknown name.

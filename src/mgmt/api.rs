@@ -186,7 +186,10 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
             .unwrap_or_else(Response::not_found),
         _ => match super::limits::route(m, req, meth, s).await {
             Some(r) => r,
-            None => super::access::route(m, req, &user, meth, s).await,
+            None => match super::topic_permissions::route(m, req, meth, s).await {
+                Some(r) => r,
+                None => super::access::route(m, req, &user, meth, s).await,
+            },
         },
     }
 }

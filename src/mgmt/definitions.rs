@@ -1,7 +1,7 @@
 //! `/api/definitions`: export and import of a broker's (or one vhost's)
 //! definitions in RabbitMQ's format, so state moves between RabbitMQ and
 //! Warren both ways. Import is typed ([`Definitions`]); a section Warren
-//! has nothing for (topic permissions, unknown runtime parameters, policy
+//! has nothing for (unknown runtime parameters, policy
 //! settings it does not implement) is refused with 400 rather than accepted
 //! and ignored. Policies are exported and imported (user policies only, as
 //! RabbitMQ exports them).
@@ -80,7 +80,7 @@ pub fn export(m: &Mgmt, vhost: Option<&str>) -> Value {
         out["users"] = Value::Array(users.collect());
         out["vhosts"] = Value::Array(t.vhosts.iter().map(|v| json!({"name": v, "limits": [], "metadata": {"description": "", "tags": []}})).collect());
         out["permissions"] = Value::Array(perms(m));
-        out["topic_permissions"] = json!([]);
+        out["topic_permissions"] = Value::Array(super::topic_permissions::all(m));
         out["global_parameters"] = json!([]);
     }
     out
@@ -140,9 +140,6 @@ fn vhost_of(only: Option<&str>, own: Option<String>) -> Result<String, Response>
 /// import with its answer (what was created before it stays, as in
 /// RabbitMQ).
 pub async fn import(m: &Mgmt, d: Definitions, only: Option<&str>) -> Result<(), Response> {
-    if !d.topic_permissions.is_empty() {
-        return Err(unsupported("topic permissions"));
-    }
     let identity = ["cluster_name", "internal_cluster_id"];
     if let Some(g) = d
         .global_parameters
@@ -151,11 +148,15 @@ pub async fn import(m: &Mgmt, d: Definitions, only: Option<&str>) -> Result<(), 
     {
         return Err(unsupported(&format!("global parameters ('{}')", g.name)));
     }
-    if only.is_some() && !(d.users.is_empty() && d.vhosts.is_empty() && d.permissions.is_empty()) {
+    let global = d.users.is_empty()
+        && d.vhosts.is_empty()
+        && d.permissions.is_empty()
+        && d.topic_permissions.is_empty();
+    if only.is_some() && !global {
         return Err(Response::error(
             400,
             "bad_request",
-            "users, vhosts and permissions are imported with POST /api/definitions, not per vhost",
+            "users, vhosts and (topic) permissions are imported with POST /api/definitions, not per vhost",
         ));
     }
     for v in d.vhosts {
@@ -210,6 +211,16 @@ pub async fn import(m: &Mgmt, d: Definitions, only: Option<&str>) -> Result<(), 
             read: p.read,
         };
         meta(m, MetaOp::PermissionSet(def)).await?;
+    }
+    for p in d.topic_permissions {
+        let def = crate::defs::users::TopicPermissionDef {
+            user: p.user,
+            vhost: p.vhost,
+            exchange: p.exchange,
+            write: p.write,
+            read: p.read,
+        };
+        meta(m, MetaOp::TopicPermissionSet(def)).await?;
     }
     // Policies first: they apply to the queues and exchanges created next.
     for p in d.policies {

@@ -25,9 +25,11 @@ pub mod metrics;
 mod metrics_rabbitmq;
 pub mod overview;
 pub mod parameters;
+pub mod phash2;
 pub mod policies;
 pub mod queues;
 pub mod requests;
+pub mod topic_permissions;
 pub mod ui;
 pub use crate::bus::stats;
 

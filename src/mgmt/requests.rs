@@ -80,6 +80,22 @@ impl Body for PermissionBody {
     const REQUIRED: &'static [&'static str] = &["configure", "write", "read"];
 }
 
+/// `PUT /api/topic-permissions/{vhost}/{user}`: the topic exchange and
+/// two regular expressions, all required (RabbitMQ's `key_missing`
+/// otherwise).
+#[derive(Debug, Deserialize)]
+pub struct TopicPermissionBody {
+    /// The topic exchange they apply to.
+    pub exchange: String,
+    /// Routing keys the user may publish with.
+    pub write: String,
+    /// Routing keys the user may bind with.
+    pub read: String,
+}
+impl Body for TopicPermissionBody {
+    const REQUIRED: &'static [&'static str] = &["exchange", "write", "read"];
+}
+
 /// `POST /api/exchanges/{vhost}/{name}/publish`; all four keys required.
 #[derive(Debug, Deserialize)]
 pub struct PublishBody {
@@ -171,8 +187,8 @@ pub struct Definitions {
     pub bindings: Vec<BindingEntry>,
     /// Policies: Warren has none, so a non-empty list is refused.
     pub policies: Vec<PolicyEntry>,
-    /// Topic permissions: Warren has none, so a non-empty list is refused.
-    pub topic_permissions: Vec<Value>,
+    /// Topic permissions of users on topic exchanges of vhosts.
+    pub topic_permissions: Vec<TopicPermissionEntry>,
     /// Global parameters; only `cluster_name` and `internal_cluster_id`
     /// (the exporting cluster's identity) are taken, as facts about the
     /// source that Warren has no use for. Any other is refused.
@@ -204,6 +220,21 @@ pub struct UserEntry {
     /// Per-user limits (`max-connections`, `max-channels`), integers.
     #[serde(default)]
     pub limits: Map<String, Value>,
+}
+
+/// One topic permission of a definitions file.
+#[derive(Debug, Deserialize)]
+pub struct TopicPermissionEntry {
+    /// User name.
+    pub user: String,
+    /// Vhost name.
+    pub vhost: String,
+    /// The topic exchange.
+    pub exchange: String,
+    /// Pattern for the routing keys the user may publish with.
+    pub write: String,
+    /// Pattern for the routing keys the user may bind with.
+    pub read: String,
 }
 
 /// One permission of a definitions file.

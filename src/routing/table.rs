@@ -8,7 +8,7 @@
 //! [`RoutingTable::version`] is unchanged.
 
 use super::{direct::DirectIndex, fanout::FanoutIndex, headers::headers_match, topic::TopicTrie};
-use crate::defs::users::{Access, CompiledPermission, UserDef};
+use crate::defs::users::{Access, CompiledPermission, CompiledTopicPermission, UserDef};
 use crate::defs::{Dest, ExchangeDef, ExchangeKind, MetaChange, QueueDef};
 use crate::ids::{QueueId, ShardId};
 use amq_protocol::types::FieldTable;
@@ -223,6 +223,9 @@ pub struct RoutingTable {
     pub users: std::collections::BTreeMap<String, UserDef>,
     /// (user, vhost) -> compiled permission.
     pub permissions: HashMap<Key, CompiledPermission>,
+    /// (user, vhost) -> exchange -> compiled topic permission; a user
+    /// without an entry for an exchange is not restricted on it.
+    pub topic_permissions: HashMap<Key, HashMap<String, CompiledTopicPermission>>,
     /// vhost -> its limits (`defs::limits`); absent = none.
     pub vhost_limits: HashMap<String, crate::defs::limits::Limits>,
     /// user -> its limits; absent = none.
@@ -347,6 +350,7 @@ impl RoutingTable {
                 }
                 self.queues.retain(|(v, _), _| v != name);
                 self.permissions.retain(|(_, v), _| v != name);
+                self.topic_permissions.retain(|(_, v), _| v != name);
                 self.vhost_limits.remove(name);
                 self.policies.clear_vhost(name);
                 self.permission_epoch += 1;
@@ -358,6 +362,7 @@ impl RoutingTable {
             MetaChange::UserDeleted { name } => {
                 self.users.remove(name);
                 self.permissions.retain(|(u, _), _| u != name);
+                self.topic_permissions.retain(|(u, _), _| u != name);
                 self.user_limits.remove(name);
                 self.permission_epoch += 1;
             }
@@ -368,6 +373,34 @@ impl RoutingTable {
             }
             MetaChange::PermissionCleared { user, vhost } => {
                 self.permissions.remove(&key(user, vhost));
+                self.permission_epoch += 1;
+            }
+            MetaChange::TopicPermissionSet(p) => {
+                self.topic_permissions
+                    .entry(key(&p.user, &p.vhost))
+                    .or_default()
+                    .insert(p.exchange.clone(), CompiledTopicPermission::new(p.clone()));
+                self.permission_epoch += 1;
+            }
+            MetaChange::TopicPermissionCleared {
+                user,
+                vhost,
+                exchange,
+            } => {
+                let k = key(user, vhost);
+                match exchange {
+                    None => {
+                        self.topic_permissions.remove(&k);
+                    }
+                    Some(x) => {
+                        if let Some(m) = self.topic_permissions.get_mut(&k) {
+                            m.remove(x);
+                            if m.is_empty() {
+                                self.topic_permissions.remove(&k);
+                            }
+                        }
+                    }
+                }
                 self.permission_epoch += 1;
             }
             MetaChange::VhostLimitsSet { vhost, limits } => {
@@ -404,6 +437,22 @@ impl RoutingTable {
         self.permissions
             .get(&key(user, vhost))
             .is_some_and(|p| p.allows(access, name))
+    }
+
+    /// `user`'s topic permission on `exchange` in `vhost`, if one is set
+    /// (a map lookup only when any topic permission exists).
+    pub fn topic_permission(
+        &self,
+        user: &str,
+        vhost: &str,
+        exchange: &str,
+    ) -> Option<&CompiledTopicPermission> {
+        if self.topic_permissions.is_empty() {
+            return None;
+        }
+        self.topic_permissions
+            .get(&key(user, vhost))
+            .and_then(|m| m.get(exchange))
     }
 
     /// Whether `user` has permissions set on `vhost` (what connection.open

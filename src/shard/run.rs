@@ -473,7 +473,7 @@ fn recover(shard: &Rc<Shard>) -> Result<(), String> {
         .any(|c| matches!(c, crate::defs::MetaChange::VhostAdded { .. }))
     {
         // First boot (or every vhost was deleted): the default vhost and user.
-        changes.splice(0..0, crate::meta::authority::defaults(shard.config()));
+        changes.splice(0..0, crate::meta::access_control::defaults(shard.config()));
     }
     for c in changes {
         match &c {

@@ -36,6 +36,9 @@ EXTERNAL_URL = os.environ.get("WARREN_TEST_URL")
 IGNORE_SHARDS = os.environ.get("WARREN_TEST_IGNORE_SHARDS") == "1"
 WARREN_BIN = os.environ.get("WARREN_BIN", os.path.join(REPO, "target", "release", "warren"))
 READY_RE = re.compile(r"^warren listening on (\S+):(\d+)\s*$")
+MGMT_RE = re.compile(r"^warren management listening on (\S+):(\d+)\s*$")
+# The management API port of an external broker (WARREN_TEST_URL).
+EXTERNAL_MGMT_PORT = int(os.environ.get("WARREN_TEST_MGMT_PORT", "15672"))
 READY_TIMEOUT = 30.0
 
 
@@ -63,6 +66,7 @@ class Broker:
                 self.vhost = urllib.parse.unquote(path)
         else:
             self.host, self.port = "127.0.0.1", None
+        self.mgmt_port = EXTERNAL_MGMT_PORT if url is not None else None
 
     def __iter__(self):
         yield self.host
@@ -98,9 +102,14 @@ class Broker:
             with open(self.log_path, "ab") as out:
                 for line in iter(self.proc.stdout.readline, b""):
                     if not ready.is_set():
-                        m = READY_RE.match(line.decode("utf-8", "replace"))
+                        text = line.decode("utf-8", "replace")
+                        m = READY_RE.match(text)
                         if m:
                             found["host"], found["port"] = m.group(1), int(m.group(2))
+                            continue
+                        m = MGMT_RE.match(text)
+                        if m and "port" in found:
+                            found["mgmt_port"] = int(m.group(2))
                             ready.set()
                             continue
                     out.write(b"[stdout] " + line)
@@ -115,6 +124,7 @@ class Broker:
                 raise RuntimeError("warren did not print its ready line (exit status %r); log:\n%s"
                                    % (rc, self.log_tail()))
         self.host, self.port = found["host"], found["port"]
+        self.mgmt_port = found["mgmt_port"]
 
     def alive(self):
         return self.external or (self.proc is not None and self.proc.poll() is None)
@@ -170,6 +180,12 @@ class Broker:
         kw.setdefault("password", self.password)
         kw.setdefault("vhost", self.vhost)
         return amqp_raw.connect(self.host, self.port, **kw)
+
+    def api(self, method, path, body=None, user=None, password=None):
+        """One management API request to this broker (see helpers.mgmt_api)."""
+        from helpers import mgmt_api
+        return mgmt_api(self.mgmt_port, method, path, body,
+                        user=user or self.user, password=password or self.password)
 
     def url(self):
         return "amqp://%s:%s@%s:%d/%s" % (self.user, self.password, self.host, self.port,

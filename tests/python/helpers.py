@@ -207,20 +207,36 @@ def persistent():
     return pika.BasicProperties(delivery_mode=2)
 
 
-def mgmt_api(port, method, path, body=None, user="guest", password="guest", scheme="http", context=None):
-    """One management API request as JSON (None for an empty answer);
-    raises urllib's HTTPError for a non-2xx status."""
+def mgmt_request(port, method, path, body=None, user="guest", password="guest", scheme="http", context=None):
+    """One management API request: (status, JSON body or None), error
+    statuses included."""
     import base64
     import json
+    import urllib.error
     import urllib.request
     req = urllib.request.Request(
         "%s://127.0.0.1:%d%s" % (scheme, port, path), method=method,
         data=None if body is None else json.dumps(body).encode(),
         headers={"Authorization": "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode(),
                  "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10, context=context) as r:
-        data = r.read()
-        return json.loads(data) if data else None
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=context) as r:
+            data = r.read()
+            return r.status, (json.loads(data) if data else None)
+    except urllib.error.HTTPError as e:
+        data = e.read()
+        try:
+            return e.code, (json.loads(data) if data else None)
+        except ValueError:
+            return e.code, data.decode("utf-8", "replace")
+
+
+def mgmt_api(port, method, path, body=None, user="guest", password="guest", scheme="http", context=None):
+    """One management API request as JSON (None for an empty answer);
+    raises AssertionError for a non-2xx status."""
+    status, data = mgmt_request(port, method, path, body, user, password, scheme, context)
+    assert 200 <= status < 300, "%s %s: %s %r" % (method, path, status, data)
+    return data
 
 
 class OwnBroker:

@@ -343,6 +343,10 @@ const PERMISSIONS: ListSpec = ListSpec {
     resource: "permissions",
     columns: &["user", "vhost", "configure", "write", "read"],
 };
+const TOPIC_PERMISSIONS: ListSpec = ListSpec {
+    resource: "topic-permissions",
+    columns: &["user", "exchange", "write", "read"],
+};
 const VHOSTS: ListSpec = ListSpec {
     resource: "vhosts",
     columns: &["name"],
@@ -400,6 +404,17 @@ pub fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             ctx.on(ctx.list(&path, &a.columns, PERMISSIONS.columns), || {
                 format!("vhost '{vhost}'")
             })
+        }
+        Cmd::ListTopicPermissions(a) => {
+            let path = if a.all_vhosts {
+                TOPIC_PERMISSIONS.resource.to_string()
+            } else {
+                format!("vhosts/{vh}/topic-permissions")
+            };
+            ctx.on(
+                ctx.list(&path, &a.columns, TOPIC_PERMISSIONS.columns),
+                || format!("vhost '{vhost}'"),
+            )
         }
         Cmd::ListUserPermissions { name, columns } => ctx.list(
             &format!("{}/permissions", user_path(&name)),
@@ -499,6 +514,36 @@ pub fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             c.put(
                 &format!("permissions/{vh}/{}", seg(&user)),
                 &json!({"configure": configure, "write": write, "read": read}),
+            )?;
+            Ok(())
+        }
+        Cmd::SetTopicPermissions {
+            username: user,
+            exchange,
+            write,
+            read,
+        } => {
+            ctx.say(format!(
+                "Setting topic permissions on \"{exchange}\" for user \"{user}\" in vhost \"{vhost}\" ..."
+            ));
+            let body = json!({"exchange": exchange, "write": write, "read": read});
+            c.put(&format!("topic-permissions/{vh}/{}", seg(&user)), &body)?;
+            Ok(())
+        }
+        Cmd::ClearTopicPermissions {
+            username: user,
+            exchange,
+        } => {
+            ctx.say(format!(
+                "Clearing topic permissions for user \"{user}\" in vhost \"{vhost}\" ..."
+            ));
+            let one = exchange
+                .as_deref()
+                .map(|x| format!("/{}", seg(x)))
+                .unwrap_or_default();
+            ctx.on(
+                c.delete(&format!("topic-permissions/{vh}/{}{one}", seg(&user))),
+                || format!("topic permissions of user '{user}' in vhost '{vhost}'"),
             )?;
             Ok(())
         }

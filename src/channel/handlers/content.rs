@@ -7,7 +7,8 @@ use super::*;
 /// A content header frame on channel `ch`. Errors: 504 if the channel is not
 /// open; 505 without a pending basic.publish, for a class other than 60 (basic)
 /// or a second header; 406 if `user-id` is not the authenticated user, for an
-/// invalid `expiration`, or a body-size above `max_message_size`. A body-size
+/// invalid `expiration`, or a body-size above `max_message_size`; 403 if a
+/// topic permission refuses a CC/BCC key. A body-size
 /// of 0 publishes the message at once; frames on a closing channel are dropped.
 #[allow(clippy::too_many_arguments)]
 pub fn content_header(
@@ -21,7 +22,9 @@ pub fn content_header(
     headers: Option<amq_protocol::types::FieldTable>,
 ) -> AmqpResult<()> {
     let max = cx.link.config.max_message_size;
-    let mut st = conn.state.borrow_mut();
+    let mut guard = conn.state.borrow_mut();
+    // Reborrowed so the user and the channel can be borrowed together.
+    let st = &mut *guard;
     let vhost = st.vhost.clone();
     let user_mismatch = view
         .user_id
@@ -55,6 +58,24 @@ pub fn content_header(
         Some(h) => crate::channel::sender_routes::check(h)?,
         None => false,
     };
+    // The CC/BCC keys route like the routing key, so a topic permission
+    // checks them too (RabbitMQ 3.13+; 3.10 checked the routing key only,
+    // which let a CC header route past the permission).
+    if crate::channel::sender_routes::has_extra(headers.as_ref()) {
+        let mut keys: smallvec::SmallVec<[&str; 4]> = smallvec::SmallVec::new();
+        crate::channel::sender_routes::extra_keys(headers.as_ref(), &mut keys);
+        let t = cx.table();
+        for k in keys {
+            crate::meta::access::topic(
+                &t,
+                &st.user,
+                &vhost,
+                Access::Write,
+                p.exchange.as_str(),
+                k,
+            )?;
+        }
+    }
     let props_raw = if bcc || view.reply_to_direct {
         let (_, mut props) = basic::parse_properties(&props_raw[..])
             .map_err(|_| AmqpError::frame_error("unable to parse content header"))?;

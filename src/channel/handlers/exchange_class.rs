@@ -106,6 +106,9 @@ pub(super) async fn bind(
     let kind = if b.dest_is_queue { "queue" } else { "exchange" };
     check(cx, conn, Access::Write, kind, &b.dest)?;
     check(cx, conn, Access::Read, "exchange", source)?;
+    // Binding from a topic exchange also needs the topic read permission
+    // on the key (RabbitMQ's `check_read_permitted_on_topic`).
+    check_topic(cx, conn, Access::Read, source, key)?;
     let op = bind_op(
         conn,
         source,

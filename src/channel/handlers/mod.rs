@@ -66,6 +66,13 @@ fn check(cx: &Cx, conn: &Conn, access: Access, kind: &str, name: &str) -> AmqpRe
     crate::meta::access::resource(&cx.table(), &st.user, &st.vhost, access, kind, name)
 }
 
+/// The topic-permission check through the one gate (`meta::access::topic`)
+/// for this connection's user and vhost.
+fn check_topic(cx: &Cx, conn: &Conn, access: Access, exchange: &str, key: &str) -> AmqpResult<()> {
+    let st = conn.state.borrow();
+    crate::meta::access::topic(&cx.table(), &st.user, &st.vhost, access, exchange, key)
+}
+
 /// Resolve "" to the channel's last declared queue, as RabbitMQ does.
 fn queue_name(conn: &Conn, ch: u16, name: &str) -> AmqpResult<String> {
     if !name.is_empty() {
