@@ -10,7 +10,7 @@ use super::json::{json_to_table, table_to_json};
 use super::requests::{GetBody, PublishBody, PublishProperties};
 use super::Mgmt;
 use crate::bus::{Request as ShardReq, Response as ShardResp, ShardMsg};
-use crate::defs::users::UserDef;
+use crate::defs::users::{Access, UserDef};
 use crate::queue::Settle;
 use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::types::ShortString;
@@ -143,6 +143,20 @@ pub fn publish(m: &Mgmt, req: &Request, user: &UserDef, vhost: &str, exchange: &
         },
         None => false,
     };
+    // Topic permissions as for an AMQP publish (the routing key and any
+    // CC/BCC key); refused as RabbitMQ 3.10's API refuses it, 400 with the
+    // channel's error.
+    {
+        let mut keys = vec![b.routing_key.0.as_str()];
+        crate::channel::sender_routes::extra_keys(props.headers().as_ref(), &mut keys);
+        let t = m.cx.table();
+        for k in keys {
+            if let Err(e) = crate::meta::access::topic(&t, &user.name, vhost, Access::Write, exchange, k) {
+                let reason = format!("{} {}", e.code, e.text);
+                return Response::error(400, "bad_request", reason);
+            }
+        }
+    }
     let route_headers = props.headers().clone();
     let props = if bcc {
         crate::channel::sender_routes::strip_bcc(props)

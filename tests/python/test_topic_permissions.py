@@ -146,3 +146,28 @@ def test_topic_permissions_go_with_their_user(broker, user):
     broker.api("PUT", "/api/permissions/%2F/" + user, {"configure": ".*", "write": ".*", "read": ".*"})
     assert code(broker, "GET", tp_path(user))[0] == 404
     assert attempt(broker, user, lambda ch: ch.basic_publish("amq.topic", "b.x", b"m")) is None
+
+
+def test_the_http_api_honours_topic_permissions_as_rabbitmq_answers(broker, user):
+    broker.api("PUT", "/api/users/" + user, {"password": "pw", "tags": "management"})
+    broker.api("PUT", tp_path(user), {"exchange": "amq.topic", "write": "^ok", "read": "^ok"})
+
+    def as_user(method, path, body):
+        return mgmt_request(broker.mgmt_port, method, path, body, user, "pw")
+
+    publish = "/api/exchanges/%2F/amq.topic/publish"
+    msg = {"payload": "x", "payload_encoding": "string", "properties": {}}
+    assert as_user("POST", publish, dict(msg, routing_key="ok.1")) == (200, {"routed": False})
+    assert as_user("POST", publish, dict(msg, routing_key="no.1")) == (400, {
+        "error": "bad_request",
+        "reason": "403 ACCESS_REFUSED - access to topic 'no.1' in exchange 'amq.topic' in vhost '/' "
+                  "refused for user '%s'" % user})
+    q = "tpq-" + uuid.uuid4().hex[:6]
+    broker.api("PUT", "/api/queues/%2F/" + q, {})
+    try:
+        bind = "/api/bindings/%2F/e/amq.topic/q/" + q
+        assert as_user("POST", bind, {"routing_key": "no.1"}) == (
+            401, {"error": "not_authorised", "reason": "Access refused."})
+        assert as_user("POST", bind, {"routing_key": "ok.1"})[0] == 201
+    finally:
+        broker.api("DELETE", "/api/queues/%2F/" + q)
