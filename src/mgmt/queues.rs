@@ -7,7 +7,7 @@ use super::body::{self, flag};
 use super::gather;
 use super::http::{Request, Response};
 use super::json::args_to_table;
-use super::listing::list;
+use super::listing::{list, list_with};
 use super::requests::QueueBody;
 use super::Mgmt;
 use crate::bus::Request as ShardReq;
@@ -31,17 +31,14 @@ pub async fn route(
             let vh = s.get(1).copied();
             let snaps = gather(&m.cx).await;
             let node = node_name();
-            let mut items: Vec<Value> = snaps
+            // Sorted and paged as rows; JSON only for what is answered.
+            let mut rows: Vec<&super::stats::QueueInfo> = snaps
                 .iter()
                 .flat_map(|s| s.queues.iter())
                 .filter(|q| vh.is_none_or(|v| v == q.vhost) && visible(m, user, &q.vhost))
-                .map(|q| queue_json(m, q, &node))
                 .collect();
-            items.sort_by(|a, b| {
-                (a["vhost"].to_string(), a["name"].to_string())
-                    .cmp(&(b["vhost"].to_string(), b["name"].to_string()))
-            });
-            list(req, items)
+            rows.sort_unstable_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+            list_with(req, rows, |q| &q.name, |q| queue_json(m, q, &node))
         }
         ("GET", ["queues", v, n]) => {
             let snaps = gather(&m.cx).await;
