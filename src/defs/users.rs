@@ -10,6 +10,7 @@ use base64::Engine;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 /// The `hashing_algorithm` Warren writes and accepts (RabbitMQ's name for
 /// salted SHA-256); definitions imports with any other are refused.
@@ -54,9 +55,9 @@ pub struct PermissionDef {
 /// exchange, `read` when binding from it (`queue.bind`/`unbind`,
 /// `exchange.bind`/`unbind`). A user without an entry for an exchange is
 /// not restricted on it. `{username}` and `{vhost}` in a pattern stand for
-/// the user's name and the vhost (regex-escaped), as RabbitMQ expands
-/// them for AMQP 0-9-1 connections; an empty pattern matches only the
-/// empty routing key (RabbitMQ reads it as `^$`).
+/// the user's name and the vhost (regex-escaped, as RabbitMQ 4.3 expands
+/// them for AMQP 0-9-1 connections; 3.10 did not escape them); an empty
+/// pattern matches only the empty routing key (RabbitMQ reads it as `^$`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TopicPermissionDef {
     /// The user they apply to.
@@ -82,14 +83,18 @@ pub struct CompiledTopicPermission {
 }
 
 /// `pattern` with `{username}` and `{vhost}` replaced by the regex-escaped
-/// values (RabbitMQ's `expand_topic_permission`), `^$` for an empty one.
+/// values (RabbitMQ 4.3's `expand_topic_permission`; 3.10 inserted them
+/// unescaped, so a user named `a.*` matched any key), `^$` for an empty
+/// one, then read as PCRE reads braces ([`pcre_braces`]).
 fn expand_topic(pattern: &str, user: &str, vhost: &str) -> String {
     if pattern.is_empty() {
         return "^$".into();
     }
-    pattern
-        .replace("{username}", &regex::escape(user))
-        .replace("{vhost}", &regex::escape(vhost))
+    pcre_braces(
+        &pattern
+            .replace("{username}", &regex::escape(user))
+            .replace("{vhost}", &regex::escape(vhost)),
+    )
 }
 
 impl CompiledTopicPermission {
@@ -116,6 +121,90 @@ impl CompiledTopicPermission {
             Access::Configure => return false,
         };
         r.as_ref().is_some_and(|r| r.is_match(routing_key))
+    }
+}
+
+/// Every user's topic permissions, by user, vhost and exchange, so the
+/// per-publish lookup borrows the names and allocates nothing.
+#[derive(Debug, Default)]
+pub struct TopicPermissions {
+    by_user: HashMap<String, HashMap<String, HashMap<String, CompiledTopicPermission>>>,
+}
+
+impl TopicPermissions {
+    /// Whether none is set (the publish path then skips the lookup).
+    pub fn is_empty(&self) -> bool {
+        self.by_user.is_empty()
+    }
+
+    /// `user`'s permission on `exchange` in `vhost`, if set.
+    pub fn get(&self, user: &str, vhost: &str, exchange: &str) -> Option<&CompiledTopicPermission> {
+        self.by_user.get(user)?.get(vhost)?.get(exchange)
+    }
+
+    /// Whether `user` has any topic permission in `vhost`.
+    pub fn any(&self, user: &str, vhost: &str) -> bool {
+        self.by_user
+            .get(user)
+            .is_some_and(|v| v.contains_key(vhost))
+    }
+
+    /// Set (or replace) one permission.
+    pub fn set(&mut self, def: TopicPermissionDef) {
+        self.by_user
+            .entry(def.user.clone())
+            .or_default()
+            .entry(def.vhost.clone())
+            .or_default()
+            .insert(def.exchange.clone(), CompiledTopicPermission::new(def));
+    }
+
+    /// Remove `user`'s permissions in `vhost`: on one exchange or all.
+    pub fn clear(&mut self, user: &str, vhost: &str, exchange: Option<&str>) {
+        let Some(vhosts) = self.by_user.get_mut(user) else {
+            return;
+        };
+        match exchange {
+            None => {
+                vhosts.remove(vhost);
+            }
+            Some(x) => {
+                if let Some(xs) = vhosts.get_mut(vhost) {
+                    xs.remove(x);
+                    if xs.is_empty() {
+                        vhosts.remove(vhost);
+                    }
+                }
+            }
+        }
+        if vhosts.is_empty() {
+            self.by_user.remove(user);
+        }
+    }
+
+    /// Remove everything of a deleted user.
+    pub fn remove_user(&mut self, user: &str) {
+        self.by_user.remove(user);
+    }
+
+    /// Remove everything in a deleted vhost.
+    pub fn remove_vhost(&mut self, vhost: &str) {
+        self.by_user.retain(|_, vhosts| {
+            vhosts.remove(vhost);
+            !vhosts.is_empty()
+        });
+    }
+
+    /// Every permission, sorted by user, vhost and exchange.
+    pub fn defs(&self) -> Vec<&TopicPermissionDef> {
+        let mut all: Vec<&TopicPermissionDef> = self
+            .by_user
+            .values()
+            .flat_map(|v| v.values())
+            .flat_map(|x| x.values().map(|p| &p.def))
+            .collect();
+        all.sort_by(|a, b| (&a.user, &a.vhost, &a.exchange).cmp(&(&b.user, &b.vhost, &b.exchange)));
+        all
     }
 }
 
@@ -227,7 +316,63 @@ fn compile(p: &str) -> Option<Regex> {
     if p.is_empty() {
         return None;
     }
-    Regex::new(p).ok()
+    Regex::new(&pcre_braces(p)).ok()
+}
+
+/// `pattern` with every brace that PCRE (Erlang's `re`, what RabbitMQ
+/// matches with) reads as a literal escaped, so Rust's regex reads it the
+/// same way: in PCRE `{` opens a quantifier only as `{n}`, `{n,}` or
+/// `{n,m}`; elsewhere (`^{client_id}\.`, a variable RabbitMQ leaves in
+/// place for AMQP 0-9-1) both braces are plain characters, where the
+/// regex crate would refuse the pattern. Other PCRE-only syntax
+/// (lookarounds, backreferences) still does not compile and is refused
+/// when the pattern is set.
+pub fn pcre_braces(pattern: &str) -> String {
+    let b = pattern.as_bytes();
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let (mut i, mut start, mut in_class) = (0, 0, false);
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'[' if !in_class => {
+                in_class = true;
+                i += 1;
+            }
+            b']' if in_class => {
+                in_class = false;
+                i += 1;
+            }
+            b'{' if !in_class => {
+                let quantifier = b[i + 1..]
+                    .iter()
+                    .position(|&c| c == b'}')
+                    .map(|end| &b[i + 1..i + 1 + end])
+                    .is_some_and(|body| {
+                        let mut parts = body.splitn(2, |&c| c == b',');
+                        let digits = |p: &[u8]| !p.is_empty() && p.iter().all(u8::is_ascii_digit);
+                        let first = parts.next().unwrap_or_default();
+                        digits(first) && parts.next().is_none_or(|m| m.is_empty() || digits(m))
+                    });
+                if quantifier {
+                    i += b[i..].iter().position(|&c| c == b'}').unwrap_or(0) + 1;
+                } else {
+                    out.push_str(&pattern[start..i]);
+                    out.push_str("\\{");
+                    i += 1;
+                    start = i;
+                }
+            }
+            b'}' if !in_class => {
+                out.push_str(&pattern[start..i]);
+                out.push_str("\\}");
+                i += 1;
+                start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&pattern[start.min(pattern.len())..]);
+    out
 }
 
 impl CompiledPermission {
@@ -262,7 +407,8 @@ pub fn validate_permission(p: &PermissionDef) -> Result<(), String> {
         ("read", &p.read),
     ] {
         if !re.is_empty() {
-            Regex::new(re).map_err(|e| format!("invalid {what} regex '{re}': {e}"))?;
+            Regex::new(&pcre_braces(re))
+                .map_err(|e| format!("invalid {what} regex '{re}': {e}"))?;
         }
     }
     Ok(())
@@ -323,5 +469,27 @@ mod tests {
         assert!(p.allows(Access::Read, ""));
         assert!(!p.allows(Access::Read, "x"));
         assert!(!p.allows(Access::Configure, "a.b./x"));
+    }
+
+    #[test]
+    fn braces_read_as_pcre_reads_them() {
+        assert_eq!(pcre_braces("^{client_id}\\."), "^\\{client_id\\}\\.");
+        assert_eq!(pcre_braces("a{2}b{1,}c{1,3}"), "a{2}b{1,}c{1,3}");
+        assert_eq!(pcre_braces("[{}]x{,3}"), "[{}]x\\{,3\\}");
+        assert_eq!(pcre_braces("\\{a\\}{"), "\\{a\\}\\{");
+        let p = CompiledTopicPermission::new(TopicPermissionDef {
+            user: "u".into(),
+            vhost: "/".into(),
+            exchange: "amq.topic".into(),
+            write: "^{client_id}\\.".into(),
+            read: "^x{2}$".into(),
+        });
+        assert!(p.allows(Access::Write, "{client_id}.a"));
+        assert!(p.allows(Access::Read, "xx"));
+        assert!(validate_topic_permission(&TopicPermissionDef {
+            write: "^(?!secret)".into(),
+            ..p.def.clone()
+        })
+        .is_err());
     }
 }

@@ -154,13 +154,13 @@ pub fn snapshot(table: &RoutingTable) -> Vec<MetaChange> {
     for p in perms {
         out.push(MetaChange::PermissionSet(p));
     }
-    let mut topic: Vec<_> = table
-        .topic_permissions
-        .values()
-        .flat_map(|per_exchange| per_exchange.values().map(|p| p.def.clone()))
-        .collect();
-    topic.sort_by(|a, b| (&a.user, &a.vhost, &a.exchange).cmp(&(&b.user, &b.vhost, &b.exchange)));
-    out.extend(topic.into_iter().map(MetaChange::TopicPermissionSet));
+    let topic = table.topic_permissions.defs();
+    out.extend(
+        topic
+            .into_iter()
+            .cloned()
+            .map(MetaChange::TopicPermissionSet),
+    );
     let mut vl: Vec<_> = table.vhost_limits.iter().collect();
     vl.sort();
     for (vhost, limits) in vl {

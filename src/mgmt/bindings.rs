@@ -118,7 +118,13 @@ pub async fn route(
 /// The topic read permission for binding from `source` with `key`
 /// (`meta::access::topic`, as an AMQP bind checks it); refused as
 /// RabbitMQ 3.10's API refuses it: 401 `not_authorised` "Access refused.".
-fn topic_read(m: &Mgmt, user: &UserDef, vhost: &str, source: &str, key: &str) -> Result<(), Response> {
+fn topic_read(
+    m: &Mgmt,
+    user: &UserDef,
+    vhost: &str,
+    source: &str,
+    key: &str,
+) -> Result<(), Response> {
     let t = m.cx.table();
     crate::meta::access::topic(&t, &user.name, vhost, Access::Read, source, key)
         .map_err(|_| Response::error(401, "not_authorised", "Access refused."))

@@ -148,16 +148,39 @@ pub async fn import(m: &Mgmt, d: Definitions, only: Option<&str>) -> Result<(), 
     {
         return Err(unsupported(&format!("global parameters ('{}')", g.name)));
     }
-    let global = d.users.is_empty()
+    let vhost_only = d.users.is_empty()
         && d.vhosts.is_empty()
         && d.permissions.is_empty()
         && d.topic_permissions.is_empty();
-    if only.is_some() && !global {
+    if only.is_some() && !vhost_only {
         return Err(Response::error(
             400,
             "bad_request",
             "users, vhosts and (topic) permissions are imported with POST /api/definitions, not per vhost",
         ));
+    }
+    // Patterns are checked before anything is created, so a file with a
+    // pattern Warren cannot compile changes nothing.
+    for p in &d.permissions {
+        let def = crate::defs::users::PermissionDef {
+            user: p.user.clone(),
+            vhost: p.vhost.clone(),
+            configure: p.configure.clone(),
+            write: p.write.clone(),
+            read: p.read.clone(),
+        };
+        if let Err(e) = crate::defs::users::validate_permission(&def) {
+            return Err(Response::error(400, "bad_request", e));
+        }
+    }
+    for p in &d.topic_permissions {
+        if let Err(e) = crate::defs::users::validate_topic_permission(&topic_def(p)) {
+            let reason = json!(["invalid_regexp", e.pattern, e.reason]);
+            return Err(Response::json(
+                400,
+                &json!({"error": "bad_request", "reason": reason}),
+            ));
+        }
     }
     for v in d.vhosts {
         meta(m, MetaOp::VhostAdd { name: v.name }).await?;
@@ -212,15 +235,8 @@ pub async fn import(m: &Mgmt, d: Definitions, only: Option<&str>) -> Result<(), 
         };
         meta(m, MetaOp::PermissionSet(def)).await?;
     }
-    for p in d.topic_permissions {
-        let def = crate::defs::users::TopicPermissionDef {
-            user: p.user,
-            vhost: p.vhost,
-            exchange: p.exchange,
-            write: p.write,
-            read: p.read,
-        };
-        meta(m, MetaOp::TopicPermissionSet(def)).await?;
+    for p in &d.topic_permissions {
+        meta(m, MetaOp::TopicPermissionSet(topic_def(p))).await?;
     }
     // Policies first: they apply to the queues and exchanges created next.
     for p in d.policies {
@@ -294,5 +310,15 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request, meth: &str, s: &[&str]) -> Respo
             Err(r) => r,
         },
         _ => Response::not_found(),
+    }
+}
+
+fn topic_def(p: &super::requests::TopicPermissionEntry) -> crate::defs::users::TopicPermissionDef {
+    crate::defs::users::TopicPermissionDef {
+        user: p.user.clone(),
+        vhost: p.vhost.clone(),
+        exchange: p.exchange.clone(),
+        write: p.write.clone(),
+        read: p.read.clone(),
     }
 }

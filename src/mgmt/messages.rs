@@ -151,7 +151,9 @@ pub fn publish(m: &Mgmt, req: &Request, user: &UserDef, vhost: &str, exchange: &
         crate::channel::sender_routes::extra_keys(props.headers().as_ref(), &mut keys);
         let t = m.cx.table();
         for k in keys {
-            if let Err(e) = crate::meta::access::topic(&t, &user.name, vhost, Access::Write, exchange, k) {
+            if let Err(e) =
+                crate::meta::access::topic(&t, &user.name, vhost, Access::Write, exchange, k)
+            {
                 let reason = format!("{} {}", e.code, e.text);
                 return Response::error(400, "bad_request", reason);
             }

@@ -22,13 +22,11 @@ fn topic_json(p: &TopicPermissionDef) -> Value {
 /// Every topic permission, sorted by user, vhost and exchange.
 pub(super) fn all(m: &Mgmt) -> Vec<Value> {
     let t = m.cx.table();
-    let mut defs: Vec<&TopicPermissionDef> = t
-        .topic_permissions
-        .values()
-        .flat_map(|per_exchange| per_exchange.values().map(|p| &p.def))
-        .collect();
-    defs.sort_by(|a, b| (&a.user, &a.vhost, &a.exchange).cmp(&(&b.user, &b.vhost, &b.exchange)));
-    defs.into_iter().map(topic_json).collect()
+    t.topic_permissions
+        .defs()
+        .into_iter()
+        .map(topic_json)
+        .collect()
 }
 
 /// Routes of this file (`s` without "api"); None when `s` is not one.
@@ -62,17 +60,16 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request, meth: &str, s: &[&str]) -> Optio
                 Response::json(200, &Value::Array(items))
             }
         }
-        ("PUT", ["topic-permissions", v, u]) => {
+        // RabbitMQ serves `.../{exchange}` with the same handler: the
+        // exchange comes from the body either way.
+        ("PUT", ["topic-permissions", v, u, rest @ ..]) if rest.len() <= 1 => {
             let b: TopicPermissionBody = match body::parse(req) {
                 Ok(b) => b,
                 Err(r) => return Some(r),
             };
             let (exists, known) = {
                 let t = m.cx.table();
-                let exists = t
-                    .topic_permissions
-                    .get(&(u.to_string(), v.to_string()))
-                    .is_some_and(|per_exchange| !per_exchange.is_empty());
+                let exists = t.topic_permissions.any(u, v);
                 (exists, t.users.contains_key(*u) && t.vhosts.contains(*v))
             };
             if !known {
@@ -106,11 +103,7 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request, meth: &str, s: &[&str]) -> Optio
             )
         }
         ("DELETE", ["topic-permissions", v, u, rest @ ..]) if rest.len() <= 1 => {
-            let exists =
-                m.cx.table()
-                    .topic_permissions
-                    .get(&(u.to_string(), v.to_string()))
-                    .is_some_and(|per_exchange| !per_exchange.is_empty());
+            let exists = m.cx.table().topic_permissions.any(u, v);
             if !exists {
                 return Some(Response::not_found());
             }

@@ -8,7 +8,9 @@
 //! [`RoutingTable::version`] is unchanged.
 
 use super::{direct::DirectIndex, fanout::FanoutIndex, headers::headers_match, topic::TopicTrie};
-use crate::defs::users::{Access, CompiledPermission, CompiledTopicPermission, UserDef};
+use crate::defs::users::{
+    Access, CompiledPermission, CompiledTopicPermission, TopicPermissions, UserDef,
+};
 use crate::defs::{Dest, ExchangeDef, ExchangeKind, MetaChange, QueueDef};
 use crate::ids::{QueueId, ShardId};
 use amq_protocol::types::FieldTable;
@@ -225,7 +227,7 @@ pub struct RoutingTable {
     pub permissions: HashMap<Key, CompiledPermission>,
     /// (user, vhost) -> exchange -> compiled topic permission; a user
     /// without an entry for an exchange is not restricted on it.
-    pub topic_permissions: HashMap<Key, HashMap<String, CompiledTopicPermission>>,
+    pub topic_permissions: TopicPermissions,
     /// vhost -> its limits (`defs::limits`); absent = none.
     pub vhost_limits: HashMap<String, crate::defs::limits::Limits>,
     /// user -> its limits; absent = none.
@@ -350,7 +352,7 @@ impl RoutingTable {
                 }
                 self.queues.retain(|(v, _), _| v != name);
                 self.permissions.retain(|(_, v), _| v != name);
-                self.topic_permissions.retain(|(_, v), _| v != name);
+                self.topic_permissions.remove_vhost(name);
                 self.vhost_limits.remove(name);
                 self.policies.clear_vhost(name);
                 self.permission_epoch += 1;
@@ -362,7 +364,7 @@ impl RoutingTable {
             MetaChange::UserDeleted { name } => {
                 self.users.remove(name);
                 self.permissions.retain(|(u, _), _| u != name);
-                self.topic_permissions.retain(|(u, _), _| u != name);
+                self.topic_permissions.remove_user(name);
                 self.user_limits.remove(name);
                 self.permission_epoch += 1;
             }
@@ -376,10 +378,7 @@ impl RoutingTable {
                 self.permission_epoch += 1;
             }
             MetaChange::TopicPermissionSet(p) => {
-                self.topic_permissions
-                    .entry(key(&p.user, &p.vhost))
-                    .or_default()
-                    .insert(p.exchange.clone(), CompiledTopicPermission::new(p.clone()));
+                self.topic_permissions.set(p.clone());
                 self.permission_epoch += 1;
             }
             MetaChange::TopicPermissionCleared {
@@ -387,20 +386,8 @@ impl RoutingTable {
                 vhost,
                 exchange,
             } => {
-                let k = key(user, vhost);
-                match exchange {
-                    None => {
-                        self.topic_permissions.remove(&k);
-                    }
-                    Some(x) => {
-                        if let Some(m) = self.topic_permissions.get_mut(&k) {
-                            m.remove(x);
-                            if m.is_empty() {
-                                self.topic_permissions.remove(&k);
-                            }
-                        }
-                    }
-                }
+                self.topic_permissions
+                    .clear(user, vhost, exchange.as_deref());
                 self.permission_epoch += 1;
             }
             MetaChange::VhostLimitsSet { vhost, limits } => {
@@ -440,7 +427,8 @@ impl RoutingTable {
     }
 
     /// `user`'s topic permission on `exchange` in `vhost`, if one is set
-    /// (a map lookup only when any topic permission exists).
+    /// (map lookups by borrowed names, only when any topic permission
+    /// exists: nothing allocated per publish).
     pub fn topic_permission(
         &self,
         user: &str,
@@ -450,9 +438,7 @@ impl RoutingTable {
         if self.topic_permissions.is_empty() {
             return None;
         }
-        self.topic_permissions
-            .get(&key(user, vhost))
-            .and_then(|m| m.get(exchange))
+        self.topic_permissions.get(user, vhost, exchange)
     }
 
     /// Whether `user` has permissions set on `vhost` (what connection.open

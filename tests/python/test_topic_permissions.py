@@ -2,7 +2,7 @@
 sets them and the checks on publish and bind. Every expected status, body
 and error text was recorded from RabbitMQ 3.10.8 (a private node, the same
 requests); run with WARREN_TEST_URL and WARREN_TEST_MGMT_PORT to check them
-against a RabbitMQ again. Warren also checks CC/BCC keys (RabbitMQ 3.13+
+against a RabbitMQ again. Warren also checks CC/BCC keys (RabbitMQ 4.0.3+
 does; 3.10 lets a CC header past the permission): that test is Warren's."""
 
 import uuid
@@ -171,3 +171,31 @@ def test_the_http_api_honours_topic_permissions_as_rabbitmq_answers(broker, user
         assert as_user("POST", bind, {"routing_key": "ok.1"})[0] == 201
     finally:
         broker.api("DELETE", "/api/queues/%2F/" + q)
+
+
+@pytest.mark.skipif(EXTERNAL_URL is not None, reason="RabbitMQ's PCRE takes lookarounds")
+def test_a_definitions_file_with_an_unusable_pattern_changes_nothing(broker, user):
+    vhost = "tp-vhost-" + uuid.uuid4().hex[:6]
+    defs = {"vhosts": [{"name": vhost}],
+            "topic_permissions": [{"user": user, "vhost": "/", "exchange": "amq.topic",
+                                   "write": "^(?!secret\\.)", "read": ".*"}]}
+    st, body = code(broker, "POST", "/api/definitions", defs)
+    assert st == 400 and body["reason"][:2] == ["invalid_regexp", "^(?!secret\\.)"]
+    assert code(broker, "GET", "/api/vhosts/" + vhost)[0] == 404
+
+
+def test_braces_that_are_no_repetition_are_characters_as_in_pcre(broker, user):
+    defs = {"topic_permissions": [{"user": user, "vhost": "/", "exchange": "amq.topic",
+                                   "write": "^{client_id}\\.", "read": ".*"}]}
+    assert code(broker, "POST", "/api/definitions", defs)[0] in (201, 204)
+    assert attempt(broker, user, lambda ch: ch.basic_publish("amq.topic", "{client_id}.x", b"m")) is None
+    assert attempt(broker, user, lambda ch: ch.basic_publish("amq.topic", "c1.x", b"m")) == refused("c1.x", user)
+
+
+@pytest.mark.skipif(EXTERNAL_URL is not None, reason="restarts the broker")
+def test_topic_permissions_survive_a_restart(broker, user):
+    broker.api("PUT", tp_path(user), {"exchange": "amq.topic", "write": "^ok", "read": "^ok"})
+    broker.restart()
+    st, got = code(broker, "GET", tp_path(user))
+    assert (st, [p["write"] for p in got]) == (200, ["^ok"])
+    assert attempt(broker, user, lambda ch: ch.basic_publish("amq.topic", "no.1", b"m")) == refused("no.1", user)

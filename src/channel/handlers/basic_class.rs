@@ -25,15 +25,6 @@ pub(super) fn basic_publish(conn: &Conn, cx: &Cx, ch: u16, p: basic::Publish) ->
             c.publish_allowed = Some((epoch, p.exchange.clone()))
         });
     }
-    // Topic permissions are per routing key, so not cached; the check is
-    // one emptiness test while no topic permission exists.
-    check_topic(
-        cx,
-        conn,
-        Access::Write,
-        p.exchange.as_str(),
-        p.routing_key.as_str(),
-    )?;
     let vh = vhost(conn);
     if !p.exchange.as_str().is_empty() {
         let t = cx.table();
@@ -53,6 +44,11 @@ pub(super) fn basic_publish(conn: &Conn, cx: &Cx, ch: u16, p: basic::Publish) ->
             _ => {}
         }
     }
+    // After the exchange checks, as RabbitMQ orders them. Topic
+    // permissions are per routing key, so not cached; the check is one
+    // emptiness test while no topic permission exists.
+    let (x, key) = (p.exchange.as_str(), p.routing_key.as_str());
+    check_topic(cx, conn, Access::Write, x, key)?;
     with_channel(conn, ch, |c, _| c.publish = Some(PendingPublish::new(p)));
     Ok(())
 }

@@ -59,7 +59,7 @@ pub fn content_header(
         None => false,
     };
     // The CC/BCC keys route like the routing key, so a topic permission
-    // checks them too (RabbitMQ 3.13+; 3.10 checked the routing key only,
+    // checks them too (RabbitMQ 4.0.3+; 3.10 checked the routing key only,
     // which let a CC header route past the permission).
     if crate::channel::sender_routes::has_extra(headers.as_ref()) {
         let mut keys: smallvec::SmallVec<[&str; 4]> = smallvec::SmallVec::new();
