@@ -118,8 +118,11 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request) -> Response {
         })
         .collect();
     let s: Vec<&str> = segs.iter().map(|x| x.as_str()).collect();
-    if s.first() == Some(&"metrics") {
-        return metrics::render(m).await;
+    // RabbitMQ's Prometheus endpoints (no credentials, as its plugin).
+    match s.as_slice() {
+        ["metrics"] => return metrics::render(m, false).await,
+        ["metrics", "per-object"] => return metrics::render(m, true).await,
+        _ => {}
     }
     // The web UI's files (public, as RabbitMQ's): `/` and `/ui/...`.
     if matches!(req.method.as_str(), "GET" | "HEAD") && s.first() != Some(&"api") {

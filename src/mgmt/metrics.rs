@@ -53,8 +53,10 @@ impl Out {
     }
 }
 
-/// The `/metrics` page, text format 0.0.4.
-pub async fn render(m: &Mgmt) -> Response {
+/// The `/metrics` page, text format 0.0.4; with `per_object`
+/// (`/metrics/per-object`) RabbitMQ's per-queue, per-channel and
+/// per-connection families follow (`metrics_per_object`).
+pub async fn render(m: &Mgmt, per_object: bool) -> Response {
     let snaps = gather(&m.cx).await;
     let mut o = Out(String::new());
     type QueueField = fn(&super::stats::QueueInfo) -> u64;
@@ -261,6 +263,9 @@ pub async fn render(m: &Mgmt) -> Response {
         o.family(name, "gauge", help);
         o.sample(name, &[], v);
     }
-    super::metrics_rabbitmq::render(&mut o, m, &snaps);
+    super::metrics_rabbitmq::render(&mut o, m, &snaps, per_object);
+    if per_object {
+        super::metrics_per_object::render(&mut o, &snaps);
+    }
     Response::text(200, "text/plain; version=0.0.4; charset=utf-8", o.0)
 }

@@ -15,8 +15,9 @@ use super::metrics::Out;
 use super::stats::{GlobalCounters, ShardSnapshot};
 use super::Mgmt;
 
-/// Append RabbitMQ's families for the node (shard snapshots `snaps`).
-pub(super) fn render(o: &mut Out, m: &Mgmt, snaps: &[ShardSnapshot]) {
+/// Append RabbitMQ's families for the node (shard snapshots `snaps`);
+/// `per_object` leaves out those the per-object families replace.
+pub(super) fn render(o: &mut Out, m: &Mgmt, snaps: &[ShardSnapshot], per_object: bool) {
     let node = super::api::node_name();
     let version = env!("CARGO_PKG_VERSION");
     o.family(
@@ -206,6 +207,10 @@ pub(super) fn render(o: &mut Out, m: &Mgmt, snaps: &[ShardSnapshot]) {
         ),
     ];
     for (name, kind, help, v) in core {
+        // The per-object endpoint has these per queue instead.
+        if per_object && super::metrics_per_object::PER_QUEUE.contains(&name) {
+            continue;
+        }
         o.family(name, kind, help);
         let labels: &[(&str, &str)] = if name.starts_with("rabbitmq_global_") {
             &[("protocol", "amqp091")]

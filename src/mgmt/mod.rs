@@ -22,6 +22,7 @@ pub mod listing;
 pub mod messages;
 pub mod methods;
 pub mod metrics;
+mod metrics_per_object;
 mod metrics_rabbitmq;
 pub mod overview;
 pub mod parameters;
