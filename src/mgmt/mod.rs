@@ -30,6 +30,7 @@ pub mod phash2;
 pub mod policies;
 pub mod queues;
 pub mod requests;
+pub mod samples;
 pub mod topic_permissions;
 pub mod ui;
 pub use crate::bus::stats;
@@ -50,8 +51,11 @@ use std::time::{Duration, Instant};
 pub struct Rates {
     prev: Option<(Instant, HashMap<String, u64>)>,
     /// Per-second rates over the last sampling interval (about 5 s),
-    /// keyed as the counters of [`counters`].
+    /// keyed as the counters of [`counters`]; negative for a length that
+    /// shrank.
     pub rates: HashMap<String, f64>,
+    /// The samples behind `*_details` over a range (`samples`).
+    pub history: samples::History,
 }
 
 /// The management listener's state, shared by its connection tasks on
@@ -96,8 +100,19 @@ pub fn counters(snaps: &[ShardSnapshot]) -> HashMap<String, u64> {
     for s in snaps {
         for q in &s.queues {
             let k = format!("queue|{}|{}|", q.vhost, q.name);
+            // Lengths too: their rates and samples are `messages_details`
+            // and its kin.
+            let (ready, unacked) = (u64::from(q.ready), u64::from(q.unacked));
+            add(format!("{k}messages"), ready + unacked);
+            add(format!("{k}messages_ready"), ready);
+            add(format!("{k}messages_unacknowledged"), unacked);
+            add("all|||messages".into(), ready + unacked);
+            add("all|||messages_ready".into(), ready);
+            add("all|||messages_unacknowledged".into(), unacked);
             add(format!("{k}publish"), q.stats.publish);
             add(format!("{k}deliver_get"), q.stats.deliver + q.stats.get);
+            add(format!("{k}deliver"), q.stats.deliver);
+            add(format!("{k}get"), q.stats.get);
             add(format!("{k}ack"), q.stats.ack);
             add(format!("{k}redeliver"), q.stats.redeliver);
             add("all|||deliver_get".into(), q.stats.deliver + q.stats.get);
@@ -134,15 +149,39 @@ impl Mgmt {
         self.rates.borrow().rates.get(key).copied().unwrap_or(0.0)
     }
 
-    /// RabbitMQ's `message_stats` object for an entity.
+    /// RabbitMQ's `message_stats` object for an entity (rates only).
     pub fn message_stats(&self, prefix: &str, counters: &[(&str, u64)]) -> Value {
+        self.message_stats_over(prefix, counters, None)
+    }
+
+    /// [`Mgmt::message_stats`] with samples over `range`
+    /// (`msg_rates_age`/`msg_rates_incr`).
+    pub fn message_stats_over(
+        &self,
+        prefix: &str,
+        counters: &[(&str, u64)],
+        range: Option<samples::Range>,
+    ) -> Value {
         let mut m = Map::new();
         for (name, v) in counters {
             m.insert(name.to_string(), json!(v));
-            let r = (self.rate(&format!("{prefix}{name}")) * 10.0).round() / 10.0;
-            m.insert(format!("{name}_details"), json!({ "rate": r }));
+            m.insert(
+                format!("{name}_details"),
+                self.details(&format!("{prefix}{name}"), range),
+            );
         }
         Value::Object(m)
+    }
+
+    /// RabbitMQ's `*_details` object of series `key`: its rate (per
+    /// second, one decimal), and over `range` its samples, `avg` and
+    /// `avg_rate`.
+    pub fn details(&self, key: &str, range: Option<samples::Range>) -> Value {
+        let r = (self.rate(key) * 10.0).round() / 10.0;
+        match range {
+            None => json!({ "rate": r }),
+            Some(range) => self.rates.borrow().history.details(key, r, range),
+        }
     }
 
     /// Authenticate an HTTP request; returns the user if it may use the API.
@@ -187,14 +226,16 @@ async fn sampler(m: Rc<Mgmt>) {
                 let rates = cur
                     .iter()
                     .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.saturating_sub(prev.get(k).copied().unwrap_or(0)) as f64 / dt,
-                        )
+                        let before = prev.get(k).copied().unwrap_or(0);
+                        (k.clone(), (*v as f64 - before as f64) / dt)
                     })
                     .collect();
                 r.rates = rates;
             }
+            let epoch_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            r.history.record(epoch_ms, &cur);
             r.prev = Some((now, cur));
         }
         glommio::timer::sleep(Duration::from_secs(5)).await;

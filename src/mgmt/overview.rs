@@ -76,7 +76,11 @@ async fn node_json(m: &Mgmt) -> Value {
         "disk_free_alarm": m.cx.conns.disk_alarmed(), "rates_mode": "basic"})
 }
 
-async fn overview(m: &Mgmt, _req: &Request) -> Response {
+async fn overview(m: &Mgmt, req: &Request) -> Response {
+    let ranges = match super::samples::ranges(|k| super::api::q(req, k)) {
+        Ok(r) => r,
+        Err(e) => return Response::error(400, "bad_request", e),
+    };
     let snaps = gather(&m.cx).await;
     let t = m.cx.table();
     let (mut ready, mut unacked, mut queues, mut consumers) = (0u64, 0u64, 0u64, 0u64);
@@ -110,9 +114,12 @@ async fn overview(m: &Mgmt, _req: &Request) -> Response {
             "cluster_name": "warren", "node": node_name(),
             "object_totals": {"connections": conns, "channels": chans, "exchanges": t.exchanges.len() + t.vhosts.len(),
                 "queues": queues, "consumers": consumers},
-            "queue_totals": {"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked},
-            "message_stats": m.message_stats("all|||", &[("publish", get("all|||publish")), ("deliver_get", get("all|||deliver_get")),
-                ("ack", get("all|||ack")), ("confirm", get("all|||confirm"))]),
+            "queue_totals": {"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
+                "messages_details": m.details("all|||messages", ranges.lengths),
+                "messages_ready_details": m.details("all|||messages_ready", ranges.lengths),
+                "messages_unacknowledged_details": m.details("all|||messages_unacknowledged", ranges.lengths)},
+            "message_stats": m.message_stats_over("all|||", &[("publish", get("all|||publish")), ("deliver_get", get("all|||deliver_get")),
+                ("ack", get("all|||ack")), ("confirm", get("all|||confirm"))], ranges.msg_rates),
             "listeners": [{"node": node_name(), "protocol": "amqp", "ip_address": "::", "port": m.amqp_port},
                           {"node": node_name(), "protocol": "http", "ip_address": "::", "port": m.http_port}],
             "shards": m.cx.shard_count(),

@@ -9,6 +9,7 @@ use super::http::{Request, Response};
 use super::json::args_to_table;
 use super::listing::{list, list_with};
 use super::requests::QueueBody;
+use super::samples::Ranges;
 use super::Mgmt;
 use crate::bus::Request as ShardReq;
 use crate::defs::users::UserDef;
@@ -28,6 +29,10 @@ pub async fn route(
 ) -> Response {
     match (meth, s) {
         ("GET", ["queues"]) | ("GET", ["queues", _]) => {
+            let ranges = match super::samples::ranges(|k| q(req, k)) {
+                Ok(r) => r,
+                Err(e) => return Response::error(400, "bad_request", e),
+            };
             let vh = s.get(1).copied();
             let snaps = gather(&m.cx).await;
             let node = node_name();
@@ -38,16 +43,20 @@ pub async fn route(
                 .filter(|q| vh.is_none_or(|v| v == q.vhost) && visible(m, user, &q.vhost))
                 .collect();
             rows.sort_unstable_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
-            list_with(req, rows, |q| &q.name, |q| queue_json(m, q, &node))
+            list_with(req, rows, |q| &q.name, |q| queue_json(m, q, &node, ranges))
         }
         ("GET", ["queues", v, n]) => {
+            let ranges = match super::samples::ranges(|k| q(req, k)) {
+                Ok(r) => r,
+                Err(e) => return Response::error(400, "bad_request", e),
+            };
             let snaps = gather(&m.cx).await;
             match snaps
                 .iter()
                 .flat_map(|s| s.queues.iter())
                 .find(|q| q.vhost == *v && q.name == *n)
             {
-                Some(qi) => Response::json(200, &queue_json(m, qi, &node_name())),
+                Some(qi) => Response::json(200, &queue_json(m, qi, &node_name(), ranges)),
                 None => Response::not_found(),
             }
         }
@@ -106,8 +115,11 @@ pub async fn route(
     }
 }
 
-fn queue_json(m: &Mgmt, q: &super::stats::QueueInfo, node: &str) -> Value {
+/// A queue as the API shows it; `ranges` (`lengths_age`, `msg_rates_age`)
+/// add samples to the `*_details` objects.
+fn queue_json(m: &Mgmt, q: &super::stats::QueueInfo, node: &str, ranges: Ranges) -> Value {
     let prefix = format!("queue|{}|{}|", q.vhost, q.name);
+    let length = |name: &str| m.details(&format!("{prefix}{name}"), ranges.lengths);
     let mut j = json!({
         "name": q.name, "vhost": q.vhost, "durable": q.durable, "auto_delete": q.auto_delete,
         "exclusive": q.exclusive, "arguments": q.arguments, "node": node,
@@ -116,10 +128,12 @@ fn queue_json(m: &Mgmt, q: &super::stats::QueueInfo, node: &str) -> Value {
         "messages_unacknowledged": q.unacked, "consumers": q.consumers, "shard": q.shard,
         "policy": q.policy, "operator_policy": q.operator_policy,
         "effective_policy_definition": q.effective_policy_definition,
-        "message_stats": m.message_stats(&prefix, &[
+        "messages_details": length("messages"), "messages_ready_details": length("messages_ready"),
+        "messages_unacknowledged_details": length("messages_unacknowledged"),
+        "message_stats": m.message_stats_over(&prefix, &[
             ("publish", q.stats.publish), ("deliver_get", q.stats.deliver + q.stats.get),
             ("deliver", q.stats.deliver), ("get", q.stats.get), ("ack", q.stats.ack), ("redeliver", q.stats.redeliver),
-        ]),
+        ], ranges.msg_rates),
     });
     // RabbitMQ lists the active consumer of a single-active-consumer queue.
     if let Some((_, tag)) = &q.single_active_consumer {
