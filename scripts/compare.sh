@@ -177,6 +177,7 @@ scenario_args() {
     s1t) echo "throughput $T -x 1 -y 1 -s 16 --message-ttl 600000" ;;
     s2a) echo "throughput $T -x 1 -y 1 -s 1024" ;;
     s2b) echo "throughput $T -x 1 -y 1 -s 16384" ;;
+    s2c) echo "throughput $T -x 1 -y 1 -s 1048576" ;;
     s3) echo "throughput $T -x 4 -y 4 --queues 4 -s 16" ;;
     s4) echo "throughput $T -x 1 -y 1 -s 1024 -p -c 256 -q 1000 -a 100" ;;
     s5a) echo "latency $T -x 1 -y 1 -s 256 -r 1000" ;;
@@ -273,6 +274,7 @@ rows = [  # (scenario, label, getter, unit, higher_is_better, target ratio or No
   ("s1", "1 pub/1 cons, 16 B, no-ack: deliveries/s", rate, "msg/s", True, 10, ">1M msg/s"),
   ("s2a", "1 pub/1 cons, 1 KiB: deliveries/s", rate, "msg/s", True, 5, None),
   ("s2b", "1 pub/1 cons, 16 KiB: deliveries/s", rate, "msg/s", True, 5, None),
+  ("s2c", "1 pub/1 cons, 1 MiB: deliveries/s", rate, "msg/s", True, 3, None),
   ("s3", "4 pubs/4 cons/4 queues, 16 B: deliveries/s", rate, "msg/s", True, 5, None),
   ("s4", "persistent 1 KiB, confirms 256, qos 1000, ack/100: deliveries/s", rate, "msg/s", True, 5, None),
   ("s5a", "latency @1k msg/s, 256 B: p99", p99, "us", False, 5, "<200 us"),

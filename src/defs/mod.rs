@@ -215,6 +215,16 @@ pub enum MetaChange {
         /// The vhost's name.
         name: String,
     },
+    /// A vhost's description and tags (RabbitMQ's vhost metadata) were
+    /// set, replacing any.
+    VhostMetadataSet {
+        /// The vhost's name.
+        name: String,
+        /// What it is for (free text).
+        description: String,
+        /// Its tags.
+        tags: Vec<String>,
+    },
     /// A vhost was deleted with its exchanges, queues (and their
     /// messages), permissions and limits.
     VhostDeleted {

@@ -41,6 +41,22 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
             }
             Ok(MetaReply::Ok)
         }
+        MetaOp::VhostMetadata {
+            name,
+            description,
+            tags,
+        } => {
+            if !cluster.table().vhosts.contains(&name) {
+                return Err(AmqpError::not_found(format!("no vhost '{name}'")));
+            }
+            let change = MetaChange::VhostMetadataSet {
+                name,
+                description,
+                tags,
+            };
+            cluster.broadcast(change).await?;
+            Ok(MetaReply::Ok)
+        }
         MetaOp::VhostDelete { name } => {
             if !cluster.table().vhosts.contains(&name) {
                 return Err(AmqpError::not_found(format!("no vhost '{name}'")));

@@ -429,6 +429,7 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
             Ok(MetaReply::Ok)
         }
         op @ (MetaOp::VhostAdd { .. }
+        | MetaOp::VhostMetadata { .. }
         | MetaOp::VhostDelete { .. }
         | MetaOp::UserPut { .. }
         | MetaOp::UserDelete { .. }

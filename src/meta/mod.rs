@@ -142,6 +142,15 @@ pub enum MetaOp {
         /// The vhost's name.
         name: String,
     },
+    /// Set a vhost's description and tags; 404 if it does not exist.
+    VhostMetadata {
+        /// The vhost's name.
+        name: String,
+        /// What it is for (free text).
+        description: String,
+        /// Its tags.
+        tags: Vec<String>,
+    },
     /// Delete a vhost and everything in it; 404 if it does not exist.
     VhostDelete {
         /// The vhost's name.

@@ -96,6 +96,7 @@ pub fn is_durable(table: &RoutingTable, change: &MetaChange) -> bool {
         MetaChange::Unbound(b) => is_durable(table, &MetaChange::Bound(b.clone())),
         // Access control is always durable.
         MetaChange::VhostAdded { .. }
+        | MetaChange::VhostMetadataSet { .. }
         | MetaChange::VhostDeleted { .. }
         | MetaChange::UserPut(_)
         | MetaChange::UserDeleted { .. }
@@ -145,6 +146,13 @@ pub fn snapshot(table: &RoutingTable) -> Vec<MetaChange> {
     let mut out = Vec::new();
     for v in &table.vhosts {
         out.push(MetaChange::VhostAdded { name: v.clone() });
+        if let Some(meta) = table.vhost_metadata.get(v) {
+            out.push(MetaChange::VhostMetadataSet {
+                name: v.clone(),
+                description: meta.description.clone(),
+                tags: meta.tags.clone(),
+            });
+        }
     }
     for u in table.users.values() {
         out.push(MetaChange::UserPut(u.clone()));

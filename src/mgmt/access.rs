@@ -7,7 +7,7 @@ use super::body;
 use super::definitions::hashing;
 use super::http::{Request, Response};
 use super::listing::list;
-use super::requests::{PermissionBody, UserBody};
+use super::requests::{PermissionBody, UserBody, VhostBody};
 use super::Mgmt;
 use crate::defs::users::{PermissionDef, UserDef};
 use crate::meta::MetaOp;
@@ -17,6 +17,29 @@ use std::rc::Rc;
 pub(super) fn user_json(u: &UserDef) -> Value {
     json!({"name": u.name, "password_hash": u.password_hash, "hashing_algorithm": u.hashing_algorithm,
         "tags": u.tags, "limits": {}})
+}
+
+/// A vhost as the API shows it, with its message counts (`counts`: ready,
+/// unacknowledged).
+fn vhost_json(t: &crate::routing::RoutingTable, v: &str, counts: Option<&(u64, u64)>) -> Value {
+    let meta = t.vhost_metadata.get(v).cloned().unwrap_or_default();
+    let (ready, unacked) = counts.copied().unwrap_or_default();
+    json!({"name": v, "tracing": false, "description": meta.description, "tags": meta.tags,
+        "metadata": {"description": meta.description, "tags": meta.tags}, "default_queue_type": "classic",
+        "messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked})
+}
+
+/// Ready and unacknowledged messages per vhost, from every shard.
+async fn vhost_counts(m: &Mgmt) -> std::collections::HashMap<String, (u64, u64)> {
+    let mut out: std::collections::HashMap<String, (u64, u64)> = Default::default();
+    for s in super::gather(&m.cx).await {
+        for q in &s.queues {
+            let e = out.entry(q.vhost.clone()).or_default();
+            e.0 += u64::from(q.ready);
+            e.1 += u64::from(q.unacked);
+        }
+    }
+    out
 }
 
 fn perm_json(p: &PermissionDef) -> Value {
@@ -33,31 +56,74 @@ pub async fn route(
 ) -> Response {
     match (meth, s) {
         ("GET", ["vhosts"]) => {
-            let items =
-                m.cx.table()
-                    .vhosts
-                    .iter()
-                    .filter(|v| visible(m, user, v) || user.has_tag("monitoring"))
-                    .map(|v| json!({"name": v, "tracing": false, "description": "", "tags": []}))
-                    .collect();
+            let counts = vhost_counts(m).await;
+            let t = m.cx.table();
+            let items = t
+                .vhosts
+                .iter()
+                .filter(|v| visible(m, user, v) || user.has_tag("monitoring"))
+                .map(|v| vhost_json(&t, v, counts.get(v.as_str())))
+                .collect();
             list(req, items)
         }
         ("GET", ["vhosts", v]) => {
-            if m.cx.table().vhosts.contains(*v) {
-                Response::json(
-                    200,
-                    &json!({"name": v, "tracing": false, "description": "", "tags": []}),
-                )
+            let counts = vhost_counts(m).await;
+            let t = m.cx.table();
+            if t.vhosts.contains(*v) {
+                Response::json(200, &vhost_json(&t, v, counts.get(*v)))
             } else {
                 Response::not_found()
             }
         }
         ("PUT", ["vhosts", v]) => {
-            let status = created_or_updated(m.cx.table().vhosts.contains(*v));
-            let op = MetaOp::VhostAdd {
+            let b: VhostBody = match body::parse(req) {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            // Never accepted and ignored: Warren has no firehose tracer
+            // and no other default queue type.
+            if b.tracing.is_some_and(|t| t.0) {
+                return Response::error(
+                    400,
+                    "bad_request",
+                    "tracing (the firehose tracer) is not supported by Warren",
+                );
+            }
+            if let Some(t) = b.default_queue_type.as_deref().filter(|t| *t != "classic") {
+                return Response::error(
+                    400,
+                    "bad_request",
+                    format!("default_queue_type '{t}' is not supported by Warren (classic only)"),
+                );
+            }
+            let existed = m.cx.table().vhosts.contains(*v);
+            let add = MetaOp::VhostAdd {
                 name: v.to_string(),
             };
-            done(meta(m, op).await, status)
+            if let Err(r) = meta(m, add).await {
+                return r;
+            }
+            // RabbitMQ grants the user who creates a vhost full permissions
+            // on it (recorded from 3.10).
+            if !existed {
+                let p = PermissionDef {
+                    user: user.name.clone(),
+                    vhost: v.to_string(),
+                    configure: ".*".into(),
+                    write: ".*".into(),
+                    read: ".*".into(),
+                };
+                if let Err(r) = meta(m, MetaOp::PermissionSet(p)).await {
+                    return r;
+                }
+            }
+            // A PUT replaces the description and tags (RabbitMQ 3.10).
+            let op = MetaOp::VhostMetadata {
+                name: v.to_string(),
+                description: b.description.unwrap_or_default(),
+                tags: b.tags.map(|t| t.0).unwrap_or_default(),
+            };
+            done(meta(m, op).await, created_or_updated(existed))
         }
         ("DELETE", ["vhosts", v]) => done(
             meta(

@@ -41,6 +41,17 @@ pub async fn route(
                 .collect();
             list(req, items)
         }
+        ("GET", ["bindings", v, "e", src, kind, dst, props]) => {
+            let Some((key, args)) = find(m, v, src, kind, dst, props) else {
+                return Response::not_found();
+            };
+            let dtype = if *kind == "q" { "queue" } else { "exchange" };
+            Response::json(
+                200,
+                &json!({"source": src, "vhost": v, "destination": dst, "destination_type": dtype,
+                    "routing_key": key, "arguments": table_to_json(&args), "properties_key": props}),
+            )
+        }
         ("POST", ["bindings", v, "e", src, kind, dst]) => {
             let b: BindingBody = match body::parse(req) {
                 Ok(b) => b,
@@ -74,25 +85,7 @@ pub async fn route(
             }
         }
         ("DELETE", ["bindings", v, "e", src, kind, dst, props]) => {
-            // The binding's own key and arguments (their AMQP types
-            // intact: a table rebuilt from JSON would not match them).
-            let found = {
-                let t = m.cx.table();
-                t.exchange(v, src).and_then(|e| {
-                    e.bindings()
-                        .find(|(d, key, args)| {
-                            let same_dest = match d {
-                                Dest::Queue(id, _) => {
-                                    *kind == "q"
-                                        && t.queue_by_id(*id).is_some_and(|q| q.name == *dst)
-                                }
-                                Dest::Exchange(n) => *kind == "e" && n == dst,
-                            };
-                            same_dest && properties_key(key, args) == *props
-                        })
-                        .map(|(_, key, args)| (key.to_string(), args.clone()))
-                })
-            };
+            let found = find(m, v, src, kind, dst, props);
             let Some((key, args)) = found else {
                 return Response::not_found();
             };
@@ -113,6 +106,35 @@ pub async fn route(
         }
         _ => Response::not_found(),
     }
+}
+
+/// The binding from `src` to the queue (`kind` "q") or exchange ("e")
+/// `dst` whose properties key is `props`: its routing key and arguments
+/// (their AMQP types intact: a table rebuilt from JSON would not match
+/// them).
+fn find(
+    m: &Mgmt,
+    v: &str,
+    src: &str,
+    kind: &str,
+    dst: &str,
+    props: &str,
+) -> Option<(String, FieldTable)> {
+    let t = m.cx.table();
+    let e = t.exchange(v, src)?;
+    let found = e
+        .bindings()
+        .find(|(d, key, args)| {
+            let same_dest = match d {
+                Dest::Queue(id, _) => {
+                    kind == "q" && t.queue_by_id(*id).is_some_and(|q| q.name == dst)
+                }
+                Dest::Exchange(n) => kind == "e" && n == dst,
+            };
+            same_dest && properties_key(key, args) == props
+        })
+        .map(|(_, key, args)| (key.to_string(), args.clone()));
+    found
 }
 
 /// The topic read permission for binding from `source` with `key`

@@ -78,7 +78,12 @@ pub fn export(m: &Mgmt, vhost: Option<&str>) -> Value {
             j
         });
         out["users"] = Value::Array(users.collect());
-        out["vhosts"] = Value::Array(t.vhosts.iter().map(|v| json!({"name": v, "limits": [], "metadata": {"description": "", "tags": []}})).collect());
+        let vhost = |v: &String| {
+            let meta = t.vhost_metadata.get(v).cloned().unwrap_or_default();
+            json!({"name": v, "limits": [], "description": meta.description, "tags": meta.tags,
+                "metadata": {"description": meta.description, "tags": meta.tags}})
+        };
+        out["vhosts"] = Value::Array(t.vhosts.iter().map(vhost).collect());
         out["permissions"] = Value::Array(perms(m));
         out["topic_permissions"] = Value::Array(super::topic_permissions::all(m));
         out["global_parameters"] = json!([]);
@@ -134,8 +139,9 @@ fn vhost_of(only: Option<&str>, own: Option<String>) -> Result<String, Response>
 
 /// Import definitions in RabbitMQ's format (users keep their hashes).
 /// `only`: the vhost of `POST /api/definitions/{vhost}`, which takes
-/// exchanges, queues, bindings and vhost limits into that vhost (users,
-/// vhosts and permissions are refused there: they are not per-vhost).
+/// exchanges, queues, bindings, policies and vhost limits into that vhost
+/// (users, vhosts and permissions in the file are passed over there, as
+/// RabbitMQ does: they are not per-vhost).
 /// Objects are created in dependency order; the first refusal stops the
 /// import with its answer (what was created before it stays, as in
 /// RabbitMQ).
@@ -148,16 +154,15 @@ pub async fn import(m: &Mgmt, d: Definitions, only: Option<&str>) -> Result<(), 
     {
         return Err(unsupported(&format!("global parameters ('{}')", g.name)));
     }
-    let vhost_only = d.users.is_empty()
-        && d.vhosts.is_empty()
-        && d.permissions.is_empty()
-        && d.topic_permissions.is_empty();
-    if only.is_some() && !vhost_only {
-        return Err(Response::error(
-            400,
-            "bad_request",
-            "users, vhosts and (topic) permissions are imported with POST /api/definitions, not per vhost",
-        ));
+    let mut d = d;
+    if only.is_some() {
+        // As RabbitMQ 3.10 (recorded): a per-vhost import takes what lives
+        // in a vhost and leaves the node-wide sections of the file (a full
+        // export, say) alone.
+        d.users.clear();
+        d.vhosts.clear();
+        d.permissions.clear();
+        d.topic_permissions.clear();
     }
     // Patterns are checked before anything is created, so a file with a
     // pattern Warren cannot compile changes nothing.
@@ -183,7 +188,27 @@ pub async fn import(m: &Mgmt, d: Definitions, only: Option<&str>) -> Result<(), 
         }
     }
     for v in d.vhosts {
-        meta(m, MetaOp::VhostAdd { name: v.name }).await?;
+        meta(
+            m,
+            MetaOp::VhostAdd {
+                name: v.name.clone(),
+            },
+        )
+        .await?;
+        let md = v.metadata.unwrap_or_default();
+        let description = v.description.or(md.description).unwrap_or_default();
+        let tags = v.tags.or(md.tags).map(|t| t.0).unwrap_or_default();
+        if !description.is_empty() || !tags.is_empty() {
+            meta(
+                m,
+                MetaOp::VhostMetadata {
+                    name: v.name,
+                    description,
+                    tags,
+                },
+            )
+            .await?;
+        }
     }
     for u in d.users {
         hashing(u.hashing_algorithm.as_deref(), &u.name)?;

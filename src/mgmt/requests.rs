@@ -65,6 +65,21 @@ pub struct UserBody {
 }
 impl Body for UserBody {}
 
+/// `PUT /api/vhosts/{vhost}`: every field optional (an empty body
+/// creates the vhost); a PUT replaces the description and tags.
+#[derive(Debug, Deserialize)]
+pub struct VhostBody {
+    /// What the vhost is for.
+    pub description: Option<String>,
+    /// Tags, a list or comma-separated text.
+    pub tags: Option<Tags>,
+    /// The firehose tracer: only `false` (Warren has none).
+    pub tracing: Option<Flag>,
+    /// Only `classic` (Warren's queues).
+    pub default_queue_type: Option<String>,
+}
+impl Body for VhostBody {}
+
 /// `PUT /api/permissions/{vhost}/{user}`: three regular expressions, all
 /// required (RabbitMQ's `key_missing` otherwise).
 #[derive(Debug, Deserialize)]
@@ -201,6 +216,22 @@ impl Body for Definitions {}
 pub struct VhostEntry {
     /// Vhost name.
     pub name: String,
+    /// Description (RabbitMQ 3.11+ exports it here and in `metadata`).
+    pub description: Option<String>,
+    /// Tags.
+    pub tags: Option<Tags>,
+    /// `{description, tags}` as RabbitMQ 3.11+ exports them.
+    pub metadata: Option<VhostMetadataEntry>,
+}
+
+/// The `metadata` object of a vhost in a definitions file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct VhostMetadataEntry {
+    /// Description.
+    pub description: Option<String>,
+    /// Tags.
+    pub tags: Option<Tags>,
 }
 
 /// One user of a definitions file.

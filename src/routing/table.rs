@@ -210,6 +210,16 @@ impl ExchangeEntry {
 
 type Key = (String, String);
 
+/// A vhost's description and tags (RabbitMQ's vhost metadata, shown by
+/// the API and carried by definitions).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VhostMetadata {
+    /// What it is for (free text).
+    pub description: String,
+    /// Its tags.
+    pub tags: Vec<String>,
+}
+
 /// One shard's replica of all metadata (see the module documentation).
 #[derive(Default, Debug)]
 pub struct RoutingTable {
@@ -221,6 +231,8 @@ pub struct RoutingTable {
     pub queue_names: HashMap<QueueId, Key>,
     /// Every vhost's name.
     pub vhosts: std::collections::BTreeSet<String>,
+    /// vhost -> its description and tags; absent = none.
+    pub vhost_metadata: HashMap<String, VhostMetadata>,
     /// Login name -> user.
     pub users: std::collections::BTreeMap<String, UserDef>,
     /// (user, vhost) -> compiled permission.
@@ -331,6 +343,19 @@ impl RoutingTable {
                     e.unbind(&b.dest, &b.key, &b.args);
                 }
             }
+            MetaChange::VhostMetadataSet {
+                name,
+                description,
+                tags,
+            } => {
+                if self.vhosts.contains(name) {
+                    let meta = VhostMetadata {
+                        description: description.clone(),
+                        tags: tags.clone(),
+                    };
+                    self.vhost_metadata.insert(name.clone(), meta);
+                }
+            }
             MetaChange::VhostAdded { name } => {
                 if self.vhosts.insert(name.clone()) {
                     for c in crate::defs::predeclared(name) {
@@ -353,6 +378,7 @@ impl RoutingTable {
                 self.queues.retain(|(v, _), _| v != name);
                 self.permissions.retain(|(_, v), _| v != name);
                 self.topic_permissions.remove_vhost(name);
+                self.vhost_metadata.remove(name);
                 self.vhost_limits.remove(name);
                 self.policies.clear_vhost(name);
                 self.permission_epoch += 1;

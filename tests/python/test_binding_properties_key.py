@@ -40,8 +40,12 @@ def test_properties_keys_of_amqp_bindings_are_rabbitmqs(broker, ch):
     got = {b["routing_key"]: b["properties_key"] for b in broker.api("GET", path)}
     for i, (_, suffix) in enumerate(CASES):
         assert got["amqp key %d" % i] == "amqp+key+%d%s" % (i, suffix), (i, CASES[i][0])
-    # The key addresses the binding: delete one by it.
+    # The key addresses the binding: read one by it (terraform reads its
+    # binding resource so), then delete it.
     key = "amqp+key+5" + CASES[5][1]
+    got = broker.api("GET", path + "/" + urllib.parse.quote(key, safe="~"))
+    assert (got["routing_key"], got["arguments"], got["properties_key"]) == ("amqp key 5", CASES[5][0], key)
+    assert got["destination_type"] == "queue" and got["source"] == x and got["destination"] == q
     broker.api("DELETE", path + "/" + urllib.parse.quote(key, safe="~"))
     left = {b["routing_key"] for b in broker.api("GET", path)}
     assert "amqp key 5" not in left and "amqp key 4" in left
