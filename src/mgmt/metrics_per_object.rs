@@ -17,11 +17,12 @@
 use super::metrics::Out;
 use super::stats::{ChanInfo, ConnInfo, QueueInfo, ShardSnapshot};
 
-/// Node-wide families that the per-object endpoint has per queue instead
+/// Node-wide families that the per-object endpoint has per object instead
 /// (RabbitMQ lists them once, with labels, there).
-pub(super) const PER_QUEUE: [&str; 2] = [
+pub(super) const PER_OBJECT: [&str; 3] = [
     "rabbitmq_queue_messages_ready",
     "rabbitmq_queue_messages_unacked",
+    "rabbitmq_channel_consumers",
 ];
 
 type QueueField = fn(&QueueInfo) -> u64;

@@ -8,8 +8,10 @@
 //!
 //! Differences: the delivery and acknowledgement counters are not split
 //! by `queue_type` (RabbitMQ has one series per queue type; dashboards sum
-//! them); there is no Erlang, so `erlang_version` is empty and
-//! `rabbitmq_version` is Warren's version. Counters count since start.
+//! them); there is no Erlang, so `erlang_version` is empty;
+//! `rabbitmq_version` is the RabbitMQ version whose management API Warren
+//! implements (as `/api/overview` says), `product_version` Warren's own.
+//! Counters count since start.
 
 use super::metrics::Out;
 use super::stats::{GlobalCounters, ShardSnapshot};
@@ -42,7 +44,8 @@ pub(super) fn render(o: &mut Out, m: &Mgmt, snaps: &[ShardSnapshot], per_object:
     o.sample(
         "rabbitmq_build_info",
         &[
-            ("rabbitmq_version", version),
+            // The version the management API advertises (/api/overview).
+            ("rabbitmq_version", "3.13.0"),
             ("prometheus_plugin_version", version),
             ("prometheus_client_version", ""),
             ("erlang_version", ""),
@@ -65,7 +68,7 @@ pub(super) fn render(o: &mut Out, m: &Mgmt, snaps: &[ShardSnapshot], per_object:
     let disk_free = nix::sys::statvfs::statvfs(&m.cx.link.config.data_dir)
         .map_or(0, |s| s.blocks_available() * s.fragment_size());
     let conns = &m.cx.conns;
-    let core: [(&str, &str, &str, u64); 24] = [
+    let core: [(&str, &str, &str, u64); 27] = [
         (
             "rabbitmq_connections",
             "gauge",
@@ -170,6 +173,12 @@ pub(super) fn render(o: &mut Out, m: &Mgmt, snaps: &[ShardSnapshot], per_object:
             disk_free,
         ),
         (
+            "rabbitmq_disk_space_available_limit_bytes",
+            "gauge",
+            "Free disk space low watermark in bytes",
+            conns.disk_free_limit.get(),
+        ),
+        (
             "rabbitmq_process_open_fds",
             "gauge",
             "Open file descriptors",
@@ -200,6 +209,18 @@ pub(super) fn render(o: &mut Out, m: &Mgmt, snaps: &[ShardSnapshot], per_object:
             m.started.elapsed().as_secs(),
         ),
         (
+            "rabbitmq_channel_consumers",
+            "gauge",
+            "Consumers on a channel",
+            sum(|s| s.consumers.len() as u64),
+        ),
+        (
+            "rabbitmq_global_consumers",
+            "gauge",
+            "Current number of consumers",
+            sum(|s| s.consumers.len() as u64),
+        ),
+        (
             "rabbitmq_global_publishers",
             "gauge",
             "Current number of publishers",
@@ -207,8 +228,8 @@ pub(super) fn render(o: &mut Out, m: &Mgmt, snaps: &[ShardSnapshot], per_object:
         ),
     ];
     for (name, kind, help, v) in core {
-        // The per-object endpoint has these per queue instead.
-        if per_object && super::metrics_per_object::PER_QUEUE.contains(&name) {
+        // The per-object endpoint has these per object instead.
+        if per_object && super::metrics_per_object::PER_OBJECT.contains(&name) {
             continue;
         }
         o.family(name, kind, help);

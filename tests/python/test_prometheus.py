@@ -84,6 +84,9 @@ EXPECTED = {
     "rabbitmq_process_open_tcp_sockets": ("gauge", set()),
     "rabbitmq_process_max_tcp_sockets": ("gauge", set()),
     "rabbitmq_global_publishers": ("gauge", {"protocol"}),
+    "rabbitmq_global_consumers": ("gauge", {"protocol"}),
+    "rabbitmq_channel_consumers": ("gauge", set()),
+    "rabbitmq_disk_space_available_limit_bytes": ("gauge", set()),
     **{"rabbitmq_global_messages_%s" % k: ("counter", {"protocol"}) for k in GLOBAL},
     # RabbitMQ's names (rabbitmq_prometheus 3.12+).
     "rabbitmq_global_messages_dead_lettered_rejected": ("counter", {"queue_type", "dead_letter_strategy"}),
@@ -449,3 +452,40 @@ def test_per_object_families_carry_rabbitmqs_names_and_labels(warren):
     assert "rabbitmq_queue_messages_ready" not in plain or not any(
         "queue" in s.labels for s in plain["rabbitmq_queue_messages_ready"].samples)
     conn.close()
+
+
+# Every series Grafana's RabbitMQ-Overview dashboard queries, read off the
+# dashboard as rabbitmq-server ships it at v3.10.8, v3.12.0 and v3.13.0
+# (deps/rabbitmq_prometheus/docker/grafana/dashboards/RabbitMQ-Overview.json;
+# the three differ only in rabbitmq_channel_consumers, 3.10-3.12, and
+# rabbitmq_global_publishers, 3.13).
+DASHBOARD_SERIES = """
+rabbitmq_build_info rabbitmq_channel_consumers rabbitmq_channels rabbitmq_channels_closed_total
+rabbitmq_channels_opened_total rabbitmq_connections rabbitmq_connections_closed_total
+rabbitmq_connections_opened_total rabbitmq_consumers rabbitmq_disk_space_available_bytes
+rabbitmq_global_messages_acknowledged_total rabbitmq_global_messages_confirmed_total
+rabbitmq_global_messages_delivered_consume_auto_ack_total rabbitmq_global_messages_delivered_consume_manual_ack_total
+rabbitmq_global_messages_delivered_get_auto_ack_total rabbitmq_global_messages_delivered_get_manual_ack_total
+rabbitmq_global_messages_get_empty_total rabbitmq_global_messages_received_confirm_total
+rabbitmq_global_messages_received_total rabbitmq_global_messages_redelivered_total
+rabbitmq_global_messages_routed_total rabbitmq_global_messages_unroutable_dropped_total
+rabbitmq_global_messages_unroutable_returned_total rabbitmq_global_publishers rabbitmq_identity_info
+rabbitmq_process_max_fds rabbitmq_process_max_tcp_sockets rabbitmq_process_open_fds
+rabbitmq_process_open_tcp_sockets rabbitmq_process_resident_memory_bytes rabbitmq_queue_messages_ready
+rabbitmq_queue_messages_unacked rabbitmq_queues rabbitmq_queues_created_total rabbitmq_queues_declared_total
+rabbitmq_queues_deleted_total rabbitmq_resident_memory_limit_bytes
+""".split()
+
+
+def test_every_series_of_the_rabbitmq_overview_dashboard_is_exported(warren):
+    text = warren.metrics()
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    missing = [n for n in DASHBOARD_SERIES if n not in names]
+    assert not missing, missing
+    # The dashboard joins every panel on rabbitmq_identity_info's labels.
+    _, fams = warren.families()
+    ident = [s for s in fams["rabbitmq_identity_info"].samples][0]
+    assert ident.labels["rabbitmq_node"] and ident.labels["rabbitmq_cluster"]
+    # The version the dashboard shows is the one the API advertises.
+    build = [s for s in fams["rabbitmq_build_info"].samples][0]
+    assert build.labels["rabbitmq_version"] == "3.13.0"
