@@ -113,7 +113,12 @@ fn feature_flags_parameters_and_scoped_listings_answer_truthfully() {
         names(&api.get_ok("/api/users/without-permissions")),
         ["lonely"]
     );
-    let mem = api.get_ok("/api/nodes/any/memory");
+    assert_eq!(api.get("/api/nodes/no-such-node/memory").status, 404);
+    let node = api.get_ok("/api/nodes")[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mem = api.get_ok(&format!("/api/nodes/{node}/memory"));
     assert!(mem["memory"]["total"]["rss"].as_u64().unwrap() > 0);
     rt().block_on(async {
         let c = connect(&b).await;
@@ -135,6 +140,11 @@ fn feature_flags_parameters_and_scoped_listings_answer_truthfully() {
                 .to_string();
             let chans = api.get_ok(&format!("/api/connections/{}/channels", mgmt::seg(&conn)));
             assert_eq!(chans.as_array().unwrap().len(), 1, "{chans}");
+            // One channel by its name, as rabbit-hole's GetChannel reads it.
+            let name = chans[0]["name"].as_str().unwrap().to_string();
+            let one = api.get_ok(&format!("/api/channels/{}", mgmt::seg(&name)));
+            assert_eq!(one["name"], json!(name));
+            assert_eq!(api.get("/api/channels/no%20such").status, 404);
             assert_eq!(
                 api.get_ok("/api/vhosts/%2F/channels")
                     .as_array()

@@ -66,13 +66,15 @@ pub async fn route(
             Response::no_content()
         }
         ("GET", ["channels"])
+        | ("GET", ["channels", _])
         | ("GET", ["vhosts", _, "channels"])
         | ("GET", ["connections", _, "channels"]) => {
-            // All channels, a vhost's, or one connection's.
-            let (vh, conn) = match s {
-                ["vhosts", v, _] => (Some(*v), None),
-                ["connections", c, _] => (None, Some(*c)),
-                _ => (None, None),
+            // All channels, a vhost's, one connection's, or one by name.
+            let (vh, conn, one) = match s {
+                ["vhosts", v, _] => (Some(*v), None, None),
+                ["connections", c, _] => (None, Some(*c), None),
+                ["channels", name] => (None, None, Some(*name)),
+                _ => (None, None, None),
             };
             let snaps = gather(&m.cx).await;
             let items = snaps.iter().flat_map(|s| s.channels.iter())
@@ -85,7 +87,15 @@ pub async fn route(
                     "confirm": c.confirm, "transactional": c.tx,
                     "connection_details": {"name": c.connection, "peer_host": c.peer_host, "peer_port": c.peer_port},
                     "message_stats": m.message_stats(&prefix, &[("publish", c.publish), ("deliver_get", c.deliver), ("ack", c.ack), ("confirm", c.confirmed), ("return_unroutable", c.returned)])})
-            }).collect();
+            });
+            let mut items: Vec<Value> = items.collect();
+            if let Some(name) = one {
+                return match items.into_iter().find(|c| c["name"] == name) {
+                    Some(c) => Response::json(200, &c),
+                    None => Response::not_found(),
+                };
+            }
+            items.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
             list(req, items)
         }
         ("GET", ["consumers"]) | ("GET", ["consumers", _]) => {

@@ -46,6 +46,54 @@ fn unrecognised(name: &str, value: i64, what: &str) -> Response {
     )
 }
 
+/// Make `wanted` (limit name -> integer) the whole set of `vhost`'s limits:
+/// each is validated first (RabbitMQ's 400 texts), then set, and any other
+/// limit in force cleared. 404 for a missing vhost.
+pub async fn replace_vhost_limits(
+    m: &Mgmt,
+    vhost: &str,
+    wanted: &serde_json::Map<String, Value>,
+) -> Result<(), Response> {
+    if !m.cx.table().vhosts.contains(vhost) {
+        return Err(Response::error(404, "not_found", "vhost_not_found"));
+    }
+    let mut values = Vec::new();
+    for (name, v) in wanted {
+        let Some(n) = v.as_i64() else {
+            return Err(Response::error(
+                400,
+                "bad_request",
+                format!("Validation failed\n\n{name} should be a number, actually was {v}\n"),
+            ));
+        };
+        if !VHOST_LIMITS.contains(&name.as_str()) {
+            return Err(unrecognised(name, n, "limits"));
+        }
+        values.push((name.clone(), Some(n)));
+    }
+    let current =
+        m.cx.table()
+            .vhost_limits
+            .get(vhost)
+            .cloned()
+            .unwrap_or_default();
+    values.extend(
+        current
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .map(|k| (k.clone(), None)),
+    );
+    for (name, value) in values {
+        let op = MetaOp::VhostLimit {
+            vhost: vhost.to_string(),
+            name,
+            value,
+        };
+        meta(m, op).await?;
+    }
+    Ok(())
+}
+
 /// Routes under `vhost-limits` and `user-limits`; None for other paths.
 pub async fn route(m: &Mgmt, req: &Request, meth: &str, s: &[&str]) -> Option<Response> {
     Some(match (meth, s) {

@@ -19,6 +19,7 @@ pub fn allowed(s: &[&str]) -> Option<&'static str> {
         ["overview"] | ["nodes"] | ["nodes", _] | ["whoami"] => GET,
         ["connections"] | ["channels"] | ["consumers"] | ["consumers", _] => GET,
         ["connections", _] => GET_DELETE,
+        ["channels", _] => GET,
         ["connections", _, "channels"] | ["vhosts", _, "connections" | "channels"] => GET,
         ["nodes", _, "memory"] | ["users", "without-permissions"] => GET,
         ["feature-flags"] | ["global-parameters"] | ["global-parameters", _] => GET,

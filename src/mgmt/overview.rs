@@ -21,6 +21,9 @@ pub async fn route(
     match (meth, s) {
         ("GET", ["overview"]) => overview(m, req).await,
         ("GET", ["nodes"]) => Response::json(200, &json!([node_json(m).await])),
+        // The one node; another name is 404 (RabbitMQ answers an unknown
+        // node's memory so, its node object with a 500 crash report).
+        ("GET", ["nodes", n, ..]) if *n != node_name() => Response::not_found(),
         ("GET", ["nodes", _]) => Response::json(200, &node_json(m).await),
         // RabbitMQ's breakdown is by Erlang allocator; Warren reports the
         // one number it measures, the resident set (`strategy: rss`).

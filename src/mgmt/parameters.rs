@@ -1,6 +1,7 @@
 //! `/api/parameters`, `/api/global-parameters` and `/api/feature-flags`,
 //! answered with what is true of Warren: its only runtime parameters are
-//! vhost limits (component `vhost-limits`, set through `/api/vhost-limits`);
+//! vhost limits (component `vhost-limits`, set through `/api/vhost-limits`
+//! or as one parameter `limits` holding them all, as rabbitmqadmin does);
 //! a parameter of any other component (federation, shovel, ...) is refused
 //! with 400, never stored and ignored. Its one global parameter is the
 //! cluster name (the node's name). Feature flags are RabbitMQ's cluster
@@ -9,9 +10,9 @@
 //! `stream_queue` as `unavailable` (tools that require it, NServiceBus's
 //! `stream_queue` check for one, learn the truth at start-up).
 
-use super::api::node_name;
 use super::http::{Request, Response};
 use super::listing::list;
+use super::requests::LimitBody;
 use super::Mgmt;
 use serde_json::{json, Value};
 use std::rc::Rc;
@@ -65,12 +66,14 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request, meth: &str, s: &[&str]) -> Respo
             });
             Response::json(200, &Value::Array(flags.collect()))
         }
+        // The cluster name `/api/overview` and `rabbitmq_identity_info`
+        // report (Warren is a one-node cluster named "warren").
         ("GET", ["global-parameters"]) => list(
             req,
-            vec![json!({"name": "cluster_name", "value": node_name()})],
+            vec![json!({"name": "cluster_name", "value": "warren"})],
         ),
         ("GET", ["global-parameters", "cluster_name"]) => {
-            Response::json(200, &json!({"name": "cluster_name", "value": node_name()}))
+            Response::json(200, &json!({"name": "cluster_name", "value": "warren"}))
         }
         ("GET", ["parameters"]) => list(req, vhost_limit_parameters(m)),
         ("GET", ["parameters", component]) | ("GET", ["parameters", component, _]) => {
@@ -87,6 +90,32 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request, meth: &str, s: &[&str]) -> Respo
             .find(|p| p["component"] == *component && p["vhost"] == *v && p["name"] == *name)
             .map(|p| Response::json(200, &p))
             .unwrap_or_else(Response::not_found),
+        // `rabbitmqadmin declare parameter component=vhost-limits
+        // name=limits value='{...}'`: the vhost's whole set of limits.
+        ("PUT", ["parameters", "vhost-limits", v, "limits"]) => {
+            let b: LimitBody = match super::body::parse(req) {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let Some(wanted) = b.value.as_object() else {
+                return Response::error(400, "bad_request", "value must be a JSON object of limits");
+            };
+            let existed = m.cx.table().vhost_limits.contains_key(*v);
+            match super::limits::replace_vhost_limits(m, v, wanted).await {
+                Ok(()) if existed => Response::no_content(),
+                Ok(()) => Response::json(201, &json!({})),
+                Err(r) => r,
+            }
+        }
+        ("DELETE", ["parameters", "vhost-limits", v, "limits"]) => {
+            if !m.cx.table().vhost_limits.contains_key(*v) {
+                return Response::not_found();
+            }
+            match super::limits::replace_vhost_limits(m, v, &Default::default()).await {
+                Ok(()) => Response::no_content(),
+                Err(r) => r,
+            }
+        }
         ("PUT", ["parameters", component, _, _]) => Response::error(
             400,
             "bad_request",

@@ -126,3 +126,23 @@ def test_export_and_import_with_rabbitmqadmin(broker, names, tmp_path):
     assert [b["destination"] for b in broker.api("GET", "/api/exchanges/%%2F/%s/bindings/source" % x)] == [q]
     admin(broker, "delete", "queue", "name=" + q)
     admin(broker, "delete", "exchange", "name=" + x)
+
+
+def test_vhost_limits_as_a_runtime_parameter_with_rabbitmqadmin(broker, names):
+    v = names["v"]
+    admin(broker, "declare", "vhost", "name=" + v)
+    try:
+        admin(broker, "-V", v, "declare", "parameter", "component=vhost-limits", "name=limits",
+              'value={"max-queues":10}')
+        assert [x["value"] for x in listing(broker, "vhost_limits") if x["vhost"] == v] == [{"max-queues": 10}]
+        # The parameter is the whole set: a second one replaces the first.
+        admin(broker, "-V", v, "declare", "parameter", "component=vhost-limits", "name=limits",
+              'value={"max-connections":3}')
+        assert [x["value"] for x in listing(broker, "vhost_limits") if x["vhost"] == v] == [{"max-connections": 3}]
+        admin(broker, "-V", v, "delete", "parameter", "component=vhost-limits", "name=limits")
+        assert not [x for x in listing(broker, "vhost_limits") if x["vhost"] == v]
+        # A vhost's own page: its message count is rabbitmqadmin's default column.
+        vhosts = {x["name"]: x for x in listing(broker, "vhosts")}
+        assert v in vhosts
+    finally:
+        admin(broker, "delete", "vhost", "name=" + v)
