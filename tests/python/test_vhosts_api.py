@@ -79,3 +79,13 @@ def test_tracing_is_refused_rather_than_ignored(broker, vhost):
     st, body = call(broker, "PUT", "/api/vhosts/" + vhost, {"tracing": True})
     assert st == 400 and "tracing" in body["reason"]
     assert call(broker, "PUT", "/api/vhosts/" + vhost, {"tracing": False})[0] == 201
+
+
+def test_an_administrator_without_permissions_cannot_touch_resources(broker, vhost):
+    assert call(broker, "PUT", "/api/vhosts/" + vhost, {})[0] == 201
+    assert call(broker, "DELETE", "/api/permissions/%s/%s" % (vhost, broker.user))[0] == 204
+    # RabbitMQ runs these through a channel as the user: refused.
+    assert call(broker, "PUT", "/api/queues/%s/q1" % vhost, {}) == (
+        401, {"error": "not_authorised", "reason": "Access refused."})
+    # Administration itself is not a resource operation.
+    assert call(broker, "GET", "/api/vhosts/" + vhost)[0] == 200
