@@ -103,6 +103,21 @@ fn feature_flags_parameters_and_scoped_listings_answer_truthfully() {
         api.get_ok("/api/global-parameters")[0]["name"],
         json!("cluster_name")
     );
+    // Refused, never stored and ignored (RabbitMQ stores any global
+    // parameter; Warren has only its fixed cluster name).
+    let a = api.call(
+        "PUT",
+        "/api/global-parameters/foo",
+        Some(&json!({"value": "bar"})),
+    );
+    assert_eq!(a.status, 400, "{}", a.text);
+    assert_eq!(
+        api.get_ok("/api/global-parameters")
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     api.expect(
         "PUT",
         "/api/users/lonely",

@@ -49,14 +49,11 @@ pub fn export(m: &Mgmt, vhost: Option<&str>) -> Value {
             "destination_type": b["destination_type"], "routing_key": b["routing_key"], "arguments": b["arguments"]}))
         .collect();
     let t = m.cx.table();
-    // Vhost limits travel as runtime parameters, as in RabbitMQ's export.
-    let mut parameters: Vec<Value> = t
-        .vhost_limits
-        .iter()
-        .filter(|(v, _)| vhost.is_none_or(|only| only == v.as_str()))
-        .map(
-            |(v, l)| json!({"vhost": v, "component": "vhost-limits", "name": "limits", "value": l}),
-        )
+    // Vhost limits and operator policies travel as runtime parameters, as
+    // in RabbitMQ's export.
+    let mut parameters: Vec<Value> = super::parameters::runtime_parameters(&t)
+        .into_iter()
+        .filter(|p| vhost.is_none_or(|only| p["vhost"] == only))
         .collect();
     parameters.sort_by_key(|x| x.to_string());
     let mut policies: Vec<Value> = t
@@ -229,6 +226,17 @@ pub async fn import(m: &Mgmt, d: Definitions, only: Option<&str>) -> Result<(), 
         }
     }
     for p in d.parameters {
+        if p.component == "operator_policy" {
+            let vhost = vhost_of(only, p.vhost)?;
+            let body: super::requests::PolicyBody =
+                match serde_json::from_value(Value::Object(p.value)) {
+                    Ok(b) => b,
+                    Err(e) => return Err(Response::error(400, "bad_request", e.to_string())),
+                };
+            let def = super::policies::from_body(body, &vhost, &p.name, true)?;
+            meta(m, MetaOp::PolicySet(def)).await?;
+            continue;
+        }
         if p.component != "vhost-limits" {
             // Never accepted and ignored: Warren has no other components.
             return Err(Response::error(

@@ -76,7 +76,7 @@ async fn node_json(m: &Mgmt) -> Value {
         "uptime": m.started.elapsed().as_millis() as u64, "processors": m.cx.shard_count(),
         "fd_used": fd_used, "fd_total": fd_total, "sockets_used": sockets_used, "sockets_total": fd_total,
         "disk_free": disk_free, "disk_free_limit": m.cx.conns.disk_free_limit.get(),
-        "disk_free_alarm": m.cx.conns.disk_alarmed(), "rates_mode": "basic"})
+        "disk_free_alarm": m.cx.conns.disk_alarmed(), "rates_mode": "basic", "partitions": []})
 }
 
 async fn overview(m: &Mgmt, req: &Request) -> Response {

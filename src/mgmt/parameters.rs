@@ -42,15 +42,22 @@ const FEATURE_FLAGS: &[(&str, &str, &str)] = &[
     ("stream_queue", "unavailable", "Streams (not in Warren)"),
 ];
 
-fn vhost_limit_parameters(m: &Mgmt) -> Vec<Value> {
-    let t = m.cx.table();
-    let mut out: Vec<Value> = t
-        .vhost_limits
-        .iter()
-        .map(
-            |(v, l)| json!({"vhost": v, "component": "vhost-limits", "name": "limits", "value": l}),
-        )
-        .collect();
+/// Every runtime parameter as RabbitMQ lists them: each vhost's limits
+/// (component `vhost-limits`, name `limits`) and each operator policy
+/// (component `operator_policy`, its settings as the value), sorted.
+pub(super) fn runtime_parameters(t: &crate::routing::RoutingTable) -> Vec<Value> {
+    let limits = t.vhost_limits.iter().map(
+        |(v, l)| json!({"vhost": v, "component": "vhost-limits", "name": "limits", "value": l}),
+    );
+    let operator = t.policies.all().filter(|p| p.operator).map(|p| {
+        let mut value = p.to_json();
+        if let Some(o) = value.as_object_mut() {
+            o.remove("vhost");
+            o.remove("name");
+        }
+        json!({"vhost": p.vhost, "component": "operator_policy", "name": p.name, "value": value})
+    });
+    let mut out: Vec<Value> = limits.chain(operator).collect();
     out.sort_by_key(|p| p.to_string());
     out
 }
@@ -75,17 +82,24 @@ pub async fn route(m: &Rc<Mgmt>, req: &Request, meth: &str, s: &[&str]) -> Respo
         ("GET", ["global-parameters", "cluster_name"]) => {
             Response::json(200, &json!({"name": "cluster_name", "value": "warren"}))
         }
-        ("GET", ["parameters"]) => list(req, vhost_limit_parameters(m)),
+        // Never stored and ignored: Warren's one global parameter is its
+        // cluster name, and it is fixed.
+        ("PUT" | "DELETE", ["global-parameters", name]) => Response::error(
+            400,
+            "bad_request",
+            format!("global parameter '{name}' cannot be set on Warren (its only one, cluster_name, is fixed)"),
+        ),
+        ("GET", ["parameters"]) => list(req, runtime_parameters(&m.cx.table())),
         ("GET", ["parameters", component]) | ("GET", ["parameters", component, _]) => {
             let vhost = s.get(2).copied();
-            let items = vhost_limit_parameters(m)
+            let items = runtime_parameters(&m.cx.table())
                 .into_iter()
                 .filter(|p| p["component"] == *component)
                 .filter(|p| vhost.is_none_or(|v| p["vhost"] == v))
                 .collect();
             list(req, items)
         }
-        ("GET", ["parameters", component, v, name]) => vhost_limit_parameters(m)
+        ("GET", ["parameters", component, v, name]) => runtime_parameters(&m.cx.table())
             .into_iter()
             .find(|p| p["component"] == *component && p["vhost"] == *v && p["name"] == *name)
             .map(|p| Response::json(200, &p))
