@@ -32,4 +32,17 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_bytes::<GetBody>(b);
     let _ = parse_bytes::<LimitBody>(b);
     let _ = parse_bytes::<Definitions>(b);
+    let _ = parse_bytes::<VhostBody>(b);
+    let _ = parse_bytes::<TopicPermissionBody>(b);
+    // A permission pattern as a peer may send it (braces read as PCRE
+    // reads them, then compiled under the regex size limit).
+    let pattern = String::from_utf8_lossy(b);
+    let _ = warren::defs::users::pcre_braces(&pattern);
+    let _ = warren::defs::users::validate_topic_permission(&warren::defs::users::TopicPermissionDef {
+        user: "u".into(),
+        vhost: "/".into(),
+        exchange: "x".into(),
+        write: pattern.to_string(),
+        read: String::new(),
+    });
 });

@@ -28,7 +28,7 @@ def publish(conn, ch, q, items):
         ch.basic_publish("", q, b)
 
 
-def test_the_higher_priority_consumer_gets_messages_while_it_has_prefetch_room(conn, ch, names):
+def test_the_higher_priority_consumer_gets_messages_while_it_has_prefetch_room(broker, conn, ch, names):
     q = names.queue("cp")
     ch.queue_declare(q)
     low = consumer(conn, q, prefetch=10)
@@ -40,6 +40,19 @@ def test_the_higher_priority_consumer_gets_messages_while_it_has_prefetch_room(c
     # Room again at the high-priority consumer: new messages go there.
     for d in high.deliveries:
         high.ch.basic_ack(d.method.delivery_tag)
+    # The acks travel on the consumer's channel, the next publishes on
+    # another: neither broker orders two channels' frames at the queue
+    # (RabbitMQ runs a process per channel; Warren may hand a publish to
+    # the queue's shard before an ack sent just ahead of it). Wait until
+    # the queue has taken the acks, so the room is there.
+    import time
+    from helpers import mgmt_request
+    path = "/api/queues/%%2F/%s" % q
+    deadline = time.monotonic() + 10
+    while mgmt_request(broker.mgmt_port, "GET", path, None, broker.user, broker.password)[1].get(
+            "messages_unacknowledged") != 3:
+        assert time.monotonic() < deadline, "the queue never saw the acks"
+        conn.process_data_events(0.05)
     publish(conn, ch, q, [b"m5", b"m6"])
     wait_until(conn, lambda: len(high.deliveries) == 4, what="2 more at the high consumer")
     settle(conn)
