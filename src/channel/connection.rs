@@ -298,7 +298,7 @@ pub async fn run_in_process(cx: &Cx, input: &[u8], chunk: usize) -> Vec<u8> {
     conn.closed.set(true);
     cleanup(cx, &conn);
     let out = std::mem::take(&mut *conn.out.borrow_mut());
-    out
+    out.into_contiguous()
 }
 
 async fn run(cx: &Cx, conn: &Rc<Conn>, stream: &SharedStream) -> std::io::Result<()> {

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 /// to the queues whose messages were in it.
 pub async fn writer_task(cx: Cx, conn: Rc<Conn>, stream: SharedStream) {
     // Grows with use; an idle connection keeps no large buffer around.
-    let mut spare: Vec<u8> = Vec::new();
+    let mut spare = crate::codec::out::OutBuf::default();
     loop {
         let wait = conn.out_notify.wait();
-        let has_data = !conn.out.borrow().is_empty();
+        let has_data = !conn.out.borrow().is_idle();
         if !has_data {
             if conn.closed.get() {
                 break;
@@ -29,8 +29,15 @@ pub async fn writer_task(cx: Cx, conn: Rc<Conn>, stream: SharedStream) {
         }
         std::mem::swap(&mut spare, &mut *conn.out.borrow_mut());
         let credits = std::mem::take(&mut *conn.credits.borrow_mut());
-        let r = stream.write_all(&spare).await;
-        conn.send_oct.set(conn.send_oct.get() + spare.len() as u64);
+        // Large bodies were spliced, not copied: one vectored write sends
+        // them with the frames around them.
+        let r = if spare.has_splices() {
+            stream.write_pieces(&spare.pieces()).await
+        } else {
+            stream.write_all(&spare).await
+        };
+        let written = spare.total_len();
+        conn.send_oct.set(conn.send_oct.get() + written as u64);
         conn.last_sent.set(Instant::now());
         // Keep the buffer while writes fill a good part of it; drop a large
         // one once writes are small. Why: dropping every buffer over 4 MiB
@@ -39,10 +46,9 @@ pub async fn writer_task(cx: Cx, conn: Rc<Conn>, stream: SharedStream) {
         // a backlog the shards spent ~90% of their time zeroing them (s2b's
         // bad runs, PERF.md). A connection that goes quiet still gives a
         // large buffer back after one small write.
-        let written = spare.len();
         spare.clear();
         if spare.capacity() > 4 * 1024 * 1024 && written < spare.capacity() / 4 {
-            spare = Vec::new();
+            spare.release();
         }
         for super::CreditRec { to, n, bytes } in credits {
             let (home, queue, consumer) = (to.home, to.queue, to.consumer);

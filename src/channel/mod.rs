@@ -268,9 +268,10 @@ pub struct Conn {
     pub transport: crate::net::Transport,
     /// Channels, vhost, user, negotiated channel-max.
     pub state: RefCell<ConnState>,
-    /// Outbound bytes; the writer task swaps it out and writes it in one
-    /// syscall, so many deliveries share one write.
-    pub out: RefCell<Vec<u8>>,
+    /// Outbound frames (large bodies spliced, not copied); the writer task
+    /// swaps it out and writes it in one syscall, so many deliveries share
+    /// one write.
+    pub out: RefCell<codec::out::OutBuf>,
     /// Wakes the writer task when `out` grows (and at close).
     pub out_notify: Notify,
     /// Current socket read size (adaptive; see channel::connection).
@@ -349,7 +350,7 @@ impl Conn {
                 blocked_capable: false,
                 auth_mechanism: "",
             }),
-            out: RefCell::new(Vec::new()),
+            out: RefCell::new(Default::default()),
             read_size: Cell::new(4096),
             out_notify: Notify::default(),
             written: Notify::default(),
@@ -385,7 +386,7 @@ impl Conn {
     /// Bytes in `out` not yet taken by the writer; the reader stops reading above
     /// its high-water mark.
     pub fn out_len(&self) -> usize {
-        self.out.borrow().len()
+        self.out.borrow().total_len()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -411,13 +412,8 @@ impl Conn {
                 msg.exchange.as_str(),
                 msg.routing_key.as_str(),
             );
-            codec::write_content(
-                &mut out,
-                channel,
-                &msg.props,
-                &msg.body,
-                self.frame_max.get(),
-            );
+            let frame_max = self.frame_max.get();
+            codec::write_content_spliced(&mut out, channel, &msg.props, &msg.body, frame_max);
         }
         let bytes = msg.body.len() as u64;
         let mut credits = self.credits.borrow_mut();

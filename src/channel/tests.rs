@@ -21,7 +21,7 @@ fn conn() -> Rc<Conn> {
 
 /// Every frame written so far, parsed; `out` is emptied.
 fn sent(c: &Conn) -> Vec<AMQPClass> {
-    let bytes = std::mem::take(&mut *c.out.borrow_mut());
+    let bytes = std::mem::take(&mut *c.out.borrow_mut()).into_contiguous();
     let mut rest = &bytes[..];
     let mut out = Vec::new();
     while !rest.is_empty() {

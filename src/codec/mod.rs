@@ -11,6 +11,7 @@
 //! Must never: panic on anything a peer sends, allocate per body, block.
 
 pub mod fast;
+pub mod out;
 
 use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::frame::{gen_frame, AMQPFrame};
@@ -262,6 +263,40 @@ pub fn write_content(
         out.extend_from_slice(&(part.len() as u32).to_be_bytes());
         out.extend_from_slice(part);
         out.push(FRAME_END);
+    }
+}
+
+/// [`write_content`] for a delivery: a body of at least
+/// [`out::SPLICE_MIN`] bytes is not copied but spliced into `out` as
+/// slices of its own buffer, one per body frame (the hot path's large
+/// messages go from the publisher's read buffer or the store to the
+/// socket without a copy).
+pub fn write_content_spliced(
+    out: &mut out::OutBuf,
+    channel: u16,
+    props_raw: &[u8],
+    body: &Bytes,
+    frame_max: u32,
+) {
+    if body.len() < out::SPLICE_MIN {
+        write_content(out, channel, props_raw, body, frame_max);
+        return;
+    }
+    write_content(out, channel, props_raw, &[], frame_max);
+    // `write_content` wrote the header with body size 0: patch it.
+    let size_at = out.len() - 1 - props_raw.len() - 8;
+    out[size_at..size_at + 8].copy_from_slice(&(body.len() as u64).to_be_bytes());
+    let ch = channel.to_be_bytes();
+    let chunk = (frame_max.max(FRAME_MIN_SIZE) - 8) as usize;
+    let mut from = 0;
+    while from < body.len() {
+        let to = (from + chunk).min(body.len());
+        out.push(FRAME_BODY);
+        out.extend_from_slice(&ch);
+        out.extend_from_slice(&((to - from) as u32).to_be_bytes());
+        out.splice(body.slice(from..to));
+        out.push(FRAME_END);
+        from = to;
     }
 }
 

@@ -136,7 +136,76 @@ impl SharedStream {
     /// call per batch); the management HTTP server writes responses with it.
     /// Over TLS the batch is then flushed: rustls holds encrypted records
     /// until told to send them.
-    pub async fn write_all(&self, mut data: &[u8]) -> std::io::Result<()> {
+    pub async fn write_all(&self, data: &[u8]) -> std::io::Result<()> {
+        self.write_unflushed(data).await?;
+        futures_lite::future::poll_fn(|cx| self.0.borrow_mut().poll_flush(cx)).await
+    }
+
+    /// Write `pieces` in order, all of them. Over plain TCP one vectored
+    /// `sendmsg` takes many pieces at once (at most 1,024 a call), so
+    /// spliced message bodies reach the kernel without being copied into
+    /// one buffer first; when the socket is full, glommio's own write path
+    /// waits for room (and sends part of the current piece). Over TLS and
+    /// the Unix socket the pieces are written one after another (TLS copies
+    /// into its records anyway).
+    pub async fn write_pieces(&self, pieces: &[&[u8]]) -> std::io::Result<()> {
+        use nix::sys::socket::{sendmsg, MsgFlags};
+        let (mut i, mut off) = (0, 0);
+        while i < pieces.len() {
+            let fd = match &*self.0.borrow() {
+                Stream::Tcp(s) => Some(s.as_raw_fd()),
+                _ => None,
+            };
+            let Some(fd) = fd else {
+                self.write_unflushed(&pieces[i][off..]).await?;
+                for p in &pieces[i + 1..] {
+                    self.write_unflushed(p).await?;
+                }
+                break;
+            };
+            let iov: Vec<std::io::IoSlice> = std::iter::once(&pieces[i][off..])
+                .chain(pieces[i + 1..].iter().copied())
+                .take(1024)
+                .map(std::io::IoSlice::new)
+                .collect();
+            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+            let sent = match sendmsg::<()>(fd, &iov, &[], flags, None) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => {
+                    // Full: wait for room through glommio, writing what fits.
+                    let piece = &pieces[i][off..];
+                    futures_lite::future::poll_fn(|cx| self.0.borrow_mut().poll_write(cx, piece))
+                        .await?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if sent == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            // Advance over what was sent.
+            let mut left = sent;
+            while left > 0 && i < pieces.len() {
+                let here = pieces[i].len() - off;
+                if left >= here {
+                    left -= here;
+                    i += 1;
+                    off = 0;
+                } else {
+                    off += left;
+                    left = 0;
+                }
+            }
+            while i < pieces.len() && pieces[i].len() == off {
+                i += 1;
+                off = 0;
+            }
+        }
+        futures_lite::future::poll_fn(|cx| self.0.borrow_mut().poll_flush(cx)).await
+    }
+
+    /// Write all of `data` without flushing.
+    async fn write_unflushed(&self, mut data: &[u8]) -> std::io::Result<()> {
         while !data.is_empty() {
             let n = futures_lite::future::poll_fn(|cx| self.0.borrow_mut().poll_write(cx, data))
                 .await?;
@@ -145,7 +214,7 @@ impl SharedStream {
             }
             data = &data[n..];
         }
-        futures_lite::future::poll_fn(|cx| self.0.borrow_mut().poll_flush(cx)).await
+        Ok(())
     }
 
     /// Half-close: the peer reads EOF after what was written, and may

@@ -371,7 +371,7 @@ def test_publish_with_wrong_user_id_is_406(conn, ch, names):
         "PRECONDITION_FAILED - user_id property set to 'mallory' but authenticated user was 'guest'")
 
 
-@pytest.mark.parametrize("size", [0, 1, 131072 - 8, 131072, 1024 * 1024 + 17])
+@pytest.mark.parametrize("size", [0, 1, 2047, 2048, 131072 - 8, 131072, 1024 * 1024 + 17])
 def test_body_sizes_round_trip_including_multi_frame_bodies(conn, ch, names, size):
     q = names.queue()
     ch.queue_declare(q)
@@ -380,6 +380,25 @@ def test_body_sizes_round_trip_including_multi_frame_bodies(conn, ch, names, siz
     c = Consumer(conn, conn.channel(), q, auto_ack=True)
     (d,) = c.wait(1)
     assert len(d.body) == size and d.body == body
+
+
+def test_many_large_deliveries_in_small_frames_arrive_whole_and_in_order(broker, names):
+    # Bodies from 2 KiB up go to the socket as slices of their own buffers
+    # (one vectored write for many deliveries); with frame_max 4096 each
+    # is cut into several body frames.
+    conn = broker.connect(frame_max=4096)
+    try:
+        ch = conn.channel()
+        q = names.queue()
+        ch.queue_declare(q)
+        bodies = [bytes((i + j) % 251 for j in range(1500 + i * 97)) for i in range(200)]
+        for b in bodies:
+            ch.basic_publish("", q, b)
+        c = Consumer(conn, conn.channel(), q, auto_ack=True)
+        got = c.wait(len(bodies))
+        assert [d.body for d in got] == bodies
+    finally:
+        conn.close()
 
 
 # --------------------------------------------------------------------------
