@@ -207,6 +207,19 @@ def persistent():
     return pika.BasicProperties(delivery_mode=2)
 
 
+def eventually(what, f, timeout=30, interval=0.05):
+    """f()'s first truthy value, polled every `interval` seconds; fails
+    after `timeout` seconds naming `what`."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        v = f()
+        if v:
+            return v
+        assert time.monotonic() < deadline, "gave up waiting for " + what
+        time.sleep(interval)
+
+
 def mgmt_request(port, method, path, body=None, user="guest", password="guest", scheme="http", context=None):
     """One management API request: (status, JSON body or None), error
     statuses included."""

@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import WARREN_BIN, EXTERNAL_URL
+from helpers import eventually
 
 pytestmark = pytest.mark.skipif(EXTERNAL_URL is not None, reason="Warren's own metrics")
 
@@ -154,16 +155,6 @@ def sample(fams, family, **labels):
         if s.labels == labels and not s.name.endswith("_created"):
             return s.value
     raise AssertionError("no %s%s in %s" % (family, labels, fams[family].samples))
-
-
-def eventually(what, f, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = f()
-        if v:
-            return v
-        assert time.monotonic() < deadline, "gave up waiting for " + what
-        time.sleep(0.05)
 
 
 def test_every_family_is_well_formed(warren):

@@ -5,22 +5,11 @@ from a private node; runs against it with WARREN_TEST_URL and
 WARREN_TEST_MGMT_PORT). Statistics are sampled every 5 s on both brokers,
 so these tests wait up to 30 s."""
 
-import time
 import uuid
 
-from helpers import mgmt_request
+from helpers import eventually, mgmt_request
 
 RANGE = "lengths_age=60&lengths_incr=5&msg_rates_age=60&msg_rates_incr=5"
-
-
-def eventually(what, f, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = f()
-        if v:
-            return v
-        assert time.monotonic() < deadline, "gave up waiting for " + what
-        time.sleep(0.5)
 
 
 def check_details(d, newest):
@@ -50,7 +39,7 @@ def test_queue_details_carry_samples_over_the_asked_range(broker, ch):
               and p.get("samples") and p["samples"][0]["sample"] == 3)
         return body if ok else None
 
-    body = eventually("two samples of the queue", sampled)
+    body = eventually("two samples of the queue", sampled, interval=0.5)
     check_details(body["messages_details"], 3)
     check_details(body["messages_ready_details"], 3)
     check_details(body["messages_unacknowledged_details"], 0)
@@ -76,7 +65,7 @@ def test_overview_details_carry_samples(broker):
         d = body["queue_totals"].get("messages_details", {})
         return body if len(d.get("samples", [])) >= 2 else None
 
-    body = eventually("two samples of the node", sampled)
+    body = eventually("two samples of the node", sampled, interval=0.5)
     d = body["queue_totals"]["messages_details"]
     check_details(d, d["samples"][0]["sample"])
 
