@@ -37,6 +37,7 @@ pub async fn writer_task(cx: Cx, conn: Rc<Conn>, stream: SharedStream) {
             stream.write_all(&spare).await
         };
         let written = spare.total_len();
+        let encoded = spare.len();
         conn.send_oct.set(conn.send_oct.get() + written as u64);
         conn.last_sent.set(Instant::now());
         // Keep the buffer while writes fill a good part of it; drop a large
@@ -47,7 +48,7 @@ pub async fn writer_task(cx: Cx, conn: Rc<Conn>, stream: SharedStream) {
         // bad runs, PERF.md). A connection that goes quiet still gives a
         // large buffer back after one small write.
         spare.clear();
-        if spare.capacity() > 4 * 1024 * 1024 && written < spare.capacity() / 4 {
+        if spare.capacity() > 4 * 1024 * 1024 && encoded < spare.capacity() / 4 {
             spare.release();
         }
         for super::CreditRec { to, n, bytes } in credits {

@@ -102,6 +102,7 @@ impl OutBuf {
     /// large buffer back).
     pub fn release(&mut self) {
         self.bytes = Vec::new();
+        self.splices = Vec::new();
     }
 
     /// Everything as one contiguous byte string (tests and the in-process
@@ -150,7 +151,18 @@ mod tests {
     #[test]
     fn a_spliced_delivery_is_byte_for_byte_the_copied_one() {
         let body = Bytes::from((0..50_000u32).map(|i| i as u8).collect::<Vec<_>>());
-        for (frame_max, len) in [(4096, 50_000), (131_072, 50_000), (4096, 100), (4096, 8184)] {
+        let cases = [
+            (4096, 50_000),
+            (131_072, 50_000),
+            (4096, 100),
+            (4096, 8184),
+            // Exactly one and two frames' worth, and the splice threshold.
+            (4096, 4088),
+            (4096, 8176),
+            (4096, SPLICE_MIN),
+            (4096, SPLICE_MIN - 1),
+        ];
+        for (frame_max, len) in cases {
             let body = body.slice(..len);
             let mut copied = Vec::new();
             super::super::write_content(&mut copied, 3, b"\x00\x00", &body, frame_max);

@@ -146,8 +146,9 @@ impl SharedStream {
     /// spliced message bodies reach the kernel without being copied into
     /// one buffer first; when the socket is full, glommio's own write path
     /// waits for room (and sends part of the current piece). Over TLS and
-    /// the Unix socket the pieces are written one after another (TLS copies
-    /// into its records anyway).
+    /// the Unix socket the pieces are joined and written at once (TLS copies
+    /// into its records anyway, and a write per piece would make a record
+    /// per piece).
     pub async fn write_pieces(&self, pieces: &[&[u8]]) -> std::io::Result<()> {
         use nix::sys::socket::{sendmsg, MsgFlags};
         let (mut i, mut off) = (0, 0);
@@ -157,10 +158,13 @@ impl SharedStream {
                 _ => None,
             };
             let Some(fd) = fd else {
-                self.write_unflushed(&pieces[i][off..]).await?;
-                for p in &pieces[i + 1..] {
-                    self.write_unflushed(p).await?;
-                }
+                // TLS makes a record of every write (and copies into it
+                // anyway), the Unix socket a syscall: join once, write once.
+                let mut joined = pieces[i][off..].to_vec();
+                pieces[i + 1..]
+                    .iter()
+                    .for_each(|p| joined.extend_from_slice(p));
+                self.write_unflushed(&joined).await?;
                 break;
             };
             let iov: Vec<std::io::IoSlice> = std::iter::once(&pieces[i][off..])
