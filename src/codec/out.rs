@@ -77,13 +77,16 @@ impl OutBuf {
         let mut out = Vec::with_capacity(self.splices.len() * 2 + 1);
         let mut from = 0;
         for s in &self.splices {
-            if s.at > from {
-                out.push(&self.bytes[from..s.at]);
+            // Clamped: only an encoder bug (`write_method` losing the
+            // buffer) could leave a splice past the bytes; never panic.
+            let at = s.at.min(self.bytes.len());
+            if at > from {
+                out.push(&self.bytes[from..at]);
             }
             if !s.body.is_empty() {
                 out.push(&s.body[..]);
             }
-            from = s.at;
+            from = from.max(at);
         }
         if from < self.bytes.len() {
             out.push(&self.bytes[from..]);
