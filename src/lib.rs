@@ -22,8 +22,9 @@
 //!            journal entry, once per shard) ─► queue (ready list; positions only beyond the
 //!            read-ahead)
 //!  deliver:  QueueHome::drain_queue ─► ConnTable::deliver (consumer here) or outbox ─► mailbox
-//!            ─► QueueHome::deliver_from ─► Conn::deliver (conn.out) ─► channel::io writer task
-//!            (one write per batch) ─► credit back to the queue through the outbox
+//!            ─► QueueHome::deliver_from ─► Conn::deliver (conn.out: codec::out::OutBuf, bodies
+//!            of 2 KiB+ spliced as their own Bytes, not copied) ─► channel::io writer task (one
+//!            vectored write per batch) ─► credit back to the queue through the outbox
 //!  confirm:  store group commit: QueueHome::publish takes a sync generation (Store::await_sync);
 //!            the sync task fdatasyncs off the executor, then QueueHome::synced ─► outbox ─►
 //!            ConnTable::confirm ─► coalesced basic.ack at ConnTable::flush_dirty (or tx.commit-ok
@@ -50,7 +51,8 @@
 //!   high watermark). [`logging`]: stderr or a reopenable file, plain
 //!   text or JSON lines.
 //! * [`codec`]: frame envelope; methods and properties via `amq-protocol`,
-//!   fast paths for publish/deliver/ack.
+//!   fast paths for publish/deliver/ack; the outbound buffer with spliced
+//!   bodies (`codec::out`).
 //! * [`net`]: the socket shared by a connection's reader and writer, over
 //!   TCP, TLS (rustls; [`net::tls`]) or the Unix socket listener.
 //! * [`routing`]: exchange types (one file each) and the routing table.
