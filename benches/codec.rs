@@ -1,10 +1,15 @@
-//! Frame parse and generate: `warren::codec::{next_frame, write_method, write_content}`.
+//! Frame parse and generate: `warren::codec::{next_frame, write_method, write_content}`,
+//! and the delivery write of large bodies, copied (`write_content`) or
+//! spliced (`write_content_spliced` into an `OutBuf`, what the broker does).
 
 use amq_protocol::protocol::{basic, AMQPClass};
 use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use warren::codec::fast::write_deliver;
-use warren::codec::{encode_properties, next_frame, write_content, write_method};
+use warren::codec::out::OutBuf;
+use warren::codec::{
+    encode_properties, next_frame, write_content, write_content_spliced, write_method,
+};
 
 const FRAME_MAX: u32 = 131_072;
 const BATCH: usize = 1000;
@@ -108,5 +113,36 @@ fn generate_fast(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse, generate, generate_fast);
+/// Deliveries of large bodies as the broker writes them: the body copied
+/// into the write buffer (before issue 14's change) or spliced as a slice
+/// of its own `Bytes` (now), 64 deliveries a batch.
+fn generate_large(c: &mut Criterion) {
+    const LARGE_BATCH: usize = 64;
+    let props = encode_properties(&basic::AMQPProperties::default());
+    for (name, spliced) in [("copied", false), ("spliced", true)] {
+        let mut g = c.benchmark_group(format!("codec/deliver_large_{name}"));
+        for body in [16384usize, 1 << 20] {
+            let payload = bytes::Bytes::from(vec![7u8; body]);
+            g.throughput(Throughput::Bytes((LARGE_BATCH * body) as u64));
+            g.bench_with_input(BenchmarkId::from_parameter(body), &payload, |b, payload| {
+                let mut out = OutBuf::default();
+                b.iter(|| {
+                    out.clear();
+                    for tag in 0..LARGE_BATCH as u64 {
+                        write_deliver(&mut out, 1, "ctag-1", tag + 1, false, "", "loadgen-0");
+                        if spliced {
+                            write_content_spliced(&mut out, 1, &props, payload, FRAME_MAX);
+                        } else {
+                            write_content(&mut out, 1, &props, payload, FRAME_MAX);
+                        }
+                    }
+                    black_box(out.total_len())
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, parse, generate, generate_fast, generate_large);
 criterion_main!(benches);
