@@ -100,12 +100,7 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
             Ok(MetaReply::Ok)
         }
         MetaOp::PermissionSet(p) => {
-            if !cluster.table().vhosts.contains(&p.vhost) {
-                return Err(AmqpError::not_found(format!("no vhost '{}'", p.vhost)));
-            }
-            if !cluster.table().users.contains_key(&p.user) {
-                return Err(AmqpError::not_found(format!("no user '{}'", p.user)));
-            }
+            vhost_and_user(cluster, &p.vhost, &p.user)?;
             crate::defs::users::validate_permission(&p).map_err(AmqpError::precondition_failed)?;
             cluster.broadcast(MetaChange::PermissionSet(p)).await?;
             Ok(MetaReply::Ok)
@@ -117,12 +112,7 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
             Ok(MetaReply::Ok)
         }
         MetaOp::TopicPermissionSet(p) => {
-            if !cluster.table().vhosts.contains(&p.vhost) {
-                return Err(AmqpError::not_found(format!("no vhost '{}'", p.vhost)));
-            }
-            if !cluster.table().users.contains_key(&p.user) {
-                return Err(AmqpError::not_found(format!("no user '{}'", p.user)));
-            }
+            vhost_and_user(cluster, &p.vhost, &p.user)?;
             crate::defs::users::validate_topic_permission(&p)
                 .map_err(|e| AmqpError::precondition_failed(e.to_string()))?;
             cluster.broadcast(MetaChange::TopicPermissionSet(p)).await?;
@@ -199,6 +189,18 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
         }
         _ => Err(AmqpError::internal_error("not an access-control operation")),
     }
+}
+
+/// Both exist, or 404 naming the missing one (the vhost first).
+fn vhost_and_user(cluster: &impl Cluster, vhost: &str, user: &str) -> AmqpResult<()> {
+    let t = cluster.table();
+    if !t.vhosts.contains(vhost) {
+        return Err(AmqpError::not_found(format!("no vhost '{vhost}'")));
+    }
+    if !t.users.contains_key(user) {
+        return Err(AmqpError::not_found(format!("no user '{user}'")));
+    }
+    Ok(())
 }
 
 /// `current` limits of `what` `owner` (None: it does not exist, 404) with
