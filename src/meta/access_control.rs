@@ -46,9 +46,7 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
             description,
             tags,
         } => {
-            if !cluster.table().vhosts.contains(&name) {
-                return Err(AmqpError::not_found(format!("no vhost '{name}'")));
-            }
+            vhost_exists(cluster, &name)?;
             let change = MetaChange::VhostMetadataSet {
                 name,
                 description,
@@ -58,9 +56,7 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
             Ok(MetaReply::Ok)
         }
         MetaOp::VhostDelete { name } => {
-            if !cluster.table().vhosts.contains(&name) {
-                return Err(AmqpError::not_found(format!("no vhost '{name}'")));
-            }
+            vhost_exists(cluster, &name)?;
             cluster.broadcast(MetaChange::VhostDeleted { name }).await?;
             Ok(MetaReply::Ok)
         }
@@ -193,14 +189,20 @@ pub async fn execute(cluster: &impl Cluster, op: MetaOp) -> AmqpResult<MetaReply
 
 /// Both exist, or 404 naming the missing one (the vhost first).
 fn vhost_and_user(cluster: &impl Cluster, vhost: &str, user: &str) -> AmqpResult<()> {
-    let t = cluster.table();
-    if !t.vhosts.contains(vhost) {
-        return Err(AmqpError::not_found(format!("no vhost '{vhost}'")));
-    }
-    if !t.users.contains_key(user) {
+    vhost_exists(cluster, vhost)?;
+    if !cluster.table().users.contains_key(user) {
         return Err(AmqpError::not_found(format!("no user '{user}'")));
     }
     Ok(())
+}
+
+/// The vhost exists, or 404 `no vhost 'v'`.
+fn vhost_exists(cluster: &impl Cluster, vhost: &str) -> AmqpResult<()> {
+    if cluster.table().vhosts.contains(vhost) {
+        Ok(())
+    } else {
+        Err(AmqpError::not_found(format!("no vhost '{vhost}'")))
+    }
 }
 
 /// `current` limits of `what` `owner` (None: it does not exist, 404) with

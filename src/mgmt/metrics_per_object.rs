@@ -10,7 +10,10 @@
 //! name, `"<connection> (<number>)"`, where RabbitMQ writes an Erlang pid);
 //! connections also `channel` (RabbitMQ's own label name for them) with
 //! the connection's name. Differences: channel counters are per channel
-//! only, not split by exchange or queue as RabbitMQ's are; families whose
+//! only, not split by exchange or queue as RabbitMQ's are;
+//! `rabbitmq_channel_messages_delivered_total` counts deliveries in both
+//! acknowledgement modes (RabbitMQ splits off `_delivered_ack_total`, and
+//! its HELP text says automatic acknowledgement only); families whose
 //! value Warren has no meaning for (Erlang reductions, process memory, RAM
 //! vs. paged counts) are left out rather than reported as zero.
 
@@ -119,11 +122,16 @@ pub(super) fn render(o: &mut Out, snaps: &[ShardSnapshot]) {
             |c| c.ack,
         ),
     ];
+    // Each channel's label once, not once per family.
+    let labelled: Vec<(String, &ChanInfo)> = snaps
+        .iter()
+        .flat_map(|s| &s.channels)
+        .map(|c| (format!("{} ({})", c.connection, c.number), c))
+        .collect();
     for (name, kind, help, f) in channels {
         o.family(name, kind, help);
-        for c in snaps.iter().flat_map(|s| &s.channels) {
-            let label = format!("{} ({})", c.connection, c.number);
-            o.sample(name, &[("channel", &label)], f(c));
+        for (label, c) in &labelled {
+            o.sample(name, &[("channel", label)], f(c));
         }
     }
     let connections: [(&str, &str, &str, ConnectionField); 3] = [

@@ -91,7 +91,11 @@ impl History {
             } else {
                 OBJECT_DEPTH
             };
-            let s = self.series.entry(k.clone()).or_default();
+            // The key is cloned only for a new series, not every tick.
+            let s = match self.series.get_mut(k) {
+                Some(s) => s,
+                None => self.series.entry(k.clone()).or_default(),
+            };
             s.push_back(*v);
             while s.len() > depth {
                 s.pop_front();

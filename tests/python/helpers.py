@@ -220,16 +220,18 @@ def eventually(what, f, timeout=30, interval=0.05):
         time.sleep(interval)
 
 
-def mgmt_request(port, method, path, body=None, user="guest", password="guest", scheme="http", context=None):
+def mgmt_request(port, method, path, body=None, user="guest", password="guest", scheme="http", context=None,
+                 raw=None):
     """One management API request: (status, JSON body or None), error
-    statuses included."""
+    statuses included; `raw` sends those bytes as the body instead of
+    `body` as JSON."""
     import base64
     import json
     import urllib.error
     import urllib.request
     req = urllib.request.Request(
         "%s://127.0.0.1:%d%s" % (scheme, port, path), method=method,
-        data=None if body is None else json.dumps(body).encode(),
+        data=raw if raw is not None else (None if body is None else json.dumps(body).encode()),
         headers={"Authorization": "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode(),
                  "Content-Type": "application/json"})
     try:

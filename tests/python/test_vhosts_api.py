@@ -13,21 +13,7 @@ from helpers import mgmt_request
 
 
 def call(broker, method, path, body=None, raw=None):
-    if raw is not None:
-        import base64
-        import urllib.error
-        import urllib.request
-        req = urllib.request.Request(
-            "http://127.0.0.1:%d%s" % (broker.mgmt_port, path), method=method, data=raw,
-            headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode(),
-                     "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            import json
-            return e.code, json.loads(e.read() or b"null")
-    return mgmt_request(broker.mgmt_port, method, path, body, broker.user, broker.password)
+    return mgmt_request(broker.mgmt_port, method, path, body, broker.user, broker.password, raw=raw)
 
 
 @pytest.fixture
