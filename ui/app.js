@@ -7,7 +7,7 @@
 const S = {
   auth: sessionStorage.getItem('warren.auth'),
   user: null,
-  timer: null,
+  renderGen: 0, // counts renders; a stale one neither swaps its page in nor keeps its timer
   samples: [],
   pageSize: 100,
 };
@@ -206,7 +206,10 @@ async function pageOverview(main) {
     table([
       { title: 'Protocol', get: l => l.protocol }, { title: 'Address', get: l => l.ip_address },
       { title: 'Port', get: l => l.port, num: true }], o.listeners || []));
-  S.timer = setInterval(async () => {
+  // The timer belongs to this render: it stops itself once another render has begun.
+  const gen = S.renderGen;
+  const timer = setInterval(async () => {
+    if (gen !== S.renderGen) return clearInterval(timer);
     try { sample(await api('GET', '/api/overview')); rates.update(); queued.update(); } catch (_) { /* next tick */ }
   }, SAMPLE_MS);
 }
@@ -483,11 +486,14 @@ const PAGES = {
   queues: pageQueues, users: pageUsers, vhosts: pageVhosts, policies: pagePolicies, definitions: pageDefinitions,
 };
 
+// Each render builds the page off-screen and swaps it in whole, so the page is never
+// blank while its requests are out, and of two overlapping renders (an action's redraw
+// and a hash change) only the newest one lands. `#main[data-busy]` is set meanwhile.
 async function render() {
-  clearInterval(S.timer);
+  const gen = ++S.renderGen;
   const main = document.getElementById('main');
-  main.replaceChildren();
-  if (!S.auth) return loginPage(main);
+  if (!S.auth) { delete main.dataset.busy; main.replaceChildren(); return loginPage(main); }
+  main.dataset.busy = '1';
   if (!S.user) {
     try { S.user = await api('GET', '/api/whoami'); } catch (_) { return logout(); }
   }
@@ -500,17 +506,21 @@ async function render() {
   }
   document.getElementById('who').replaceChildren(`${S.user.name} (${tagList(S.user).join(', ') || 'no tags'})`,
     h('button', { id: 'logout', onclick: logout }, 'Log out'));
+  const next = document.createDocumentFragment();
   try {
-    if (page === 'queue' && args.length === 2) await pageQueue(main, args[0], args[1]);
-    else if (page === 'exchange' && args.length === 2) await pageExchange(main, args[0], args[1]);
+    if (page === 'queue' && args.length === 2) await pageQueue(next, args[0], args[1]);
+    else if (page === 'exchange' && args.length === 2) await pageExchange(next, args[0], args[1]);
     else if (PAGES[page]) {
       const tagged = nav.querySelector(`a[data-page="${page}"]`);
-      if (tagged && tagged.hidden) main.append(h('p', { className: 'error' }, 'Your user tags do not allow this page.'));
-      else await PAGES[page](main);
-    } else main.append(h('p', {}, 'No such page.'));
+      if (tagged && tagged.hidden) next.append(h('p', { className: 'error' }, 'Your user tags do not allow this page.'));
+      else await PAGES[page](next);
+    } else next.append(h('p', {}, 'No such page.'));
   } catch (e) {
-    main.append(h('p', { className: 'error' }, e.message));
+    next.append(h('p', { className: 'error' }, e.message));
   }
+  if (gen !== S.renderGen) return;
+  main.replaceChildren(next);
+  delete main.dataset.busy;
 }
 
 window.addEventListener('hashchange', render);

@@ -92,6 +92,11 @@ def visible_text(d, text, secs=15):
     wait(d, lambda d: text in d.find_element(By.ID, "main").text, secs)
 
 
+def settled(d, secs=15):
+    """Waits until the page's redraw (after an action or a hash change) has been swapped in."""
+    wait(d, lambda d: d.find_element(By.ID, "main").get_attribute("data-busy") is None, secs)
+
+
 def login(d, base, user="guest", password="guest"):
     d.get(base + "/")
     wait(d, EC.presence_of_element_located((By.ID, "login")))
@@ -130,6 +135,7 @@ def test_every_page_loads_and_a_queue_round_trip_works_in_the_browser(driver, br
     pub.find_element(By.NAME, "payload").send_keys("hello from the browser")
     pub.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait(d, lambda d: "Message published" in d.find_element(By.ID, "flash").text)
+    settled(d)
     get = d.find_element(By.ID, "get")
     Select(get.find_element(By.NAME, "ackmode")).select_by_value("ack_requeue_false")
     get.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
