@@ -7,6 +7,7 @@
 //! over its high-water mark the reader stops reading (TCP backpressure).
 
 use super::handlers::{content_body, content_header, handle_method};
+use super::direct_body::{self, DirectBody, Step, Want};
 use super::Conn;
 use super::Cx;
 use crate::codec::{self, check_protocol_header, next_frame, Frame, HeaderCheck};
@@ -185,6 +186,8 @@ pub struct Session {
     /// After we sent connection.close: when to give up waiting for
     /// close-ok.
     close_deadline: Option<Instant>,
+    /// A large body being received straight into its own buffer.
+    direct: Option<DirectBody>,
 }
 
 impl Session {
@@ -204,6 +207,7 @@ impl Session {
             phase: Phase::StartOk,
             frame_max: codec::FRAME_MIN_SIZE,
             close_deadline: None,
+            direct: None,
         }
     }
 
@@ -216,14 +220,25 @@ impl Session {
     /// then emit the confirms they settled.
     pub async fn on_buffered(&mut self, cx: &Cx, conn: &Rc<Conn>, buf: &mut BytesMut) -> Progress {
         loop {
-            let frame = match next_frame(buf, self.frame_max) {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) => {
-                    // Framing is lost: close the connection, read no further.
+            let frame = match direct_body::step(&mut self.direct, buf, self.frame_max, |ch| {
+                conn.body_left(ch)
+            }) {
+                Step::Again => continue,
+                Step::NeedMore => break,
+                Step::Body(ch, body) => Frame::Body(ch, body),
+                Step::Error(e) => {
                     send_connection_close(conn, &e);
                     return Progress::Stop;
                 }
+                Step::Normal => match next_frame(buf, self.frame_max) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => {
+                        // Framing is lost: close the connection, read no further.
+                        send_connection_close(conn, &e);
+                        return Progress::Stop;
+                    }
+                },
             };
             if self.phase == Phase::Closing || conn.server_closing.get() {
                 if let Frame::Method(0, m) = &frame {
@@ -420,7 +435,7 @@ async fn run(cx: &Cx, conn: &Rc<Conn>, stream: &SharedStream) -> std::io::Result
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 match glommio::timer::timeout(left, async {
-                    Ok(read(conn, stream, &mut buf).await)
+                    Ok(read(conn, stream, &mut buf, session.direct.as_mut()).await)
                 })
                 .await
                 {
@@ -428,7 +443,7 @@ async fn run(cx: &Cx, conn: &Rc<Conn>, stream: &SharedStream) -> std::io::Result
                     Err(_) => return Ok(()),
                 }
             }
-            None => read(conn, stream, &mut buf).await?,
+            None => read(conn, stream, &mut buf, session.direct.as_mut()).await?,
         };
         conn.recv_oct.set(conn.recv_oct.get() + n as u64);
         // Once per read, not per frame: any bytes prove the peer alive.
@@ -444,7 +459,7 @@ async fn linger(conn: &Conn, stream: &SharedStream, buf: &mut BytesMut) {
     let _ = glommio::timer::timeout(Duration::from_secs(3), async {
         loop {
             buf.clear();
-            match read(conn, stream, buf).await {
+            match read(conn, stream, buf, None).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
@@ -456,17 +471,41 @@ async fn linger(conn: &Conn, stream: &SharedStream, buf: &mut BytesMut) {
 
 /// Read more bytes, or return 0 as soon as the connection is marked closed
 /// (dead peer, write failure): a silent peer must not pin the reader.
-async fn read(conn: &Conn, stream: &SharedStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+/// While a large body is received directly (`direct`), its payload goes
+/// straight into the body's buffer, and the reads between its frames take
+/// only the frame-end octet and the next header.
+async fn read(
+    conn: &Conn,
+    stream: &SharedStream,
+    buf: &mut BytesMut,
+    direct: Option<&mut DirectBody>,
+) -> std::io::Result<usize> {
     let closed = conn.closed_notify.wait();
     if conn.closed.get() {
         return Ok(0);
     }
-    let want = conn.read_size.get();
-    let r = futures_lite::future::or(stream.read_into(buf, want), async {
+    let closed = async {
         closed.await;
         Ok(0)
-    })
-    .await;
+    };
+    let buffered = buf.len();
+    if let Some(d) = direct {
+        match d.wanted(buffered) {
+            Some(Want::Payload(body, n)) => {
+                let r = futures_lite::future::or(stream.read_into(body, n), closed).await;
+                if let Ok(n) = r {
+                    d.received(n);
+                }
+                return r;
+            }
+            Some(Want::Header(n)) => {
+                return futures_lite::future::or(stream.read_into(buf, n), closed).await;
+            }
+            None => {}
+        }
+    }
+    let want = conn.read_size.get();
+    let r = futures_lite::future::or(stream.read_into(buf, want), closed).await;
     if let Ok(n) = r {
         if n == want {
             conn.read_size.set((want * 2).min(READ_CHUNK));

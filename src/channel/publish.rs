@@ -51,6 +51,19 @@ pub enum Progress {
     Done(MsgRef, bool, Option<amq_protocol::types::FieldTable>),
 }
 
+impl Conn {
+    /// Body bytes channel `ch`'s publish still expects (bytes): `None` when
+    /// it has no content header yet, no publish, or is closing. For the
+    /// reader's direct body path (`channel::direct_body`).
+    pub(super) fn body_left(&self, ch: u16) -> Option<u64> {
+        let st = self.state.borrow();
+        let c = st.channels.get(&ch).filter(|c| !c.closing)?;
+        let p = c.publish.as_ref()?;
+        let h = p.header.as_ref()?;
+        h.body_size.checked_sub(p.received)
+    }
+}
+
 impl PendingPublish {
     /// Start assembling the message of basic.publish `p`.
     pub fn new(p: basic::Publish) -> Self {
