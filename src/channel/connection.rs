@@ -6,8 +6,8 @@
 //! out in one write. While an outbox or this connection's write buffer is
 //! over its high-water mark the reader stops reading (TCP backpressure).
 
-use super::handlers::{content_body, content_header, handle_method};
 use super::direct_body::{self, DirectBody, Step, Want};
+use super::handlers::{content_body, content_header, handle_method};
 use super::Conn;
 use super::Cx;
 use crate::codec::{self, check_protocol_header, next_frame, Frame, HeaderCheck};

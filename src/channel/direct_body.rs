@@ -169,13 +169,19 @@ fn start(
     let complete = buf.len() >= size + 8;
     // A small frame already in is a zero-copy slice of the read buffer:
     // nothing to gain (and no lookup for every small body).
-    if channel == 0 || size as u64 + 8 > frame_max as u64 || (complete && (size as u64) < DIRECT_MIN) {
+    if channel == 0
+        || size as u64 + 8 > frame_max as u64
+        || (complete && (size as u64) < DIRECT_MIN)
+    {
         return Step::Normal;
     }
     let Some(left) = body_left(channel) else {
         return Step::Normal;
     };
-    if !(DIRECT_MIN..=DIRECT_MAX).contains(&left) || size as u64 > left || (complete && size as u64 == left) {
+    if !(DIRECT_MIN..=DIRECT_MAX).contains(&left)
+        || size as u64 > left
+        || (complete && size as u64 == left)
+    {
         return Step::Normal;
     }
     *state = Some(DirectBody {
@@ -228,7 +234,11 @@ mod tests {
         for piece in input.chunks(chunk) {
             buf.extend_from_slice(piece);
             loop {
-                let announced = left - out.iter().map(|(_, b): &(u16, Vec<u8>)| b.len() as u64).sum::<u64>();
+                let announced = left
+                    - out
+                        .iter()
+                        .map(|(_, b): &(u16, Vec<u8>)| b.len() as u64)
+                        .sum::<u64>();
                 match step(&mut state, &mut buf, 131_072, |_| Some(announced)) {
                     Step::Again => {}
                     Step::NeedMore => break,
@@ -310,13 +320,25 @@ mod tests {
     fn small_bodies_and_single_complete_frames_stay_on_the_usual_path() {
         let mut state = None;
         let mut buf = BytesMut::from(&body_frame(1, &[0u8; 1000])[..]);
-        assert!(matches!(step(&mut state, &mut buf, 131_072, |_| Some(1000)), Step::Normal));
+        assert!(matches!(
+            step(&mut state, &mut buf, 131_072, |_| Some(1000)),
+            Step::Normal
+        ));
         let mut buf = BytesMut::from(&body_frame(1, &[0u8; 100_000])[..]);
-        assert!(matches!(step(&mut state, &mut buf, 131_072, |_| Some(100_000)), Step::Normal));
+        assert!(matches!(
+            step(&mut state, &mut buf, 131_072, |_| Some(100_000)),
+            Step::Normal
+        ));
         // Too large to reserve on a peer's word, or nothing expected.
         let mut buf = BytesMut::from(&body_frame(1, &[0u8; 100_000])[..50_000]);
-        assert!(matches!(step(&mut state, &mut buf, 131_072, |_| Some(DIRECT_MAX + 1)), Step::Normal));
-        assert!(matches!(step(&mut state, &mut buf, 131_072, |_| None), Step::Normal));
+        assert!(matches!(
+            step(&mut state, &mut buf, 131_072, |_| Some(DIRECT_MAX + 1)),
+            Step::Normal
+        ));
+        assert!(matches!(
+            step(&mut state, &mut buf, 131_072, |_| None),
+            Step::Normal
+        ));
         assert!(state.is_none());
     }
 }
