@@ -337,7 +337,7 @@ impl Store {
     fn roll(&mut self, need: usize) -> Result<SegmentId, InfraError> {
         let id = SegmentId(self.next_segment);
         let size = self.segment_size.max(need + segment::HEADER);
-        let seg = Segment::create(&self.dir, id, size)?;
+        let seg = Segment::create_buffered(&self.dir, id, size)?;
         self.next_segment += 1;
         self.rolled = true;
         // Recorded before any entry that points into it (same buffer, in
@@ -384,6 +384,13 @@ impl Store {
             });
         };
         let off = seg.append(&[&head, &msg.props, &msg.body]);
+        if seg.pending_bytes() >= segment::FLUSH_BYTES {
+            // A large batch goes to the page cache now; a failure leaves it
+            // buffered for the group commit, which reports it.
+            if let Err(e) = seg.flush() {
+                tracing::warn!(file = %seg.path.display(), "segment write failed (will retry): {e}");
+            }
+        }
         self.dirty_segments.insert(id);
         Ok(Position { seg: id, off })
     }
@@ -487,7 +494,7 @@ impl Store {
     /// journal's buffer now (page cache, no fsync), before the deliveries
     /// reach any socket, so their redelivered flag survives a process crash.
     pub fn write_deliveries(&mut self) {
-        if self.unwritten_deliveries {
+        if self.unwritten_deliveries && self.flush_segments() {
             self.unwritten_deliveries = false;
             if let Err(e) = self.journal.write_pending() {
                 tracing::warn!("journal write failed (will retry): {e}");
@@ -495,11 +502,32 @@ impl Store {
         }
     }
 
-    /// Write buffered journal entries and collect the files to fdatasync.
+    /// Write the dirty segments' buffered records to the page cache.
+    /// Always before the journal is written, so a journal entry never
+    /// points at a record still in this process's memory (a process crash
+    /// keeps the page cache). False if a write failed (those records stay
+    /// buffered and their segments dirty).
+    fn flush_segments(&mut self) -> bool {
+        let mut ok = true;
+        for id in &self.dirty_segments {
+            if let Some(seg) = self.segments.get_mut(id) {
+                if let Err(e) = seg.flush() {
+                    tracing::error!(file = %seg.path.display(), "segment write failed (records kept, will retry): {e}");
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+
+    /// Write buffered segment records and journal entries, and collect the
+    /// files to fdatasync.
     pub fn prepare_sync(&mut self) -> SyncBatch {
         let mut files = Vec::new();
-        let mut wrote = true;
-        if self.journal.has_pending() {
+        // If records are still buffered, their journal entries wait with
+        // them, and nothing of this generation is confirmed.
+        let mut wrote = self.flush_segments();
+        if wrote && self.journal.has_pending() {
             match self.journal.write_pending() {
                 Ok(()) => self.unwritten_deliveries = false,
                 Err(e) => {
@@ -513,11 +541,19 @@ impl Store {
             }
         }
         files.push(SyncFile::Journal(self.journal.file()));
+        let mut unwritten = Vec::new();
         for id in self.dirty_segments.drain() {
-            if let Some(Ok(f)) = self.segments.get(&id).map(|s| s.sync_handle()) {
+            let Some(seg) = self.segments.get(&id) else {
+                continue;
+            };
+            if seg.pending_bytes() > 0 {
+                unwritten.push(id);
+            }
+            if let Ok(f) = seg.sync_handle() {
                 files.push(SyncFile::Segment(f));
             }
         }
+        self.dirty_segments.extend(unwritten);
         if !self.fsync {
             files.clear();
         }
