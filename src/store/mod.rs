@@ -8,8 +8,11 @@
 //! once; each queue's journal entry points at it, and the segment is deleted
 //! once no queue references it any more.
 //!
-//! Group commit: appends go to the mapping / journal buffer immediately;
-//! whoever must wait for durability (the shard, for publisher confirms and
+//! Group commit: appends go to the segment's and the journal's buffers
+//! immediately (a segment's is written once it holds 256 KiB); each group
+//! commit writes the segments' buffers, then the journal's (a journal
+//! entry never points at a record only in memory), then syncs; whoever
+//! must wait for durability (the shard, for publisher confirms and
 //! tx commit-oks) takes a sync generation from [`Store::await_sync`] and
 //! acts once a [`SyncBatch`] of that generation has finished: the store
 //! knows nothing of who waits. The shard's sync task makes everything
@@ -17,7 +20,8 @@
 //! one `fdatasync` per dirty file, run off the executor thread
 //! (`spawn_blocking`), so one flush covers every publisher. Must never:
 //! block the executor on `fsync`, keep a durable backlog in RAM beyond the
-//! read-ahead, drop a journal entry on a write error, or panic on a bad file.
+//! read-ahead (or more than a segment's unwritten batch), drop a journal
+//! entry or a record on a write error, or panic on a bad file.
 
 pub mod journal;
 mod legacy;
