@@ -387,6 +387,16 @@ impl Store {
                 source: std::io::ErrorKind::NotFound.into(),
             });
         };
+        if seg.pending_bytes() >= segment::PENDING_MAX {
+            // Writes have been failing: refuse (the publisher is nacked)
+            // rather than hold ever more records in memory.
+            return Err(InfraError::Io {
+                path: seg.path.display().to_string(),
+                source: std::io::Error::other(
+                    "earlier segment writes failed; records still unwritten",
+                ),
+            });
+        }
         let off = seg.append(&[&head, &msg.props, &msg.body]);
         if seg.pending_bytes() >= segment::FLUSH_BYTES {
             // A large batch goes to the page cache now; a failure leaves it

@@ -32,6 +32,10 @@ pub const HEADER: usize = 8;
 /// (bytes), whatever the group commit's pace.
 pub const FLUSH_BYTES: usize = 256 * 1024;
 
+/// While writes fail, a store segment takes no more records once this many
+/// are unwritten (bytes): their publishers are refused instead.
+pub const PENDING_MAX: usize = 16 * FLUSH_BYTES;
+
 /// One open segment file with its mappings.
 pub struct Segment {
     /// Its number (never reused within the shard).
