@@ -239,10 +239,26 @@ fn run_inner(o: &Opts) -> io::Result<i32> {
     }
     let warm = warm.unwrap_or_else(|| snap(&sh, pid));
     sh.stop_pub.store(true, Relaxed);
+    // A publisher still in a socket write once the drain timeout has
+    // passed means the broker stopped reading it (flow control, an alarm,
+    // or a fault): a failed run with that cause, not a run that never ends.
+    let pub_deadline = Instant::now() + Duration::from_secs_f64(o.drain_timeout);
     let mut pub_conns = Vec::new();
-    for h in phandles {
-        if let Ok(c) = h.join() {
-            pub_conns.push(c);
+    for (i, h) in phandles.into_iter().enumerate() {
+        while !h.is_finished() && Instant::now() < pub_deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        if h.is_finished() {
+            pub_conns.push(h.join().ok());
+        } else {
+            sh.fail(
+                &format!("publisher {i}"),
+                format!(
+                    "still blocked writing to the broker {:.0} s after the window ended: the broker stopped reading it",
+                    o.drain_timeout
+                ),
+            );
+            pub_conns.push(None);
         }
     }
     // Drain: wait until every consumed queue has what was sent to it, or
@@ -305,8 +321,8 @@ fn run_inner(o: &Opts) -> io::Result<i32> {
             foreign += f;
         }
     }
-    for (h, mut c) in rhandles.into_iter().zip(pub_conns) {
-        if let Ok(r) = h.join() {
+    for (h, c) in rhandles.into_iter().zip(pub_conns) {
+        if let (Ok(r), Some(mut c)) = (h.join(), c) {
             c.rd = r;
             let _ = c.close();
         }
