@@ -110,6 +110,14 @@ pub fn name_hash(vhost: &str, name: &str) -> u64 {
     h
 }
 
+/// A map keyed by broker-assigned ids (queue, connection, consumer,
+/// delivery sequence) or channel numbers, on the hot path: hashed with
+/// aHash instead of the standard SipHash. SipHash's resistance to chosen
+/// keys is not needed here (the keys are the broker's own, or channel
+/// numbers, at most `channel_max` per connection), and it cost about 9% of
+/// the broker's time in s1 (PERF.md, "s1: where its time goes").
+pub type IdMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

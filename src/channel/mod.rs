@@ -218,7 +218,7 @@ impl Channel {
 /// A connection's mutable state, behind `Conn::state`.
 pub struct ConnState {
     /// Open channels by number.
-    pub channels: HashMap<u16, Channel>,
+    pub channels: crate::ids::IdMap<u16, Channel>,
     /// The vhost from connection.open ("/" until then).
     pub vhost: String,
     /// The authenticated user (empty until connection.start-ok).
@@ -344,7 +344,7 @@ impl Conn {
             peer,
             transport,
             state: RefCell::new(ConnState {
-                channels: HashMap::new(),
+                channels: Default::default(),
                 vhost: "/".into(),
                 user: String::new(),
                 channel_max: 2047,

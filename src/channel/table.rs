@@ -13,7 +13,6 @@ use crate::bus::{ConfirmRef, Link};
 use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
 use crate::message::MsgRef;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 /// Where a consumer on this shard lives.
@@ -45,9 +44,9 @@ pub struct ClosedTotals {
 pub struct ConnTable {
     shard: ShardId,
     /// Open (and closing) connections by id.
-    pub conns: RefCell<HashMap<ConnId, Rc<Conn>>>,
+    pub conns: RefCell<crate::ids::IdMap<ConnId, Rc<Conn>>>,
     /// Consumers whose channels are on this shard.
-    pub consumers: RefCell<HashMap<ConsumerId, ConsumerRoute>>,
+    pub consumers: RefCell<crate::ids::IdMap<ConsumerId, ConsumerRoute>>,
     /// Connections with confirms or writes to flush at the end of a batch.
     dirty: RefCell<Vec<Rc<Conn>>>,
     next_conn: Cell<u64>,
@@ -124,8 +123,8 @@ impl ConnTable {
     pub fn new(shard: ShardId) -> Self {
         ConnTable {
             shard,
-            conns: RefCell::new(HashMap::new()),
-            consumers: RefCell::new(HashMap::new()),
+            conns: RefCell::new(Default::default()),
+            consumers: RefCell::new(Default::default()),
             dirty: RefCell::new(Vec::new()),
             next_conn: Cell::new(1),
             next_consumer: Cell::new(1),

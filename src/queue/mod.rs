@@ -32,7 +32,6 @@ use crate::ids::{ConnId, ConsumerId, QueueId, ShardId};
 use crate::message::MsgRef;
 use crate::store::journal::Recovered;
 use crate::store::Position;
-use std::collections::HashMap;
 
 /// How a settled delivery leaves the queue (`basic.ack`, `basic.reject` /
 /// `basic.nack` with or without `requeue`).
@@ -129,7 +128,7 @@ pub struct Queue {
     /// Its definition (name, flags, arguments).
     pub def: QueueDef,
     ready: Ready,
-    unacked: HashMap<u64, Unacked>,
+    unacked: crate::ids::IdMap<u64, Unacked>,
     consumers: Vec<QConsumer>,
     rr: usize,
     /// The consumers do not all have the same `x-priority`.
@@ -194,7 +193,7 @@ impl Queue {
             )
             .then(SingleActive::default),
             def,
-            unacked: HashMap::new(),
+            unacked: Default::default(),
             consumers: Vec::new(),
             rr: 0,
             consumer_priorities: false,

@@ -23,7 +23,7 @@ pub struct QueueHome {
     link: Rc<Link>,
     conns: Rc<ConnTable>,
     /// Queues homed here, by id.
-    pub queues: RefCell<HashMap<QueueId, Queue>>,
+    pub queues: RefCell<crate::ids::IdMap<QueueId, Queue>>,
     /// This shard's message store (segments and the queue journal).
     pub store: RefCell<Store>,
     /// Wakes the group-commit sync task.
@@ -68,7 +68,7 @@ impl QueueHome {
         QueueHome {
             link,
             conns,
-            queues: RefCell::new(HashMap::new()),
+            queues: RefCell::new(Default::default()),
             store: RefCell::new(store),
             sync_needed: Notify::default(),
             awaiting: RefCell::new(VecDeque::new()),
