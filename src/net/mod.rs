@@ -142,6 +142,15 @@ impl SharedStream {
         SharedStream(Rc::new(RefCell::new(s)))
     }
 
+    /// The socket's descriptor when it is plain TCP (not TLS, not Unix):
+    /// the transport the direct `recv` and vectored `sendmsg` paths use.
+    fn plain_tcp_fd(&self) -> Option<RawFd> {
+        match &*self.0.borrow() {
+            Stream::Tcp(s) => Some(s.as_raw_fd()),
+            _ => None,
+        }
+    }
+
     /// Read up to `max` more bytes onto the end of `buf`.
     ///
     /// Over plain TCP the bytes land in `buf`'s spare capacity straight
@@ -151,11 +160,7 @@ impl SharedStream {
     /// nothing yet does the read wait through glommio, into a small
     /// zero-filled window; the next read takes the rest directly.
     pub async fn read_into(&self, buf: &mut BytesMut, max: usize) -> std::io::Result<usize> {
-        let fd = match &*self.0.borrow() {
-            Stream::Tcp(s) => Some(s.as_raw_fd()),
-            _ => None,
-        };
-        let Some(fd) = fd else {
+        let Some(fd) = self.plain_tcp_fd() else {
             return self.read_waiting(buf, max).await;
         };
         if let Some(r) = recv_spare(fd, buf, max) {
@@ -207,11 +212,7 @@ impl SharedStream {
         use nix::sys::socket::{sendmsg, MsgFlags};
         let (mut i, mut off) = (0, 0);
         while i < pieces.len() {
-            let fd = match &*self.0.borrow() {
-                Stream::Tcp(s) => Some(s.as_raw_fd()),
-                _ => None,
-            };
-            let Some(fd) = fd else {
+            let Some(fd) = self.plain_tcp_fd() else {
                 // TLS makes a record of every write (and copies into it
                 // anyway), the Unix socket a syscall: join once, write once.
                 let mut joined = pieces[i][off..].to_vec();
