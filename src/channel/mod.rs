@@ -9,7 +9,7 @@
 pub mod ack_timeout;
 mod auth;
 pub mod connection;
-mod direct_body;
+pub mod direct_body;
 pub mod handlers;
 mod io;
 pub mod limits;
