@@ -72,7 +72,7 @@ else:
 ' "$json" "${what[0]}")
             echo "run $run $scenario $mode: ${line#* }"
             results[$scenario.$mode]+="${line%% *} "
-            [[ ${what[0]} == latency ]] && results[$scenario.$mode.p99]+="$(sed 's/.*p99 \([0-9]*\) us.*/\1/' <<<"$line") "
+            [[ ${what[0]} == latency ]] && results[$scenario.$mode.p99]+="$(sed 's/.* p99 \([0-9]*\) us (loadgen.*/\1/' <<<"$line") "
         done
     done
 done

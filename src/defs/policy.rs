@@ -16,9 +16,11 @@
 //! Settings Warren honours: queues `message-ttl`, `expires`,
 //! `max-length`, `max-length-bytes`, `overflow`, `dead-letter-exchange`,
 //! `dead-letter-routing-key`, `delivery-limit`; exchanges
-//! `alternate-exchange`. Accepted with no effect on one node, as on a
-//! single RabbitMQ node: `queue-mode`, `queue-version`, the `ha-*`
-//! mirroring settings, locators and quorum memory hints. Refused (never
+//! `alternate-exchange`; `queue-master-locator: client-local` places a new
+//! queue on its declaring connection's shard. Accepted with no effect on
+//! one node, as on a single RabbitMQ node: `queue-mode`, `queue-version`,
+//! the `ha-*` mirroring settings, the leader locator and quorum memory
+//! hints. Refused (never
 //! stored and ignored): federation and stream settings, and
 //! `dead-letter-strategy: at-least-once`.
 
@@ -148,6 +150,13 @@ fn term(v: &Value) -> String {
     }
 }
 
+/// The queue master locators RabbitMQ 3.10 accepts (the
+/// `queue-master-locator` policy key and the `x-queue-master-locator` queue
+/// argument). `client-local` places a new queue on its declaring
+/// connection's shard (`meta::queue_args::client_local`); the others leave
+/// it placed by name.
+pub const LOCATORS: &[&str] = &["client-local", "min-masters", "random"];
+
 fn non_neg_int(v: &Value) -> bool {
     v.as_u64().is_some()
 }
@@ -189,6 +198,10 @@ pub fn validate_definition(def: &Map<String, Value>, operator: bool) -> Result<(
                 if !matches!(v.as_str(), Some("drop-head" | "reject-publish" | "reject-publish-dlx")) =>
             {
                 return bad("overflow value")
+            }
+            // RabbitMQ 3.10's text (asked of 3.10.8 over its HTTP API).
+            "queue-master-locator" if !v.as_str().is_some_and(|l| LOCATORS.contains(&l)) => {
+                return Err(format!("{} invalid queue-master-locator value", term(v)))
             }
             "dead-letter-exchange" if !v.is_string() => return bad("dead letter exchange name"),
             "dead-letter-routing-key" if !v.is_string() => return bad("dead letter routing key"),

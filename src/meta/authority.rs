@@ -599,7 +599,12 @@ async fn queue_declare(
             }
         }
     }
-    let home = if exclusive {
+    let client_local = {
+        let t = cluster.table();
+        let (p, o) = t.policies.for_object(&vhost, &name, true);
+        super::queue_args::client_local(&args, &crate::defs::policy::merge(p, o))
+    };
+    let home = if exclusive || client_local {
         owner.shard()
     } else {
         crate::defs::queue_home(&vhost, &name, cluster.shard_count())
