@@ -183,6 +183,11 @@ scenario_args() {
     s5a) echo "latency $T -x 1 -y 1 -s 256 -r 1000" ;;
     s5b) echo "latency $T -x 1 -y 1 -s 256 -r 10000" ;;
     s5c) echo "latency $T -x 1 -y 1 -s 256 -r 50000" ;;
+    # The same with the queue declared client-local by the consumer's
+    # connection (Warren places it on that connection's shard).
+    s5al) echo "latency $T -x 1 -y 1 -s 256 -r 1000 --queue-locator client-local" ;;
+    s5bl) echo "latency $T -x 1 -y 1 -s 256 -r 10000 --queue-locator client-local" ;;
+    s5cl) echo "latency $T -x 1 -y 1 -s 256 -r 50000 --queue-locator client-local" ;;
     s6a) echo "throughput $T -x 1 -y 10 --queues 10 --fanout -s 64" ;;
     s6b) echo "throughput $T -x 1 -y 10 --queues 10 --topic-bindings 1000 -s 64" ;;
     s7a) echo "connections -n 1000 --hold 3" ;;
@@ -271,6 +276,7 @@ rate = lambda x: x["consume_rate"]
 p99 = lambda x: x["latency"]["p99_us"]
 p50 = lambda x: x["latency"]["p50_us"]
 cp99 = lambda x: x["confirm_latency"]["p99_us"]
+lag99 = lambda x: x["publisher_lag"]["p99_us"]
 rss = lambda x: (x["broker_rss_after_bytes"] - x["broker_rss_before_bytes"]) / 1048576
 # (scenario, label, getter, unit, higher_is_better, target ratio to RabbitMQ
 # or None, absolute target (op, value) or None). The targets are issue 14's
@@ -289,6 +295,15 @@ rows = [
   ("s5b", "latency @10k msg/s, 256 B: p50", p50, "us", False, None, ("<=", 60)),
   ("s5c", "latency @50k msg/s, 256 B: p99", p99, "us", False, 5, ("<=", 200)),
   ("s5c", "latency @50k msg/s, 256 B: p50", p50, "us", False, None, ("<=", 60)),
+  ("s5a", "latency @1k msg/s: the loadgen's own lag behind schedule, p99", lag99, "us", False, None, None),
+  ("s5b", "latency @10k msg/s: the loadgen's own lag behind schedule, p99", lag99, "us", False, None, None),
+  ("s5c", "latency @50k msg/s: the loadgen's own lag behind schedule, p99", lag99, "us", False, None, None),
+  ("s5al", "latency @1k msg/s, queue client-local: p99", p99, "us", False, 5, ("<=", 200)),
+  ("s5al", "latency @1k msg/s, queue client-local: p50", p50, "us", False, None, ("<=", 60)),
+  ("s5bl", "latency @10k msg/s, queue client-local: p99", p99, "us", False, 5, ("<=", 200)),
+  ("s5bl", "latency @10k msg/s, queue client-local: p50", p50, "us", False, None, ("<=", 60)),
+  ("s5cl", "latency @50k msg/s, queue client-local: p99", p99, "us", False, 5, ("<=", 200)),
+  ("s5cl", "latency @50k msg/s, queue client-local: p50", p50, "us", False, None, ("<=", 60)),
   ("s6a", "fanout to 10 queues, 64 B: deliveries/s", rate, "msg/s", True, 5, None),
   ("s6b", "topic, 1,000 bindings, 10 queues, 64 B: deliveries/s", rate, "msg/s", True, 5, None),
   ("s7a", "1,000 idle connections: time to open", lambda x: x["open_s"], "s", False, None, None),

@@ -122,6 +122,13 @@ pub struct Opts {
     /// with a pseudo-random priority in 0..=N (a priority queue's cost).
     #[arg(long)]
     pub max_priority: Option<u8>,
+    /// Declare the queues with `x-queue-master-locator` set to this. With
+    /// `client-local` they are declared from the first consumer's
+    /// connection (as an application whose consumer declares its queue), so
+    /// a broker that honours it places them on that connection's node or
+    /// core.
+    #[arg(long)]
+    pub queue_locator: Option<String>,
     /// Fanout: every message goes to every queue.
     #[arg(long)]
     pub fanout: bool,

@@ -76,9 +76,17 @@ fn run_inner(o: &Opts) -> io::Result<i32> {
         sys::cores(),
         sys::cpu_model()
     ));
-    setup.declare(&o, &mut admin)?;
-
-    // Connect everyone before the clock starts.
+    // Connect everyone before the clock starts. A client-local queue is
+    // declared from the first consumer's connection, so it lives where
+    // that consumer is.
+    let mut cconns = Vec::new();
+    for _ in 0..o.consumers {
+        cconns.push(Conn::open(&t, 1024 * 1024)?);
+    }
+    match cconns.first_mut() {
+        Some(c) if o.queue_locator.as_deref() == Some("client-local") => setup.declare(&o, c)?,
+        _ => setup.declare(&o, &mut admin)?,
+    }
     let mut pconns = Vec::new();
     for _ in 0..o.producers {
         let mut c = Conn::open(&t, 64 * 1024)?;
@@ -87,9 +95,7 @@ fn run_inner(o: &Opts) -> io::Result<i32> {
         }
         pconns.push(c);
     }
-    let mut cconns = Vec::new();
-    for i in 0..o.consumers {
-        let mut c = Conn::open(&t, 1024 * 1024)?;
+    for (i, c) in cconns.iter_mut().enumerate() {
         if o.qos > 0 && o.ack > 0 {
             c.qos(o.qos)?;
         }
@@ -98,7 +104,6 @@ fn run_inner(o: &Opts) -> io::Result<i32> {
             &format!("loadgen-{i}"),
             o.ack == 0,
         )?;
-        cconns.push(c);
     }
     let origin = Instant::now();
     let start_ns = 50_000_000;

@@ -127,6 +127,12 @@ impl Setup {
                     amq_protocol::types::AMQPValue::ShortShortUInt(p),
                 );
             }
+            if let Some(l) = &o.queue_locator {
+                args.insert(
+                    "x-queue-master-locator".into(),
+                    amq_protocol::types::AMQPValue::LongString(l.as_str().into()),
+                );
+            }
             c.queue_declare_with(q, o.persistent, false, args)?;
         }
         if self.exchange.is_empty() {
