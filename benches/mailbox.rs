@@ -1,6 +1,11 @@
 //! One mailbox hop between shards: a glommio `shared_channel` between two
 //! executors on different cores carrying batches of messages, next to a std
-//! `sync_channel` between two threads as a baseline.
+//! `sync_channel` between two threads as a baseline (`mailbox/hop`,
+//! throughput); and one hop at rest (`mailbox/hop_at_rest`): a message and
+//! its reply between two executors that are both parked when it is sent
+//! (the sender sleeps 200 us on a timer first), reported per hop (half the
+//! round trip), which is what a message pays at low rates when its
+//! publisher, queue and consumer are on different shards.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use glommio::channels::shared_channel;
@@ -113,5 +118,124 @@ fn hop(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, hop);
+/// `iters` round trips between two parked executors; returns the summed
+/// one-way time (half of each round trip).
+fn glommio_at_rest(iters: u64) -> Duration {
+    let (tx, rx) = shared_channel::new_bounded::<u64>(CAPACITY);
+    let (back_tx, back_rx) = shared_channel::new_bounded::<u64>(CAPACITY);
+    let echo = LocalExecutorBuilder::new(placement(1))
+        .spawn(move || async move {
+            let rx = rx.connect().await;
+            let tx = back_tx.connect().await;
+            while let Some(i) = rx.recv().await {
+                if tx.send(i).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .expect("echo executor");
+    let timed = LocalExecutorBuilder::new(placement(0))
+        .spawn(move || async move {
+            let tx = tx.connect().await;
+            let rx = back_rx.connect().await;
+            let mut total = Duration::ZERO;
+            for i in 0..iters {
+                // Both executors go to sleep before the message is sent.
+                glommio::timer::sleep(Duration::from_micros(200)).await;
+                let start = Instant::now();
+                tx.send(i).await.expect("echo executor gone");
+                rx.recv().await.expect("echo executor gone");
+                total += start.elapsed() / 2;
+            }
+            total
+        })
+        .expect("timed executor");
+    let total = timed.join().expect("timed");
+    echo.join().expect("echo");
+    total
+}
+
+/// The same two parked executors, woken by a byte on a Unix socket pair
+/// instead: the receiver's read is an operation on its main io_uring ring
+/// (glommio's own wake-up is an eventfd read on its latency ring, which the
+/// main ring polls), the sender writes with a plain `write`.
+fn glommio_socket_at_rest(iters: u64) -> Duration {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let (a, b) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+    let echo = LocalExecutorBuilder::new(placement(1))
+        .spawn(move || async move {
+            let mut s = unsafe {
+                <glommio::net::UnixStream as std::os::fd::FromRawFd>::from_raw_fd(
+                    std::os::fd::IntoRawFd::into_raw_fd(b),
+                )
+            };
+            let mut buf = [0u8; 1];
+            while s.read_exact(&mut buf).await.is_ok() {
+                if s.write_all(&buf).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .expect("echo executor");
+    let timed = LocalExecutorBuilder::new(placement(0))
+        .spawn(move || async move {
+            let mut s = unsafe {
+                <glommio::net::UnixStream as std::os::fd::FromRawFd>::from_raw_fd(
+                    std::os::fd::IntoRawFd::into_raw_fd(a),
+                )
+            };
+            let mut total = Duration::ZERO;
+            let mut buf = [0u8; 1];
+            for _ in 0..iters {
+                glommio::timer::sleep(Duration::from_micros(200)).await;
+                let start = Instant::now();
+                s.write_all(&buf).await.expect("echo executor gone");
+                s.read_exact(&mut buf).await.expect("echo executor gone");
+                total += start.elapsed() / 2;
+            }
+            total
+        })
+        .expect("timed executor");
+    let total = timed.join().expect("timed");
+    echo.join().expect("echo");
+    total
+}
+
+/// The same between two plain threads blocked in `recv` (std channels).
+fn std_at_rest(iters: u64) -> Duration {
+    let (tx, rx) = mpsc::sync_channel::<u64>(CAPACITY);
+    let (back_tx, back_rx) = mpsc::sync_channel::<u64>(CAPACITY);
+    let echo = std::thread::spawn(move || {
+        while let Ok(i) = rx.recv() {
+            if back_tx.send(i).is_err() {
+                break;
+            }
+        }
+    });
+    let mut total = Duration::ZERO;
+    for i in 0..iters {
+        std::thread::sleep(Duration::from_micros(200));
+        let start = Instant::now();
+        tx.send(i).unwrap();
+        back_rx.recv().unwrap();
+        total += start.elapsed() / 2;
+    }
+    drop(tx);
+    echo.join().unwrap();
+    total
+}
+
+fn hop_at_rest(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mailbox/hop_at_rest");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(3));
+    g.bench_function("glommio_shared_channel", |b| b.iter_custom(glommio_at_rest));
+    g.bench_function("glommio_unix_socket", |b| {
+        b.iter_custom(glommio_socket_at_rest)
+    });
+    g.bench_function("std_sync_channel", |b| b.iter_custom(std_at_rest));
+    g.finish();
+}
+
+criterion_group!(benches, hop, hop_at_rest);
 criterion_main!(benches);

@@ -5,12 +5,15 @@
 //! (queue declare/bind/delete and connection open/close rates), `rpc`
 //! (direct reply-to round trips), `dead-letter` (nacked messages into a
 //! dead-letter queue) and `backlog` (a backlog built with no consumer, the
-//! broker's memory meanwhile, then drained).
+//! broker's memory meanwhile, then drained); `floor` needs no broker: the
+//! latency scenario's timing over loopback alone, straight and through a
+//! relay thread, to read broker latencies against.
 //! See PERF.md at the repository root for how the numbers are used.
 
 mod backlog;
 mod client;
 mod extensions;
+mod floor;
 mod other;
 mod report;
 mod run;
@@ -29,6 +32,7 @@ pub enum Scenario {
     Rpc,
     DeadLetter,
     Backlog,
+    Floor,
 }
 
 impl Scenario {
@@ -41,6 +45,7 @@ impl Scenario {
             Scenario::Rpc => "rpc",
             Scenario::DeadLetter => "dead-letter",
             Scenario::Backlog => "backlog",
+            Scenario::Floor => "floor",
         }
     }
 }
@@ -181,6 +186,7 @@ fn main() {
         Scenario::Rpc => extensions::rpc(&o),
         Scenario::DeadLetter => extensions::dead_letter(&o),
         Scenario::Backlog => backlog::backlog(&o),
+        Scenario::Floor => floor::floor(&o),
     };
     std::process::exit(code);
 }
