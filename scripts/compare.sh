@@ -7,6 +7,7 @@
 #   scripts/compare.sh start rabbitmq  # just start one (prints its URI); `stop` to stop
 #   scripts/compare.sh table [results.jsonl]  # redo the PERF.md table from saved results
 #   RUN_TIMEOUT=1800 SCENARIOS=s11 ...  # seconds one loadgen run may take (s11's 10M backlog)
+#   SHARDS=1 WARREN_ARGS="--no-pin" ...  # Warren's shard count and extra options
 #
 # Each broker runs on a private port and data directory under $WORK, is
 # started fresh for every scenario (for every run in the s7 memory scenarios)
@@ -76,6 +77,9 @@ start_warren() {
   # Keep the management listener (0.0.0.0:15672 by default) out of the way.
   "$WARREN" --help 2>/dev/null | grep -q -- --no-mgmt && extra+=(--no-mgmt)
   : >"$d/out.log"
+  # WARREN_ARGS: more options for Warren (e.g. "--no-pin"), split on spaces.
+  # shellcheck disable=SC2206
+  extra+=(${WARREN_ARGS:-})
   "$WARREN" --port 0 --shards "$SHARDS" --bind 127.0.0.1 --data-dir "$d/data" "${extra[@]}" >"$d/out.log" 2>&1 &
   echo $! >"$d/pid"
   local i port=""
