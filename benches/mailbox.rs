@@ -118,87 +118,98 @@ fn hop(c: &mut Criterion) {
     g.finish();
 }
 
-/// `iters` round trips between two parked executors; returns the summed
-/// one-way time (half of each round trip).
-fn glommio_at_rest(iters: u64) -> Duration {
-    let (tx, rx) = shared_channel::new_bounded::<u64>(CAPACITY);
-    let (back_tx, back_rx) = shared_channel::new_bounded::<u64>(CAPACITY);
+/// Run `echo` in an executor on core 1 and `timed` in one on core 0; returns
+/// what `timed` measured.
+fn on_two_executors<E, EF, T, TF>(echo: E, timed: T) -> Duration
+where
+    E: FnOnce() -> EF + Send + 'static,
+    EF: std::future::Future<Output = ()> + 'static,
+    T: FnOnce() -> TF + Send + 'static,
+    TF: std::future::Future<Output = Duration> + 'static,
+{
     let echo = LocalExecutorBuilder::new(placement(1))
-        .spawn(move || async move {
-            let rx = rx.connect().await;
-            let tx = back_tx.connect().await;
-            while let Some(i) = rx.recv().await {
-                if tx.send(i).await.is_err() {
-                    break;
-                }
-            }
-        })
+        .spawn(echo)
         .expect("echo executor");
     let timed = LocalExecutorBuilder::new(placement(0))
-        .spawn(move || async move {
-            let tx = tx.connect().await;
-            let rx = back_rx.connect().await;
-            let mut total = Duration::ZERO;
-            for i in 0..iters {
-                // Both executors go to sleep before the message is sent.
-                glommio::timer::sleep(Duration::from_micros(200)).await;
-                let start = Instant::now();
-                tx.send(i).await.expect("echo executor gone");
-                rx.recv().await.expect("echo executor gone");
-                total += start.elapsed() / 2;
-            }
-            total
-        })
+        .spawn(timed)
         .expect("timed executor");
     let total = timed.join().expect("timed");
     echo.join().expect("echo");
     total
 }
 
+/// Both executors go to sleep before each message is sent.
+const REST: Duration = Duration::from_micros(200);
+
+/// `iters` round trips between two parked executors; returns the summed
+/// one-way time (half of each round trip).
+fn glommio_at_rest(iters: u64) -> Duration {
+    let (tx, rx) = shared_channel::new_bounded::<u64>(CAPACITY);
+    let (back_tx, back_rx) = shared_channel::new_bounded::<u64>(CAPACITY);
+    let echo = move || async move {
+        let rx = rx.connect().await;
+        let tx = back_tx.connect().await;
+        while let Some(i) = rx.recv().await {
+            if tx.send(i).await.is_err() {
+                break;
+            }
+        }
+    };
+    let timed = move || async move {
+        let tx = tx.connect().await;
+        let rx = back_rx.connect().await;
+        let mut total = Duration::ZERO;
+        for i in 0..iters {
+            glommio::timer::sleep(REST).await;
+            let start = Instant::now();
+            tx.send(i).await.expect("echo executor gone");
+            rx.recv().await.expect("echo executor gone");
+            total += start.elapsed() / 2;
+        }
+        total
+    };
+    on_two_executors(echo, timed)
+}
+
+/// One end of a std socket pair as a glommio stream of the executor it is
+/// first used on.
+fn glommio_unix(s: std::os::unix::net::UnixStream) -> glommio::net::UnixStream {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    // SAFETY: the descriptor is an open, connected Unix stream socket, and
+    // `into_raw_fd` gave up its ownership to the new stream.
+    unsafe { glommio::net::UnixStream::from_raw_fd(s.into_raw_fd()) }
+}
+
 /// The same two parked executors, woken by a byte on a Unix socket pair
 /// instead: the receiver's read is an operation on its main io_uring ring
 /// (glommio's own wake-up is an eventfd read on its latency ring, which the
-/// main ring polls), the sender writes with a plain `write`.
+/// main ring polls).
 fn glommio_socket_at_rest(iters: u64) -> Duration {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
     let (a, b) = std::os::unix::net::UnixStream::pair().expect("socket pair");
-    let echo = LocalExecutorBuilder::new(placement(1))
-        .spawn(move || async move {
-            let mut s = unsafe {
-                <glommio::net::UnixStream as std::os::fd::FromRawFd>::from_raw_fd(
-                    std::os::fd::IntoRawFd::into_raw_fd(b),
-                )
-            };
-            let mut buf = [0u8; 1];
-            while s.read_exact(&mut buf).await.is_ok() {
-                if s.write_all(&buf).await.is_err() {
-                    break;
-                }
+    let echo = move || async move {
+        let mut s = glommio_unix(b);
+        let mut buf = [0u8; 1];
+        while s.read_exact(&mut buf).await.is_ok() {
+            if s.write_all(&buf).await.is_err() {
+                break;
             }
-        })
-        .expect("echo executor");
-    let timed = LocalExecutorBuilder::new(placement(0))
-        .spawn(move || async move {
-            let mut s = unsafe {
-                <glommio::net::UnixStream as std::os::fd::FromRawFd>::from_raw_fd(
-                    std::os::fd::IntoRawFd::into_raw_fd(a),
-                )
-            };
-            let mut total = Duration::ZERO;
-            let mut buf = [0u8; 1];
-            for _ in 0..iters {
-                glommio::timer::sleep(Duration::from_micros(200)).await;
-                let start = Instant::now();
-                s.write_all(&buf).await.expect("echo executor gone");
-                s.read_exact(&mut buf).await.expect("echo executor gone");
-                total += start.elapsed() / 2;
-            }
-            total
-        })
-        .expect("timed executor");
-    let total = timed.join().expect("timed");
-    echo.join().expect("echo");
-    total
+        }
+    };
+    let timed = move || async move {
+        let mut s = glommio_unix(a);
+        let mut total = Duration::ZERO;
+        let mut buf = [0u8; 1];
+        for _ in 0..iters {
+            glommio::timer::sleep(REST).await;
+            let start = Instant::now();
+            s.write_all(&buf).await.expect("echo executor gone");
+            s.read_exact(&mut buf).await.expect("echo executor gone");
+            total += start.elapsed() / 2;
+        }
+        total
+    };
+    on_two_executors(echo, timed)
 }
 
 /// The same between two plain threads blocked in `recv` (std channels).
@@ -214,7 +225,7 @@ fn std_at_rest(iters: u64) -> Duration {
     });
     let mut total = Duration::ZERO;
     for i in 0..iters {
-        std::thread::sleep(Duration::from_micros(200));
+        std::thread::sleep(REST);
         let start = Instant::now();
         tx.send(i).unwrap();
         back_rx.recv().unwrap();

@@ -293,21 +293,19 @@ rows = [
   ("s3", "4 pubs/4 cons/4 queues, 16 B: deliveries/s", rate, "msg/s", True, 5, None),
   ("s4", "persistent 1 KiB, confirms 256, qos 1000, ack/100: deliveries/s", rate, "msg/s", True, 5, None),
   ("s4", "persistent 1 KiB: confirm latency p99", cp99, "us", False, 3, None),
-  ("s5a", "latency @1k msg/s, 256 B: p99", p99, "us", False, 5, ("<=", 200)),
-  ("s5a", "latency @1k msg/s, 256 B: p50", p50, "us", False, None, ("<=", 60)),
-  ("s5b", "latency @10k msg/s, 256 B: p99", p99, "us", False, 5, ("<=", 200)),
-  ("s5b", "latency @10k msg/s, 256 B: p50", p50, "us", False, None, ("<=", 60)),
-  ("s5c", "latency @50k msg/s, 256 B: p99", p99, "us", False, 5, ("<=", 200)),
-  ("s5c", "latency @50k msg/s, 256 B: p50", p50, "us", False, None, ("<=", 60)),
-  ("s5a", "latency @1k msg/s: the loadgen's own lag behind schedule, p99", lag99, "us", False, None, None),
-  ("s5b", "latency @10k msg/s: the loadgen's own lag behind schedule, p99", lag99, "us", False, None, None),
-  ("s5c", "latency @50k msg/s: the loadgen's own lag behind schedule, p99", lag99, "us", False, None, None),
-  ("s5al", "latency @1k msg/s, queue client-local: p99", p99, "us", False, 5, ("<=", 200)),
-  ("s5al", "latency @1k msg/s, queue client-local: p50", p50, "us", False, None, ("<=", 60)),
-  ("s5bl", "latency @10k msg/s, queue client-local: p99", p99, "us", False, 5, ("<=", 200)),
-  ("s5bl", "latency @10k msg/s, queue client-local: p50", p50, "us", False, None, ("<=", 60)),
-  ("s5cl", "latency @50k msg/s, queue client-local: p99", p99, "us", False, 5, ("<=", 200)),
-  ("s5cl", "latency @50k msg/s, queue client-local: p50", p50, "us", False, None, ("<=", 60)),
+] + [
+  # Latency at fixed rates (256 B): p99 and p50 against issue 14's goals, and
+  # the loadgen's own lag; the *l variants declare the queue client-local.
+  row
+  for (s, what) in (("s5a", "@1k msg/s"), ("s5b", "@10k msg/s"), ("s5c", "@50k msg/s"),
+                    ("s5al", "@1k msg/s, queue client-local"), ("s5bl", "@10k msg/s, queue client-local"),
+                    ("s5cl", "@50k msg/s, queue client-local"))
+  for row in [
+    (s, "latency %s, 256 B: p99" % what, p99, "us", False, 5, ("<=", 200)),
+    (s, "latency %s, 256 B: p50" % what, p50, "us", False, None, ("<=", 60)),
+  ] + ([(s, "latency %s: the loadgen's own lag behind schedule, p99" % what, lag99, "us", False, None, None)]
+       if not s.endswith("l") else [])
+] + [
   ("s6a", "fanout to 10 queues, 64 B: deliveries/s", rate, "msg/s", True, 5, None),
   ("s6b", "topic, 1,000 bindings, 10 queues, 64 B: deliveries/s", rate, "msg/s", True, 5, None),
   ("s7a", "1,000 idle connections: time to open", lambda x: x["open_s"], "s", False, None, None),
