@@ -71,6 +71,12 @@ impl ConnId {
     pub fn shard(self) -> ShardId {
         ShardId((self.0 >> SHARD_SHIFT) as usize)
     }
+    /// True for a client's AMQP connection; false for the placeholder
+    /// (local number 0, never given to a connection) that the management
+    /// API and definitions imports act as.
+    pub fn is_client(self) -> bool {
+        self.0 & ((1 << SHARD_SHIFT) - 1) != 0
+    }
 }
 
 impl ConsumerId {

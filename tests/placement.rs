@@ -50,7 +50,8 @@ async fn declare(ch: &lapin::Channel, q: &str, durable: bool, args: FieldTable) 
 /// From a connection on each shard: a client-local queue (transient and
 /// durable) lives there even when its name hashes elsewhere; a
 /// `min-masters` queue stays where its name hashes; a policy's
-/// `queue-master-locator: client-local` places like the argument. The
+/// `queue-master-locator: client-local` places like the argument; one
+/// declared over the HTTP API (no client connection) is placed by name. The
 /// durable one keeps its shard and its confirmed message across `kill -9`.
 async fn client_local_queues_live_on_the_declaring_connections_shard(shards: usize) {
     let mut b = start_broker(shards).await;
@@ -89,6 +90,15 @@ async fn client_local_queues_live_on_the_declaring_connections_shard(shards: usi
         durable_queues.push((durable, s, body));
         conn.close(200, "").await.ok();
     }
+    // Declared over the HTTP API there is no client connection: by name.
+    let over_api = queue_on_shard("cl.api", shards - 1, shards);
+    let path = format!("/api/queues/%2F/{over_api}");
+    api(port, move |a| {
+        let body = json!({"arguments": {"x-queue-master-locator": "client-local"}});
+        a.expect("PUT", &path, Some(&body), &[201]);
+    })
+    .await;
+    assert_eq!(shard_of(port, &over_api).await, shards - 1, "{over_api}");
     b.restart();
     let port = b.mgmt_port;
     let conn = connect(&b).await;

@@ -599,7 +599,9 @@ async fn queue_declare(
             }
         }
     }
-    let client_local = {
+    // A queue declared over the HTTP API or imported from definitions has
+    // no client connection to be local to: it is placed by name.
+    let client_local = owner.is_client() && {
         let t = cluster.table();
         let (p, o) = t.policies.for_object(&vhost, &name, true);
         super::queue_args::client_local(&args, &crate::defs::policy::merge(p, o))
