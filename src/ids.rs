@@ -104,7 +104,7 @@ impl fmt::Display for SegmentId {
 }
 
 /// FNV-1a (64 bit) over `vhost`, a zero byte, and `name`. Decides a
-/// durable queue's home shard (`defs::queue_home`) and named the
+/// shared queue's default home shard (`defs::queue_home`) and named the
 /// previous on-disk format's index files, so its output must never change
 /// across builds or versions (pinned by a test below).
 pub fn name_hash(vhost: &str, name: &str) -> u64 {

@@ -79,6 +79,10 @@ async fn client_local_queues_live_on_the_declaring_connections_shard(shards: usi
         let by_policy = queue_on_shard(&format!("pol.{s}"), elsewhere, shards);
         declare(&ch, &by_policy, false, FieldTable::default()).await;
         assert_eq!(shard_of(port, &by_policy).await, s, "{by_policy}");
+        // The queue's own argument wins over the policy (RabbitMQ's order).
+        let arg_wins = queue_on_shard(&format!("pol.mm{s}"), elsewhere, shards);
+        declare(&ch, &arg_wins, false, locator("min-masters")).await;
+        assert_eq!(shard_of(port, &arg_wins).await, elsewhere, "{arg_wins}");
         // Messages go through the queue on its shard as usual.
         let body = format!("to {durable}");
         within(
@@ -142,6 +146,18 @@ async fn unknown_locators_are_refused(shards: usize) {
         Ok(q) => panic!("declared with an unknown locator: {q:?}"),
     }
     assert_connection_usable(&conn).await;
+    // The locator is an equivalence argument: a redeclare with another
+    // value is refused (406), as by RabbitMQ.
+    let ch = open_channel(&conn).await;
+    declare(&ch, "located", false, locator("client-local")).await;
+    let r = ch
+        .queue_declare(
+            "located",
+            QueueDeclareOptions::default(),
+            locator("min-masters"),
+        )
+        .await;
+    assert_eq!(r.err().and_then(|e| reply_code(&e)), Some(406));
     let (status, reason) = api(b.mgmt_port, |a| {
         let body = json!({"pattern": ".*", "definition": {"queue-master-locator": "bogus"}});
         let r = a.put("/api/policies/%2F/bad", &body);

@@ -127,6 +127,7 @@ pub fn params_json(o: &Opts) -> Value {
         "queue_pattern": o.queue_pattern,
         "fanout": o.fanout,
         "topic_bindings": o.topic_bindings,
+        "queue_locator": o.queue_locator,
         "connections": o.connections,
         "label": o.label,
     })

@@ -131,7 +131,9 @@ pub struct QueueDef {
     /// `amq.*` is refused (403).
     pub name: String,
     /// The shard that holds its messages and consumers: [`queue_home`] for
-    /// a shared queue, the owning connection's shard for an exclusive one.
+    /// a shared queue, the declaring connection's shard for an exclusive or
+    /// `client-local` one (`meta::queue_args::client_local`). Stored with
+    /// the definition, so a restart finds it whichever way it was chosen.
     pub home: ShardId,
     /// The definition survives a restart (definitions log) and persistent
     /// messages go to the store; never so for an exclusive queue.
@@ -287,10 +289,11 @@ pub enum MetaChange {
     },
 }
 
-/// The shard a queue lives on: the vhost-and-name hash modulo the shard
-/// count ([`crate::ids::name_hash`], stable across runs and builds), so a
-/// durable queue finds its messages again after a restart with the same
-/// number of shards.
+/// The shard a shared queue lives on unless it asks to be client-local:
+/// the vhost-and-name hash modulo the shard count
+/// ([`crate::ids::name_hash`], stable across runs and builds). The home
+/// chosen is stored with the queue ([`QueueDef::home`]); this is also
+/// where a queue whose shard no longer exists is moved (`meta::persist::rehome`).
 pub fn queue_home(vhost: &str, name: &str, shards: usize) -> ShardId {
     ShardId((crate::ids::name_hash(vhost, name) % shards as u64) as usize)
 }
