@@ -117,6 +117,17 @@ async fn client_local_queues_live_on_the_declaring_connections_shard(shards: usi
     }
 }
 
+/// A queue.declare that must be refused; its error.
+async fn declare_refused(ch: &lapin::Channel, q: &str, args: FieldTable) -> lapin::Error {
+    match ch
+        .queue_declare(q, QueueDeclareOptions::default(), args)
+        .await
+    {
+        Err(e) => e,
+        Ok(ok) => panic!("{q}: declared, but should have been refused: {ok:?}"),
+    }
+}
+
 /// An unknown locator is refused, never accepted and ignored: a queue
 /// argument with 406 (RabbitMQ 3.10.8 answers 541 INTERNAL_ERROR here, a
 /// crash in its locator validation that closes the connection; Warren
@@ -126,38 +137,19 @@ async fn unknown_locators_are_refused(shards: usize) {
     let b = start_broker(shards).await;
     let conn = connect(&b).await;
     let ch = open_channel(&conn).await;
-    let r = ch
-        .queue_declare(
-            "bad-locator",
-            QueueDeclareOptions::default(),
-            locator("balanced"),
-        )
-        .await;
-    match r {
-        Err(e) => {
-            assert_eq!(reply_code(&e), Some(406), "{e:?}");
-            assert!(
-                e.to_string().contains(
-                    "invalid arg 'x-queue-master-locator' for queue 'bad-locator' in vhost '/': \"balanced is not a valid master locator\""
-                ),
-                "{e}"
-            );
-        }
-        Ok(q) => panic!("declared with an unknown locator: {q:?}"),
-    }
+    let e = declare_refused(&ch, "bad-locator", locator("balanced")).await;
+    assert_reply(
+        &e,
+        406,
+        "invalid arg 'x-queue-master-locator' for queue 'bad-locator' in vhost '/': \"balanced is not a valid master locator\"",
+    );
     assert_connection_usable(&conn).await;
     // The locator is an equivalence argument: a redeclare with another
     // value is refused (406), as by RabbitMQ.
     let ch = open_channel(&conn).await;
     declare(&ch, "located", false, locator("client-local")).await;
-    let r = ch
-        .queue_declare(
-            "located",
-            QueueDeclareOptions::default(),
-            locator("min-masters"),
-        )
-        .await;
-    assert_eq!(r.err().and_then(|e| reply_code(&e)), Some(406));
+    let e = declare_refused(&ch, "located", locator("min-masters")).await;
+    assert_eq!(reply_code(&e), Some(406), "{e:?}");
     let (status, reason) = api(b.mgmt_port, |a| {
         let body = json!({"pattern": ".*", "definition": {"queue-master-locator": "bogus"}});
         let r = a.put("/api/policies/%2F/bad", &body);

@@ -432,6 +432,12 @@ pub fn reply_code(e: &lapin::Error) -> Option<u16> {
     }
 }
 
+/// Expect `e` to carry reply code `code` and a reply text containing `text`.
+pub fn assert_reply(e: &lapin::Error, code: u16, text: &str) {
+    assert_eq!(reply_code(e), Some(code), "{e:?}");
+    assert!(e.to_string().contains(text), "want {text:?} in: {e}");
+}
+
 /// Expect `r` to be a channel/connection error with `code`.
 pub fn assert_code<T: std::fmt::Debug>(r: Result<T, lapin::Error>, code: u16, what: &str) {
     match r {
