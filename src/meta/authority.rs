@@ -603,8 +603,8 @@ async fn queue_declare(
     // no client connection to be local to: it is placed by name.
     let client_local = owner.is_client() && {
         let t = cluster.table();
-        let (p, o) = t.policies.for_object(&vhost, &name, true);
-        super::queue_args::client_local(&args, &crate::defs::policy::merge(p, o))
+        let (policy, _operator) = t.policies.for_object(&vhost, &name, true);
+        super::queue_args::client_local(&args, policy.map(|p| &p.definition))
     };
     let home = if exclusive || client_local {
         owner.shard()

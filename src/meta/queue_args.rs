@@ -71,7 +71,9 @@ const IMPLEMENTED: &[&str] = &[
 /// Whether a new queue is placed on the declaring connection's shard:
 /// `x-queue-master-locator: client-local` in its arguments or, when the
 /// argument is absent, `queue-master-locator: client-local` in the policy
-/// that applies to it (`policy`: the effective definition). RabbitMQ puts
+/// that applies to it (`policy`: its definition; operator policies cannot
+/// set a locator). The argument first, then the policy: RabbitMQ's order
+/// (`rabbit_queue_master_location_misc`). RabbitMQ puts
 /// such a queue's master on the node the client is connected to; a Warren
 /// shard is the nearest thing to a node, and a queue on its consumer's or
 /// publisher's shard saves a hop between cores on every message (PERF.md,
@@ -80,11 +82,16 @@ const IMPLEMENTED: &[&str] = &[
 /// shards.
 pub fn client_local(
     args: &FieldTable,
-    policy: &serde_json::Map<String, serde_json::Value>,
+    policy: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> bool {
     match args.inner().get("x-queue-master-locator") {
         Some(v) => text(v).as_deref() == Some("client-local"),
-        None => policy.get("queue-master-locator").and_then(|v| v.as_str()) == Some("client-local"),
+        None => {
+            policy
+                .and_then(|p| p.get("queue-master-locator"))
+                .and_then(|v| v.as_str())
+                == Some("client-local")
+        }
     }
 }
 

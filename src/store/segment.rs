@@ -85,6 +85,12 @@ pub fn segment_path(dir: &Path, id: SegmentId) -> PathBuf {
     dir.join(id.to_string())
 }
 
+/// A record's header: its payload length and CRC32C, little-endian.
+fn put_header(dst: &mut [u8], payload: usize, crc: u32) {
+    dst[..4].copy_from_slice(&(payload as u32).to_le_bytes());
+    dst[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+}
+
 impl Segment {
     /// Create and preallocate a new segment file written through a mapping
     /// (the transient page area).
@@ -226,26 +232,27 @@ impl Segment {
         let payload: usize = parts.iter().map(|p| p.len()).sum();
         let off = self.len;
         let at = off + HEADER + payload;
-        let crc = parts
-            .iter()
-            .fold(0u32, |crc, p| crc32c::crc32c_append(crc, p));
+        // One pass: each part is checksummed right after it is copied,
+        // while it is still in cache; the header goes in last.
+        let mut crc = 0u32;
         if let Some(map) = self.map.as_mut() {
             let mut w = off + HEADER;
             for p in parts {
                 map[w..w + p.len()].copy_from_slice(p);
+                crc = crc32c::crc32c_append(crc, p);
                 w += p.len();
             }
-            map[off..off + 4].copy_from_slice(&(payload as u32).to_le_bytes());
-            map[off + 4..off + 8].copy_from_slice(&crc.to_le_bytes());
+            put_header(&mut map[off..off + HEADER], payload, crc);
             self.written = at;
         } else {
+            let start = self.pending.len();
             self.pending.reserve(HEADER + payload);
-            self.pending
-                .extend_from_slice(&(payload as u32).to_le_bytes());
-            self.pending.extend_from_slice(&crc.to_le_bytes());
+            self.pending.extend_from_slice(&[0u8; HEADER]);
             for p in parts {
                 self.pending.extend_from_slice(p);
+                crc = crc32c::crc32c_append(crc, p);
             }
+            put_header(&mut self.pending[start..start + HEADER], payload, crc);
         }
         self.len = at;
         off as u32
